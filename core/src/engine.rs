@@ -1,0 +1,224 @@
+//! The process-wide wasmtime engine: Cranelift, pooling allocator with copy-on-write memory
+//! images, fuel, epoch interruption and a bounded wasm stack.
+
+use std::hash::Hasher;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::{
+    Config, InstanceAllocationStrategy, Linker, Module, OptLevel, PoolingAllocationConfig,
+};
+
+use crate::host::HostState;
+
+/// Settings of the engine; every Worker on the node shares them.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Instance slots in the pooling allocator, for all cores together. Each slot reserves
+    /// `memory_reservation` bytes of address space (not memory): 1000 slots of 4 GiB fit easily
+    /// in 47-bit user space, and `vm.max_map_count` (65530) bounds loaded modules, not slots.
+    /// Default: 1000.
+    pub max_instances: u32,
+    /// The largest memory limit any Worker may have; a Worker's own limit is enforced below it per
+    /// store. Default: 128 MiB.
+    pub max_memory_bytes: u64,
+    /// Maximum wasm stack in bytes; deeper recursion traps with a stack overflow. Default: 512 KiB.
+    pub max_wasm_stack: usize,
+    /// How often the epoch ticks: the granularity of wall-clock deadlines and of cooperative
+    /// yielding of a running guest to other tasks on its core. Default: 1 ms.
+    pub epoch_tick: Duration,
+    /// Bytes of each freed slot's linear memory kept resident for the next instance (saves a
+    /// page fault per touched page on the next request). Default: 64 KiB.
+    pub keep_resident_bytes: usize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            max_instances: 1000,
+            max_memory_bytes: 128 << 20,
+            max_wasm_stack: 512 << 10,
+            epoch_tick: Duration::from_millis(1),
+            keep_resident_bytes: 64 << 10,
+        }
+    }
+}
+
+/// Why an engine could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create the wasm engine: {0}")]
+pub struct EngineError(String);
+
+/// Why an upload could not be compiled into an artifact.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CompileError {
+    /// Not a WebAssembly module (or WAT text), or it failed validation; the validator's message.
+    #[error("invalid WebAssembly: {0}")]
+    Invalid(String),
+    /// The module imports something the Worker ABI does not provide.
+    #[error("module imports {} outside the Worker ABI: {}", if .0.len() == 1 { "a function" } else { "functions" }, .0.join(", "))]
+    UnknownImports(Vec<String>),
+    /// A required export is missing or has the wrong type.
+    #[error("{0}")]
+    BadExport(String),
+}
+
+/// Why a compiled artifact could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The artifact was built by another engine version or configuration.
+    #[error("artifact {path} is incompatible with this engine: {message}")]
+    Incompatible { path: String, message: String },
+    #[error("cannot load artifact {path}: {message}")]
+    Io { path: String, message: String },
+}
+
+/// The process-wide engine. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    wasmtime: wasmtime::Engine,
+    settings: EngineSettings,
+    compat_hash: String,
+    /// Every host function of the Worker ABI, defined once per engine and shared by all Workers
+    /// (defining them costs a type registration each; sharing makes a Worker load a lookup).
+    linker: Linker<HostState>,
+}
+
+impl Engine {
+    pub fn new(settings: &EngineSettings) -> Result<Engine, EngineError> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(settings.max_instances)
+            .total_memories(settings.max_instances)
+            .total_tables(settings.max_instances)
+            .total_stacks(settings.max_instances)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1)
+            .max_memory_size(settings.max_memory_bytes as usize)
+            .linear_memory_keep_resident(settings.keep_resident_bytes)
+            .table_keep_resident(settings.keep_resident_bytes)
+            .max_unused_warm_slots(settings.max_instances);
+
+        let mut config = Config::new();
+        config
+            .cranelift_opt_level(OptLevel::Speed)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .memory_init_cow(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(settings.max_wasm_stack)
+            // The async fiber stack must hold the wasm stack plus host frames.
+            .async_stack_size(settings.max_wasm_stack + (1 << 20));
+        let wasmtime = wasmtime::Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))?;
+
+        let mut hasher = Sha256Hasher(Sha256::new());
+        std::hash::Hash::hash(&wasmtime.precompile_compatibility_hash(), &mut hasher);
+        let compat_hash = hex::encode(&hasher.0.finalize()[..8]);
+        let linker = crate::host::base_linker(&wasmtime)
+            .map_err(|e| EngineError(format!("cannot define the host API: {e:#}")))?;
+
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                wasmtime,
+                settings: settings.clone(),
+                compat_hash,
+                linker,
+            }),
+        })
+    }
+
+    /// The wasmtime engine underneath.
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner.wasmtime
+    }
+
+    /// The linker holding the Worker ABI's host functions.
+    pub(crate) fn linker(&self) -> &Linker<HostState> {
+        &self.inner.linker
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.inner.settings
+    }
+
+    /// 16 hex digits identifying the wasmtime version and every setting that changes compiled
+    /// code. Artifacts are stored under it, and an index records it, so that a new engine
+    /// recompiles from the kept originals instead of loading stale code.
+    pub fn compat_hash(&self) -> &str {
+        &self.inner.compat_hash
+    }
+
+    /// Validates and compiles a module (binary or WAT text) into `.cwasm` bytes, checking its
+    /// imports and exports against the Worker ABI. Cranelift runs here: call it from a compile
+    /// thread, never from a serving core.
+    pub fn precompile(&self, wasm: &[u8]) -> Result<Vec<u8>, CompileError> {
+        self.compile(wasm)?
+            .serialize()
+            .map_err(|e| CompileError::Invalid(format!("{e:#}")))
+    }
+
+    /// Validates and compiles a module (binary or WAT text) in memory, checking it against the
+    /// Worker ABI like [`Engine::precompile`]. For tests and benchmarks; serving loads artifacts.
+    pub fn compile(&self, wasm: &[u8]) -> Result<Module, CompileError> {
+        let module = Module::new(&self.inner.wasmtime, wasm)
+            .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+        crate::abi::check_module(&module)?;
+        Ok(module)
+    }
+
+    /// Loads a `.cwasm` artifact by mapping it into memory.
+    ///
+    /// # Safety
+    /// The file must have been written by [`Engine::precompile`] of a compatible engine (wasmtime
+    /// runs its code without re-validating it) and must not change while the returned module, or
+    /// any instance of it, is alive: it is mapped, not read.
+    pub unsafe fn load_artifact(&self, path: &Path) -> Result<Module, LoadError> {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { Module::deserialize_file(&self.inner.wasmtime, path) }.map_err(|e| {
+            let message = format!("{e:#}");
+            let path = path.display().to_string();
+            if message.contains("compatible") || message.contains("version") {
+                LoadError::Incompatible { path, message }
+            } else {
+                LoadError::Io { path, message }
+            }
+        })
+    }
+
+    /// Starts the thread that advances the epoch every `epoch_tick`; it stops when the last clone of
+    /// this engine is dropped.
+    pub fn start_epoch_ticker(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let tick = self.inner.settings.epoch_tick;
+        std::thread::Builder::new()
+            .name("tenantry-epoch".into())
+            .spawn(move || {
+                while let Some(inner) = weak.upgrade() {
+                    inner.wasmtime.increment_epoch();
+                    drop(inner);
+                    std::thread::sleep(tick);
+                }
+            })
+            .expect("spawning the epoch thread");
+    }
+}
+
+/// Feeds `Hash` output into SHA-256, so the compatibility hash is stable across processes (unlike
+/// `DefaultHasher`, whose keys may change between Rust releases).
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}

@@ -1,0 +1,352 @@
+//! The host side of the Worker ABI: the per-store [`HostState`], the memory limiter, and the
+//! [`Linker`] that serves `tenantry:worker/v1` ([`v1`]) and the WASI subset ([`wasi`]).
+//!
+//! Lifecycle (Spin's factors, mapped onto engine / worker / request):
+//! - once per engine: [`base_linker`] defines every host function ([`crate::Engine`] keeps it);
+//! - once per Worker: ENOSYS stubs for other preview 1 imports are added to a clone of it, if the
+//!   module has any ([`linker_for`]), then `instantiate_pre` type-checks the imports once;
+//! - once per request: a [`HostState`] carries the request, the response being built and the
+//!   limits (in reuse mode it is [`HostState::reset`] instead).
+
+pub(crate) mod v1;
+pub(crate) mod wasi;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use wasmtime::{Caller, Extern, Linker, Memory, Module, ResourceLimiter, Trap, Val};
+
+use crate::abi::{self, ImportUse};
+use crate::limits::{HOST_COPY_BYTES_PER_FUEL, MAX_LOG_LINE_BYTES};
+use crate::{Bindings, Limits, Request, Response};
+
+/// Who a store belongs to, for log lines: `namespace` and `script` fields.
+#[derive(Debug)]
+pub(crate) struct WorkerIdent {
+    /// `"ns/script"` as given in the spec.
+    pub name: String,
+    pub namespace: String,
+    pub script: String,
+}
+
+impl WorkerIdent {
+    pub fn new(name: &str) -> Self {
+        let (namespace, script) = name.split_once('/').unwrap_or(("", name));
+        WorkerIdent {
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            script: script.to_string(),
+        }
+    }
+}
+
+/// The data of one store: everything a host call may touch. It must be `Send` (wasmtime's async
+/// calls require it), hence `Arc`, never `Rc`.
+pub(crate) struct HostState {
+    pub ident: Arc<WorkerIdent>,
+    pub bindings: Bindings,
+    pub request: Request,
+    /// How much of `request.body` `request_body_read` has handed out.
+    pub body_pos: usize,
+    /// `request_headers` text, built on first use: guests usually call twice (size, then read).
+    pub headers_text: Option<Bytes>,
+    pub response: ResponseBuilder,
+    pub limiter: MemoryLimiter,
+    /// The wall-clock deadline of the current invocation, checked on every epoch tick.
+    pub deadline: Instant,
+    /// The guest's exported memory, cached after the first lookup.
+    pub memory: Option<Memory>,
+}
+
+impl HostState {
+    pub fn new(
+        ident: Arc<WorkerIdent>,
+        bindings: Bindings,
+        request: Request,
+        limits: Limits,
+    ) -> Self {
+        HostState {
+            ident,
+            bindings,
+            request,
+            body_pos: 0,
+            headers_text: None,
+            response: ResponseBuilder::default(),
+            limiter: MemoryLimiter::new(limits.memory_bytes),
+            deadline: deadline(limits),
+            memory: None,
+        }
+    }
+
+    /// Prepares a reused instance's state for the next request; nothing of the previous request
+    /// survives except the instance's own memory.
+    pub fn reset(&mut self, request: Request, limits: Limits) {
+        self.request = request;
+        self.body_pos = 0;
+        self.headers_text = None;
+        self.response = ResponseBuilder::default();
+        self.limiter = MemoryLimiter::new(limits.memory_bytes);
+        self.deadline = deadline(limits);
+    }
+}
+
+fn deadline(limits: Limits) -> Instant {
+    let now = Instant::now();
+    now.checked_add(std::time::Duration::from_millis(u64::from(limits.wall_ms)))
+        .unwrap_or(now)
+}
+
+/// The response a guest builds through `response_*` calls; limits are checked as it grows.
+#[derive(Debug)]
+pub(crate) struct ResponseBuilder {
+    pub status: u16,
+    pub headers: Vec<(Bytes, Bytes)>,
+    /// Bytes of `headers` as on the wire (`name: value\r\n`), against `MAX_RESPONSE_HEADER_BYTES`.
+    pub header_bytes: usize,
+    pub body: Vec<u8>,
+}
+
+impl Default for ResponseBuilder {
+    fn default() -> Self {
+        ResponseBuilder {
+            status: 200,
+            headers: Vec::new(),
+            header_bytes: 0,
+            body: Vec::new(),
+        }
+    }
+}
+
+impl ResponseBuilder {
+    pub fn take(&mut self) -> Response {
+        let built = std::mem::take(self);
+        Response {
+            status: built.status,
+            headers: built.headers,
+            body: built.body.into(),
+        }
+    }
+}
+
+/// Enforces a Worker's memory limit below the engine's maximum, and remembers that it refused a
+/// grow: the guest sees `memory.grow` return -1, and if it then traps (the usual outcome of a
+/// failed allocation) the fault is reported as `MemoryLimit`, not as a bare trap.
+#[derive(Debug)]
+pub(crate) struct MemoryLimiter {
+    limit: usize,
+    pub denied: bool,
+}
+
+impl MemoryLimiter {
+    pub fn new(limit_bytes: u64) -> Self {
+        MemoryLimiter {
+            limit: usize::try_from(limit_bytes).unwrap_or(usize::MAX),
+            denied: false,
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Past the module's own maximum or the engine's: a memory limit all the same.
+        self.denied = true;
+        Ok(())
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // The pooling allocator bounds table elements per slot.
+        Ok(true)
+    }
+
+    // One instance, memory and table per store: a Worker module, nothing else.
+    fn instances(&self) -> usize {
+        1
+    }
+    fn memories(&self) -> usize {
+        1
+    }
+    fn tables(&self) -> usize {
+        1
+    }
+}
+
+/// `proc_exit(code)` unwinds the guest with this error.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the Worker called proc_exit({0})")]
+pub(crate) struct ProcExit(pub i32);
+
+/// The epoch callback's error once the wall-clock deadline has passed.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the Worker ran past its wall-clock deadline")]
+pub(crate) struct DeadlineExceeded;
+
+/// A host call could not find the guest's `memory` export (only reachable by a module that
+/// bypassed the upload check).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the Worker does not export `memory`")]
+pub(crate) struct NoMemory;
+
+/// The guest's memory: cached in the state after the first lookup.
+fn memory(caller: &mut Caller<'_, HostState>) -> wasmtime::Result<Memory> {
+    if let Some(memory) = caller.data().memory {
+        return Ok(memory);
+    }
+    let memory = caller
+        .get_export(abi::EXPORT_MEMORY)
+        .and_then(Extern::into_memory)
+        .ok_or(NoMemory)?;
+    caller.data_mut().memory = Some(memory);
+    Ok(memory)
+}
+
+/// The guest's memory and the host state, borrowed together for one host call.
+pub(crate) fn parts<'a>(
+    caller: &'a mut Caller<'_, HostState>,
+) -> wasmtime::Result<(&'a mut [u8], &'a mut HostState)> {
+    let memory = memory(caller)?;
+    Ok(memory.data_and_store_mut(caller))
+}
+
+/// Charges fuel for `bytes` copied by the host (see [`HOST_COPY_BYTES_PER_FUEL`]); runs out of
+/// fuel exactly like wasm code would.
+pub(crate) fn charge_copy(
+    caller: &mut Caller<'_, HostState>,
+    bytes: usize,
+) -> wasmtime::Result<()> {
+    let units = bytes as u64 / HOST_COPY_BYTES_PER_FUEL;
+    if units == 0 {
+        return Ok(());
+    }
+    let fuel = caller.get_fuel()?;
+    match fuel.checked_sub(units) {
+        Some(left) => caller.set_fuel(left),
+        None => {
+            caller.set_fuel(0)?;
+            Err(Trap::OutOfFuel.into())
+        }
+    }
+}
+
+/// Guest log levels, as `log` numbers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Emits one guest log line through `tracing` (target `tenantry::guest`), tagged with the
+/// Worker's namespace and script and cut at [`MAX_LOG_LINE_BYTES`]. The host never logs binding
+/// values itself; what a guest chooses to print is its own business.
+pub(crate) fn emit_log(ident: &WorkerIdent, level: LogLevel, line: &[u8]) {
+    let truncated = line.len() > MAX_LOG_LINE_BYTES;
+    let line = &line[..line.len().min(MAX_LOG_LINE_BYTES)];
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end_matches(['\n', '\r']);
+    macro_rules! event {
+        ($level:expr) => {
+            tracing::event!(
+                target: "tenantry::guest",
+                $level,
+                namespace = %ident.namespace,
+                script = %ident.script,
+                truncated,
+                "{text}"
+            )
+        };
+    }
+    match level {
+        LogLevel::Debug => event!(tracing::Level::DEBUG),
+        LogLevel::Info => event!(tracing::Level::INFO),
+        LogLevel::Warn => event!(tracing::Level::WARN),
+        LogLevel::Error => event!(tracing::Level::ERROR),
+    }
+}
+
+/// The linker shared by every Worker of an engine: all of `tenantry:worker/v1` and the WASI subset.
+pub(crate) fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    v1::add_to_linker(&mut linker)?;
+    wasi::add_to_linker(&mut linker)?;
+    Ok(linker)
+}
+
+/// The linker for one module: the shared one, or, if the module imports preview 1 functions
+/// outside the subset, a clone of it with an `ENOSYS` stub of each import's own type. Cloning
+/// copies a few dozen `Arc`s, once per Worker load, and only for such modules.
+pub(crate) fn linker_for(
+    base: &Linker<HostState>,
+    module: &Module,
+) -> wasmtime::Result<Option<Linker<HostState>>> {
+    let mut linker: Option<Linker<HostState>> = None;
+    for import in module.imports() {
+        let ty = import.ty();
+        if abi::classify_import(import.module(), import.name(), &ty) != ImportUse::Enosys {
+            continue;
+        }
+        let Some(func) = ty.func() else { continue };
+        let linker = linker.get_or_insert_with(|| {
+            let mut clone = base.clone();
+            // A module may import the same function twice.
+            clone.allow_shadowing(true);
+            clone
+        });
+        linker.func_new(
+            import.module(),
+            import.name(),
+            func.clone(),
+            |_caller, _params, results| {
+                if let Some(slot) = results.first_mut() {
+                    *slot = Val::I32(abi::errno::NOSYS);
+                }
+                Ok(())
+            },
+        )?;
+    }
+    Ok(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ident_splits_namespace_and_script() {
+        let id = WorkerIdent::new("production/alice");
+        assert_eq!(
+            (id.namespace.as_str(), id.script.as_str()),
+            ("production", "alice")
+        );
+        let id = WorkerIdent::new("bare");
+        assert_eq!((id.namespace.as_str(), id.script.as_str()), ("", "bare"));
+    }
+
+    #[test]
+    fn limiter_records_denial() {
+        let mut l = MemoryLimiter::new(2 << 16);
+        assert!(l.memory_growing(0, 2 << 16, None).unwrap());
+        assert!(!l.denied);
+        assert!(!l.memory_growing(2 << 16, 3 << 16, None).unwrap());
+        assert!(l.denied);
+    }
+}

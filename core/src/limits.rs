@@ -1,0 +1,98 @@
+//! Per-invocation limits and the calibration of CPU milliseconds into wasmtime fuel.
+
+/// Fuel granted per millisecond of CPU time.
+///
+/// wasmtime charges one unit of fuel per wasm operator (roughly), so this is the number of wasm
+/// operators a guest executes per millisecond on the reference machine (2 vCPU, see
+/// `docs/performance.md`, "Fuel calibration", reproduced with
+/// `cargo bench -p tenantry-benches --bench fuel`). Fuel makes the CPU limit deterministic: the
+/// same guest and input hit it at the same instruction on every machine, unlike a timer.
+pub const FUEL_PER_CPU_MS: u64 = 1_000_000;
+
+/// Most header fields a guest may put in one response (`response_header_*` returns `LIMIT` past it).
+pub const MAX_RESPONSE_HEADER_FIELDS: usize = 100;
+
+/// Most bytes of header fields in one response, counted as on the wire (`name: value\r\n`).
+pub const MAX_RESPONSE_HEADER_BYTES: usize = 64 << 10;
+
+/// Most bytes of one response body (`response_body_write` returns `LIMIT` past it).
+pub const MAX_RESPONSE_BODY_BYTES: usize = 32 << 20;
+
+/// A guest log line (`log`, or one `fd_write` to stdout/stderr) is cut at this many bytes, so a
+/// Worker cannot flood the node's log with one call.
+pub const MAX_LOG_LINE_BYTES: usize = 4 << 10;
+
+/// Bytes the host copies into or out of guest memory per unit of fuel charged. Host calls run
+/// outside wasm, so without this a guest could spend unmetered CPU by asking for a large value
+/// again and again; at ~16 bytes/ns for `memcpy` and [`FUEL_PER_CPU_MS`] fuel per ms this keeps
+/// host copies within the same CPU budget as wasm code.
+pub const HOST_COPY_BYTES_PER_FUEL: u64 = 16;
+
+/// The limits one invocation runs under. The lower of a script's own limits and the per-call (or
+/// platform default) limits applies: see [`Limits::min`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// CPU time in milliseconds, enforced with fuel.
+    pub cpu_ms: u32,
+    /// Wall-clock time in milliseconds, enforced with epoch interruption and a timer.
+    pub wall_ms: u32,
+    /// Linear memory in bytes, enforced by `StoreLimits` (`memory.grow` fails past it).
+    pub memory_bytes: u64,
+}
+
+impl Limits {
+    /// Platform defaults: 50 ms CPU, 30 s wall clock, 128 MiB memory (Cloudflare's memory limit).
+    pub const DEFAULT: Limits = Limits {
+        cpu_ms: 50,
+        wall_ms: 30_000,
+        memory_bytes: 128 << 20,
+    };
+
+    /// The fuel this limit grants.
+    pub fn fuel(&self) -> u64 {
+        u64::from(self.cpu_ms).saturating_mul(FUEL_PER_CPU_MS)
+    }
+
+    /// The stricter of two limits, field by field.
+    pub fn min(self, other: Limits) -> Limits {
+        Limits {
+            cpu_ms: self.cpu_ms.min(other.cpu_ms),
+            wall_ms: self.wall_ms.min(other.wall_ms),
+            memory_bytes: self.memory_bytes.min(other.memory_bytes),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_takes_the_stricter_field() {
+        let a = Limits {
+            cpu_ms: 10,
+            wall_ms: 5000,
+            memory_bytes: 1 << 20,
+        };
+        let b = Limits {
+            cpu_ms: 50,
+            wall_ms: 100,
+            memory_bytes: 2 << 20,
+        };
+        assert_eq!(
+            a.min(b),
+            Limits {
+                cpu_ms: 10,
+                wall_ms: 100,
+                memory_bytes: 1 << 20
+            }
+        );
+        assert_eq!(a.fuel(), 10 * FUEL_PER_CPU_MS);
+    }
+}

@@ -1,0 +1,147 @@
+//! The data plane's request handler: route, look the script up in its namespace's index, take the
+//! Worker from this core's pool and run it.
+//!
+//! ```text
+//!  Plane (shared, one per process)          Dispatcher (one per core, !Send)
+//!  ┌──────────────────────────────┐         ┌──────────────────────────────────┐
+//!  │ generation: AtomicU64        │ ──────► │ cached: Arc<Snapshot> (refreshed │
+//!  │ current: ArcSwap<Snapshot>   │         │   between requests on a change)  │
+//!  └──────────────────────────────┘         │ pool: WorkerPool (per-core LRU)  │
+//!                                           └──────────────────────────────────┘
+//! ```
+//! A deploy publishes a new [`Snapshot`]; each core notices the generation change at its next
+//! request and switches. A request keeps the snapshot (and so the mapped index and module) it
+//! started with until it ends, so in-flight requests finish on their version.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use tenantry_core::{Engine, Fault, Limits, Request, Response, WorkerPool, WorkerSpec};
+use tenantry_loader::{ArtifactStore, Index};
+
+use crate::Handler;
+use crate::route::Router;
+
+/// Everything a request needs to find its Worker, as of one generation.
+pub struct Snapshot {
+    pub router: Router,
+    /// Namespace name → its index.
+    pub namespaces: HashMap<String, Index>,
+    /// Limits for scripts that set none of their own.
+    pub default_limits: Limits,
+}
+
+/// The current snapshot, shared by every core.
+pub struct Plane {
+    generation: AtomicU64,
+    current: ArcSwap<Snapshot>,
+    artifacts: ArtifactStore,
+    engine: Engine,
+    workers_per_core: usize,
+}
+
+impl Plane {
+    pub fn new(
+        snapshot: Snapshot,
+        engine: Engine,
+        artifacts: ArtifactStore,
+        workers_per_core: usize,
+    ) -> Arc<Plane> {
+        Arc::new(Plane {
+            generation: AtomicU64::new(1),
+            current: ArcSwap::from_pointee(snapshot),
+            artifacts,
+            engine,
+            workers_per_core,
+        })
+    }
+
+    /// Makes `snapshot` current; every core switches to it before its next request.
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The current snapshot.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// A handler for one core (call it on that core's thread).
+    pub fn dispatcher(self: &Arc<Plane>) -> Dispatcher {
+        Dispatcher {
+            plane: self.clone(),
+            cached: RefCell::new((self.generation.load(Ordering::Acquire), self.load())),
+            pool: WorkerPool::new(self.engine.clone(), self.workers_per_core),
+        }
+    }
+}
+
+/// One core's handler.
+pub struct Dispatcher {
+    plane: Arc<Plane>,
+    cached: RefCell<(u64, Arc<Snapshot>)>,
+    pool: WorkerPool,
+}
+
+impl Dispatcher {
+    /// The snapshot for this request: the cached one unless a new generation was published.
+    fn snapshot(&self) -> Arc<Snapshot> {
+        let generation = self.plane.generation.load(Ordering::Acquire);
+        let mut cached = self.cached.borrow_mut();
+        if cached.0 != generation {
+            *cached = (generation, self.plane.load());
+        }
+        cached.1.clone()
+    }
+
+    /// Routes `req` and runs its Worker.
+    pub async fn dispatch(&self, req: Request) -> Result<Response, Fault> {
+        let snapshot = self.snapshot();
+        let (worker, limits) = {
+            let Some(target) = snapshot.router.route(&req) else {
+                return Ok(Response::text(404, "No route matches this request\n"));
+            };
+            let index = snapshot
+                .namespaces
+                .get(target.namespace)
+                .ok_or(Fault::NotFound)?;
+            let entry = index.get(&target.script).ok_or(Fault::NotFound)?;
+            let defaults = snapshot.default_limits;
+            let worker = self.pool.get_or_load(entry.etag.as_str(), || {
+                let module = self
+                    .plane
+                    .artifacts
+                    .load(&tenantry_loader::artifact_id(entry))
+                    .map_err(|e| Fault::Unavailable(e.to_string()))?;
+                Ok(WorkerSpec {
+                    name: format!("{}/{}", target.namespace, target.script),
+                    module,
+                    bindings: tenantry_loader::bindings(entry),
+                    limits: tenantry_loader::limits(entry, defaults),
+                    reuse_instances: entry.reuse_instances.to_native(),
+                })
+            })?;
+            let limits = worker.limits();
+            (worker, limits)
+        };
+        worker.invoke(req, limits).await
+    }
+}
+
+impl Handler for Dispatcher {
+    async fn call(&self, req: Request) -> Response {
+        match self.dispatch(req).await {
+            Ok(response) => response,
+            Err(fault) => {
+                if fault.status() >= 500 {
+                    tracing::warn!(%fault, "invocation failed");
+                }
+                fault.to_response()
+            }
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! The thread-per-core HTTP/1.1 server.
+//!
+//! Each serving thread runs its own monoio runtime, its own `SO_REUSEPORT` listener (the kernel
+//! spreads connections across them) and its own [`Handler`], so a request never leaves the core
+//! that accepted it. A connection is one task: read a head, read its body, call the handler, queue
+//! the response; queued responses go out in one write when the client has nothing more buffered,
+//! which makes pipelining cost one syscall per batch.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Buf, BytesMut};
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::{ListenerOpts, TcpListener, TcpStream};
+use tenantry_core::{Request, Response};
+
+use crate::chunked::ChunkedDecoder;
+use crate::limits::{
+    COALESCE_BODY_BYTES, MAX_PENDING_WRITE_BYTES, READ_BUFFER_BYTES, ServerLimits, Timeouts,
+};
+use crate::parse::{BodyFraming, Head, ParseError, Parsed, parse_head};
+use crate::runtime::{Driver, Runtime};
+
+/// Answers requests on one core. Created on that core's thread by the factory given to [`start`],
+/// so it may hold `Rc`s and per-core caches.
+pub trait Handler: 'static {
+    fn call(&self, req: Request) -> impl Future<Output = Response>;
+}
+
+/// Where and how to serve.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The listening address; port 0 picks a free port (every core then shares it).
+    pub addr: SocketAddr,
+    /// Serving threads, one runtime and listener each.
+    pub threads: usize,
+    pub driver: Driver,
+    pub limits: ServerLimits,
+    pub timeouts: Timeouts,
+}
+
+impl Default for ServerConfig {
+    /// `127.0.0.1:8080`, one thread per available CPU, io_uring with fallback, default limits.
+    fn default() -> Self {
+        ServerConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            driver: Driver::Auto,
+            limits: ServerLimits::default(),
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// A running server. Dropping it shuts it down and waits for its threads.
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    drivers: Vec<&'static str>,
+    stopping: Arc<AtomicBool>,
+    listeners: Vec<RawFd>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The address every core listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The driver each core runs (`"io_uring"` or `"legacy"`).
+    pub fn drivers(&self) -> &[&'static str] {
+        &self.drivers
+    }
+
+    /// Stops accepting connections. Requests in flight finish (up to [`Timeouts::drain`]); idle
+    /// kept-alive connections are closed. Returns at once; [`ServerHandle::join`] waits.
+    pub fn shutdown(&self) {
+        if !self.stopping.swap(true, Ordering::AcqRel) {
+            for &fd in &self.listeners {
+                crate::sys::shutdown_listener(fd);
+            }
+        }
+    }
+
+    /// Shuts down (if not yet) and waits for every core to finish.
+    pub fn join(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.shutdown();
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                tracing::error!("a serving thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// What a core thread reports once it listens (or failed to).
+type Ready = io::Result<(SocketAddr, RawFd, &'static str)>;
+
+/// Starts `config.threads` serving threads. `make_handler(i)` runs on thread `i` to create its
+/// handler. Returns once every thread listens; a bind error on any of them stops the others.
+pub fn start<H, F>(config: ServerConfig, make_handler: F) -> io::Result<ServerHandle>
+where
+    H: Handler,
+    F: Fn(usize) -> H + Send + Sync + 'static,
+{
+    let make_handler = Arc::new(make_handler);
+    let mut handle = ServerHandle {
+        local_addr: config.addr,
+        drivers: Vec::new(),
+        stopping: Arc::new(AtomicBool::new(false)),
+        listeners: Vec::new(),
+        threads: Vec::new(),
+    };
+    for core in 0..config.threads.max(1) {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Ready>();
+        let mut core_config = config.clone();
+        // The first core resolves port 0; the others bind the port it got.
+        core_config.addr = handle.local_addr;
+        let make_handler = make_handler.clone();
+        let stopping = handle.stopping.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("tenantry-core-{core}"))
+            .spawn(move || run_core(core, core_config, &*make_handler, stopping, ready_tx))?;
+        handle.threads.push(thread);
+        match ready_rx.recv() {
+            Ok(Ok((addr, fd, driver))) => {
+                handle.local_addr = addr;
+                handle.listeners.push(fd);
+                handle.drivers.push(driver);
+            }
+            Ok(Err(e)) => return Err(e), // dropping `handle` stops the cores already started
+            Err(_) => return Err(io::Error::other("a serving thread died while starting")),
+        }
+    }
+    Ok(handle)
+}
+
+fn run_core<H: Handler>(
+    core: usize,
+    config: ServerConfig,
+    make_handler: &(dyn Fn(usize) -> H + Send + Sync),
+    stopping: Arc<AtomicBool>,
+    ready: std::sync::mpsc::Sender<Ready>,
+) {
+    let mut rt = match Runtime::new(config.driver) {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let driver = rt.driver_name();
+    rt.block_on(async move {
+        let opts = ListenerOpts::new().reuse_port(true).reuse_addr(true);
+        let listener = match TcpListener::bind_with_config(config.addr, &opts)
+            .and_then(|l| Ok((l.local_addr()?, l)))
+        {
+            Ok((addr, l)) => {
+                let _ = ready.send(Ok((addr, l.as_raw_fd(), driver)));
+                l
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let handler = Rc::new(make_handler(core));
+        let state = Rc::new(CoreState::new(config.limits, config.timeouts));
+        tracing::debug!(core, driver, "serving");
+        accept_loop(&listener, &handler, &state, &stopping).await;
+        state.stop();
+        let deadline = Instant::now() + config.timeouts.drain;
+        while state.active.get() > 0 && Instant::now() < deadline {
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(listener);
+    });
+}
+
+async fn accept_loop<H: Handler>(
+    listener: &TcpListener,
+    handler: &Rc<H>,
+    state: &Rc<CoreState>,
+    stopping: &AtomicBool,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                if stopping.load(Ordering::Acquire) {
+                    return;
+                }
+                let _ = stream.set_nodelay(true);
+                monoio::spawn(connection(stream, handler.clone(), state.clone()));
+            }
+            Err(e) => {
+                if stopping.load(Ordering::Acquire) {
+                    return;
+                }
+                // EMFILE and friends pass; back off rather than spin.
+                tracing::warn!("accept failed: {e}");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Per-core state shared by its connections.
+struct CoreState {
+    limits: ServerLimits,
+    timeouts: Timeouts,
+    /// Connections open on this core.
+    active: Cell<usize>,
+    stopped: Cell<bool>,
+    /// Connections waiting for a next request, woken to close on shutdown.
+    idle: RefCell<HashMap<u64, Waker>>,
+    next_id: Cell<u64>,
+    /// The `Date` value, re-formatted once per second (RFC 9110 §6.6.1 wants one per response).
+    date: RefCell<(u64, String)>,
+}
+
+impl CoreState {
+    fn new(limits: ServerLimits, timeouts: Timeouts) -> CoreState {
+        CoreState {
+            limits,
+            timeouts,
+            active: Cell::new(0),
+            stopped: Cell::new(false),
+            idle: RefCell::new(HashMap::new()),
+            next_id: Cell::new(0),
+            date: RefCell::new((0, String::new())),
+        }
+    }
+
+    fn stop(&self) {
+        self.stopped.set(true);
+        for (_, waker) in self.idle.borrow_mut().drain() {
+            waker.wake();
+        }
+    }
+
+    fn write_date(&self, out: &mut Vec<u8>) {
+        let now = SystemTime::now();
+        let secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut date = self.date.borrow_mut();
+        if date.0 != secs || date.1.is_empty() {
+            *date = (secs, httpdate::fmt_http_date(now));
+        }
+        out.extend_from_slice(date.1.as_bytes());
+    }
+}
+
+/// Resolves when the core stops; while pending, its connection counts as idle.
+struct Stopped<'a> {
+    state: &'a CoreState,
+    id: u64,
+}
+
+impl Future for Stopped<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.state.stopped.get() {
+            return Poll::Ready(());
+        }
+        self.state
+            .idle
+            .borrow_mut()
+            .insert(self.id, cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        self.state.idle.borrow_mut().remove(&self.id);
+    }
+}
+
+/// Counts a connection as active for as long as it lives.
+struct Active(Rc<CoreState>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get() - 1);
+    }
+}
+
+/// Why a connection ended early.
+enum Closed {
+    /// The peer went away or a read failed: nothing more to send.
+    Quietly,
+    /// Answer with this status and message, then close.
+    With(u16, String),
+}
+
+impl From<ParseError> for Closed {
+    fn from(e: ParseError) -> Self {
+        Closed::With(e.status(), format!("{e}\n"))
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    /// Bytes received and not yet consumed by a request.
+    buf: BytesMut,
+    /// Responses waiting to be written.
+    out: Vec<u8>,
+    state: Rc<CoreState>,
+    id: u64,
+}
+
+async fn connection<H: Handler>(stream: TcpStream, handler: Rc<H>, state: Rc<CoreState>) {
+    state.active.set(state.active.get() + 1);
+    let id = state.next_id.get();
+    state.next_id.set(id + 1);
+    let _active = Active(state.clone());
+    let mut conn = Conn {
+        stream,
+        buf: BytesMut::with_capacity(READ_BUFFER_BYTES),
+        out: Vec::with_capacity(1024),
+        state,
+        id,
+    };
+    if let Err(Closed::With(status, message)) = conn.serve(&*handler).await {
+        let response = Response::text(status, message);
+        conn.queue_response(&response, false, false, 1);
+        let _ = conn.flush().await;
+    }
+}
+
+impl Conn {
+    async fn serve<H: Handler>(&mut self, handler: &H) -> Result<(), Closed> {
+        loop {
+            let Some(head) = self.read_head().await? else {
+                return Ok(());
+            };
+            if head.expect_continue
+                && head.framing != BodyFraming::Length(0)
+                && self.buf.len() == head.len
+            {
+                // RFC 9110 §10.1.1: the client waits for this before sending the body.
+                self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                self.flush().await?;
+            }
+            let req = self.read_request(&head).await?;
+            let response = handler.call(req).await;
+            let keep_alive = head.keep_alive && !self.state.stopped.get();
+            self.queue_response(&response, head.is_head, keep_alive, head.minor_version);
+            if response.body.len() > COALESCE_BODY_BYTES && !head.is_head && has_body(response.status)
+            {
+                self.flush().await?;
+                let (res, _) = self.stream.write_all(response.body).await;
+                res.map_err(|_| Closed::Quietly)?;
+            }
+            if !keep_alive {
+                self.flush().await?;
+                return Ok(());
+            }
+            if self.out.len() > MAX_PENDING_WRITE_BYTES {
+                self.flush().await?;
+            }
+        }
+    }
+
+    /// Reads until a whole head is buffered. `None` when the client closed (or went idle too long,
+    /// or the core is stopping) between requests.
+    async fn read_head(&mut self) -> Result<Option<Head>, Closed> {
+        let mut started: Option<Instant> = None;
+        loop {
+            if !self.buf.is_empty() {
+                if let Parsed::Complete(head) = parse_head(&self.buf, &self.state.limits)? {
+                    return Ok(Some(head));
+                }
+            }
+            // Nothing more to parse: send what is queued before waiting for the client.
+            self.flush().await?;
+            let read = if self.buf.is_empty() {
+                let idle = self.state.timeouts.idle;
+                let stopped = Stopped {
+                    state: &self.state,
+                    id: self.id,
+                };
+                monoio::select! {
+                    r = monoio::time::timeout(idle, read_more(&mut self.stream, &mut self.buf)) => r,
+                    _ = stopped => return Ok(None),
+                }
+            } else {
+                let started = *started.get_or_insert_with(Instant::now);
+                let left = self
+                    .state
+                    .timeouts
+                    .header_read
+                    .saturating_sub(started.elapsed());
+                monoio::time::timeout(left, read_more(&mut self.stream, &mut self.buf)).await
+            };
+            match read {
+                Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
+                Ok(Ok(_)) => {
+                    started.get_or_insert_with(Instant::now);
+                }
+                Err(_) if self.buf.is_empty() => return Ok(None),
+                Err(_) => {
+                    return Err(Closed::With(408, "timed out reading the request head\n".into()));
+                }
+            }
+        }
+    }
+
+    /// Reads the body of `head` and builds the request, leaving any pipelined bytes buffered.
+    async fn read_request(&mut self, head: &Head) -> Result<Request, Closed> {
+        match head.framing {
+            BodyFraming::Length(n) => {
+                let total = head.len + n as usize;
+                self.buf.reserve(total.saturating_sub(self.buf.len()));
+                while self.buf.len() < total {
+                    self.read_body_bytes().await?;
+                }
+                // Head and body share one allocation; every field is a slice of it.
+                let message = self.buf.split_to(total).freeze();
+                let body = message.slice(head.len..);
+                Ok(head.to_request(&message, body))
+            }
+            BodyFraming::Chunked => {
+                let message = self.buf.split_to(head.len).freeze();
+                let limits = self.state.limits;
+                let mut decoder = ChunkedDecoder::new(limits.max_body_bytes, limits.max_header_bytes);
+                let mut body = BytesMut::new();
+                loop {
+                    let progress = decoder.decode(&self.buf, &mut body)?;
+                    self.buf.advance(progress.consumed);
+                    if progress.done {
+                        break;
+                    }
+                    self.read_body_bytes().await?;
+                }
+                Ok(head.to_request(&message, body.freeze()))
+            }
+        }
+    }
+
+    async fn read_body_bytes(&mut self) -> Result<(), Closed> {
+        let timeout = self.state.timeouts.body_read;
+        match monoio::time::timeout(timeout, read_more(&mut self.stream, &mut self.buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => Err(Closed::Quietly),
+            Ok(Ok(_)) => Ok(()),
+            Err(_) => Err(Closed::With(408, "timed out reading the request body\n".into())),
+        }
+    }
+
+    /// Serialises a response head (and a short body) into the write queue.
+    fn queue_response(&mut self, r: &Response, is_head: bool, keep_alive: bool, minor: u8) {
+        let out = &mut self.out;
+        let status = if (100..=999).contains(&r.status) {
+            r.status
+        } else {
+            500
+        };
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(itoa3(status).as_slice());
+        out.push(b' ');
+        out.extend_from_slice(reason(status).as_bytes());
+        out.extend_from_slice(b"\r\ndate: ");
+        self.state.write_date(out);
+        let with_body = has_body(status);
+        if with_body {
+            out.extend_from_slice(b"\r\ncontent-length: ");
+            out.extend_from_slice(r.body.len().to_string().as_bytes());
+        }
+        if !keep_alive {
+            out.extend_from_slice(b"\r\nconnection: close");
+        } else if minor == 0 {
+            out.extend_from_slice(b"\r\nconnection: keep-alive");
+        }
+        for (name, value) in &r.headers {
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+        }
+        out.extend_from_slice(b"\r\n\r\n");
+        if with_body && !is_head && r.body.len() <= COALESCE_BODY_BYTES {
+            out.extend_from_slice(&r.body);
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), Closed> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let (res, mut out) = self.stream.write_all(out).await;
+        out.clear();
+        self.out = out;
+        res.map(|_| ()).map_err(|_| Closed::Quietly)
+    }
+}
+
+/// Reads whatever the socket has into the spare capacity of `buf`, growing it when full.
+async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < READ_BUFFER_BYTES / 4 {
+        buf.reserve(READ_BUFFER_BYTES);
+    }
+    let len = buf.len();
+    let owned = std::mem::take(buf);
+    let (res, slice) = stream.read(owned.slice_mut(len..)).await;
+    *buf = slice.into_inner();
+    res
+}
+
+/// RFC 9110 §6.4.1: 1xx, 204 and 304 responses never carry content.
+fn has_body(status: u16) -> bool {
+    !(status < 200 || status == 204 || status == 304)
+}
+
+fn itoa3(status: u16) -> [u8; 3] {
+    [
+        b'0' + (status / 100) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ]
+}
+
+/// Reason phrases for common statuses; others get an empty one (RFC 9112 §4 allows it).
+fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# README command 2: every test. CI (.ci/run) runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build-guests.sh
+cargo test --workspace --all-targets
+cargo test --workspace --doc
+CARGO_TARGET_DIR=target cargo test --manifest-path sdk/rust/Cargo.toml

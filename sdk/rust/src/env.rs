@@ -1,0 +1,69 @@
+//! The Worker's environment bindings (`plain_text`, `json`, `secret_text`).
+//!
+//! A Worker sees only its own bindings. Values are read on each call; a `json` binding's value is
+//! its JSON text, for a parser of your choice.
+
+use crate::buf::read_value;
+use crate::error::Error;
+use crate::sys;
+
+/// First-attempt buffer size for a binding's value.
+const VALUE_FIRST: usize = 256;
+
+/// The kind of a binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kind {
+    /// `plain_text`: a string from the configuration.
+    PlainText,
+    /// `json`: JSON text.
+    Json,
+    /// `secret_text`: a string that is never shown back by the platform.
+    SecretText,
+    /// A kind code this version of the SDK does not know.
+    Other(i32),
+}
+
+impl Kind {
+    fn from_code(code: i32) -> Kind {
+        match code {
+            sys::KIND_PLAIN_TEXT => Kind::PlainText,
+            sys::KIND_JSON => Kind::Json,
+            sys::KIND_SECRET_TEXT => Kind::SecretText,
+            other => Kind::Other(other),
+        }
+    }
+
+    /// The configuration's name for the kind: `plain_text`, `json`, `secret_text` (`unknown` for
+    /// [`Kind::Other`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::PlainText => "plain_text",
+            Kind::Json => "json",
+            Kind::SecretText => "secret_text",
+            Kind::Other(_) => "unknown",
+        }
+    }
+}
+
+/// The value of the binding `name`, or `None` if the Worker has no such binding.
+pub fn var(name: &str) -> Option<String> {
+    try_var(name).ok()
+}
+
+/// The value of the binding `name`, or the host's error ([`Error::NotFound`] if absent).
+pub fn try_var(name: &str) -> Result<String, Error> {
+    // SAFETY: `name` is a live `&str`; `read_value` passes `cap` writable bytes it owns.
+    let bytes = read_value(VALUE_FIRST, |ptr, cap| unsafe {
+        sys::env_get(name.as_ptr(), name.len(), ptr, cap)
+    })?;
+    Ok(String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+/// The kind of the binding `name`, or `None` if the Worker has no such binding.
+pub fn kind(name: &str) -> Option<Kind> {
+    // SAFETY: `name` is a live `&str` the host only reads.
+    let code = unsafe { sys::env_kind(name.as_ptr(), name.len()) };
+    (code > 0).then(|| Kind::from_code(code))
+}

@@ -1,0 +1,84 @@
+//! The ABI's error codes as a Rust error.
+
+use std::fmt;
+
+use crate::sys;
+
+/// A `tenantry:worker/v1` call failed (`docs/worker-abi.md`, "Error codes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Error {
+    /// `-1`: no such header or binding.
+    NotFound,
+    /// `-2`: an argument is malformed (a header name that is not a token, a value with CR, LF or
+    /// NUL, a status outside `100..=999`, …).
+    Invalid,
+    /// `-3`: a per-response limit would be exceeded (header count or bytes, body bytes).
+    Limit,
+    /// `-4`: no object with this handle.
+    BadHandle,
+    /// `-5`: reserved for a later version or not allowed here. Every call returns this when the
+    /// SDK is built for something other than wasm32.
+    Unsupported,
+    /// A negative code this version of the SDK does not know.
+    Other(i32),
+}
+
+impl Error {
+    /// The error for a negative return code.
+    pub fn from_code(code: i32) -> Error {
+        match code {
+            sys::NOT_FOUND => Error::NotFound,
+            sys::INVALID => Error::Invalid,
+            sys::LIMIT => Error::Limit,
+            sys::BAD_HANDLE => Error::BadHandle,
+            sys::UNSUPPORTED => Error::Unsupported,
+            other => Error::Other(other),
+        }
+    }
+
+    /// The ABI code (negative).
+    pub fn code(self) -> i32 {
+        match self {
+            Error::NotFound => sys::NOT_FOUND,
+            Error::Invalid => sys::INVALID,
+            Error::Limit => sys::LIMIT,
+            Error::BadHandle => sys::BAD_HANDLE,
+            Error::Unsupported => sys::UNSUPPORTED,
+            Error::Other(code) => code,
+        }
+    }
+}
+
+/// Turns a host call's return value into a length or an error.
+pub(crate) fn check(ret: i32) -> Result<usize, Error> {
+    usize::try_from(ret).map_err(|_| Error::from_code(ret))
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Error::NotFound => "not found",
+            Error::Invalid => "invalid argument",
+            Error::Limit => "response limit exceeded",
+            Error::BadHandle => "bad handle",
+            Error::Unsupported => "unsupported call",
+            Error::Other(_) => "unknown error",
+        };
+        write!(f, "{name} (tenantry:worker/v1 code {})", self.code())
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> std::io::Error {
+        let kind = match e {
+            Error::NotFound => std::io::ErrorKind::NotFound,
+            Error::Invalid => std::io::ErrorKind::InvalidInput,
+            Error::Unsupported => std::io::ErrorKind::Unsupported,
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, e)
+    }
+}

@@ -1,0 +1,187 @@
+//! The raw `tenantry:worker/v1` imports, exactly as `docs/worker-abi.md` lists them.
+//!
+//! Every function returns an `i32`: `>= 0` is success (usually a length), a negative value is one
+//! of the [error codes](crate::Error). Pointers and lengths are offsets into the guest's linear
+//! memory; on wasm32 a `*const u8` and a `usize` are both passed as `i32`, so the Rust signatures
+//! below have the same wasm type as the ABI's `(i32, …) -> i32`.
+//!
+//! These are only real on `target_arch = "wasm32"`. Elsewhere (so that `cargo check`, `cargo test`
+//! and `cargo doc` work on the build machine) each function is a stub that returns
+//! [`UNSUPPORTED`] and touches no memory.
+//!
+//! Prefer the safe API ([`Request`](crate::Request), [`Response`](crate::Response),
+//! [`env`](crate::env), [`log`](crate::log)); this module is for code that wants to manage its own
+//! buffers.
+//!
+//! # Safety
+//!
+//! Every `(ptr, len)` / `(out_ptr, out_cap)` pair must describe memory the caller owns: readable
+//! for inputs, writable for outputs. The host traps the instance on a pair that lies outside linear
+//! memory, but it cannot tell a live buffer from a freed one, so Rust's aliasing rules are the
+//! caller's to keep.
+
+/// The import module of ABI version 1.
+pub const IMPORT_MODULE: &str = "tenantry:worker/v1";
+
+/// Error code: no such header / binding.
+pub const NOT_FOUND: i32 = -1;
+/// Error code: an argument is malformed.
+pub const INVALID: i32 = -2;
+/// Error code: a per-response limit would be exceeded.
+pub const LIMIT: i32 = -3;
+/// Error code: no object with this handle.
+pub const BAD_HANDLE: i32 = -4;
+/// Error code: reserved for a later version, or not available here (every call off wasm32).
+pub const UNSUPPORTED: i32 = -5;
+
+/// The handle of the incoming request (read only).
+pub const REQUEST: i32 = 0;
+/// The handle of the response this invocation returns.
+pub const RESPONSE: i32 = 0;
+
+/// `log` level: debug.
+pub const LOG_DEBUG: i32 = 0;
+/// `log` level: info.
+pub const LOG_INFO: i32 = 1;
+/// `log` level: warn.
+pub const LOG_WARN: i32 = 2;
+/// `log` level: error.
+pub const LOG_ERROR: i32 = 3;
+
+/// `env_kind` result: a `plain_text` binding.
+pub const KIND_PLAIN_TEXT: i32 = 1;
+/// `env_kind` result: a `json` binding.
+pub const KIND_JSON: i32 = 2;
+/// `env_kind` result: a `secret_text` binding.
+pub const KIND_SECRET_TEXT: i32 = 3;
+
+// rustc gives imports from a module other than `env` a mangled *symbol* name while keeping the
+// import *name*, so `log` here cannot collide with libm's `log` from wasi-libc at link time.
+#[cfg(target_arch = "wasm32")]
+#[link(wasm_import_module = "tenantry:worker/v1")]
+unsafe extern "C" {
+    /// Writes the request method, e.g. `GET`. Returns its full length; writes only if it fits.
+    pub fn request_method(req: i32, out_ptr: *mut u8, out_cap: usize) -> i32;
+    /// Writes the absolute URL (`http://` + `Host` + target). Buffer rule as above.
+    pub fn request_url(req: i32, out_ptr: *mut u8, out_cap: usize) -> i32;
+    /// Writes one field's value (several joined by `", "`), or returns `NOT_FOUND`.
+    pub fn request_header(
+        req: i32,
+        name_ptr: *const u8,
+        name_len: usize,
+        out_ptr: *mut u8,
+        out_cap: usize,
+    ) -> i32;
+    /// Writes every field as `name: value\n`, in the order received.
+    pub fn request_headers(req: i32, out_ptr: *mut u8, out_cap: usize) -> i32;
+    /// Writes the next body chunk (at most `out_cap` bytes) and returns how many; `0` at the end.
+    pub fn request_body_read(req: i32, out_ptr: *mut u8, out_cap: usize) -> i32;
+    /// Sets the status (`100..=999`; default `200`).
+    pub fn response_set_status(resp: i32, status: i32) -> i32;
+    /// Replaces every field named `name` with one field.
+    pub fn response_header_set(
+        resp: i32,
+        name_ptr: *const u8,
+        name_len: usize,
+        val_ptr: *const u8,
+        val_len: usize,
+    ) -> i32;
+    /// Adds a field, keeping earlier ones of the same name.
+    pub fn response_header_append(
+        resp: i32,
+        name_ptr: *const u8,
+        name_len: usize,
+        val_ptr: *const u8,
+        val_len: usize,
+    ) -> i32;
+    /// Appends body bytes; returns `len`, or `LIMIT`.
+    pub fn response_body_write(resp: i32, ptr: *const u8, len: usize) -> i32;
+    /// Writes a binding's value (text, or JSON text), or returns `NOT_FOUND`.
+    pub fn env_get(name_ptr: *const u8, name_len: usize, out_ptr: *mut u8, out_cap: usize) -> i32;
+    /// Returns a binding's kind (`KIND_*`), or `NOT_FOUND`.
+    pub fn env_kind(name_ptr: *const u8, name_len: usize) -> i32;
+    /// Logs one line at `level` (`LOG_*`); the host truncates it at 4 KiB.
+    pub fn log(level: i32, ptr: *const u8, len: usize) -> i32;
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use fallback::*;
+
+/// Stubs with the same signatures for non-wasm builds: they return `UNSUPPORTED`.
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::missing_safety_doc)]
+mod fallback {
+    use super::UNSUPPORTED;
+
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn request_method(_req: i32, _out_ptr: *mut u8, _out_cap: usize) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn request_url(_req: i32, _out_ptr: *mut u8, _out_cap: usize) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn request_header(
+        _req: i32,
+        _name_ptr: *const u8,
+        _name_len: usize,
+        _out_ptr: *mut u8,
+        _out_cap: usize,
+    ) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn request_headers(_req: i32, _out_ptr: *mut u8, _out_cap: usize) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn request_body_read(_req: i32, _out_ptr: *mut u8, _out_cap: usize) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn response_set_status(_resp: i32, _status: i32) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn response_header_set(
+        _resp: i32,
+        _name_ptr: *const u8,
+        _name_len: usize,
+        _val_ptr: *const u8,
+        _val_len: usize,
+    ) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn response_header_append(
+        _resp: i32,
+        _name_ptr: *const u8,
+        _name_len: usize,
+        _val_ptr: *const u8,
+        _val_len: usize,
+    ) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn response_body_write(_resp: i32, _ptr: *const u8, _len: usize) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn env_get(
+        _name_ptr: *const u8,
+        _name_len: usize,
+        _out_ptr: *mut u8,
+        _out_cap: usize,
+    ) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn env_kind(_name_ptr: *const u8, _name_len: usize) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn log(_level: i32, _ptr: *const u8, _len: usize) -> i32 {
+        UNSUPPORTED
+    }
+}

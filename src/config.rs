@@ -1,0 +1,413 @@
+//! `tenantry.toml`: the file shape (serde, unknown fields rejected) and its conversion into the
+//! runtime [`Config`]. Every default is written once, on the runtime type it belongs to
+//! ([`EngineSettings`], [`Limits`], [`ServerConfig`]); the file shape only holds overrides.
+//!
+//! ```toml
+//! data_dir = "data"
+//!
+//! [server]
+//! listen = "127.0.0.1:8080"
+//!
+//! [[namespace]]
+//! name = "production"
+//!
+//! [[worker]]
+//! namespace = "production"
+//! name = "alice"
+//! module = "workers/hello.wasm"       # relative to this file
+//! tags = ["customer-1"]
+//! limits = { cpu_ms = 10 }
+//! bindings = [{ type = "plain_text", name = "GREETING", text = "hi" }]
+//!
+//! [[route]]
+//! host = "*.example.test"
+//! namespace = "production"
+//! script_from = "host_label"
+//! ```
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tenantry_core::{Binding, BindingKind, EngineSettings, Limits};
+use tenantry_ingress::route::{HostPattern, Route, ScriptSource};
+use tenantry_ingress::{Driver, ServerConfig};
+use toml::Spanned;
+
+/// A configuration error, with the file and line it comes from.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub path: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// The runtime configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where artifacts and namespace indexes live.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub engine: EngineSettings,
+    /// Workers kept loaded per core (LRU).
+    pub workers_per_core: usize,
+    /// Limits for Workers that set none of their own.
+    pub default_limits: Limits,
+    pub namespaces: Vec<String>,
+    pub workers: Vec<WorkerConfig>,
+    pub routes: Vec<Route>,
+}
+
+/// A Worker deployed from the config file.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub namespace: String,
+    pub name: String,
+    pub module: PathBuf,
+    pub tags: Vec<String>,
+    pub bindings: Vec<Binding>,
+    pub limits: ScriptLimitsConfig,
+    pub reuse_instances: u32,
+}
+
+/// A Worker's own limits; unset fields fall back to the platform defaults.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptLimitsConfig {
+    pub cpu_ms: Option<u32>,
+    pub wall_ms: Option<u32>,
+    pub memory_mb: Option<u32>,
+}
+
+/// Default number of Workers kept loaded per core.
+pub const DEFAULT_WORKERS_PER_CORE: usize = 1000;
+/// At most this many tags per script (Cloudflare's limit).
+pub const MAX_TAGS: usize = 8;
+
+// ---- the file shape ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileShape {
+    data_dir: Option<String>,
+    #[serde(default)]
+    server: ServerFile,
+    #[serde(default)]
+    engine: EngineFile,
+    #[serde(default)]
+    limits: ScriptLimitsConfig,
+    #[serde(default)]
+    namespace: Vec<NamespaceFile>,
+    #[serde(default)]
+    worker: Vec<WorkerFile>,
+    #[serde(default)]
+    route: Vec<RouteFile>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ServerFile {
+    listen: Option<Spanned<String>>,
+    /// 0 or absent: one per core.
+    threads: Option<usize>,
+    driver: Option<Spanned<String>>,
+    max_body_bytes: Option<usize>,
+    max_header_bytes: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EngineFile {
+    max_instances: Option<u32>,
+    max_memory_mb: Option<u32>,
+    max_wasm_stack_kb: Option<u32>,
+    workers_per_core: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NamespaceFile {
+    name: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkerFile {
+    namespace: Spanned<String>,
+    name: Spanned<String>,
+    module: Spanned<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    bindings: Vec<Spanned<BindingFile>>,
+    #[serde(default)]
+    limits: ScriptLimitsConfig,
+    #[serde(default)]
+    reuse_instances: u32,
+}
+
+/// Cloudflare's binding shape: `{type, name, text}` or `{type = "json", name, json}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BindingFile {
+    #[serde(rename = "type")]
+    kind: String,
+    name: String,
+    text: Option<String>,
+    json: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteFile {
+    host: Option<String>,
+    path_prefix: Option<String>,
+    header: Option<HeaderMatchFile>,
+    namespace: Spanned<String>,
+    script: Option<String>,
+    /// `"host_label"` or `"header:<name>"`.
+    script_from: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderMatchFile {
+    name: String,
+    value: String,
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative paths in it are relative to its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.display().to_string(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses config text; `path` names it in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let ctx = Ctx { text, path };
+        let file: FileShape = toml::from_str(text).map_err(|e| {
+            ctx.error(e.span(), e.message().trim_end().to_string())
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+
+        let mut server = ServerConfig::default();
+        if let Some(listen) = &file.server.listen {
+            server.addr = listen.get_ref().parse::<SocketAddr>().map_err(|e| {
+                ctx.error(Some(listen.span()), format!("server.listen `{}`: {e}", listen.get_ref()))
+            })?;
+        }
+        if let Some(threads) = file.server.threads.filter(|&t| t > 0) {
+            server.threads = threads;
+        }
+        if let Some(driver) = &file.server.driver {
+            server.driver = match driver.get_ref().as_str() {
+                "auto" => Driver::Auto,
+                "io_uring" => Driver::IoUring,
+                "legacy" => Driver::Legacy,
+                other => {
+                    return Err(ctx.error(
+                        Some(driver.span()),
+                        format!("server.driver `{other}`: expected auto, io_uring or legacy"),
+                    ));
+                }
+            };
+        }
+        if let Some(n) = file.server.max_body_bytes {
+            server.limits.max_body_bytes = n;
+        }
+        if let Some(n) = file.server.max_header_bytes {
+            server.limits.max_header_bytes = n;
+        }
+
+        let mut engine = EngineSettings::default();
+        if let Some(n) = file.engine.max_instances {
+            engine.max_instances = n;
+        }
+        if let Some(mb) = file.engine.max_memory_mb {
+            engine.max_memory_bytes = u64::from(mb) << 20;
+        }
+        if let Some(kb) = file.engine.max_wasm_stack_kb {
+            engine.max_wasm_stack = (kb as usize) << 10;
+        }
+        let workers_per_core = file.engine.workers_per_core.unwrap_or(DEFAULT_WORKERS_PER_CORE);
+        let default_limits = apply_limits(Limits::DEFAULT, &file.limits);
+        if default_limits.memory_bytes > engine.max_memory_bytes {
+            return Err(ctx.error(
+                None,
+                format!(
+                    "limits.memory_mb ({} MiB) exceeds engine.max_memory_mb ({} MiB)",
+                    default_limits.memory_bytes >> 20,
+                    engine.max_memory_bytes >> 20
+                ),
+            ));
+        }
+
+        let mut namespaces = Vec::new();
+        for ns in &file.namespace {
+            let name = ns.name.get_ref();
+            valid_name(name).map_err(|m| ctx.error(Some(ns.name.span()), format!("namespace `{name}`: {m}")))?;
+            if namespaces.contains(name) {
+                return Err(ctx.error(Some(ns.name.span()), format!("namespace `{name}` is declared twice")));
+            }
+            namespaces.push(name.clone());
+        }
+
+        let mut seen = HashSet::new();
+        let mut workers = Vec::new();
+        for w in file.worker {
+            let (ns, name) = (w.namespace.get_ref(), w.name.get_ref());
+            let at = Some(w.name.span());
+            if !namespaces.contains(ns) {
+                return Err(ctx.error(
+                    Some(w.namespace.span()),
+                    format!("worker `{name}`: namespace `{ns}` is not declared (add a [[namespace]] with name = \"{ns}\")"),
+                ));
+            }
+            valid_name(name).map_err(|m| ctx.error(at.clone(), format!("worker `{name}`: {m}")))?;
+            if !seen.insert((ns.clone(), name.clone())) {
+                return Err(ctx.error(at, format!("worker `{name}` is declared twice in namespace `{ns}`")));
+            }
+            if w.tags.len() > MAX_TAGS {
+                return Err(ctx.error(at, format!("worker `{name}`: {} tags, at most {MAX_TAGS} allowed", w.tags.len())));
+            }
+            for tag in &w.tags {
+                if tag.is_empty() || tag.contains([',', '&']) {
+                    return Err(ctx.error(at.clone(), format!("worker `{name}`: tag `{tag}` must be non-empty and contain no `,` or `&`")));
+                }
+            }
+            let mut bindings = Vec::new();
+            for b in &w.bindings {
+                let binding = convert_binding(b.get_ref())
+                    .map_err(|m| ctx.error(Some(b.span()), format!("worker `{name}`: {m}")))?;
+                if bindings.iter().any(|x: &Binding| x.name == binding.name) {
+                    return Err(ctx.error(Some(b.span()), format!("worker `{name}`: binding `{}` is declared twice", binding.name)));
+                }
+                bindings.push(binding);
+            }
+            let limits = w.limits;
+            if let Some(mb) = limits.memory_mb {
+                if u64::from(mb) << 20 > engine.max_memory_bytes {
+                    return Err(ctx.error(at, format!(
+                        "worker `{name}`: limits.memory_mb ({mb}) exceeds engine.max_memory_mb ({})",
+                        engine.max_memory_bytes >> 20
+                    )));
+                }
+            }
+            if limits.cpu_ms == Some(0) || limits.wall_ms == Some(0) || limits.memory_mb == Some(0) {
+                return Err(ctx.error(at, format!("worker `{name}`: limits must be greater than zero")));
+            }
+            workers.push(WorkerConfig {
+                namespace: ns.clone(),
+                name: name.clone(),
+                module: base.join(w.module.get_ref()),
+                tags: w.tags,
+                bindings,
+                limits,
+                reuse_instances: w.reuse_instances,
+            });
+        }
+
+        let mut routes = Vec::new();
+        for r in file.route {
+            let ns = r.namespace.get_ref();
+            if !namespaces.contains(ns) {
+                return Err(ctx.error(Some(r.namespace.span()), format!("route: namespace `{ns}` is not declared")));
+            }
+            let script = match (r.script, &r.script_from) {
+                (Some(name), None) => ScriptSource::Fixed(name),
+                (None, Some(from)) => match from.get_ref().as_str() {
+                    "host_label" => ScriptSource::HostLabel,
+                    s if s.starts_with("header:") && s.len() > 7 => ScriptSource::Header(s[7..].to_string()),
+                    other => {
+                        return Err(ctx.error(Some(from.span()), format!(
+                            "route: script_from `{other}`: expected \"host_label\" or \"header:<name>\""
+                        )));
+                    }
+                },
+                _ => {
+                    return Err(ctx.error(Some(r.namespace.span()), "route: set exactly one of `script` and `script_from`".into()));
+                }
+            };
+            routes.push(Route {
+                host: HostPattern::parse(r.host.as_deref().unwrap_or("*")),
+                path_prefix: r.path_prefix,
+                header: r.header.map(|h| (h.name, h.value)),
+                namespace: ns.clone(),
+                script,
+            });
+        }
+
+        Ok(Config {
+            data_dir: base.join(file.data_dir.as_deref().unwrap_or("data")),
+            server,
+            engine,
+            workers_per_core,
+            default_limits,
+            namespaces,
+            workers,
+            routes,
+        })
+    }
+}
+
+impl WorkerConfig {
+    /// This Worker's limits over the platform defaults.
+    pub fn effective_limits(&self, defaults: Limits) -> Limits {
+        apply_limits(defaults, &self.limits)
+    }
+}
+
+fn apply_limits(base: Limits, l: &ScriptLimitsConfig) -> Limits {
+    Limits {
+        cpu_ms: l.cpu_ms.unwrap_or(base.cpu_ms),
+        wall_ms: l.wall_ms.unwrap_or(base.wall_ms),
+        memory_bytes: l.memory_mb.map(|mb| u64::from(mb) << 20).unwrap_or(base.memory_bytes),
+    }
+}
+
+fn convert_binding(b: &BindingFile) -> Result<Binding, String> {
+    let kind = BindingKind::parse(&b.kind).ok_or_else(|| {
+        format!("binding `{}`: type `{}` is not one of plain_text, json, secret_text", b.name, b.kind)
+    })?;
+    if b.name.is_empty() || !b.name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+        return Err(format!("binding name `{}` must be non-empty [A-Za-z0-9_]", b.name));
+    }
+    let value = match (kind, &b.text, &b.json) {
+        (BindingKind::Json, None, Some(v)) => serde_json::to_string(v).map_err(|e| format!("binding `{}`: {e}", b.name))?,
+        (BindingKind::Json, _, _) => return Err(format!("binding `{}`: a json binding takes `json` (and no `text`)", b.name)),
+        (_, Some(t), None) => t.clone(),
+        (_, _, _) => return Err(format!("binding `{}`: a {} binding takes `text` (and no `json`)", b.name, kind.as_str())),
+    };
+    Ok(Binding { name: b.name.clone(), kind, value })
+}
+
+/// Namespace and script names: 1 to 63 characters of `a-z 0-9 - _`, as Cloudflare allows.
+pub fn valid_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 63 {
+        return Err("names are 1 to 63 characters long");
+    }
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+        return Err("names may contain only lower-case letters, digits, `-` and `_`");
+    }
+    Ok(())
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn error(&self, span: Option<Range<usize>>, message: String) -> ConfigError {
+        let line = span.map(|s| self.text[..s.start.min(self.text.len())].matches('\n').count() + 1);
+        ConfigError { path: self.path.display().to_string(), line, message }
+    }
+}

@@ -1,0 +1,145 @@
+//! Deploying a config file into the data directory: read each Worker's module, compile it on the
+//! loader's compile pool (never on a serving core), and publish each namespace's index once.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, anyhow};
+use sha2::{Digest, Sha256};
+use tenantry_core::Engine;
+use tenantry_loader::{BindingEntry, Compiler, IndexData, ScriptEntry, ScriptLimits, Store};
+
+use crate::config::{Config, WorkerConfig};
+
+/// What a deploy did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Report {
+    /// Workers compiled (and, for [`apply`], published).
+    pub deployed: usize,
+    /// Namespace indexes published.
+    pub namespaces: usize,
+}
+
+/// Compiles the config's Workers and publishes them into `store`. Each namespace's index is
+/// published once, with every Worker of the file in it; Workers already deployed that the file
+/// does not list are kept (see docs/design.md).
+pub fn apply(config: &Config, store: &Store) -> anyhow::Result<Report> {
+    let compiler = Compiler::new(store.artifacts().clone(), compile_threads());
+    let pending: Vec<_> = config
+        .workers
+        .iter()
+        .map(|w| Ok((w, compiler.submit(read_module(w)?))))
+        .collect::<anyhow::Result<_>>()?;
+
+    let now = unix_ms();
+    let mut indexes: HashMap<&str, IndexData> = HashMap::new();
+    for ns in &config.namespaces {
+        let data = match store.open_index(ns)? {
+            Some(index) => index.to_data(),
+            None => IndexData::new(ns, now),
+        };
+        indexes.insert(ns, data);
+    }
+    let mut report = Report::default();
+    for (w, rx) in pending {
+        let artifact = rx
+            .recv()
+            .map_err(|_| anyhow!("the compile pool stopped"))?
+            .map_err(|e| anyhow!("worker {}/{} ({}): {e}", w.namespace, w.name, w.module.display()))?;
+        let data = indexes.get_mut(w.namespace.as_str()).expect("validated by Config");
+        let created_on = data.scripts.get(&w.name).map_or(now, |old| old.created_on);
+        let entry = ScriptEntry {
+            name: w.name.clone(),
+            artifact: *artifact.as_bytes(),
+            bindings: w
+                .bindings
+                .iter()
+                .map(|b| BindingEntry { name: b.name.clone(), kind: b.kind as u8, value: b.value.clone() })
+                .collect(),
+            tags: w.tags.clone(),
+            limits: ScriptLimits {
+                cpu_ms: w.limits.cpu_ms,
+                wall_ms: w.limits.wall_ms,
+                memory_bytes: w.limits.memory_mb.map(|mb| u64::from(mb) << 20),
+                subrequests: None,
+            },
+            created_on,
+            modified_on: now,
+            etag: String::new(),
+            reuse_instances: w.reuse_instances,
+        };
+        let entry = ScriptEntry { etag: etag(&w.namespace, &entry), ..entry };
+        data.scripts.insert(w.name.clone(), entry);
+        report.deployed += 1;
+    }
+    for (ns, data) in indexes {
+        store
+            .publish_index(ns, &data)
+            .with_context(|| format!("publishing the index of namespace `{ns}`"))?;
+        report.namespaces += 1;
+    }
+    Ok(report)
+}
+
+/// Validates the config and compiles every Worker without writing anything.
+pub fn check(config: &Config) -> anyhow::Result<Report> {
+    let engine = Engine::new(&config.engine)?;
+    let modules: Vec<_> = config
+        .workers
+        .iter()
+        .map(|w| Ok((w, read_module(w)?)))
+        .collect::<anyhow::Result<_>>()?;
+    let threads = compile_threads();
+    let results: Vec<anyhow::Result<()>> = std::thread::scope(|s| {
+        let chunks = modules.chunks(modules.len().div_ceil(threads).max(1));
+        let handles: Vec<_> = chunks
+            .map(|chunk| {
+                let engine = &engine;
+                s.spawn(move || {
+                    for (w, wasm) in chunk {
+                        engine.precompile(wasm).map_err(|e| {
+                            anyhow!("worker {}/{} ({}): {e}", w.namespace, w.name, w.module.display())
+                        })?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("compile thread panicked")))).collect()
+    });
+    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    Ok(Report { deployed: modules.len(), namespaces: config.namespaces.len() })
+}
+
+fn read_module(w: &WorkerConfig) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(&w.module)
+        .with_context(|| format!("worker {}/{}: cannot read module {}", w.namespace, w.name, w.module.display()))
+}
+
+/// A version tag of one deployed script: changes whenever anything the data plane uses changes,
+/// and differs between scripts, so per-core pools can key Workers by it.
+pub fn etag(namespace: &str, e: &ScriptEntry) -> String {
+    let mut h = Sha256::new();
+    for part in [namespace.as_bytes(), e.name.as_bytes(), &e.artifact] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    for b in &e.bindings {
+        h.update([b.kind]);
+        for part in [b.name.as_bytes(), b.value.as_bytes()] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+    }
+    let l = &e.limits;
+    h.update(format!("{:?}{:?}{:?}{:?}{}", l.cpu_ms, l.wall_ms, l.memory_bytes, l.subrequests, e.reuse_instances));
+    hex::encode(&h.finalize()[..16])
+}
+
+fn compile_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
