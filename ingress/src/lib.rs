@@ -24,7 +24,7 @@
 //! ```
 
 pub mod chunked;
-//TMP pub mod dispatch;
+pub mod dispatch;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limits;

@@ -1,1 +1,45 @@
-//! placeholder
+//! Tenantry storage: everything on disk.
+//!
+//! - [`ArtifactStore`]: uploads compiled into content-addressed `.cwasm` artifacts (the original kept
+//!   beside them), mapped at load with `Module::deserialize_file`.
+//! - [`Compiler`]: the compile threads; Cranelift never runs on a serving core.
+//! - [`Index`]: a namespace's scripts as an rkyv archive, validated once on open, then read in
+//!   place from the mapping (format drawn in [`index`]).
+//! - [`Store`]: a data directory of artifacts and namespace indexes; publishing is
+//!   write-temp, fsync, rename, fsync-dir, so a crash leaves the old generation or the new one.
+//!
+//! ```no_run
+//! use tenantry_core::{Engine, EngineSettings};
+//! use tenantry_loader::{Compiler, IndexData, ScriptEntry, ScriptLimits, Store};
+//!
+//! let engine = Engine::new(&EngineSettings::default()).unwrap();
+//! let store = Store::open("data".as_ref(), engine).unwrap();
+//! let compiler = Compiler::new(store.artifacts().clone(), 2);
+//! let id = compiler.compile(std::fs::read("hello.wasm").unwrap()).unwrap();
+//!
+//! let mut data = IndexData::new("production", 0);
+//! data.scripts.insert("hello".into(), ScriptEntry {
+//!     name: "hello".into(), artifact: *id.as_bytes(), bindings: vec![], tags: vec![],
+//!     limits: ScriptLimits::default(), created_on: 0, modified_on: 0, etag: "v1".into(),
+//!     reuse_instances: 0,
+//! });
+//! let index = store.publish_index("production", &data).unwrap();
+//! assert!(index.get("hello").is_some());
+//! ```
+
+mod artifacts;
+mod compile;
+mod entry;
+mod fsutil;
+pub mod index;
+mod mmap;
+mod store;
+
+pub use artifacts::{ArtifactError, ArtifactId, ArtifactStore, MAX_MODULE_BYTES};
+pub use compile::Compiler;
+pub use entry::{artifact_id, bindings, limits};
+pub use index::{
+    ArchivedBindingEntry, ArchivedIndexData, ArchivedScriptEntry, BindingEntry, Index, IndexData,
+    IndexError, ScriptEntry, ScriptLimits,
+};
+pub use store::{Store, StoreError, valid_name};

@@ -1,0 +1,289 @@
+//! Content-addressed artifacts: the original upload and its compiled `.cwasm`, side by side.
+//!
+//! ```text
+//! artifacts/<sha256 of the upload>.wasm                  the upload, kept to rebuild from
+//! artifacts/<sha256 of the upload>.<compat hash>.cwasm   compiled by one engine build/config
+//! ```
+//! A file is written once (temp + fsync + rename) and never rewritten in place, because
+//! `Module::deserialize_file` maps it: changing a mapped file would change code under a running
+//! guest. A new engine writes new `.cwasm` names beside the old ones.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use tenantry_core::{CompileError, Engine, LoadError};
+use wasmtime::Module;
+
+use crate::fsutil::write_durably;
+
+/// Largest module accepted for upload. Cloudflare's own limit for a compressed Worker is 10 MB
+/// (paid plans); uncompressed wasm of big language runtimes (a JS engine) reaches tens of MB, and
+/// compiling more than this on a 2-core node would stall deploys for seconds.
+pub const MAX_MODULE_BYTES: usize = 50 << 20;
+
+/// The SHA-256 of an uploaded module: its name on disk and in indexes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ArtifactId([u8; 32]);
+
+impl ArtifactId {
+    /// The id of these upload bytes.
+    pub fn of(wasm: &[u8]) -> ArtifactId {
+        ArtifactId(Sha256::digest(wasm).into())
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> ArtifactId {
+        ArtifactId(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 hex digits.
+    pub fn parse_hex(s: &str) -> Option<ArtifactId> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(ArtifactId(out))
+    }
+}
+
+impl fmt::Display for ArtifactId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for ArtifactId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ArtifactId({})", self.to_hex())
+    }
+}
+
+/// Why an artifact could not be stored or loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArtifactError {
+    /// The upload is larger than [`MAX_MODULE_BYTES`].
+    #[error("module is {size} bytes, more than the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    /// The upload is not a valid Worker module.
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    /// Neither the compiled artifact nor the original upload is on disk.
+    #[error("artifact {0} is missing from the data directory")]
+    Missing(ArtifactId),
+    #[error("cannot load artifact: {0}")]
+    Load(#[from] LoadError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The compile thread died (a compiler bug); the upload may be retried.
+    #[error("the compiler failed unexpectedly: {0}")]
+    Internal(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArtifactError + '_ {
+    move |source| ArtifactError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The artifact directory of one data directory, for one engine. Cheap to clone.
+#[derive(Clone)]
+pub struct ArtifactStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    engine: Engine,
+    /// Modules already mapped, shared by every core. Cores keep their own LRU of ready Workers and
+    /// come here only on a miss, so a mutex costs nothing on the steady-state path.
+    modules: Mutex<HashMap<ArtifactId, Module>>,
+}
+
+impl ArtifactStore {
+    /// Uses (and creates) `dir` for artifacts compiled by `engine`.
+    pub fn open(dir: &Path, engine: Engine) -> Result<ArtifactStore, ArtifactError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        Ok(ArtifactStore {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                engine,
+                modules: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Where the original upload of `id` is kept.
+    pub fn original_path(&self, id: &ArtifactId) -> PathBuf {
+        self.inner.dir.join(format!("{id}.wasm"))
+    }
+
+    /// Where the `.cwasm` of `id` for this engine lives.
+    pub fn compiled_path(&self, id: &ArtifactId) -> PathBuf {
+        self.inner
+            .dir
+            .join(format!("{id}.{}.cwasm", self.inner.engine.compat_hash()))
+    }
+
+    /// Validates, compiles and stores an upload; returns its id. Already-stored uploads are not
+    /// compiled again. Runs Cranelift: call it from a compile thread ([`crate::Compiler`]).
+    pub fn put(&self, wasm: &[u8]) -> Result<ArtifactId, ArtifactError> {
+        if wasm.len() > MAX_MODULE_BYTES {
+            return Err(ArtifactError::TooLarge {
+                size: wasm.len(),
+                limit: MAX_MODULE_BYTES,
+            });
+        }
+        let id = ArtifactId::of(wasm);
+        let compiled = self.compiled_path(&id);
+        if compiled.exists() {
+            return Ok(id);
+        }
+        let cwasm = self.inner.engine.precompile(wasm)?;
+        let original = self.original_path(&id);
+        if !original.exists() {
+            write_durably(&original, &[wasm]).map_err(io(&original))?;
+        }
+        write_durably(&compiled, &[&cwasm]).map_err(io(&compiled))?;
+        Ok(id)
+    }
+
+    /// Whether `id` is compiled for this engine.
+    pub fn contains(&self, id: &ArtifactId) -> bool {
+        self.compiled_path(id).exists()
+    }
+
+    /// Makes sure `id` is compiled for this engine, rebuilding it from the kept original when an
+    /// engine upgrade (or a lost file) left it missing.
+    pub fn ensure(&self, id: &ArtifactId) -> Result<(), ArtifactError> {
+        if self.contains(id) {
+            return Ok(());
+        }
+        let original = self.original_path(id);
+        let wasm = match std::fs::read(&original) {
+            Ok(wasm) => wasm,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ArtifactError::Missing(*id));
+            }
+            Err(e) => return Err(io(&original)(e)),
+        };
+        tracing::info!(artifact = %id, "recompiling for this engine");
+        let cwasm = self.inner.engine.precompile(&wasm)?;
+        let compiled = self.compiled_path(id);
+        write_durably(&compiled, &[&cwasm]).map_err(io(&compiled))
+    }
+
+    /// The compiled module of `id`, mapped from disk on first use and shared afterwards.
+    pub fn load(&self, id: &ArtifactId) -> Result<Module, ArtifactError> {
+        let mut modules = self
+            .inner
+            .modules
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(module) = modules.get(id) {
+            return Ok(module.clone());
+        }
+        let path = self.compiled_path(id);
+        if !path.exists() {
+            return Err(ArtifactError::Missing(*id));
+        }
+        // SAFETY: `path` holds what `Engine::precompile` of an engine with this compat hash wrote
+        // (the hash is in the name), and artifact files are only ever created by renaming a
+        // complete, fsynced temporary file into place, never modified afterwards.
+        let module = unsafe { self.inner.engine.load_artifact(&path) }?;
+        modules.insert(*id, module.clone());
+        Ok(module)
+    }
+
+    /// Forgets mapped modules (tests, and a future GC of unused artifacts).
+    pub fn clear_cache(&self) {
+        self.inner
+            .modules
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tenantry_core::EngineSettings;
+
+    pub(crate) const WAT: &str = r#"(module (memory (export "memory") 1)
+        (func (export "tenantry_fetch") (result i32) i32.const 0))"#;
+
+    fn store() -> (tempfile::TempDir, ArtifactStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::new(&EngineSettings {
+            max_instances: 4,
+            ..Default::default()
+        })
+        .unwrap();
+        let s = ArtifactStore::open(&dir.path().join("artifacts"), engine).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn ids_round_trip_through_hex() {
+        let id = ArtifactId::of(b"abc");
+        assert_eq!(
+            id.to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(ArtifactId::parse_hex(&id.to_hex()), Some(id));
+        assert_eq!(ArtifactId::parse_hex("xyz"), None);
+    }
+
+    #[test]
+    fn put_then_load_and_put_is_idempotent() {
+        let (_d, s) = store();
+        let id = s.put(WAT.as_bytes()).unwrap();
+        assert!(s.contains(&id));
+        assert!(s.original_path(&id).exists());
+        assert_eq!(s.put(WAT.as_bytes()).unwrap(), id);
+        let m = s.load(&id).unwrap();
+        assert!(m.get_export("tenantry_fetch").is_some());
+    }
+
+    #[test]
+    fn rejects_invalid_and_oversized_uploads() {
+        let (_d, s) = store();
+        let e = s.put(b"\0asm\x01\0\0\0garbage").unwrap_err();
+        assert!(matches!(e, ArtifactError::Compile(CompileError::Invalid(_))), "{e}");
+        let big = vec![0u8; MAX_MODULE_BYTES + 1];
+        let e = s.put(&big).unwrap_err();
+        assert!(matches!(e, ArtifactError::TooLarge { size, .. } if size == MAX_MODULE_BYTES + 1));
+        assert!(e.to_string().contains("more than the limit"));
+    }
+
+    #[test]
+    fn ensure_recompiles_from_the_original() {
+        let (_d, s) = store();
+        let id = s.put(WAT.as_bytes()).unwrap();
+        std::fs::remove_file(s.compiled_path(&id)).unwrap();
+        assert!(!s.contains(&id));
+        assert!(matches!(s.load(&id), Err(ArtifactError::Missing(_))));
+        s.ensure(&id).unwrap();
+        assert!(s.load(&id).is_ok());
+        std::fs::remove_file(s.compiled_path(&id)).unwrap();
+        std::fs::remove_file(s.original_path(&id)).unwrap();
+        assert!(matches!(s.ensure(&id), Err(ArtifactError::Missing(m)) if m == id));
+    }
+}

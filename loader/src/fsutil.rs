@@ -1,0 +1,53 @@
+//! Durable file replacement: write a temporary file, fsync it, rename it over the target, fsync
+//! the directory. After a crash the target is either the old file or the new one, never a mix,
+//! because `rename` within one directory is atomic and both the data and the directory entry were
+//! on disk before the call returned.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Writes `parts` (concatenated) to `path` durably, replacing any file there.
+pub(crate) fn write_durably(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("a file path without a directory"))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("a file path without a name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        name.to_string_lossy(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        for part in parts {
+            file.write_all(part)?;
+        }
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Makes a directory's entries (a rename, a new file) durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Whether `name` is a temporary file left by an interrupted [`write_durably`].
+pub(crate) fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".tmp-")
+}

@@ -1,0 +1,33 @@
+//! The loader's unsafe code: mapping index files and reading their archives in place.
+
+use std::fs::File;
+use std::io;
+
+use memmap2::Mmap;
+use rkyv::rancor;
+
+use crate::index::ArchivedIndexData;
+
+/// Maps `file` read-only.
+pub(crate) fn map(file: &File) -> io::Result<Mmap> {
+    // SAFETY: index files are never modified after they are written: a publish writes a new file
+    // and renames it over the old path, which leaves existing mappings of the old inode intact.
+    // Another process editing the data directory by hand is outside the contract (docs/design.md).
+    unsafe { Mmap::map(file) }
+}
+
+/// Fully validates an archive (bytecheck); call once per mapping before [`access`].
+pub(crate) fn validate(payload: &[u8]) -> Result<(), String> {
+    rkyv::access::<ArchivedIndexData, rancor::Error>(payload)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// The archive in `payload`, without checks.
+///
+/// # Safety
+/// `payload` must have passed [`validate`] and must not have changed since.
+pub(crate) unsafe fn access(payload: &[u8]) -> &ArchivedIndexData {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { rkyv::access_unchecked::<ArchivedIndexData>(payload) }
+}

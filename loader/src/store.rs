@@ -1,0 +1,305 @@
+//! A data directory: artifacts plus one index per namespace.
+//!
+//! ```text
+//! <root>/artifacts/…                 see crate::artifacts
+//! <root>/namespaces/<ns>/index       see crate::index
+//! ```
+//! One process owns a data directory; publishes within it are serialised by a mutex. Artifacts
+//! that no index names any more are kept (garbage collection is future work).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tenantry_core::Engine;
+
+use crate::artifacts::{ArtifactError, ArtifactId, ArtifactStore};
+use crate::fsutil::{is_temporary, sync_dir};
+use crate::index::{Index, IndexData, IndexError, publish};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("invalid namespace name `{name}`: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Namespace (and script) names: 1 to 63 of `a-z 0-9 - _`, so they are safe as directory names.
+pub fn valid_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 63 {
+        return Err("names are 1 to 63 characters long");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return Err("names may contain only lower-case letters, digits, `-` and `_`");
+    }
+    Ok(())
+}
+
+/// A data directory opened for one engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    artifacts: ArtifactStore,
+    engine: Engine,
+    publishing: Mutex<()>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the data directory at `root`.
+    pub fn open(root: &Path, engine: Engine) -> Result<Store, StoreError> {
+        let namespaces = root.join("namespaces");
+        std::fs::create_dir_all(&namespaces).map_err(io(&namespaces))?;
+        let artifacts = ArtifactStore::open(&root.join("artifacts"), engine.clone())?;
+        remove_leftovers(root);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                root: root.to_path_buf(),
+                artifacts,
+                engine,
+                publishing: Mutex::new(()),
+            }),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    pub fn artifacts(&self) -> &ArtifactStore {
+        &self.inner.artifacts
+    }
+
+    /// The index file of namespace `ns`.
+    pub fn index_path(&self, ns: &str) -> PathBuf {
+        self.inner.root.join("namespaces").join(ns).join("index")
+    }
+
+    /// Every namespace with an index, sorted.
+    pub fn namespaces(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.inner.root.join("namespaces");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let entry = entry.map_err(io(&dir))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if valid_name(&name).is_ok() && self.index_path(&name).is_file() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// The current index of `ns`, or `None` if the namespace does not exist. A corrupt index is
+    /// an error naming the file.
+    pub fn open_index(&self, ns: &str) -> Result<Option<Index>, StoreError> {
+        check_name(ns)?;
+        let path = self.index_path(ns);
+        match Index::open(&path, None) {
+            Ok(index) => Ok(Some(index)),
+            Err(IndexError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Publishes `data` as the next generation of `ns` (creating the namespace) and returns it
+    /// opened. Every artifact `data` names must already be stored for this engine.
+    pub fn publish_index(&self, ns: &str, data: &IndexData) -> Result<Index, StoreError> {
+        check_name(ns)?;
+        let _guard = self
+            .inner
+            .publishing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let generation = match self.open_index(ns) {
+            Ok(Some(old)) => old.generation() + 1,
+            // A corrupt index is replaced; the counter restarts past any plausible old value.
+            Ok(None) | Err(StoreError::Index(_)) => 1,
+            Err(e) => return Err(e),
+        };
+        let path = self.index_path(ns);
+        let dir = path.parent().expect("index paths have a parent");
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+            sync_dir(&self.inner.root.join("namespaces")).map_err(io(dir))?;
+        }
+        publish(&path, data, generation, self.inner.engine.compat_hash())?;
+        Ok(Index::open(&path, None)?)
+    }
+
+    /// Returns `index` ready for this engine: when it was built for another engine (an upgrade),
+    /// every artifact is recompiled from its kept original and the same data is republished under
+    /// this engine's hash; otherwise any missing `.cwasm` is rebuilt.
+    pub fn ensure_compiled(&self, index: Index) -> Result<Index, StoreError> {
+        for entry in index.data().scripts.values() {
+            self.inner
+                .artifacts
+                .ensure(&ArtifactId::from_bytes(entry.artifact))?;
+        }
+        if index.compat_hash() == self.inner.engine.compat_hash() {
+            return Ok(index);
+        }
+        let ns = index.namespace().to_string();
+        tracing::info!(namespace = %ns, "republishing the index for this engine");
+        self.publish_index(&ns, &index.to_data())
+    }
+
+    /// Removes namespace `ns` and its index. Its artifacts stay (other namespaces may share them).
+    pub fn delete_namespace(&self, ns: &str) -> Result<bool, StoreError> {
+        check_name(ns)?;
+        let _guard = self
+            .inner
+            .publishing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let dir = self.inner.root.join("namespaces").join(ns);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {
+                sync_dir(&self.inner.root.join("namespaces")).map_err(io(&dir))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(&dir)(e)),
+        }
+    }
+}
+
+/// Deletes temporary files an interrupted publish left behind (they were never renamed into
+/// place, so nothing refers to them). Best effort: a failure only leaves garbage.
+fn remove_leftovers(root: &Path) {
+    let mut dirs = vec![root.join("artifacts")];
+    if let Ok(entries) = std::fs::read_dir(root.join("namespaces")) {
+        dirs.extend(entries.flatten().map(|e| e.path()));
+    }
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_str().is_some_and(is_temporary) {
+                tracing::info!(file = %entry.path().display(), "removing a leftover temporary file");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+fn check_name(ns: &str) -> Result<(), StoreError> {
+    valid_name(ns).map_err(|reason| StoreError::InvalidName {
+        name: ns.to_string(),
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{ScriptEntry, ScriptLimits, publish};
+    use tenantry_core::EngineSettings;
+
+    const WAT: &str = r#"(module (memory (export "memory") 1)
+        (func (export "tenantry_fetch") (result i32) i32.const 0))"#;
+
+    fn store(dir: &Path) -> Store {
+        let engine = Engine::new(&EngineSettings {
+            max_instances: 4,
+            ..Default::default()
+        })
+        .unwrap();
+        Store::open(dir, engine).unwrap()
+    }
+
+    fn data_with(store: &Store, ns: &str) -> IndexData {
+        let id = store.artifacts().put(WAT.as_bytes()).unwrap();
+        let mut data = IndexData::new(ns, 5);
+        data.scripts.insert(
+            "hello".into(),
+            ScriptEntry {
+                name: "hello".into(),
+                artifact: *id.as_bytes(),
+                bindings: vec![],
+                tags: vec![],
+                limits: ScriptLimits::default(),
+                created_on: 5,
+                modified_on: 5,
+                etag: "e1".into(),
+                reuse_instances: 0,
+            },
+        );
+        data
+    }
+
+    #[test]
+    fn generations_increase_and_namespaces_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        assert!(s.open_index("production").unwrap().is_none());
+        let data = data_with(&s, "production");
+        assert_eq!(s.publish_index("production", &data).unwrap().generation(), 1);
+        assert_eq!(s.publish_index("production", &data).unwrap().generation(), 2);
+        s.publish_index("staging", &IndexData::new("staging", 0)).unwrap();
+        assert_eq!(s.namespaces().unwrap(), ["production", "staging"]);
+        assert!(s.delete_namespace("staging").unwrap());
+        assert!(!s.delete_namespace("staging").unwrap());
+        assert_eq!(s.namespaces().unwrap(), ["production"]);
+    }
+
+    #[test]
+    fn names_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        for bad in ["", "../etc", "Prod", "a/b", &"x".repeat(64)] {
+            let e = s.publish_index(bad, &IndexData::new(bad, 0)).unwrap_err();
+            assert!(matches!(e, StoreError::InvalidName { .. }), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_index_from_another_engine_is_recompiled_and_republished() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let data = data_with(&s, "production");
+        let id = ArtifactId::from_bytes(data.scripts["hello"].artifact);
+        // As an older engine would have left it: its own hash, no .cwasm for this engine.
+        let path = s.index_path("production");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        publish(&path, &data, 3, "0000000000000000").unwrap();
+        std::fs::remove_file(s.artifacts().compiled_path(&id)).unwrap();
+
+        let old = s.open_index("production").unwrap().unwrap();
+        assert_eq!(old.compat_hash(), "0000000000000000");
+        let new = s.ensure_compiled(old).unwrap();
+        assert_eq!(new.compat_hash(), s.inner.engine.compat_hash());
+        assert_eq!(new.generation(), 4);
+        assert_eq!(new.to_data(), data);
+        assert!(s.artifacts().load(&id).is_ok());
+        // Already current: returned as is.
+        assert_eq!(s.ensure_compiled(new).unwrap().generation(), 4);
+    }
+}
