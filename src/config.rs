@@ -193,15 +193,17 @@ impl Config {
     /// Parses config text; `path` names it in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let ctx = Ctx { text, path };
-        let file: FileShape = toml::from_str(text).map_err(|e| {
-            ctx.error(e.span(), e.message().trim_end().to_string())
-        })?;
+        let file: FileShape = toml::from_str(text)
+            .map_err(|e| ctx.error(e.span(), e.message().trim_end().to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
 
         let mut server = ServerConfig::default();
         if let Some(listen) = &file.server.listen {
             server.addr = listen.get_ref().parse::<SocketAddr>().map_err(|e| {
-                ctx.error(Some(listen.span()), format!("server.listen `{}`: {e}", listen.get_ref()))
+                ctx.error(
+                    Some(listen.span()),
+                    format!("server.listen `{}`: {e}", listen.get_ref()),
+                )
             })?;
         }
         if let Some(threads) = file.server.threads.filter(|&t| t > 0) {
@@ -237,7 +239,10 @@ impl Config {
         if let Some(kb) = file.engine.max_wasm_stack_kb {
             engine.max_wasm_stack = (kb as usize) << 10;
         }
-        let workers_per_core = file.engine.workers_per_core.unwrap_or(DEFAULT_WORKERS_PER_CORE);
+        let workers_per_core = file
+            .engine
+            .workers_per_core
+            .unwrap_or(DEFAULT_WORKERS_PER_CORE);
         let default_limits = apply_limits(Limits::DEFAULT, &file.limits);
         if default_limits.memory_bytes > engine.max_memory_bytes {
             return Err(ctx.error(
@@ -253,9 +258,13 @@ impl Config {
         let mut namespaces = Vec::new();
         for ns in &file.namespace {
             let name = ns.name.get_ref();
-            valid_name(name).map_err(|m| ctx.error(Some(ns.name.span()), format!("namespace `{name}`: {m}")))?;
+            valid_name(name)
+                .map_err(|m| ctx.error(Some(ns.name.span()), format!("namespace `{name}`: {m}")))?;
             if namespaces.contains(name) {
-                return Err(ctx.error(Some(ns.name.span()), format!("namespace `{name}` is declared twice")));
+                return Err(ctx.error(
+                    Some(ns.name.span()),
+                    format!("namespace `{name}` is declared twice"),
+                ));
             }
             namespaces.push(name.clone());
         }
@@ -273,10 +282,19 @@ impl Config {
             }
             valid_name(name).map_err(|m| ctx.error(at.clone(), format!("worker `{name}`: {m}")))?;
             if !seen.insert((ns.clone(), name.clone())) {
-                return Err(ctx.error(at, format!("worker `{name}` is declared twice in namespace `{ns}`")));
+                return Err(ctx.error(
+                    at,
+                    format!("worker `{name}` is declared twice in namespace `{ns}`"),
+                ));
             }
             if w.tags.len() > MAX_TAGS {
-                return Err(ctx.error(at, format!("worker `{name}`: {} tags, at most {MAX_TAGS} allowed", w.tags.len())));
+                return Err(ctx.error(
+                    at,
+                    format!(
+                        "worker `{name}`: {} tags, at most {MAX_TAGS} allowed",
+                        w.tags.len()
+                    ),
+                ));
             }
             for tag in &w.tags {
                 if tag.is_empty() || tag.contains([',', '&']) {
@@ -288,21 +306,31 @@ impl Config {
                 let binding = convert_binding(b.get_ref())
                     .map_err(|m| ctx.error(Some(b.span()), format!("worker `{name}`: {m}")))?;
                 if bindings.iter().any(|x: &Binding| x.name == binding.name) {
-                    return Err(ctx.error(Some(b.span()), format!("worker `{name}`: binding `{}` is declared twice", binding.name)));
+                    return Err(ctx.error(
+                        Some(b.span()),
+                        format!(
+                            "worker `{name}`: binding `{}` is declared twice",
+                            binding.name
+                        ),
+                    ));
                 }
                 bindings.push(binding);
             }
             let limits = w.limits;
-            if let Some(mb) = limits.memory_mb {
-                if u64::from(mb) << 20 > engine.max_memory_bytes {
-                    return Err(ctx.error(at, format!(
+            if let Some(mb) = limits.memory_mb
+                && u64::from(mb) << 20 > engine.max_memory_bytes
+            {
+                return Err(ctx.error(at, format!(
                         "worker `{name}`: limits.memory_mb ({mb}) exceeds engine.max_memory_mb ({})",
                         engine.max_memory_bytes >> 20
                     )));
-                }
             }
-            if limits.cpu_ms == Some(0) || limits.wall_ms == Some(0) || limits.memory_mb == Some(0) {
-                return Err(ctx.error(at, format!("worker `{name}`: limits must be greater than zero")));
+            if limits.cpu_ms == Some(0) || limits.wall_ms == Some(0) || limits.memory_mb == Some(0)
+            {
+                return Err(ctx.error(
+                    at,
+                    format!("worker `{name}`: limits must be greater than zero"),
+                ));
             }
             workers.push(WorkerConfig {
                 namespace: ns.clone(),
@@ -319,13 +347,18 @@ impl Config {
         for r in file.route {
             let ns = r.namespace.get_ref();
             if !namespaces.contains(ns) {
-                return Err(ctx.error(Some(r.namespace.span()), format!("route: namespace `{ns}` is not declared")));
+                return Err(ctx.error(
+                    Some(r.namespace.span()),
+                    format!("route: namespace `{ns}` is not declared"),
+                ));
             }
             let script = match (r.script, &r.script_from) {
                 (Some(name), None) => ScriptSource::Fixed(name),
                 (None, Some(from)) => match from.get_ref().as_str() {
                     "host_label" => ScriptSource::HostLabel,
-                    s if s.starts_with("header:") && s.len() > 7 => ScriptSource::Header(s[7..].to_string()),
+                    s if s.starts_with("header:") && s.len() > 7 => {
+                        ScriptSource::Header(s[7..].to_string())
+                    }
                     other => {
                         return Err(ctx.error(Some(from.span()), format!(
                             "route: script_from `{other}`: expected \"host_label\" or \"header:<name>\""
@@ -333,7 +366,10 @@ impl Config {
                     }
                 },
                 _ => {
-                    return Err(ctx.error(Some(r.namespace.span()), "route: set exactly one of `script` and `script_from`".into()));
+                    return Err(ctx.error(
+                        Some(r.namespace.span()),
+                        "route: set exactly one of `script` and `script_from`".into(),
+                    ));
                 }
             };
             routes.push(Route {
@@ -369,24 +405,55 @@ fn apply_limits(base: Limits, l: &ScriptLimitsConfig) -> Limits {
     Limits {
         cpu_ms: l.cpu_ms.unwrap_or(base.cpu_ms),
         wall_ms: l.wall_ms.unwrap_or(base.wall_ms),
-        memory_bytes: l.memory_mb.map(|mb| u64::from(mb) << 20).unwrap_or(base.memory_bytes),
+        memory_bytes: l
+            .memory_mb
+            .map(|mb| u64::from(mb) << 20)
+            .unwrap_or(base.memory_bytes),
     }
 }
 
 fn convert_binding(b: &BindingFile) -> Result<Binding, String> {
     let kind = BindingKind::parse(&b.kind).ok_or_else(|| {
-        format!("binding `{}`: type `{}` is not one of plain_text, json, secret_text", b.name, b.kind)
+        format!(
+            "binding `{}`: type `{}` is not one of plain_text, json, secret_text",
+            b.name, b.kind
+        )
     })?;
-    if b.name.is_empty() || !b.name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
-        return Err(format!("binding name `{}` must be non-empty [A-Za-z0-9_]", b.name));
+    if b.name.is_empty()
+        || !b
+            .name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_')
+    {
+        return Err(format!(
+            "binding name `{}` must be non-empty [A-Za-z0-9_]",
+            b.name
+        ));
     }
     let value = match (kind, &b.text, &b.json) {
-        (BindingKind::Json, None, Some(v)) => serde_json::to_string(v).map_err(|e| format!("binding `{}`: {e}", b.name))?,
-        (BindingKind::Json, _, _) => return Err(format!("binding `{}`: a json binding takes `json` (and no `text`)", b.name)),
+        (BindingKind::Json, None, Some(v)) => {
+            serde_json::to_string(v).map_err(|e| format!("binding `{}`: {e}", b.name))?
+        }
+        (BindingKind::Json, _, _) => {
+            return Err(format!(
+                "binding `{}`: a json binding takes `json` (and no `text`)",
+                b.name
+            ));
+        }
         (_, Some(t), None) => t.clone(),
-        (_, _, _) => return Err(format!("binding `{}`: a {} binding takes `text` (and no `json`)", b.name, kind.as_str())),
+        (_, _, _) => {
+            return Err(format!(
+                "binding `{}`: a {} binding takes `text` (and no `json`)",
+                b.name,
+                kind.as_str()
+            ));
+        }
     };
-    Ok(Binding { name: b.name.clone(), kind, value })
+    Ok(Binding {
+        name: b.name.clone(),
+        kind,
+        value,
+    })
 }
 
 /// Namespace and script names: 1 to 63 characters of `a-z 0-9 - _`, as Cloudflare allows.
@@ -394,7 +461,10 @@ pub fn valid_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() || name.len() > 63 {
         return Err("names are 1 to 63 characters long");
     }
-    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
         return Err("names may contain only lower-case letters, digits, `-` and `_`");
     }
     Ok(())
@@ -407,7 +477,16 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn error(&self, span: Option<Range<usize>>, message: String) -> ConfigError {
-        let line = span.map(|s| self.text[..s.start.min(self.text.len())].matches('\n').count() + 1);
-        ConfigError { path: self.path.display().to_string(), line, message }
+        let line = span.map(|s| {
+            self.text[..s.start.min(self.text.len())]
+                .matches('\n')
+                .count()
+                + 1
+        });
+        ConfigError {
+            path: self.path.display().to_string(),
+            line,
+            message,
+        }
     }
 }

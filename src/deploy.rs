@@ -45,8 +45,17 @@ pub fn apply(config: &Config, store: &Store) -> anyhow::Result<Report> {
         let artifact = rx
             .recv()
             .map_err(|_| anyhow!("the compile pool stopped"))?
-            .map_err(|e| anyhow!("worker {}/{} ({}): {e}", w.namespace, w.name, w.module.display()))?;
-        let data = indexes.get_mut(w.namespace.as_str()).expect("validated by Config");
+            .map_err(|e| {
+                anyhow!(
+                    "worker {}/{} ({}): {e}",
+                    w.namespace,
+                    w.name,
+                    w.module.display()
+                )
+            })?;
+        let data = indexes
+            .get_mut(w.namespace.as_str())
+            .expect("validated by Config");
         let created_on = data.scripts.get(&w.name).map_or(now, |old| old.created_on);
         let entry = ScriptEntry {
             name: w.name.clone(),
@@ -54,7 +63,11 @@ pub fn apply(config: &Config, store: &Store) -> anyhow::Result<Report> {
             bindings: w
                 .bindings
                 .iter()
-                .map(|b| BindingEntry { name: b.name.clone(), kind: b.kind as u8, value: b.value.clone() })
+                .map(|b| BindingEntry {
+                    name: b.name.clone(),
+                    kind: b.kind as u8,
+                    value: b.value.clone(),
+                })
                 .collect(),
             tags: w.tags.clone(),
             limits: ScriptLimits {
@@ -68,7 +81,10 @@ pub fn apply(config: &Config, store: &Store) -> anyhow::Result<Report> {
             etag: String::new(),
             reuse_instances: w.reuse_instances,
         };
-        let entry = ScriptEntry { etag: etag(&w.namespace, &entry), ..entry };
+        let entry = ScriptEntry {
+            etag: etag(&w.namespace, &entry),
+            ..entry
+        };
         data.scripts.insert(w.name.clone(), entry);
         report.deployed += 1;
     }
@@ -98,22 +114,42 @@ pub fn check(config: &Config) -> anyhow::Result<Report> {
                 s.spawn(move || {
                     for (w, wasm) in chunk {
                         engine.precompile(wasm).map_err(|e| {
-                            anyhow!("worker {}/{} ({}): {e}", w.namespace, w.name, w.module.display())
+                            anyhow!(
+                                "worker {}/{} ({}): {e}",
+                                w.namespace,
+                                w.name,
+                                w.module.display()
+                            )
                         })?;
                     }
                     Ok(())
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("compile thread panicked")))).collect()
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("compile thread panicked")))
+            })
+            .collect()
     });
     results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
-    Ok(Report { deployed: modules.len(), namespaces: config.namespaces.len() })
+    Ok(Report {
+        deployed: modules.len(),
+        namespaces: config.namespaces.len(),
+    })
 }
 
 fn read_module(w: &WorkerConfig) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(&w.module)
-        .with_context(|| format!("worker {}/{}: cannot read module {}", w.namespace, w.name, w.module.display()))
+    std::fs::read(&w.module).with_context(|| {
+        format!(
+            "worker {}/{}: cannot read module {}",
+            w.namespace,
+            w.name,
+            w.module.display()
+        )
+    })
 }
 
 /// A version tag of one deployed script: changes whenever anything the data plane uses changes,
@@ -132,14 +168,21 @@ pub fn etag(namespace: &str, e: &ScriptEntry) -> String {
         }
     }
     let l = &e.limits;
-    h.update(format!("{:?}{:?}{:?}{:?}{}", l.cpu_ms, l.wall_ms, l.memory_bytes, l.subrequests, e.reuse_instances));
+    h.update(format!(
+        "{:?}{:?}{:?}{:?}{}",
+        l.cpu_ms, l.wall_ms, l.memory_bytes, l.subrequests, e.reuse_instances
+    ));
     hex::encode(&h.finalize()[..16])
 }
 
 fn compile_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
 }
 
 fn unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tenantry_core::Engine;
+use tenantry_ingress::ServerHandle;
 use tenantry_ingress::dispatch::{Plane, Snapshot};
 use tenantry_ingress::route::Router;
-use tenantry_ingress::ServerHandle;
 use tenantry_loader::Store;
 
 use crate::config::Config;
@@ -35,12 +35,16 @@ impl Node {
         );
 
         let snapshot = snapshot(config, &store)?;
-        let plane = Plane::new(snapshot, engine, store.artifacts().clone(), config.workers_per_core);
+        let plane = Plane::new(
+            snapshot,
+            engine,
+            store.artifacts().clone(),
+            config.workers_per_core,
+        );
         let for_cores = plane.clone();
-        let server = tenantry_ingress::start(config.server.clone(), move |_core| {
-            for_cores.dispatcher()
-        })
-        .with_context(|| format!("listening on {}", config.server.addr))?;
+        let server =
+            tenantry_ingress::start(config.server.clone(), move |_core| for_cores.dispatcher())
+                .with_context(|| format!("listening on {}", config.server.addr))?;
         Ok(Node { server, plane })
     }
 

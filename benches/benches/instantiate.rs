@@ -28,13 +28,19 @@ fn worker(pool: &WorkerPool, key: &str, reuse: u32) -> Rc<Worker> {
 }
 
 fn bench(c: &mut Criterion) {
-    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .unwrap();
     let pool = WorkerPool::new(engine(), 16);
     let req = Request {
         method: Bytes::from_static(b"GET"),
         host: Bytes::from_static(b"alice.example.test"),
         target: Bytes::from_static(b"/hello"),
-        headers: vec![(Bytes::from_static(b"user-agent"), Bytes::from_static(b"bench"))],
+        headers: vec![(
+            Bytes::from_static(b"user-agent"),
+            Bytes::from_static(b"bench"),
+        )],
         body: Bytes::new(),
     };
     let mut group = c.benchmark_group("invoke");

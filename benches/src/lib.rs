@@ -21,7 +21,11 @@ pub fn engine() -> Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE
         .get_or_init(|| {
-            let engine = Engine::new(&EngineSettings { max_instances: 64, ..Default::default() }).unwrap();
+            let engine = Engine::new(&EngineSettings {
+                max_instances: 64,
+                ..Default::default()
+            })
+            .unwrap();
             engine.start_epoch_ticker();
             engine
         })

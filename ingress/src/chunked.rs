@@ -23,11 +23,15 @@ pub struct Progress {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading hex digits of a chunk size.
-    Size { digits: u8 },
+    Size {
+        digits: u8,
+    },
     /// After the size: whitespace and extensions up to CR.
     Extension,
     SizeLf,
-    Data { left: u64 },
+    Data {
+        left: u64,
+    },
     DataCr,
     DataLf,
     /// At the start of a trailer line (or of the final empty line).
@@ -214,7 +218,11 @@ mod tests {
     use super::*;
 
     /// Decodes `input` fed in pieces of `step` bytes; returns the body and bytes consumed.
-    fn decode_in_steps(input: &[u8], step: usize, max: usize) -> Result<(Vec<u8>, usize), ParseError> {
+    fn decode_in_steps(
+        input: &[u8],
+        step: usize,
+        max: usize,
+    ) -> Result<(Vec<u8>, usize), ParseError> {
         let mut d = ChunkedDecoder::new(max, 1024);
         let mut out = BytesMut::new();
         let mut pos = 0;
@@ -268,7 +276,11 @@ mod tests {
             b"0\r\n\rX",
         ] {
             let e = decode_in_steps(bad_input, bad_input.len(), 1 << 20).unwrap_err();
-            assert!(matches!(e, ParseError::BadChunk(m) if m != "incomplete"), "{:?}: {e:?}", String::from_utf8_lossy(bad_input));
+            assert!(
+                matches!(e, ParseError::BadChunk(m) if m != "incomplete"),
+                "{:?}: {e:?}",
+                String::from_utf8_lossy(bad_input)
+            );
             assert_eq!(e.status(), 400);
         }
     }
@@ -276,7 +288,10 @@ mod tests {
     #[test]
     fn enforces_body_and_line_limits() {
         let e = decode_in_steps(b"6\r\nhello!\r\n0\r\n\r\n", 100, 5).unwrap_err();
-        assert_eq!((e.status(), e), (413, ParseError::BodyTooLarge { limit: 5 }));
+        assert_eq!(
+            (e.status(), e),
+            (413, ParseError::BodyTooLarge { limit: 5 })
+        );
         let e = decode_in_steps(b"3\r\nabc\r\n3\r\nabc\r\n0\r\n\r\n", 100, 5).unwrap_err();
         assert_eq!(e.status(), 413);
 

@@ -257,9 +257,7 @@ fn parse_length(value: &[u8]) -> Result<u64, ParseError> {
             ParseError::InvalidLength
         });
     }
-    Ok(value
-        .iter()
-        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+    Ok(value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// The comma-separated tokens of a list-valued field, trimmed, empty elements skipped
@@ -302,7 +300,10 @@ mod tests {
     fn error(raw: &[u8]) -> ParseError {
         match parse_head(raw, &limits()) {
             Err(e) => e,
-            other => panic!("{:?}: expected an error, got {other:?}", String::from_utf8_lossy(raw)),
+            other => panic!(
+                "{:?}: expected an error, got {other:?}",
+                String::from_utf8_lossy(raw)
+            ),
         }
     }
 
@@ -355,7 +356,9 @@ mod tests {
     fn connection_persistence_follows_version_and_tokens() {
         assert!(complete(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").keep_alive);
         assert!(!complete(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n").keep_alive);
-        assert!(!complete(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: te, close\r\n\r\n").keep_alive);
+        assert!(
+            !complete(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: te, close\r\n\r\n").keep_alive
+        );
         assert!(!complete(b"GET / HTTP/1.0\r\n\r\n").keep_alive);
         assert!(complete(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);
     }
@@ -364,7 +367,9 @@ mod tests {
     fn head_and_expect_are_noticed() {
         let h = complete(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n");
         assert!(h.is_head);
-        let h = complete(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n");
+        let h = complete(
+            b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n",
+        );
         assert!(h.expect_continue && !h.is_head);
     }
 
@@ -408,16 +413,35 @@ mod tests {
             max_header_bytes: 64,
             max_body_bytes: 10,
         };
-        let long = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "v".repeat(100));
+        let long = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "v".repeat(100)
+        );
         let e = parse_head(long.as_bytes(), &small).unwrap_err();
-        assert_eq!((e.status(), e), (431, ParseError::HeadersTooLarge { limit: 64 }));
+        assert_eq!(
+            (e.status(), e),
+            (431, ParseError::HeadersTooLarge { limit: 64 })
+        );
         // Still incomplete but already too long: refused without waiting for the rest.
         let e = parse_head(&long.as_bytes()[..80], &small).unwrap_err();
         assert_eq!(e.status(), 431);
 
-        let e = parse_head(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n", &small).unwrap_err();
-        assert_eq!((e.status(), e), (413, ParseError::BodyTooLarge { limit: 10 }));
-        assert!(parse_head(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n", &small).is_ok());
+        let e = parse_head(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n",
+            &small,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.status(), e),
+            (413, ParseError::BodyTooLarge { limit: 10 })
+        );
+        assert!(
+            parse_head(
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n",
+                &small
+            )
+            .is_ok()
+        );
 
         let mut many = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
         for i in 0..MAX_HEADERS {

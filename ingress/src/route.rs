@@ -97,10 +97,10 @@ impl Router {
             if !route.host.matches(host) {
                 continue;
             }
-            if let Some(prefix) = &route.path_prefix {
-                if !path.starts_with(prefix.as_bytes()) {
-                    continue;
-                }
+            if let Some(prefix) = &route.path_prefix
+                && !path.starts_with(prefix.as_bytes())
+            {
+                continue;
             }
             if let Some((name, value)) = &route.header {
                 let found = req
@@ -171,13 +171,23 @@ mod tests {
             target: Bytes::copy_from_slice(target.as_bytes()),
             headers: headers
                 .iter()
-                .map(|(n, v)| (Bytes::copy_from_slice(n.as_bytes()), Bytes::copy_from_slice(v.as_bytes())))
+                .map(|(n, v)| {
+                    (
+                        Bytes::copy_from_slice(n.as_bytes()),
+                        Bytes::copy_from_slice(v.as_bytes()),
+                    )
+                })
                 .collect(),
             body: Bytes::new(),
         }
     }
 
-    fn route(host: &str, prefix: Option<&str>, header: Option<(&str, &str)>, script: ScriptSource) -> Route {
+    fn route(
+        host: &str,
+        prefix: Option<&str>,
+        header: Option<(&str, &str)>,
+        script: ScriptSource,
+    ) -> Route {
         Route {
             host: HostPattern::parse(host),
             path_prefix: prefix.map(str::to_string),
@@ -189,7 +199,12 @@ mod tests {
 
     #[test]
     fn host_label_selects_the_script() {
-        let router = Router::new(vec![route("*.example.test", None, None, ScriptSource::HostLabel)]);
+        let router = Router::new(vec![route(
+            "*.example.test",
+            None,
+            None,
+            ScriptSource::HostLabel,
+        )]);
         let r = req("Alice.Example.Test:8080", "/hello", &[]);
         let t = router.route(&r).unwrap();
         assert_eq!((t.namespace, &*t.script), ("production", "alice"));
@@ -200,14 +215,33 @@ mod tests {
     #[test]
     fn first_matching_route_wins_in_order() {
         let router = Router::new(vec![
-            route("api.example.com", Some("/v2/"), None, ScriptSource::Fixed("v2".into())),
-            route("api.example.com", None, Some(("x-tenant", "bob")), ScriptSource::Fixed("bob".into())),
+            route(
+                "api.example.com",
+                Some("/v2/"),
+                None,
+                ScriptSource::Fixed("v2".into()),
+            ),
+            route(
+                "api.example.com",
+                None,
+                Some(("x-tenant", "bob")),
+                ScriptSource::Fixed("bob".into()),
+            ),
             route("*", None, None, ScriptSource::Header("x-worker".into())),
         ]);
         let t = |r: &Request| router.route(r).map(|t| t.script.into_owned());
-        assert_eq!(t(&req("api.example.com", "/v2/x?q", &[])), Some("v2".into()));
-        assert_eq!(t(&req("api.example.com", "/v1", &[("X-Tenant", "bob")])), Some("bob".into()));
-        assert_eq!(t(&req("other", "/", &[("x-worker", "carol")])), Some("carol".into()));
+        assert_eq!(
+            t(&req("api.example.com", "/v2/x?q", &[])),
+            Some("v2".into())
+        );
+        assert_eq!(
+            t(&req("api.example.com", "/v1", &[("X-Tenant", "bob")])),
+            Some("bob".into())
+        );
+        assert_eq!(
+            t(&req("other", "/", &[("x-worker", "carol")])),
+            Some("carol".into())
+        );
         assert_eq!(t(&req("other", "/", &[])), None);
     }
 

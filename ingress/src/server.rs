@@ -369,7 +369,9 @@ impl Conn {
             let response = handler.call(req).await;
             let keep_alive = head.keep_alive && !self.state.stopped.get();
             self.queue_response(&response, head.is_head, keep_alive, head.minor_version);
-            if response.body.len() > COALESCE_BODY_BYTES && !head.is_head && has_body(response.status)
+            if response.body.len() > COALESCE_BODY_BYTES
+                && !head.is_head
+                && has_body(response.status)
             {
                 self.flush().await?;
                 let (res, _) = self.stream.write_all(response.body).await;
@@ -390,21 +392,23 @@ impl Conn {
     async fn read_head(&mut self) -> Result<Option<Head>, Closed> {
         let mut started: Option<Instant> = None;
         loop {
-            if !self.buf.is_empty() {
-                if let Parsed::Complete(head) = parse_head(&self.buf, &self.state.limits)? {
-                    return Ok(Some(head));
-                }
+            if !self.buf.is_empty()
+                && let Parsed::Complete(head) = parse_head(&self.buf, &self.state.limits)?
+            {
+                return Ok(Some(head));
             }
             // Nothing more to parse: send what is queued before waiting for the client.
             self.flush().await?;
-            let read = if self.buf.is_empty() {
-                let idle = self.state.timeouts.idle;
+            // A timed-out read keeps the buffer it was given: decide what a timeout means now.
+            let idle = self.buf.is_empty();
+            let read = if idle {
+                let timeout = self.state.timeouts.idle;
                 let stopped = Stopped {
                     state: &self.state,
                     id: self.id,
                 };
                 monoio::select! {
-                    r = monoio::time::timeout(idle, read_more(&mut self.stream, &mut self.buf)) => r,
+                    r = monoio::time::timeout(timeout, read_more(&mut self.stream, &mut self.buf)) => r,
                     _ = stopped => return Ok(None),
                 }
             } else {
@@ -421,9 +425,12 @@ impl Conn {
                 Ok(Ok(_)) => {
                     started.get_or_insert_with(Instant::now);
                 }
-                Err(_) if self.buf.is_empty() => return Ok(None),
+                Err(_) if idle => return Ok(None),
                 Err(_) => {
-                    return Err(Closed::With(408, "timed out reading the request head\n".into()));
+                    return Err(Closed::With(
+                        408,
+                        "timed out reading the request head\n".into(),
+                    ));
                 }
             }
         }
@@ -446,7 +453,8 @@ impl Conn {
             BodyFraming::Chunked => {
                 let message = self.buf.split_to(head.len).freeze();
                 let limits = self.state.limits;
-                let mut decoder = ChunkedDecoder::new(limits.max_body_bytes, limits.max_header_bytes);
+                let mut decoder =
+                    ChunkedDecoder::new(limits.max_body_bytes, limits.max_header_bytes);
                 let mut body = BytesMut::new();
                 loop {
                     let progress = decoder.decode(&self.buf, &mut body)?;
@@ -466,7 +474,10 @@ impl Conn {
         match monoio::time::timeout(timeout, read_more(&mut self.stream, &mut self.buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => Err(Closed::Quietly),
             Ok(Ok(_)) => Ok(()),
-            Err(_) => Err(Closed::With(408, "timed out reading the request body\n".into())),
+            Err(_) => Err(Closed::With(
+                408,
+                "timed out reading the request body\n".into(),
+            )),
         }
     }
 

@@ -266,7 +266,10 @@ mod tests {
     fn rejects_invalid_and_oversized_uploads() {
         let (_d, s) = store();
         let e = s.put(b"\0asm\x01\0\0\0garbage").unwrap_err();
-        assert!(matches!(e, ArtifactError::Compile(CompileError::Invalid(_))), "{e}");
+        assert!(
+            matches!(e, ArtifactError::Compile(CompileError::Invalid(_))),
+            "{e}"
+        );
         let big = vec![0u8; MAX_MODULE_BYTES + 1];
         let e = s.put(&big).unwrap_err();
         assert!(matches!(e, ArtifactError::TooLarge { size, .. } if size == MAX_MODULE_BYTES + 1));

@@ -28,17 +28,16 @@ impl Compiler {
                     .name(format!("tenantry-compile-{i}"))
                     .spawn(move || {
                         for (wasm, reply) in rx {
-                            let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                                artifacts.put(&wasm)
-                            }))
-                            .unwrap_or_else(|panic| {
-                                let what = panic
-                                    .downcast_ref::<&str>()
-                                    .map(|s| s.to_string())
-                                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                                    .unwrap_or_else(|| "a panic".into());
-                                Err(ArtifactError::Internal(what))
-                            });
+                            let result =
+                                std::panic::catch_unwind(AssertUnwindSafe(|| artifacts.put(&wasm)))
+                                    .unwrap_or_else(|panic| {
+                                        let what = panic
+                                            .downcast_ref::<&str>()
+                                            .map(|s| s.to_string())
+                                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                                            .unwrap_or_else(|| "a panic".into());
+                                        Err(ArtifactError::Internal(what))
+                                    });
                             let _ = reply.send(result);
                         }
                     })

@@ -41,7 +41,10 @@ pub fn limits(entry: &ArchivedScriptEntry, defaults: Limits) -> Limits {
     let l = &entry.limits;
     Limits {
         cpu_ms: l.cpu_ms.as_ref().map_or(defaults.cpu_ms, |v| v.to_native()),
-        wall_ms: l.wall_ms.as_ref().map_or(defaults.wall_ms, |v| v.to_native()),
+        wall_ms: l
+            .wall_ms
+            .as_ref()
+            .map_or(defaults.wall_ms, |v| v.to_native()),
         memory_bytes: l
             .memory_bytes
             .as_ref()

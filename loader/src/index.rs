@@ -94,7 +94,9 @@ pub struct BindingEntry {
 }
 
 /// A script's own limits; unset fields take the platform defaults.
-#[derive(Debug, Clone, Copy, Default, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct ScriptLimits {
     pub cpu_ms: Option<u32>,
     pub wall_ms: Option<u32>,
@@ -108,10 +110,16 @@ pub struct ScriptLimits {
 pub enum IndexError {
     #[error("{path}: not a Tenantry index (bad magic)")]
     BadMagic { path: PathBuf },
-    #[error("{path}: index format version {version} is not supported (this build reads {FORMAT_VERSION})")]
+    #[error(
+        "{path}: index format version {version} is not supported (this build reads {FORMAT_VERSION})"
+    )]
     UnsupportedVersion { path: PathBuf, version: u32 },
     #[error("{path}: index is truncated ({len} bytes, header says {expected})")]
-    Truncated { path: PathBuf, len: u64, expected: u64 },
+    Truncated {
+        path: PathBuf,
+        len: u64,
+        expected: u64,
+    },
     #[error("{path}: index checksum mismatch (the file is corrupt)")]
     Checksum { path: PathBuf },
     #[error("{path}: index archive is invalid: {message}")]

@@ -261,9 +261,16 @@ mod tests {
         let s = store(dir.path());
         assert!(s.open_index("production").unwrap().is_none());
         let data = data_with(&s, "production");
-        assert_eq!(s.publish_index("production", &data).unwrap().generation(), 1);
-        assert_eq!(s.publish_index("production", &data).unwrap().generation(), 2);
-        s.publish_index("staging", &IndexData::new("staging", 0)).unwrap();
+        assert_eq!(
+            s.publish_index("production", &data).unwrap().generation(),
+            1
+        );
+        assert_eq!(
+            s.publish_index("production", &data).unwrap().generation(),
+            2
+        );
+        s.publish_index("staging", &IndexData::new("staging", 0))
+            .unwrap();
         assert_eq!(s.namespaces().unwrap(), ["production", "staging"]);
         assert!(s.delete_namespace("staging").unwrap());
         assert!(!s.delete_namespace("staging").unwrap());

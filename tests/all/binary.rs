@@ -27,14 +27,22 @@ fn serve_prints_its_address_and_answers() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("tenantry listening on http://").unwrap_or_else(|| panic!("unexpected: {line}"));
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("tenantry listening on http://")
+        .unwrap_or_else(|| panic!("unexpected: {line}"));
     let resp = get(addr.parse().unwrap(), "whatever", "/");
     // SIGTERM for a graceful stop, as an init system would send.
     // SAFETY: plain FFI call with a valid pid and signal number.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
-    assert_eq!((resp.status, resp.text().as_str()), (200, "hello from tenantry\n"));
+    assert_eq!(
+        (resp.status, resp.text().as_str()),
+        (200, "hello from tenantry\n")
+    );
     assert!(status.success(), "serve exited with {status}");
 }
 
@@ -42,13 +50,31 @@ fn serve_prints_its_address_and_answers() {
 fn check_validates_and_compiles() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
-    let out = Command::new(env!("CARGO_BIN_EXE_tenantry")).args(["check", "--config"]).arg(&config).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 namespaces, 1 workers compiled, 1 routes)"));
+    let out = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("ok (1 namespaces, 1 workers compiled, 1 routes)")
+    );
 
     std::fs::write(&config, "[server]\nbogus = 1\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tenantry")).args(["check", "--config"]).arg(&config).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("tenantry.toml:2") && err.contains("bogus"), "{err}");
+    assert!(
+        err.contains("tenantry.toml:2") && err.contains("bogus"),
+        "{err}"
+    );
 }

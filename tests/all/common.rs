@@ -54,9 +54,14 @@ impl TestNode {
     /// 127.0.0.1 port 0, 2 threads, the given driver).
     pub fn start_with_driver(body: &str, driver: &str) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
-        let node = start_in(dir.path(), body, driver).unwrap_or_else(|e| panic!("node failed to start: {e:#}"));
+        let node = start_in(dir.path(), body, driver)
+            .unwrap_or_else(|e| panic!("node failed to start: {e:#}"));
         let addr = node.local_addr();
-        TestNode { node: Some(node), addr, dir }
+        TestNode {
+            node: Some(node),
+            addr,
+            dir,
+        }
     }
 
     pub fn start(body: &str) -> TestNode {
@@ -138,7 +143,10 @@ impl Conn {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
-        Conn { stream, buf: Vec::new() }
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -155,7 +163,12 @@ impl Conn {
                 let headers: Vec<(String, String)> = parsed
                     .headers
                     .iter()
-                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
                     .collect();
                 let len = headers
                     .iter()
@@ -168,7 +181,11 @@ impl Conn {
                 }
                 let body = self.buf[n..n + len].to_vec();
                 self.buf.drain(..n + len);
-                return Resp { status, headers, body };
+                return Resp {
+                    status,
+                    headers,
+                    body,
+                };
             }
             self.fill();
         }
@@ -177,7 +194,11 @@ impl Conn {
     fn fill(&mut self) {
         let mut chunk = [0u8; 16 * 1024];
         let n = self.stream.read(&mut chunk).expect("reading a response");
-        assert!(n > 0, "connection closed before a full response; got {:?}", String::from_utf8_lossy(&self.buf));
+        assert!(
+            n > 0,
+            "connection closed before a full response; got {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
         self.buf.extend_from_slice(&chunk[..n]);
     }
 
@@ -190,7 +211,14 @@ impl Conn {
 }
 
 /// One request on a fresh connection.
-pub fn request(addr: SocketAddr, method: &str, host: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
     let mut conn = Conn::open(addr);
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (n, v) in headers {

@@ -39,32 +39,71 @@ fn syntax_error_has_a_line() {
 fn semantic_errors_are_specific() {
     let ns = "[[namespace]]\nname = \"production\"\n";
     let cases = [
-        (format!("{ns}[[worker]]\nnamespace = \"staging\"\nname = \"a\"\nmodule = \"a.wasm\"\n"), ":4: ", "namespace `staging` is not declared"),
-        (format!("{ns}[[worker]]\nnamespace = \"production\"\nname = \"Bad Name\"\nmodule = \"a.wasm\"\n"), ":5: ", "lower-case"),
-        (format!("{ns}[[namespace]]\nname = \"production\"\n"), ":4: ", "declared twice"),
         (
-            format!("{ns}[[worker]]\nnamespace = \"production\"\nname = \"a\"\nmodule = \"a.wasm\"\nbindings = [{{ type = \"kv\", name = \"X\", text = \"y\" }}]\n"),
+            format!("{ns}[[worker]]\nnamespace = \"staging\"\nname = \"a\"\nmodule = \"a.wasm\"\n"),
+            ":4: ",
+            "namespace `staging` is not declared",
+        ),
+        (
+            format!(
+                "{ns}[[worker]]\nnamespace = \"production\"\nname = \"Bad Name\"\nmodule = \"a.wasm\"\n"
+            ),
+            ":5: ",
+            "lower-case",
+        ),
+        (
+            format!("{ns}[[namespace]]\nname = \"production\"\n"),
+            ":4: ",
+            "declared twice",
+        ),
+        (
+            format!(
+                "{ns}[[worker]]\nnamespace = \"production\"\nname = \"a\"\nmodule = \"a.wasm\"\nbindings = [{{ type = \"kv\", name = \"X\", text = \"y\" }}]\n"
+            ),
             ":7: ",
             "type `kv` is not one of",
         ),
         (
-            format!("{ns}[[worker]]\nnamespace = \"production\"\nname = \"a\"\nmodule = \"a.wasm\"\ntags = [\"a,b\"]\n"),
+            format!(
+                "{ns}[[worker]]\nnamespace = \"production\"\nname = \"a\"\nmodule = \"a.wasm\"\ntags = [\"a,b\"]\n"
+            ),
             ":5: ",
             "contain no `,`",
         ),
         (
-            format!("{ns}[[worker]]\nnamespace = \"production\"\nname = \"a\"\nmodule = \"a.wasm\"\nlimits = {{ memory_mb = 4096 }}\n"),
+            format!(
+                "{ns}[[worker]]\nnamespace = \"production\"\nname = \"a\"\nmodule = \"a.wasm\"\nlimits = {{ memory_mb = 4096 }}\n"
+            ),
             ":5: ",
             "exceeds engine.max_memory_mb",
         ),
-        (format!("{ns}[[route]]\nnamespace = \"production\"\n"), ":4: ", "exactly one of `script` and `script_from`"),
-        (format!("{ns}[[route]]\nnamespace = \"production\"\nscript_from = \"path\"\n"), ":5: ", "expected \"host_label\""),
-        ("[server]\nlisten = \"nope\"\n".to_string(), ":2: ", "server.listen `nope`"),
-        ("[server]\ndriver = \"kqueue\"\n".to_string(), ":2: ", "expected auto, io_uring or legacy"),
+        (
+            format!("{ns}[[route]]\nnamespace = \"production\"\n"),
+            ":4: ",
+            "exactly one of `script` and `script_from`",
+        ),
+        (
+            format!("{ns}[[route]]\nnamespace = \"production\"\nscript_from = \"path\"\n"),
+            ":5: ",
+            "expected \"host_label\"",
+        ),
+        (
+            "[server]\nlisten = \"nope\"\n".to_string(),
+            ":2: ",
+            "server.listen `nope`",
+        ),
+        (
+            "[server]\ndriver = \"kqueue\"\n".to_string(),
+            ":2: ",
+            "expected auto, io_uring or legacy",
+        ),
     ];
     for (text, line, needle) in cases {
         let e = parse_err(&text);
-        assert!(e.contains(line) && e.contains(needle), "expected {line}…{needle} in: {e}\nfor:\n{text}");
+        assert!(
+            e.contains(line) && e.contains(needle),
+            "expected {line}…{needle} in: {e}\nfor:\n{text}"
+        );
     }
 }
 
@@ -72,7 +111,10 @@ fn semantic_errors_are_specific() {
 fn a_missing_or_invalid_module_fails_the_deploy_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bad.wasm"), b"\0asm\x01\0\0\0garbage").unwrap();
-    for (module, needle) in [("missing.wasm", "cannot read"), ("bad.wasm", "invalid WebAssembly")] {
+    for (module, needle) in [
+        ("missing.wasm", "cannot read"),
+        ("bad.wasm", "invalid WebAssembly"),
+    ] {
         let text = format!(
             "data_dir = \"data\"\n[engine]\nmax_instances = 8\n[[namespace]]\nname = \"p\"\n\
              [[worker]]\nnamespace = \"p\"\nname = \"w\"\nmodule = \"{module}\"\n"
@@ -81,6 +123,9 @@ fn a_missing_or_invalid_module_fails_the_deploy_with_its_name() {
         std::fs::write(&path, &text).unwrap();
         let config = Config::parse(&text, &path).unwrap();
         let e = format!("{:#}", tenantry::deploy::check(&config).unwrap_err());
-        assert!(e.contains("p/w") && e.contains(module) && e.contains(needle), "{e}");
+        assert!(
+            e.contains("p/w") && e.contains(module) && e.contains(needle),
+            "{e}"
+        );
     }
 }

@@ -11,8 +11,18 @@ fn config() -> String {
          [[route]]\nhost = \"*.example.test\"\nnamespace = \"production\"\nscript_from = \"host_label\"\n",
         worker("production", "alice", "hello", ""),
         worker("production", "spin", "spin", "limits = { cpu_ms = 20 }"),
-        worker("production", "slow", "spin", "limits = { cpu_ms = 100000, wall_ms = 50 }"),
-        worker("production", "hog", "memory_hog", "limits = { memory_mb = 16 }"),
+        worker(
+            "production",
+            "slow",
+            "spin",
+            "limits = { cpu_ms = 100000, wall_ms = 50 }"
+        ),
+        worker(
+            "production",
+            "hog",
+            "memory_hog",
+            "limits = { memory_mb = 16 }"
+        ),
         worker("production", "deep", "deep_recursion", ""),
         worker("production", "fail", "fail", ""),
     )
@@ -23,7 +33,11 @@ fn infinite_loop_hits_the_cpu_limit() {
     let node = TestNode::start(&config());
     let resp = get(node.addr, "spin.example.test", "/");
     assert_eq!(resp.status, 503);
-    assert!(resp.text().contains("CPU time limit of 20 ms"), "{}", resp.text());
+    assert!(
+        resp.text().contains("CPU time limit of 20 ms"),
+        "{}",
+        resp.text()
+    );
 }
 
 #[test]
@@ -31,7 +45,11 @@ fn wall_clock_deadline_stops_a_long_runner() {
     let node = TestNode::start(&config());
     let resp = get(node.addr, "slow.example.test", "/");
     assert_eq!(resp.status, 503);
-    assert!(resp.text().contains("wall-clock limit of 50 ms"), "{}", resp.text());
+    assert!(
+        resp.text().contains("wall-clock limit of 50 ms"),
+        "{}",
+        resp.text()
+    );
 }
 
 #[test]
@@ -39,7 +57,12 @@ fn memory_grower_hits_the_memory_limit() {
     let node = TestNode::start(&config());
     let resp = get(node.addr, "hog.example.test", "/");
     assert_eq!(resp.status, 503);
-    assert!(resp.text().contains(&format!("memory limit of {} bytes", 16 << 20)), "{}", resp.text());
+    assert!(
+        resp.text()
+            .contains(&format!("memory limit of {} bytes", 16 << 20)),
+        "{}",
+        resp.text()
+    );
 }
 
 #[test]
@@ -69,7 +92,10 @@ fn others_are_served_while_hostile_guests_run() {
         .collect();
     for _ in 0..50 {
         let resp = get(addr, "alice.example.test", "/");
-        assert_eq!((resp.status, resp.text().as_str()), (200, "hello from tenantry\n"));
+        assert_eq!(
+            (resp.status, resp.text().as_str()),
+            (200, "hello from tenantry\n")
+        );
     }
     for h in hostile {
         let status = h.join().unwrap();

@@ -10,21 +10,23 @@ fn namespace_with(workers: &str) -> String {
 }
 
 fn basic() -> String {
-    namespace_with(&[
-        worker("production", "alice", "hello", ""),
-        worker("production", "bob", "echo", ""),
-        worker(
-            "production",
-            "carol",
-            "env_reader",
-            r#"bindings = [
+    namespace_with(
+        &[
+            worker("production", "alice", "hello", ""),
+            worker("production", "bob", "echo", ""),
+            worker(
+                "production",
+                "carol",
+                "env_reader",
+                r#"bindings = [
   { type = "plain_text", name = "GREETING", text = "hi there" },
   { type = "json", name = "SETTINGS", json = { theme = "dark" } },
   { type = "secret_text", name = "API_KEY", text = "s3cret" },
 ]"#,
-        ),
-    ]
-    .concat())
+            ),
+        ]
+        .concat(),
+    )
 }
 
 #[test]
@@ -53,10 +55,20 @@ fn unknown_worker_is_404_and_unrouted_host_is_404() {
 fn echo_sees_method_url_headers_and_body() {
     let node = TestNode::start(&basic());
     let body = b"{\"n\": 42}";
-    let resp = request(node.addr, "POST", "bob.example.test", "/submit?x=1", &[("X-Custom", "yes")], body);
+    let resp = request(
+        node.addr,
+        "POST",
+        "bob.example.test",
+        "/submit?x=1",
+        &[("X-Custom", "yes")],
+        body,
+    );
     assert_eq!(resp.status, 200);
     let text = resp.text();
-    assert!(text.starts_with("POST http://bob.example.test/submit?x=1\n"), "{text}");
+    assert!(
+        text.starts_with("POST http://bob.example.test/submit?x=1\n"),
+        "{text}"
+    );
     assert!(text.contains("X-Custom: yes\n"), "{text}");
     assert!(text.ends_with("\n\n{\"n\": 42}"), "{text}");
     assert_eq!(resp.header("x-echo-length"), Some("9"));
@@ -108,7 +120,10 @@ fn env_bindings_reach_only_their_worker() {
     assert_eq!(resp.header("x-binding-kind"), Some("plain_text"));
     let resp = get(node.addr, "carol.example.test", "/?name=SETTINGS");
     assert_eq!(resp.header("x-binding-kind"), Some("json"));
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&resp.body).unwrap(), serde_json::json!({"theme": "dark"}));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&resp.body).unwrap(),
+        serde_json::json!({"theme": "dark"})
+    );
     let resp = get(node.addr, "carol.example.test", "/?name=API_KEY");
     assert_eq!((resp.status, resp.text().as_str()), (200, "s3cret"));
     assert_eq!(resp.header("x-binding-kind"), Some("secret_text"));
@@ -135,7 +150,10 @@ fn restart_serves_what_was_deployed() {
     assert!(index.exists(), "the namespace index is on disk");
     node.restart(&config);
     let resp = get(node.addr, "alice.example.test", "/");
-    assert_eq!((resp.status, resp.text().as_str()), (200, "hello from tenantry\n"));
+    assert_eq!(
+        (resp.status, resp.text().as_str()),
+        (200, "hello from tenantry\n")
+    );
 }
 
 #[test]
@@ -150,11 +168,33 @@ fn routes_by_path_prefix_and_header() {
     );
     let node = TestNode::start(&config);
     let resp = get(node.addr, "api.example.com", "/echo/x");
-    assert!(resp.text().starts_with("GET http://api.example.com/echo/x"), "{}", resp.text());
-    let resp = request(node.addr, "GET", "api.example.com", "/other", &[("x-tenant", "h")], b"");
+    assert!(
+        resp.text().starts_with("GET http://api.example.com/echo/x"),
+        "{}",
+        resp.text()
+    );
+    let resp = request(
+        node.addr,
+        "GET",
+        "api.example.com",
+        "/other",
+        &[("x-tenant", "h")],
+        b"",
+    );
     assert_eq!(resp.text(), "hello from tenantry\n");
     let resp = request(node.addr, "GET", "any.host", "/", &[("x-worker", "e")], b"");
-    assert!(resp.text().starts_with("GET http://any.host/"), "{}", resp.text());
-    let resp = request(node.addr, "GET", "any.host", "/", &[("x-worker", "nope")], b"");
+    assert!(
+        resp.text().starts_with("GET http://any.host/"),
+        "{}",
+        resp.text()
+    );
+    let resp = request(
+        node.addr,
+        "GET",
+        "any.host",
+        "/",
+        &[("x-worker", "nope")],
+        b"",
+    );
     assert_eq!(resp.status, 404);
 }

@@ -54,7 +54,9 @@ fn main() {
             store.set_fuel(u64::MAX).unwrap();
             store.set_epoch_deadline(u64::MAX);
             let instance = Instance::new(&mut store, &module, &[]).unwrap();
-            let run = instance.get_typed_func::<i32, i32>(&mut store, "run").unwrap();
+            let run = instance
+                .get_typed_func::<i32, i32>(&mut store, "run")
+                .unwrap();
             let start = Instant::now();
             std::hint::black_box(run.call(&mut store, 50_000_000).unwrap());
             let ms = start.elapsed().as_secs_f64() * 1e3;

@@ -30,7 +30,9 @@ fn main() {
     rt.block_on(async move {
         let listener = TcpListener::bind_with_config(addr, &ListenerOpts::new()).expect("bind");
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             monoio::spawn(serve(stream));
         }
@@ -81,13 +83,17 @@ fn respond(out: &mut Vec<u8>) {
     // Cached per second, as the server does, so both pay the same for it.
     thread_local!(static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) });
     let now = SystemTime::now();
-    let secs = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     DATE.with_borrow_mut(|date| {
         if date.0 != secs {
             *date = (secs, httpdate::fmt_http_date(now));
         }
         out.extend_from_slice(date.1.as_bytes());
     });
-    out.extend_from_slice(b"\r\ncontent-length: 20\r\ncontent-type: text/plain\r\nx-worker: hello\r\n\r\n");
+    out.extend_from_slice(
+        b"\r\ncontent-length: 20\r\ncontent-type: text/plain\r\nx-worker: hello\r\n\r\n",
+    );
     out.extend_from_slice(BODY);
 }

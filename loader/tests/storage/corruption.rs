@@ -20,7 +20,10 @@ fn open_damaged(edit: impl FnOnce(&mut Vec<u8>)) -> IndexError {
     edit(&mut bytes);
     std::fs::write(&path, &bytes).unwrap();
     let e = Index::open(&path, None).unwrap_err();
-    assert!(e.to_string().contains(&path.display().to_string()), "{e} names the file");
+    assert!(
+        e.to_string().contains(&path.display().to_string()),
+        "{e} names the file"
+    );
     e
 }
 
@@ -48,7 +51,10 @@ fn bad_magic_and_future_versions() {
     let e = open_damaged(|b| b[0] = b'X');
     assert!(matches!(e, IndexError::BadMagic { .. }), "{e}");
     let e = open_damaged(|b| b[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes()));
-    assert!(matches!(e, IndexError::UnsupportedVersion { version, .. } if version == FORMAT_VERSION + 1), "{e}");
+    assert!(
+        matches!(e, IndexError::UnsupportedVersion { version, .. } if version == FORMAT_VERSION + 1),
+        "{e}"
+    );
 }
 
 #[test]
