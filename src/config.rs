@@ -34,6 +34,8 @@ use serde::Deserialize;
 use tenantry_core::{Binding, BindingKind, EngineSettings, Limits};
 use tenantry_ingress::route::{HostPattern, Route, ScriptSource};
 use tenantry_ingress::{Driver, ServerConfig};
+
+use crate::admin::{AdminConfig, Auth};
 use toml::Spanned;
 
 /// A configuration error, with the file and line it comes from.
@@ -59,6 +61,8 @@ pub struct Config {
     pub namespaces: Vec<String>,
     pub workers: Vec<WorkerConfig>,
     pub routes: Vec<Route>,
+    /// The admin API listener; `None` when `[admin] enabled = false`.
+    pub admin: Option<AdminConfig>,
 }
 
 /// A Worker deployed from the config file.
@@ -105,6 +109,31 @@ struct FileShape {
     worker: Vec<WorkerFile>,
     #[serde(default)]
     route: Vec<RouteFile>,
+    #[serde(default)]
+    admin: AdminFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AdminFile {
+    /// Default true.
+    enabled: Option<bool>,
+    listen: Option<Spanned<String>>,
+    threads: Option<usize>,
+    /// Bearer tokens accepted in `Authorization`.
+    #[serde(default)]
+    tokens: Vec<String>,
+    /// Legacy `X-Auth-Email` / `X-Auth-Key` pairs.
+    #[serde(default)]
+    legacy_keys: Vec<LegacyKeyFile>,
+    account_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LegacyKeyFile {
+    email: String,
+    key: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -381,7 +410,39 @@ impl Config {
             });
         }
 
+        let admin = if file.admin.enabled == Some(false) {
+            None
+        } else {
+            let mut admin = AdminConfig::default();
+            if let Some(listen) = &file.admin.listen {
+                admin.addr = listen.get_ref().parse::<SocketAddr>().map_err(|e| {
+                    ctx.error(
+                        Some(listen.span()),
+                        format!("admin.listen `{}`: {e}", listen.get_ref()),
+                    )
+                })?;
+            }
+            if let Some(threads) = file.admin.threads.filter(|&t| t > 0) {
+                admin.threads = threads;
+            }
+            admin.auth = Auth {
+                tokens: file.admin.tokens.clone(),
+                keys: file
+                    .admin
+                    .legacy_keys
+                    .iter()
+                    .map(|k| (k.email.clone(), k.key.clone()))
+                    .collect(),
+            };
+            if admin.auth.tokens.iter().any(String::is_empty) {
+                return Err(ctx.error(None, "admin.tokens: a token must not be empty".to_string()));
+            }
+            admin.account_id = file.admin.account_id.clone();
+            Some(admin)
+        };
+
         Ok(Config {
+            admin,
             data_dir: base.join(file.data_dir.as_deref().unwrap_or("data")),
             server,
             engine,

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow};
-use sha2::{Digest, Sha256};
 use tenantry_core::Engine;
 use tenantry_loader::{BindingEntry, Compiler, IndexData, ScriptEntry, ScriptLimits, Store};
 
@@ -80,9 +79,15 @@ pub fn apply(config: &Config, store: &Store) -> anyhow::Result<Report> {
             modified_on: now,
             etag: String::new(),
             reuse_instances: w.reuse_instances,
+            compatibility_date: String::new(),
+            main_module: w
+                .module
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
         };
         let entry = ScriptEntry {
-            etag: etag(&w.namespace, &entry),
+            etag: crate::control::etag(&w.namespace, &entry),
             ..entry
         };
         data.scripts.insert(w.name.clone(), entry);
@@ -152,30 +157,8 @@ fn read_module(w: &WorkerConfig) -> anyhow::Result<Vec<u8>> {
     })
 }
 
-/// A version tag of one deployed script: changes whenever anything the data plane uses changes,
-/// and differs between scripts, so per-core pools can key Workers by it.
-pub fn etag(namespace: &str, e: &ScriptEntry) -> String {
-    let mut h = Sha256::new();
-    for part in [namespace.as_bytes(), e.name.as_bytes(), &e.artifact] {
-        h.update((part.len() as u64).to_le_bytes());
-        h.update(part);
-    }
-    for b in &e.bindings {
-        h.update([b.kind]);
-        for part in [b.name.as_bytes(), b.value.as_bytes()] {
-            h.update((part.len() as u64).to_le_bytes());
-            h.update(part);
-        }
-    }
-    let l = &e.limits;
-    h.update(format!(
-        "{:?}{:?}{:?}{:?}{}",
-        l.cpu_ms, l.wall_ms, l.memory_bytes, l.subrequests, e.reuse_instances
-    ));
-    hex::encode(&h.finalize()[..16])
-}
-
-fn compile_threads() -> usize {
+/// Compile threads for deploys: one per core, at most four.
+pub fn compile_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4)

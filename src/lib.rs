@@ -1,5 +1,5 @@
 //! The `tenantry` binary's library: the config file, deploying it into the data directory, and
-//! running the data plane. `src/main.rs` is the command line on top.
+//! running the data plane and the admin API. `src/main.rs` is the command line on top.
 //!
 //! ```no_run
 //! let config = tenantry::config::Config::load("examples/tenantry.toml".as_ref()).unwrap();
@@ -8,6 +8,9 @@
 //! node.shutdown();
 //! ```
 
+pub mod admin;
+pub mod client;
 pub mod config;
+pub mod control;
 pub mod deploy;
 pub mod serve;

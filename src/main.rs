@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+use tenantry::client::Client;
 use tenantry::config::Config;
 use tenantry::serve::Node;
 
@@ -13,6 +16,51 @@ use tenantry::serve::Node;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// How client commands reach the admin API.
+#[derive(Args, Clone)]
+struct Api {
+    /// The API root.
+    #[arg(
+        long,
+        env = "TENANTRY_API_URL",
+        default_value = "http://127.0.0.1:8787/client/v4",
+        global = true
+    )]
+    url: String,
+    /// Bearer token; by default `TENANTRY_API_TOKEN`, else the file `data/admin-token` that a
+    /// node without configured tokens writes.
+    #[arg(
+        long,
+        env = "TENANTRY_API_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    token: Option<String>,
+    /// Account id in the API paths.
+    #[arg(
+        long,
+        env = "TENANTRY_ACCOUNT_ID",
+        default_value = "local",
+        global = true
+    )]
+    account: String,
+    /// Print the API's JSON instead of human output.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl Api {
+    fn client(&self) -> anyhow::Result<Client> {
+        let token = match &self.token {
+            Some(t) => t.clone(),
+            None => std::fs::read_to_string("data/admin-token")
+                .map(|t| t.trim().to_string())
+                .context("no API token: pass --token or set TENANTRY_API_TOKEN")?,
+        };
+        Ok(Client::new(&self.url, &self.account, &token))
+    }
 }
 
 #[derive(Subcommand)]
@@ -28,9 +76,132 @@ enum Command {
         #[arg(long, short, default_value = "tenantry.toml")]
         config: PathBuf,
     },
+    /// Manage dispatch namespaces.
+    Namespace {
+        #[command(subcommand)]
+        action: NamespaceCmd,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Upload a Worker (a .wasm file), or every .wasm file of a directory.
+    Deploy {
+        #[arg(long, short)]
+        namespace: String,
+        /// Script name (default: the file name without `.wasm`; required for one file only).
+        #[arg(long)]
+        name: Option<String>,
+        /// A .wasm file or a directory of them.
+        path: PathBuf,
+        /// A tag (repeatable, at most 8).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// A plain-text binding, `KEY=VALUE` (repeatable).
+        #[arg(long = "var")]
+        vars: Vec<String>,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Show or replace a script's tags.
+    Tags {
+        #[arg(long, short)]
+        namespace: String,
+        #[arg(long)]
+        name: String,
+        /// Replace the tags with these (none given: show them).
+        #[arg(long = "set", num_args = 0..)]
+        set: Option<Vec<String>>,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Manage a script's secrets (values are never shown).
+    Secret {
+        #[command(subcommand)]
+        action: SecretCmd,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// List or delete scripts, optionally by tag.
+    Scripts {
+        #[command(subcommand)]
+        action: ScriptsCmd,
+        #[command(flatten)]
+        api: Api,
+    },
+}
+
+#[derive(Subcommand)]
+enum NamespaceCmd {
+    Create {
+        name: String,
+    },
+    List,
+    Get {
+        name: String,
+    },
+    /// Deletes the namespace and every script in it.
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretCmd {
+    /// Sets a secret; the value comes from --value or, safer, from standard input.
+    Put {
+        #[arg(long, short)]
+        namespace: String,
+        #[arg(long)]
+        name: String,
+        key: String,
+        #[arg(long)]
+        value: Option<String>,
+    },
+    List {
+        #[arg(long, short)]
+        namespace: String,
+        #[arg(long)]
+        name: String,
+    },
+    Delete {
+        #[arg(long, short)]
+        namespace: String,
+        #[arg(long)]
+        name: String,
+        key: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScriptsCmd {
+    /// Lists scripts; `--tag t:yes` / `--tag t:no` filter.
+    List {
+        #[arg(long, short)]
+        namespace: String,
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Deletes one script (`--name`) or every script matching the tag filters.
+    Delete {
+        #[arg(long, short)]
+        namespace: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -39,17 +210,281 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
+
+    match cli.command {
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+        Command::Namespace { action, api } => namespace(action, &api),
+        Command::Deploy {
+            namespace,
+            name,
+            path,
+            tags,
+            vars,
+            api,
+        } => deploy(&api, &namespace, name.as_deref(), &path, &tags, &vars),
+        Command::Tags {
+            namespace,
+            name,
+            set,
+            api,
+        } => {
+            let c = api.client()?;
+            let tags = match set {
+                Some(tags) => c.set_tags(&namespace, &name, &tags)?,
+                None => c.get_tags(&namespace, &name)?,
+            };
+            print(&api, &tags, || {
+                tags.as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(())
+        }
+        Command::Secret { action, api } => secret(action, &api),
+        Command::Scripts { action, api } => scripts(action, &api),
+    }
+}
+
+/// Prints `value` as JSON with `--json`, else the human form.
+fn print(api: &Api, value: &Value, human: impl FnOnce() -> String) {
+    if api.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+    } else {
+        let text = human();
+        if !text.is_empty() {
+            println!("{text}");
         }
     }
+}
+
+fn namespace_line(ns: &Value) -> String {
+    format!(
+        "{}\t{} scripts\tid {}\tcreated {}",
+        ns["namespace_name"].as_str().unwrap_or("?"),
+        ns["script_count"],
+        ns["namespace_id"].as_str().unwrap_or("?"),
+        ns["created_on"].as_str().unwrap_or("?"),
+    )
+}
+
+fn namespace(action: NamespaceCmd, api: &Api) -> anyhow::Result<()> {
+    let c = api.client()?;
+    match action {
+        NamespaceCmd::Create { name } => {
+            let ns = c.create_namespace(&name)?;
+            print(api, &ns, || {
+                format!("created namespace {}", namespace_line(&ns))
+            });
+        }
+        NamespaceCmd::List => {
+            let list = c.list_namespaces()?;
+            print(api, &list, || {
+                list.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(namespace_line)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        NamespaceCmd::Get { name } => {
+            let ns = c.get_namespace(&name)?;
+            print(api, &ns, || namespace_line(&ns));
+        }
+        NamespaceCmd::Delete { name } => {
+            c.delete_namespace(&name)?;
+            print(api, &Value::Null, || format!("deleted namespace {name}"));
+        }
+    }
+    Ok(())
+}
+
+fn deploy(
+    api: &Api,
+    ns: &str,
+    name: Option<&str>,
+    path: &std::path::Path,
+    tags: &[String],
+    vars: &[String],
+) -> anyhow::Result<()> {
+    let c = api.client()?;
+    let mut bindings = Vec::new();
+    for var in vars {
+        let (k, v) = var
+            .split_once('=')
+            .with_context(|| format!("--var `{var}`: expected KEY=VALUE"))?;
+        bindings.push(json!({"type": "plain_text", "name": k, "text": v}));
+    }
+    let metadata = |module: &str| {
+        let mut m = json!({"main_module": module, "tags": tags});
+        if !bindings.is_empty() {
+            m["bindings"] = json!(bindings);
+        }
+        m
+    };
+    let files: Vec<PathBuf> = if path.is_dir() {
+        if name.is_some() {
+            bail!("--name applies to one file; a directory deploys each .wasm under its own name");
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let bar = (files.len() > 1 && !api.json).then(|| {
+        let bar = indicatif::ProgressBar::new(files.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let mut results = Vec::new();
+    for file in &files {
+        let module_name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let script = match name {
+            Some(n) => n.to_string(),
+            None => file
+                .file_stem()
+                .map(|s| s.to_string_lossy().replace('.', "-").to_lowercase())
+                .unwrap_or_default(),
+        };
+        if let Some(bar) = &bar {
+            bar.set_message(script.clone());
+        }
+        let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let result = c
+            .deploy(ns, &script, &module_name, &wasm, &metadata(&module_name))
+            .with_context(|| format!("deploying {} as {ns}/{script}", file.display()))?;
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        } else if !api.json {
+            println!(
+                "deployed {ns}/{script} (etag {})",
+                result["etag"].as_str().unwrap_or("?")
+            );
+        }
+        results.push(result);
+    }
+    if let Some(bar) = bar {
+        bar.finish_with_message(format!("deployed {} Workers into {ns}", files.len()));
+    }
+    if api.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    }
+    Ok(())
+}
+
+fn secret(action: SecretCmd, api: &Api) -> anyhow::Result<()> {
+    let c = api.client()?;
+    match action {
+        SecretCmd::Put {
+            namespace,
+            name,
+            key,
+            value,
+        } => {
+            let value = match value {
+                Some(v) => v,
+                None => {
+                    let mut v = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut v)?;
+                    v.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            c.put_secret(&namespace, &name, &key, &value)?;
+            print(api, &json!({"name": key, "type": "secret_text"}), || {
+                format!("set secret {key} on {namespace}/{name}")
+            });
+        }
+        SecretCmd::List { namespace, name } => {
+            let list = c.list_secrets(&namespace, &name)?;
+            print(api, &list, || {
+                list.as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s["name"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        SecretCmd::Delete {
+            namespace,
+            name,
+            key,
+        } => {
+            c.delete_secret(&namespace, &name, &key)?;
+            print(api, &Value::Null, || {
+                format!("deleted secret {key} from {namespace}/{name}")
+            });
+        }
+    }
+    Ok(())
+}
+
+fn scripts(action: ScriptsCmd, api: &Api) -> anyhow::Result<()> {
+    let c = api.client()?;
+    match action {
+        ScriptsCmd::List { namespace, tags } => {
+            let list = c.list_scripts(&namespace, &tags)?;
+            let value = Value::Array(list);
+            print(api, &value, || {
+                value
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| {
+                        let tags: Vec<&str> = s["tags"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .collect();
+                        format!(
+                            "{}\t[{}]\tmodified {}",
+                            s["id"].as_str().unwrap_or("?"),
+                            tags.join(", "),
+                            s["modified_on"].as_str().unwrap_or("?")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        ScriptsCmd::Delete {
+            namespace,
+            name,
+            tags,
+        } => match (name, tags.is_empty()) {
+            (Some(name), true) => {
+                c.delete_script(&namespace, &name)?;
+                print(api, &Value::Null, || format!("deleted {namespace}/{name}"));
+            }
+            (None, false) => {
+                let n = c.delete_scripts_by_tags(&namespace, &tags)?;
+                print(api, &json!({"deleted_count": n}), || {
+                    format!("deleted {n} scripts from {namespace}")
+                });
+            }
+            _ => bail!("give either --name or at least one --tag filter"),
+        },
+    }
+    Ok(())
 }
 
 fn serve(path: &std::path::Path) -> anyhow::Result<()> {

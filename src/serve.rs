@@ -1,27 +1,33 @@
-//! `tenantry serve`: deploy the config into the data directory, then run the data plane.
+//! `tenantry serve`: deploy the config into the data directory, then run the data plane on every
+//! core and the admin API on its own listener.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use tenantry_core::Engine;
 use tenantry_ingress::ServerHandle;
-use tenantry_ingress::dispatch::{Plane, Snapshot};
-use tenantry_ingress::route::Router;
+use tenantry_ingress::dispatch::Plane;
 use tenantry_loader::Store;
 
+use crate::admin::{AdminConfig, AdminHandler, MAX_ADMIN_BODY_BYTES, TOKEN_ENV};
 use crate::config::Config;
+use crate::control::Control;
 use crate::deploy;
 
-/// A running node: the data plane on every core, serving what the data directory holds.
+/// A running node: the data plane on every core, serving what the data directory holds, and
+/// the admin API that changes it.
 pub struct Node {
     server: ServerHandle,
+    admin: Option<ServerHandle>,
     plane: Arc<Plane>,
+    control: Arc<Control>,
 }
 
 impl Node {
-    /// Deploys `config` into its data directory and starts serving. Returns once every core listens.
+    /// Deploys `config` into its data directory and starts serving. Returns once every core
+    /// listens.
     pub fn start(config: &Config) -> anyhow::Result<Node> {
         let engine = Engine::new(&config.engine)?;
         engine.start_epoch_ticker();
@@ -34,18 +40,37 @@ impl Node {
             "deployed the config"
         );
 
-        let snapshot = snapshot(config, &store)?;
+        let snapshot = Control::snapshot_of(&store, &config.routes, config.default_limits)
+            .context("opening the namespaces in the data directory")?;
         let plane = Plane::new(
             snapshot,
             engine,
             store.artifacts().clone(),
             config.workers_per_core,
         );
+        let control = Arc::new(Control::new(
+            store,
+            plane.clone(),
+            config.routes.clone(),
+            config.default_limits,
+            deploy::compile_threads(),
+        ));
+
         let for_cores = plane.clone();
         let server =
             tenantry_ingress::start(config.server.clone(), move |_core| for_cores.dispatcher())
                 .with_context(|| format!("listening on {}", config.server.addr))?;
-        Ok(Node { server, plane })
+
+        let admin = match &config.admin {
+            None => None,
+            Some(admin) => Some(start_admin(admin, &config.data_dir, &control)?),
+        };
+        Ok(Node {
+            server,
+            admin,
+            plane,
+            control,
+        })
     }
 
     /// The address the data plane listens on (the real port when the config asked for port 0).
@@ -53,34 +78,88 @@ impl Node {
         self.server.local_addr()
     }
 
+    /// The admin API's address, if it is enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(ServerHandle::local_addr)
+    }
+
     /// The shared plane, to publish new snapshots.
     pub fn plane(&self) -> &Arc<Plane> {
         &self.plane
     }
 
-    /// Stops accepting connections, lets in-flight requests finish and joins every core.
+    /// The control plane (deploys, namespaces).
+    pub fn control(&self) -> &Arc<Control> {
+        &self.control
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish and joins every thread.
     pub fn shutdown(self) {
-        self.server.shutdown();
+        if let Some(admin) = self.admin {
+            admin.join();
+        }
         self.server.join();
     }
 }
 
-/// Opens every namespace index in the data directory (recompiling artifacts first when they
-/// were built by another engine) and builds the routing snapshot.
-fn snapshot(config: &Config, store: &Store) -> anyhow::Result<Snapshot> {
-    let mut namespaces = HashMap::new();
-    for name in store.namespaces()? {
-        let Some(index) = store.open_index(&name)? else {
-            continue;
-        };
-        let index = store
-            .ensure_compiled(index)
-            .with_context(|| format!("recompiling namespace `{name}` for this engine"))?;
-        namespaces.insert(name, index);
+fn start_admin(
+    admin: &AdminConfig,
+    data_dir: &Path,
+    control: &Arc<Control>,
+) -> anyhow::Result<ServerHandle> {
+    let mut admin = admin.clone();
+    if let Ok(tokens) = std::env::var(TOKEN_ENV) {
+        admin.auth.tokens.extend(
+            tokens
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from),
+        );
     }
-    Ok(Snapshot {
-        router: Router::new(config.routes.clone()),
-        namespaces,
-        default_limits: config.default_limits,
-    })
+    if admin.auth.tokens.is_empty() && admin.auth.keys.is_empty() {
+        let path = data_dir.join("admin-token");
+        admin.auth.tokens.push(generated_token(&path)?);
+        tracing::info!(
+            "no admin token configured: the admin API accepts the token in {}",
+            path.display()
+        );
+    }
+    let server = tenantry_ingress::ServerConfig {
+        addr: admin.addr,
+        threads: admin.threads,
+        limits: tenantry_ingress::ServerLimits {
+            max_body_bytes: MAX_ADMIN_BODY_BYTES,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let control = control.clone();
+    let addr = admin.addr;
+    tenantry_ingress::start(server, move |_| AdminHandler::new(control.clone(), &admin))
+        .with_context(|| format!("admin API listening on {addr}"))
+}
+
+/// The token in `path`, creating it (random, readable by the owner only) on first use.
+fn generated_token(path: &Path) -> anyhow::Result<String> {
+    if let Ok(token) = std::fs::read_to_string(path) {
+        let token = token.trim().to_string();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("generating an admin token: {e}"))?;
+    let token = hex::encode(bytes);
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing the admin token to {}", path.display()))?;
+    file.write_all(token.as_bytes())?;
+    Ok(token)
 }

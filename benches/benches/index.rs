@@ -44,6 +44,8 @@ fn build(root: &std::path::Path) -> std::path::PathBuf {
                 modified_on: 1_700_000_000_000,
                 etag: format!("{i:032x}"),
                 reuse_instances: 0,
+                compatibility_date: String::new(),
+                main_module: String::new(),
             };
             (entry.name.clone(), entry)
         })

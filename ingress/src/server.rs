@@ -37,6 +37,12 @@ use crate::runtime::{Driver, Runtime};
 /// so it may hold `Rc`s and per-core caches.
 pub trait Handler: 'static {
     fn call(&self, req: Request) -> impl Future<Output = Response>;
+
+    /// The response for a request the server refused before it reached [`Handler::call`]
+    /// (malformed, too large, too slow). Plain text unless the handler speaks another format.
+    fn error_response(&self, status: u16, message: &str) -> Response {
+        Response::text(status, message.to_string())
+    }
 }
 
 /// Where and how to serve.
@@ -345,7 +351,7 @@ async fn connection<H: Handler>(stream: TcpStream, handler: Rc<H>, state: Rc<Cor
         id,
     };
     if let Err(Closed::With(status, message)) = conn.serve(&*handler).await {
-        let response = Response::text(status, message);
+        let response = handler.error_response(status, &message);
         conn.queue_response(&response, false, false, 1);
         let _ = conn.flush().await;
     }

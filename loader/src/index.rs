@@ -83,6 +83,10 @@ pub struct ScriptEntry {
     pub etag: String,
     /// Instances kept for reuse (0: a fresh instance per request).
     pub reuse_instances: u32,
+    /// As given at upload (Cloudflare's `compatibility_date`); informational for wasm Workers.
+    pub compatibility_date: String,
+    /// The name of the uploaded main module part, returned by the content API.
+    pub main_module: String,
 }
 
 /// An environment binding; `kind` is `tenantry_core::BindingKind as u8`.
@@ -322,6 +326,8 @@ mod tests {
             modified_on: 2,
             etag: format!("etag-{n}"),
             reuse_instances: u32::from(n),
+            compatibility_date: "2025-01-01".into(),
+            main_module: "worker.wasm".into(),
         }
     }
 

@@ -21,7 +21,7 @@
 //! data.scripts.insert("hello".into(), ScriptEntry {
 //!     name: "hello".into(), artifact: *id.as_bytes(), bindings: vec![], tags: vec![],
 //!     limits: ScriptLimits::default(), created_on: 0, modified_on: 0, etag: "v1".into(),
-//!     reuse_instances: 0,
+//!     reuse_instances: 0, compatibility_date: String::new(), main_module: "hello.wasm".into(),
 //! });
 //! let index = store.publish_index("production", &data).unwrap();
 //! assert!(index.get("hello").is_some());

@@ -250,6 +250,8 @@ mod tests {
                 modified_on: 5,
                 etag: "e1".into(),
                 reuse_instances: 0,
+                compatibility_date: String::new(),
+                main_module: String::new(),
             },
         );
         data

@@ -91,6 +91,8 @@ impl Drop for TestNode {
 pub fn config_text(body: &str, driver: &str) -> String {
     format!(
         "data_dir = \"data\"\n[server]\nlisten = \"127.0.0.1:0\"\nthreads = 2\ndriver = \"{driver}\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\ntokens = [\"test-token\"]\n\
+         legacy_keys = [{{ email = \"ops@example.test\", key = \"legacy-key\" }}]\n\
          [engine]\nmax_instances = 64\n{body}"
     )
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary, one module per feature. Each test starts a real node on
 //! 127.0.0.1 port 0 and speaks real HTTP/1.1 to it.
 
+mod admin;
 mod binary;
 mod common;
 mod config;

@@ -31,6 +31,8 @@ fn data(ns: &str, scripts: &[&str]) -> IndexData {
                 modified_on: 1,
                 etag: format!("etag-{name}"),
                 reuse_instances: 0,
+                compatibility_date: String::new(),
+                main_module: String::new(),
             },
         );
     }

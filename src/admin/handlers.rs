@@ -1,0 +1,580 @@
+//! The endpoints, by path. Every handler returns a [`Response`] in the envelope or an [`ApiError`].
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tenantry_core::{BindingKind, Request, Response};
+use tenantry_loader::{ArtifactId, BindingEntry, Index, ScriptEntry, ScriptLimits};
+
+use super::envelope::{ApiError, success, success_with_info};
+use super::time::rfc3339;
+use super::upload::{self, Upload, validate_tags};
+use crate::control::{Control, ControlError};
+
+/// Scripts per page when a list does not say (and the most it may ask for).
+const DEFAULT_PAGE: usize = 1000;
+
+/// Dispatches `req` to its endpoint.
+pub async fn route(
+    control: &Control,
+    account: Option<&str>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let target = std::str::from_utf8(&req.target)
+        .map_err(|_| ApiError::bad_request("the request target is not UTF-8"))?;
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let query: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let no_route = || ApiError::new(404, 7003, format!("No route for that URI: {path}"));
+    let rest = match segments.as_slice() {
+        [
+            "client",
+            "v4",
+            "accounts",
+            acct,
+            "workers",
+            "dispatch",
+            "namespaces",
+            rest @ ..,
+        ] => {
+            if account.is_some_and(|a| a != *acct) {
+                return Err(ApiError::not_found(format!("account `{acct}` not found")));
+            }
+            rest
+        }
+        _ => return Err(no_route()),
+    };
+    let method = req.method.as_ref();
+    let c = control;
+    match (method, rest) {
+        (b"GET", []) => list_namespaces(c),
+        (b"POST", []) => create_namespace(c, &req.body),
+        (b"GET", [ns]) => Ok(success(namespace_json(&c.index(ns)?))),
+        (b"DELETE", [ns]) => {
+            c.delete_namespace(ns)?;
+            Ok(success(Value::Null))
+        }
+        (b"GET", [ns, "scripts"]) => list_scripts(c, ns, &query),
+        (b"DELETE", [ns, "scripts"]) => delete_by_tags(c, ns, &query),
+        (b"PUT", [ns, "scripts", name]) => put_script(c, ns, name, &req, false).await,
+        (b"GET", [ns, "scripts", name]) => get_script(c, ns, name),
+        (b"DELETE", [ns, "scripts", name]) => {
+            c.edit(ns, |data, _| {
+                data.scripts
+                    .remove(*name)
+                    .map(|_| ())
+                    .ok_or_else(|| ControlError::ScriptNotFound(name.to_string()))
+            })?;
+            Ok(success(Value::Null))
+        }
+        (b"GET", [ns, "scripts", name, "content"]) => get_content(c, ns, name),
+        (b"PUT", [ns, "scripts", name, "content"]) => put_script(c, ns, name, &req, true).await,
+        (b"GET", [ns, "scripts", name, "bindings"]) => {
+            let entry = script(c, ns, name)?;
+            Ok(success(Value::Array(
+                entry.bindings.iter().map(binding_json).collect(),
+            )))
+        }
+        (b"GET", [ns, "scripts", name, "settings"]) => {
+            Ok(success(settings_json(&script(c, ns, name)?)))
+        }
+        (b"PATCH", [ns, "scripts", name, "settings"]) => patch_settings(c, ns, name, &req).await,
+        (b"GET", [ns, "scripts", name, "secrets"]) => {
+            let entry = script(c, ns, name)?;
+            let secrets = entry
+                .bindings
+                .iter()
+                .filter(|b| b.kind == BindingKind::SecretText as u8)
+                .map(|b| json!({"name": b.name, "type": "secret_text"}))
+                .collect();
+            Ok(success(Value::Array(secrets)))
+        }
+        (b"PUT", [ns, "scripts", name, "secrets"]) => put_secret(c, ns, name, &req.body),
+        (b"GET", [ns, "scripts", name, "secrets", secret]) => {
+            let entry = script(c, ns, name)?;
+            entry
+                .bindings
+                .iter()
+                .find(|b| b.name == *secret && b.kind == BindingKind::SecretText as u8)
+                .map(|b| success(json!({"name": b.name, "type": "secret_text"})))
+                .ok_or_else(|| ApiError::not_found(format!("secret `{secret}` not found")))
+        }
+        (b"DELETE", [ns, "scripts", name, "secrets", secret]) => {
+            c.edit_script(ns, name, |e, _| {
+                let before = e.bindings.len();
+                e.bindings
+                    .retain(|b| !(b.name == *secret && b.kind == BindingKind::SecretText as u8));
+                if e.bindings.len() == before {
+                    return Err(ControlError::Invalid(format!(
+                        "secret `{secret}` not found"
+                    )));
+                }
+                Ok(())
+            })
+            .map_err(secret_not_found)?;
+            Ok(success(Value::Null))
+        }
+        (b"GET", [ns, "scripts", name, "tags"]) => Ok(success(json!(script(c, ns, name)?.tags))),
+        (b"PUT", [ns, "scripts", name, "tags"]) => {
+            let tags: Vec<String> = serde_json::from_slice(&req.body).map_err(|e| {
+                ApiError::bad_request(format!("expected a JSON array of tags: {e}"))
+            })?;
+            validate_tags(&tags)?;
+            let tags = c.edit_script(ns, name, |e, _| {
+                e.tags = dedup(tags);
+                Ok(e.tags.clone())
+            })?;
+            Ok(success(json!(tags)))
+        }
+        (b"PUT", [ns, "scripts", name, "tags", tag]) => {
+            let tag = tag.to_string();
+            c.edit_script(ns, name, |e, _| {
+                if !e.tags.contains(&tag) {
+                    let mut tags = e.tags.clone();
+                    tags.push(tag);
+                    validate_tags(&tags).map_err(|e| ControlError::Invalid(e.message))?;
+                    e.tags = tags;
+                }
+                Ok(())
+            })?;
+            Ok(success(Value::Null))
+        }
+        (b"DELETE", [ns, "scripts", name, "tags", tag]) => {
+            c.edit_script(ns, name, |e, _| {
+                e.tags.retain(|t| t != tag);
+                Ok(())
+            })?;
+            Ok(success(Value::Null))
+        }
+        (_, [] | [_] | [_, "scripts"] | [_, "scripts", _])
+        | (
+            _,
+            [
+                _,
+                "scripts",
+                _,
+                "content" | "bindings" | "settings" | "secrets" | "tags",
+            ],
+        )
+        | (_, [_, "scripts", _, "secrets" | "tags", _]) => Err(ApiError::new(
+            405,
+            10405,
+            format!(
+                "method {} is not allowed on {path}",
+                String::from_utf8_lossy(method)
+            ),
+        )),
+        _ => Err(no_route()),
+    }
+}
+
+fn secret_not_found(e: ControlError) -> ApiError {
+    match e {
+        ControlError::Invalid(m) => ApiError::not_found(m),
+        other => other.into(),
+    }
+}
+
+fn dedup(tags: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for t in tags {
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
+}
+
+// ---- namespaces ----
+
+fn namespace_json(index: &Index) -> Value {
+    let data = index.data();
+    let created = data.created_on.to_native();
+    let modified = data
+        .scripts
+        .values()
+        .map(|s| s.modified_on.to_native())
+        .max()
+        .unwrap_or(created)
+        .max(created);
+    json!({
+        "namespace_id": data.namespace_id.as_str(),
+        "namespace_name": data.namespace.as_str(),
+        "created_on": rfc3339(created),
+        "created_by": "",
+        "modified_on": rfc3339(modified),
+        "modified_by": "",
+        "script_count": data.scripts.len(),
+        "trusted_workers": false,
+    })
+}
+
+fn list_namespaces(c: &Control) -> Result<Response, ApiError> {
+    let list: Vec<Value> = c.namespaces()?.iter().map(namespace_json).collect();
+    Ok(success(Value::Array(list)))
+}
+
+fn create_namespace(c: &Control, body: &Bytes) -> Result<Response, ApiError> {
+    #[derive(Deserialize)]
+    struct Create {
+        name: Option<String>,
+    }
+    let body: Create = if body.is_empty() {
+        Create { name: None }
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?
+    };
+    let name = body
+        .name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request("`name` is required"))?;
+    Ok(success(namespace_json(&c.create_namespace(&name)?)))
+}
+
+// ---- scripts ----
+
+fn script(c: &Control, ns: &str, name: &str) -> Result<ScriptEntry, ApiError> {
+    let index = c.index(ns)?;
+    let entry = index
+        .get(name)
+        .ok_or_else(|| ApiError::from(ControlError::ScriptNotFound(name.to_string())))?;
+    Ok(rkyv::deserialize::<ScriptEntry, rkyv::rancor::Error>(entry)
+        .expect("deserializing a validated archive cannot fail"))
+}
+
+/// Cloudflare's `Script` object.
+fn script_json(e: &ScriptEntry) -> Value {
+    json!({
+        "id": e.name,
+        "etag": e.etag,
+        "created_on": rfc3339(e.created_on),
+        "modified_on": rfc3339(e.modified_on),
+        "tags": e.tags,
+        "handlers": ["fetch"],
+        "has_modules": true,
+        "has_assets": false,
+        "usage_model": "standard",
+        "compatibility_date": e.compatibility_date,
+        "main_module": e.main_module,
+        "limits": limits_json(&e.limits),
+    })
+}
+
+fn limits_json(l: &ScriptLimits) -> Value {
+    let mut v = json!({});
+    if let Some(cpu) = l.cpu_ms {
+        v["cpu_ms"] = json!(cpu);
+    }
+    if let Some(wall) = l.wall_ms {
+        v["wall_ms"] = json!(wall);
+    }
+    if let Some(mem) = l.memory_bytes {
+        v["memory_mb"] = json!(mem >> 20);
+    }
+    v
+}
+
+/// A binding as the read APIs show it: secrets by name and type only.
+fn binding_json(b: &BindingEntry) -> Value {
+    match BindingKind::from_u8(b.kind) {
+        Some(BindingKind::PlainText) => {
+            json!({"name": b.name, "type": "plain_text", "text": b.value})
+        }
+        Some(BindingKind::Json) => json!({
+            "name": b.name,
+            "type": "json",
+            "json": serde_json::from_str::<Value>(&b.value).unwrap_or(Value::Null),
+        }),
+        Some(BindingKind::SecretText) => json!({"name": b.name, "type": "secret_text"}),
+        None => json!({"name": b.name, "type": "unknown"}),
+    }
+}
+
+fn settings_json(e: &ScriptEntry) -> Value {
+    json!({
+        "bindings": e.bindings.iter().map(binding_json).collect::<Vec<_>>(),
+        "compatibility_date": e.compatibility_date,
+        "compatibility_flags": [],
+        "limits": limits_json(&e.limits),
+        "logpush": false,
+        "placement": {},
+        "tags": e.tags,
+        "tail_consumers": [],
+        "usage_model": "standard",
+    })
+}
+
+fn get_script(c: &Control, ns: &str, name: &str) -> Result<Response, ApiError> {
+    let e = script(c, ns, name)?;
+    Ok(success(json!({
+        "created_on": rfc3339(e.created_on),
+        "modified_on": rfc3339(e.modified_on),
+        "dispatch_namespace": ns,
+        "script": script_json(&e),
+    })))
+}
+
+fn get_content(c: &Control, ns: &str, name: &str) -> Result<Response, ApiError> {
+    let e = script(c, ns, name)?;
+    let id = ArtifactId::from_bytes(e.artifact);
+    let wasm = std::fs::read(c.store().artifacts().original_path(&id)).map_err(|err| {
+        ApiError::new(
+            500,
+            super::code::INTERNAL,
+            format!("cannot read the module of `{name}`: {err}"),
+        )
+    })?;
+    Ok(Response {
+        status: 200,
+        headers: vec![
+            (
+                Bytes::from_static(b"content-type"),
+                Bytes::from_static(b"application/wasm"),
+            ),
+            (
+                Bytes::from_static(b"cf-entrypoint"),
+                Bytes::from(e.main_module.clone()),
+            ),
+        ],
+        body: Bytes::from(wasm),
+    })
+}
+
+/// `PUT …/scripts/{name}` (a full upload) or `PUT …/content` (the module only).
+async fn put_script(
+    c: &Control,
+    ns: &str,
+    name: &str,
+    req: &Request,
+    content_only: bool,
+) -> Result<Response, ApiError> {
+    tenantry_loader::valid_name(name).map_err(|reason| {
+        ApiError::bad_request(format!("invalid script name `{name}`: {reason}"))
+    })?;
+    c.index(ns)?; // 404 before compiling anything
+    let Upload {
+        module,
+        main_module,
+        metadata,
+    } = upload::parse(
+        req.header(b"content-type").as_deref(),
+        req.body.clone(),
+        "metadata",
+    )
+    .await?;
+    let module = module.ok_or_else(|| ApiError::bad_request("the upload has no module part"))?;
+    if !content_only && let Some(tags) = &metadata.tags {
+        validate_tags(tags)?;
+    }
+    let artifact = c.compile(module)?;
+    let entry = c.edit(ns, |data, now| {
+        let old = data.scripts.get(name);
+        let mut e = old.cloned().unwrap_or_else(|| ScriptEntry {
+            name: name.to_string(),
+            artifact: *artifact.as_bytes(),
+            bindings: vec![],
+            tags: vec![],
+            limits: ScriptLimits::default(),
+            created_on: now,
+            modified_on: now,
+            etag: String::new(),
+            reuse_instances: 0,
+            compatibility_date: String::new(),
+            main_module: String::new(),
+        });
+        e.artifact = *artifact.as_bytes();
+        e.modified_on = now;
+        if let Some(m) = &main_module {
+            e.main_module = m.clone();
+        }
+        if !content_only {
+            apply_metadata(&mut e, &metadata).map_err(|err| ControlError::Invalid(err.message))?;
+        }
+        data.scripts.insert(name.to_string(), e);
+        Ok(())
+    });
+    entry?;
+    let e = script(c, ns, name)?;
+    Ok(success(script_json(&e)))
+}
+
+/// Applies upload or settings metadata to an entry.
+fn apply_metadata(e: &mut ScriptEntry, m: &upload::Metadata) -> Result<(), ApiError> {
+    if let Some(bindings) = &m.bindings {
+        e.bindings = upload::resolve_bindings(bindings, &m.keep_bindings, &e.bindings)?;
+    }
+    if let Some(tags) = &m.tags {
+        validate_tags(tags)?;
+        e.tags = dedup(tags.clone());
+    }
+    if let Some(date) = &m.compatibility_date {
+        e.compatibility_date = date.clone();
+    }
+    if let Some(l) = m.limits {
+        if l.cpu_ms == Some(0) || l.wall_ms == Some(0) || l.memory_mb == Some(0) {
+            return Err(ApiError::bad_request("limits must be positive"));
+        }
+        e.limits.cpu_ms = l.cpu_ms.or(e.limits.cpu_ms);
+        e.limits.wall_ms = l.wall_ms.or(e.limits.wall_ms);
+        e.limits.memory_bytes = l
+            .memory_mb
+            .map(|mb| u64::from(mb) << 20)
+            .or(e.limits.memory_bytes);
+    }
+    Ok(())
+}
+
+async fn patch_settings(
+    c: &Control,
+    ns: &str,
+    name: &str,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    let Upload { metadata, .. } = upload::parse(
+        req.header(b"content-type").as_deref(),
+        req.body.clone(),
+        "settings",
+    )
+    .await?;
+    c.edit_script(ns, name, |e, _| {
+        apply_metadata(e, &metadata).map_err(|err| ControlError::Invalid(err.message))
+    })?;
+    Ok(success(settings_json(&script(c, ns, name)?)))
+}
+
+fn put_secret(c: &Control, ns: &str, name: &str, body: &Bytes) -> Result<Response, ApiError> {
+    #[derive(Deserialize)]
+    struct Secret {
+        name: String,
+        text: String,
+        #[serde(rename = "type", default)]
+        kind: Option<String>,
+    }
+    let s: Secret = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!("expected {{\"name\", \"text\", \"type\"}}: {e}"))
+    })?;
+    if s.kind.as_deref().is_some_and(|k| k != "secret_text") {
+        return Err(ApiError::bad_request("secrets have type `secret_text`"));
+    }
+    if s.name.is_empty() || s.name.len() > 256 {
+        return Err(ApiError::bad_request(
+            "secret names are 1 to 256 characters long",
+        ));
+    }
+    let secret_name = s.name.clone();
+    c.edit_script(ns, name, move |e, _| {
+        e.bindings.retain(|b| b.name != s.name);
+        e.bindings.push(BindingEntry {
+            name: s.name,
+            kind: BindingKind::SecretText as u8,
+            value: s.text,
+        });
+        Ok(())
+    })?;
+    Ok(success(json!({"name": secret_name, "type": "secret_text"})))
+}
+
+// ---- lists and tag filters ----
+
+/// `tags=a:yes,b:no` (a bare `a` means `a:yes`).
+fn tag_filter(query: &HashMap<String, String>) -> Result<Option<Vec<(String, bool)>>, ApiError> {
+    let Some(raw) = query.get("tags") else {
+        return Ok(None);
+    };
+    raw.split(',')
+        .filter(|t| !t.is_empty())
+        .map(|t| match t.rsplit_once(':') {
+            Some((tag, "yes")) => Ok((tag.to_string(), true)),
+            Some((tag, "no")) => Ok((tag.to_string(), false)),
+            Some((_, other)) => Err(ApiError::bad_request(format!(
+                "tag filter `{t}`: expected `tag:yes` or `tag:no`, not `{other}`"
+            ))),
+            None => Ok((t.to_string(), true)),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+fn matches(filter: &[(String, bool)], tags: &[String]) -> bool {
+    filter
+        .iter()
+        .all(|(tag, want)| tags.iter().any(|t| t == tag) == *want)
+}
+
+fn list_scripts(
+    c: &Control,
+    ns: &str,
+    query: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let filter = tag_filter(query)?.unwrap_or_default();
+    let limit = match query.get("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=DEFAULT_PAGE).contains(n))
+            .ok_or_else(|| ApiError::bad_request(format!("limit must be 1 to {DEFAULT_PAGE}")))?,
+        None => DEFAULT_PAGE,
+    };
+    let cursor = query.get("cursor").map(String::as_str).unwrap_or("");
+    let index = c.index(ns)?;
+    let mut names: Vec<&str> = index
+        .data()
+        .scripts
+        .iter()
+        .filter(|(_, e)| {
+            let tags: Vec<String> = e.tags.iter().map(|t| t.to_string()).collect();
+            matches(&filter, &tags)
+        })
+        .map(|(n, _)| n.as_str())
+        .collect();
+    names.sort_unstable();
+    let total = names.len();
+    let start = names.partition_point(|n| *n <= cursor);
+    let page: Vec<&str> = names[start..].iter().take(limit).copied().collect();
+    let next = if start + page.len() < total {
+        page.last().copied().unwrap_or("")
+    } else {
+        ""
+    };
+    let list = page
+        .iter()
+        .map(|n| {
+            script_json(
+                &rkyv::deserialize::<ScriptEntry, rkyv::rancor::Error>(
+                    index.get(n).expect("listed"),
+                )
+                .expect("validated"),
+            )
+        })
+        .collect();
+    Ok(success_with_info(
+        Value::Array(list),
+        Some(json!({"count": page.len(), "per_page": limit, "total_count": total, "cursor": next})),
+    ))
+}
+
+fn delete_by_tags(
+    c: &Control,
+    ns: &str,
+    query: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let filter = tag_filter(query)?
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request("bulk delete needs a `tags` filter, e.g. ?tags=customer-1:yes")
+        })?;
+    let deleted = c.edit(ns, |data, _| {
+        let before = data.scripts.len();
+        data.scripts.retain(|_, e| !matches(&filter, &e.tags));
+        Ok(before - data.scripts.len())
+    })?;
+    Ok(success_with_info(
+        Value::Null,
+        Some(json!({"deleted_count": deleted})),
+    ))
+}

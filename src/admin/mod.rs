@@ -1,0 +1,149 @@
+//! The admin API: Cloudflare's Workers for Platforms dispatch-namespace endpoints
+//! (`/client/v4/accounts/{account_id}/workers/dispatch/namespaces/...`) on their own listener,
+//! loopback-only by default, every response in Cloudflare's envelope. See `docs/admin-api.md`.
+//!
+//! The admin listener runs its own threads (not the serving cores). An upload blocks its admin
+//! thread while the compile pool compiles it; serving never waits for it.
+
+mod envelope;
+mod handlers;
+pub mod time;
+mod upload;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tenantry_core::{Request, Response};
+use tenantry_ingress::Handler;
+
+pub use envelope::{ApiError, code};
+
+use crate::control::Control;
+
+/// Default admin address: loopback only.
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:8787";
+/// Admin threads: uploads block one while compiling, so two keep the API responsive.
+pub const DEFAULT_ADMIN_THREADS: usize = 2;
+/// Admin request bodies: the largest module plus room for metadata and multipart framing.
+pub const MAX_ADMIN_BODY_BYTES: usize = tenantry_loader::MAX_MODULE_BYTES + (1 << 20);
+/// The environment variable holding extra bearer tokens (comma-separated).
+pub const TOKEN_ENV: &str = "TENANTRY_ADMIN_TOKEN";
+
+/// Who may call the admin API.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// Accepted `Authorization: Bearer` tokens.
+    pub tokens: Vec<String>,
+    /// Accepted legacy `X-Auth-Email` + `X-Auth-Key` pairs.
+    pub keys: Vec<(String, String)>,
+}
+
+impl Auth {
+    fn check(&self, req: &Request) -> Result<(), ApiError> {
+        if let Some(value) = req.header(b"authorization") {
+            let token = value.strip_prefix(b"Bearer ").ok_or_else(|| {
+                ApiError::new(
+                    401,
+                    code::AUTHENTICATION,
+                    "Authorization must be `Bearer <token>`",
+                )
+            })?;
+            if self
+                .tokens
+                .iter()
+                .any(|t| constant_time_eq(t.as_bytes(), token))
+            {
+                return Ok(());
+            }
+            return Err(ApiError::new(
+                403,
+                code::AUTHENTICATION,
+                "Authentication error: invalid token",
+            ));
+        }
+        match (req.header(b"x-auth-email"), req.header(b"x-auth-key")) {
+            (Some(email), Some(key)) => {
+                let ok = self.keys.iter().any(|(e, k)| {
+                    // Evaluate both comparisons so timing does not reveal which one failed.
+                    constant_time_eq(e.as_bytes(), &email) & constant_time_eq(k.as_bytes(), &key)
+                });
+                if ok {
+                    Ok(())
+                } else {
+                    Err(ApiError::new(
+                        403,
+                        code::AUTHENTICATION,
+                        "Authentication error: invalid X-Auth-Email / X-Auth-Key",
+                    ))
+                }
+            }
+            _ => Err(ApiError::new(
+                401,
+                code::MISSING_AUTH,
+                "Missing X-Auth-Key, X-Auth-Email or Authorization headers",
+            )),
+        }
+    }
+}
+
+/// Compares secrets in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The admin listener's settings.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub addr: SocketAddr,
+    pub threads: usize,
+    pub auth: Auth,
+    /// When set, only this account id is served (others get 404).
+    pub account_id: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            addr: DEFAULT_ADMIN_ADDR.parse().expect("a valid address"),
+            threads: DEFAULT_ADMIN_THREADS,
+            auth: Auth::default(),
+            account_id: None,
+        }
+    }
+}
+
+/// One admin thread's handler.
+pub struct AdminHandler {
+    control: Arc<Control>,
+    auth: Arc<Auth>,
+    account_id: Option<String>,
+}
+
+impl AdminHandler {
+    pub fn new(control: Arc<Control>, config: &AdminConfig) -> AdminHandler {
+        AdminHandler {
+            control,
+            auth: Arc::new(config.auth.clone()),
+            account_id: config.account_id.clone(),
+        }
+    }
+}
+
+impl Handler for AdminHandler {
+    async fn call(&self, req: Request) -> Response {
+        if let Err(e) = self.auth.check(&req) {
+            return e.to_response();
+        }
+        handlers::route(&self.control, self.account_id.as_deref(), req)
+            .await
+            .unwrap_or_else(|e| e.to_response())
+    }
+
+    fn error_response(&self, status: u16, message: &str) -> Response {
+        let code = match status {
+            413 => code::TOO_LARGE,
+            _ => code::BAD_REQUEST,
+        };
+        ApiError::new(status, code, message.trim_end()).to_response()
+    }
+}

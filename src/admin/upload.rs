@@ -1,0 +1,300 @@
+//! Script uploads as Cloudflare's API takes them: `multipart/form-data` with a `metadata` JSON part
+//! and one part per module, or a raw `application/wasm` body.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use tenantry_core::BindingKind;
+use tenantry_loader::{BindingEntry, MAX_MODULE_BYTES};
+
+use super::envelope::{ApiError, code};
+use crate::config::MAX_TAGS;
+
+/// The `metadata` part. Fields Tenantry does not use (`compatibility_flags`, `logpush`,
+/// `observability`, `usage_model`, …) are accepted and ignored, as clients send them routinely.
+#[derive(Debug, Default, Deserialize)]
+pub struct Metadata {
+    pub main_module: Option<String>,
+    pub body_part: Option<String>,
+    pub bindings: Option<Vec<BindingMeta>>,
+    pub tags: Option<Vec<String>>,
+    pub compatibility_date: Option<String>,
+    pub limits: Option<LimitsMeta>,
+    /// Binding types whose existing bindings survive this upload (e.g. `["secret_text"]`).
+    #[serde(default)]
+    pub keep_bindings: Vec<String>,
+}
+
+/// `limits` in metadata and settings: Cloudflare's `cpu_ms`, plus Tenantry's extras.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsMeta {
+    pub cpu_ms: Option<u32>,
+    pub wall_ms: Option<u32>,
+    pub memory_mb: Option<u32>,
+}
+
+/// A binding in Cloudflare's shape.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BindingMeta {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub text: Option<String>,
+    pub json: Option<serde_json::Value>,
+}
+
+/// A parsed upload.
+#[derive(Debug, Default)]
+pub struct Upload {
+    /// The main module's bytes (absent in a settings-only PATCH).
+    pub module: Option<Vec<u8>>,
+    pub main_module: Option<String>,
+    pub metadata: Metadata,
+}
+
+/// Parses an upload body by its `Content-Type`. `metadata_part` names the JSON part (`metadata`
+/// for uploads, `settings` for settings PATCH).
+pub async fn parse(
+    content_type: Option<&[u8]>,
+    body: Bytes,
+    metadata_part: &str,
+) -> Result<Upload, ApiError> {
+    let ct = content_type
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .unwrap_or("")
+        .trim();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "multipart/form-data" => multipart(ct, body, metadata_part).await,
+        "application/wasm" | "application/octet-stream" => Ok(Upload {
+            module: Some(checked_size(body.to_vec())?),
+            ..Upload::default()
+        }),
+        "application/json" => {
+            let metadata = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+            Ok(Upload {
+                metadata,
+                ..Upload::default()
+            })
+        }
+        "" => Err(ApiError::bad_request(
+            "missing Content-Type: send multipart/form-data or application/wasm",
+        )),
+        other => Err(ApiError::new(
+            415,
+            code::BAD_REQUEST,
+            format!(
+                "unsupported Content-Type `{other}`: send multipart/form-data or application/wasm"
+            ),
+        )),
+    }
+}
+
+struct Part {
+    name: String,
+    file_name: Option<String>,
+    content_type: Option<String>,
+    bytes: Bytes,
+}
+
+async fn multipart(ct: &str, body: Bytes, metadata_part: &str) -> Result<Upload, ApiError> {
+    let boundary = multer::parse_boundary(ct)
+        .map_err(|e| ApiError::bad_request(format!("malformed multipart Content-Type: {e}")))?;
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    let bad = |e: multer::Error| ApiError::bad_request(format!("malformed multipart body: {e}"));
+    let mut metadata = None;
+    let mut parts = Vec::new();
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or("").to_string();
+        let file_name = field.file_name().map(str::to_string);
+        let content_type = field.content_type().map(|m| m.essence_str().to_string());
+        let bytes = field.bytes().await.map_err(bad)?;
+        if name == metadata_part {
+            let parsed: Metadata = serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::bad_request(format!("invalid JSON in the `{metadata_part}` part: {e}"))
+            })?;
+            metadata = Some(parsed);
+        } else {
+            parts.push(Part {
+                name,
+                file_name,
+                content_type,
+                bytes,
+            });
+        }
+    }
+    let metadata = metadata.unwrap_or_default();
+    let wanted = metadata.main_module.clone().or(metadata.body_part.clone());
+    let main = match &wanted {
+        Some(w) => Some(
+            parts
+                .iter()
+                .find(|p| &p.name == w || p.file_name.as_ref() == Some(w))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "main module `{w}` is not among the uploaded parts"
+                    ))
+                })?,
+        ),
+        None if parts.len() == 1 => parts.first(),
+        None if parts.is_empty() => None,
+        None => {
+            return Err(ApiError::bad_request(
+                "several module parts but no `main_module` in the metadata",
+            ));
+        }
+    };
+    let module = match main {
+        None => None,
+        Some(part) => {
+            if let Some(ct) = &part.content_type
+                && (ct.contains("javascript") || ct.contains("python"))
+            {
+                return Err(ApiError::bad_request(format!(
+                    "module `{}` is {ct}: Tenantry runs WebAssembly Workers; upload an application/wasm module",
+                    part.name
+                )));
+            }
+            Some(checked_size(part.bytes.to_vec())?)
+        }
+    };
+    Ok(Upload {
+        module,
+        main_module: main.map(|p| p.file_name.clone().unwrap_or_else(|| p.name.clone())),
+        metadata,
+    })
+}
+
+fn checked_size(module: Vec<u8>) -> Result<Vec<u8>, ApiError> {
+    if module.is_empty() {
+        return Err(ApiError::new(
+            400,
+            code::INVALID_SCRIPT,
+            "the module is empty",
+        ));
+    }
+    if module.len() > MAX_MODULE_BYTES {
+        return Err(ApiError::new(
+            413,
+            code::TOO_LARGE,
+            format!(
+                "module is {} bytes, more than the limit of {MAX_MODULE_BYTES} bytes",
+                module.len()
+            ),
+        ));
+    }
+    Ok(module)
+}
+
+/// Checks tags: at most [`MAX_TAGS`], non-empty, without `,` or `&` (they separate tag filters).
+pub fn validate_tags(tags: &[String]) -> Result<(), ApiError> {
+    if tags.len() > MAX_TAGS {
+        return Err(ApiError::bad_request(format!(
+            "{} tags given; a script may have at most {MAX_TAGS}",
+            tags.len()
+        )));
+    }
+    for t in tags {
+        if t.is_empty() || t.len() > 256 {
+            return Err(ApiError::bad_request("tags are 1 to 256 characters long"));
+        }
+        if t.contains(',') || t.contains('&') {
+            return Err(ApiError::bad_request(format!(
+                "tag `{t}` contains `,` or `&`, which are not allowed"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Resolves metadata bindings into index entries. `existing` are the script's current bindings:
+/// `inherit` bindings and `keep_bindings` types take their values from there.
+pub fn resolve_bindings(
+    given: &[BindingMeta],
+    keep_types: &[String],
+    existing: &[BindingEntry],
+) -> Result<Vec<BindingEntry>, ApiError> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    for b in given {
+        if b.name.is_empty() || b.name.len() > 256 {
+            return Err(ApiError::bad_request(
+                "binding names are 1 to 256 characters long",
+            ));
+        }
+        if !names.insert(b.name.clone()) {
+            return Err(ApiError::bad_request(format!(
+                "binding `{}` is given twice",
+                b.name
+            )));
+        }
+        if b.kind == "inherit" {
+            let old = existing.iter().find(|e| e.name == b.name).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "binding `{}` has type inherit but no current value",
+                    b.name
+                ))
+            })?;
+            out.push(old.clone());
+            continue;
+        }
+        let kind = BindingKind::parse(&b.kind).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "binding `{}`: type `{}` is not supported (plain_text, json, secret_text, inherit)",
+                b.name, b.kind
+            ))
+        })?;
+        let value = match kind {
+            BindingKind::Json => {
+                let v = b.json.as_ref().ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "binding `{}`: a json binding needs `json`",
+                        b.name
+                    ))
+                })?;
+                v.to_string()
+            }
+            BindingKind::PlainText | BindingKind::SecretText => match &b.text {
+                Some(t) => t.clone(),
+                // Cloudflare lets a settings PATCH name a secret without its text to keep it.
+                None if kind == BindingKind::SecretText => existing
+                    .iter()
+                    .find(|e| e.name == b.name && e.kind == kind as u8)
+                    .map(|e| e.value.clone())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "binding `{}`: secret_text needs `text`",
+                            b.name
+                        ))
+                    })?,
+                None => {
+                    return Err(ApiError::bad_request(format!(
+                        "binding `{}`: {} needs `text`",
+                        b.name, b.kind
+                    )));
+                }
+            },
+        };
+        out.push(BindingEntry {
+            name: b.name.clone(),
+            kind: kind as u8,
+            value,
+        });
+    }
+    for old in existing {
+        let kind = BindingKind::from_u8(old.kind).map(BindingKind::as_str);
+        if !names.contains(&old.name) && kind.is_some_and(|k| keep_types.iter().any(|t| t == k)) {
+            out.push(old.clone());
+        }
+    }
+    Ok(out)
+}

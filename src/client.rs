@@ -1,0 +1,241 @@
+//! A blocking client of the admin API, used by the `tenantry` CLI's client commands (and usable
+//! against Cloudflare's own API, whose paths and envelope it follows).
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use serde_json::{Value, json};
+
+/// Where the admin API is and who we are.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    account: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+/// A multipart boundary that cannot occur in a JSON metadata part (it is not valid JSON) and is
+/// checked against the module bytes before use.
+const BOUNDARY: &str = "tenantry-boundary-7f3a9c1e5b2d4086";
+
+impl Client {
+    /// `base` is the API root, e.g. `http://127.0.0.1:8787/client/v4`.
+    pub fn new(base: &str, account: &str, token: &str) -> Client {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(300)))
+            .build()
+            .into();
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            account: account.to_string(),
+            token: token.to_string(),
+            agent,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!(
+            "{}/accounts/{}/workers/dispatch/namespaces{path}",
+            self.base, self.account
+        )
+    }
+
+    /// Sends a request and unwraps the envelope: the `result` (and `result_info`) on success, the
+    /// API's error messages otherwise.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<(Value, Value)> {
+        let url = self.url(path);
+        let auth = format!("Bearer {}", self.token);
+        let response = match (method, body) {
+            ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("Authorization", &auth)
+                .call(),
+            (m, body) => {
+                let builder = match m {
+                    "POST" => self.agent.post(&url),
+                    "PUT" => self.agent.put(&url),
+                    "PATCH" => self.agent.patch(&url),
+                    other => bail!("unsupported method {other}"),
+                }
+                .header("Authorization", &auth)
+                .header("Content-Type", content_type.unwrap_or("application/json"));
+                builder.send(body.unwrap_or_default())
+            }
+        };
+        let mut response = response.with_context(|| format!("{method} {url}"))?;
+        let status = response.status();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("reading the response of {method} {url}"))?;
+        let v: Value = serde_json::from_str(&text).with_context(|| {
+            format!("{method} {url} answered {status} with a non-JSON body: {text}")
+        })?;
+        if v["success"] != json!(true) {
+            let messages: Vec<String> = v["errors"]
+                .as_array()
+                .map(|errors| {
+                    errors
+                        .iter()
+                        .map(|e| {
+                            format!(
+                                "{} (code {})",
+                                e["message"].as_str().unwrap_or("?"),
+                                e["code"]
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Err(anyhow!("{} {}", status.as_u16(), messages.join("; ")));
+        }
+        Ok((v["result"].clone(), v["result_info"].clone()))
+    }
+
+    pub fn list_namespaces(&self) -> anyhow::Result<Value> {
+        Ok(self.call("GET", "", None, None)?.0)
+    }
+
+    pub fn create_namespace(&self, name: &str) -> anyhow::Result<Value> {
+        let body = json!({ "name": name }).to_string().into_bytes();
+        Ok(self.call("POST", "", None, Some(body))?.0)
+    }
+
+    pub fn get_namespace(&self, name: &str) -> anyhow::Result<Value> {
+        Ok(self.call("GET", &format!("/{name}"), None, None)?.0)
+    }
+
+    pub fn delete_namespace(&self, name: &str) -> anyhow::Result<()> {
+        self.call("DELETE", &format!("/{name}"), None, None)?;
+        Ok(())
+    }
+
+    /// Uploads a module with metadata (bindings, tags) as Cloudflare's multipart upload.
+    pub fn deploy(
+        &self,
+        ns: &str,
+        name: &str,
+        module_name: &str,
+        module: &[u8],
+        metadata: &Value,
+    ) -> anyhow::Result<Value> {
+        if module
+            .windows(BOUNDARY.len())
+            .any(|w| w == BOUNDARY.as_bytes())
+        {
+            bail!("the module contains the multipart boundary; rename it and retry");
+        }
+        let mut body = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\
+             Content-Type: application/json\r\n\r\n{metadata}\r\n--{BOUNDARY}\r\n\
+             Content-Disposition: form-data; name=\"{module_name}\"; filename=\"{module_name}\"\r\n\
+             Content-Type: application/wasm\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(module);
+        body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+        let ct = format!("multipart/form-data; boundary={BOUNDARY}");
+        Ok(self
+            .call(
+                "PUT",
+                &format!("/{ns}/scripts/{name}"),
+                Some(&ct),
+                Some(body),
+            )?
+            .0)
+    }
+
+    /// Lists scripts (following the cursor through every page), optionally filtered by
+    /// `tag:yes` / `tag:no` filters.
+    pub fn list_scripts(&self, ns: &str, tags: &[String]) -> anyhow::Result<Vec<Value>> {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let mut query: Vec<(&str, &str)> = vec![("cursor", &cursor)];
+            let tags = tags.join(",");
+            if !tags.is_empty() {
+                query.push(("tags", &tags));
+            }
+            let q = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(query)
+                .finish();
+            let (result, info) = self.call("GET", &format!("/{ns}/scripts?{q}"), None, None)?;
+            out.extend(result.as_array().cloned().unwrap_or_default());
+            cursor = info["cursor"].as_str().unwrap_or("").to_string();
+            if cursor.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+
+    pub fn delete_script(&self, ns: &str, name: &str) -> anyhow::Result<()> {
+        self.call("DELETE", &format!("/{ns}/scripts/{name}"), None, None)?;
+        Ok(())
+    }
+
+    /// Deletes every script matching the tag filters; returns how many.
+    pub fn delete_scripts_by_tags(&self, ns: &str, tags: &[String]) -> anyhow::Result<u64> {
+        let q = form_urlencoded::Serializer::new(String::new())
+            .append_pair("tags", &tags.join(","))
+            .finish();
+        let (_, info) = self.call("DELETE", &format!("/{ns}/scripts?{q}"), None, None)?;
+        Ok(info["deleted_count"].as_u64().unwrap_or(0))
+    }
+
+    pub fn get_tags(&self, ns: &str, name: &str) -> anyhow::Result<Value> {
+        Ok(self
+            .call("GET", &format!("/{ns}/scripts/{name}/tags"), None, None)?
+            .0)
+    }
+
+    pub fn set_tags(&self, ns: &str, name: &str, tags: &[String]) -> anyhow::Result<Value> {
+        let body = serde_json::to_vec(tags)?;
+        Ok(self
+            .call(
+                "PUT",
+                &format!("/{ns}/scripts/{name}/tags"),
+                None,
+                Some(body),
+            )?
+            .0)
+    }
+
+    pub fn put_secret(&self, ns: &str, name: &str, key: &str, value: &str) -> anyhow::Result<()> {
+        let body = json!({"name": key, "text": value, "type": "secret_text"})
+            .to_string()
+            .into_bytes();
+        self.call(
+            "PUT",
+            &format!("/{ns}/scripts/{name}/secrets"),
+            None,
+            Some(body),
+        )?;
+        Ok(())
+    }
+
+    pub fn list_secrets(&self, ns: &str, name: &str) -> anyhow::Result<Value> {
+        Ok(self
+            .call("GET", &format!("/{ns}/scripts/{name}/secrets"), None, None)?
+            .0)
+    }
+
+    pub fn delete_secret(&self, ns: &str, name: &str, key: &str) -> anyhow::Result<()> {
+        self.call(
+            "DELETE",
+            &format!("/{ns}/scripts/{name}/secrets/{key}"),
+            None,
+            None,
+        )?;
+        Ok(())
+    }
+}

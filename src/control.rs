@@ -1,0 +1,221 @@
+//! The control plane: every change to what is deployed goes through here — compile off the serving
+//! cores, publish the namespace's next index generation durably, then make it visible to every
+//! core. Changes are serialised by one lock (compiling happens before it is taken), so concurrent
+//! changes to one namespace never lose each other's updates.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tenantry_core::Limits;
+use tenantry_ingress::dispatch::{Plane, Snapshot};
+use tenantry_ingress::route::{Route, Router};
+use tenantry_loader::{
+    ArtifactError, ArtifactId, Compiler, Index, IndexData, ScriptEntry, Store, StoreError,
+};
+
+/// Why a control-plane operation failed; the admin API maps each to a status and message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    #[error("namespace `{0}` not found")]
+    NamespaceNotFound(String),
+    #[error("namespace `{0}` already exists")]
+    NamespaceExists(String),
+    #[error("script `{0}` not found")]
+    ScriptNotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Deploys into a data directory and keeps the data plane's snapshot current.
+pub struct Control {
+    store: Store,
+    compiler: Compiler,
+    plane: Arc<Plane>,
+    routes: Vec<Route>,
+    default_limits: Limits,
+    /// Serialises read-modify-publish of indexes and snapshot swaps.
+    lock: Mutex<()>,
+}
+
+impl Control {
+    pub fn new(
+        store: Store,
+        plane: Arc<Plane>,
+        routes: Vec<Route>,
+        default_limits: Limits,
+        compile_threads: usize,
+    ) -> Control {
+        let compiler = Compiler::new(store.artifacts().clone(), compile_threads);
+        Control {
+            store,
+            compiler,
+            plane,
+            routes,
+            default_limits,
+            lock: Mutex::new(()),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Builds the snapshot of every namespace in `store` (recompiling for this engine if needed).
+    pub fn snapshot_of(
+        store: &Store,
+        routes: &[Route],
+        default_limits: Limits,
+    ) -> Result<Snapshot, StoreError> {
+        let mut namespaces = HashMap::new();
+        for name in store.namespaces()? {
+            if let Some(index) = store.open_index(&name)? {
+                namespaces.insert(name, store.ensure_compiled(index)?);
+            }
+        }
+        Ok(Snapshot {
+            router: Router::new(routes.to_vec()),
+            namespaces,
+            default_limits,
+        })
+    }
+
+    /// Compiles and stores a module on the compile pool (blocking the calling thread, which is
+    /// never a serving core).
+    pub fn compile(&self, wasm: Vec<u8>) -> Result<ArtifactId, ControlError> {
+        Ok(self.compiler.compile(wasm)?)
+    }
+
+    /// The current index of `ns`.
+    pub fn index(&self, ns: &str) -> Result<Index, ControlError> {
+        if tenantry_loader::valid_name(ns).is_err() {
+            return Err(ControlError::NamespaceNotFound(ns.to_string()));
+        }
+        self.store
+            .open_index(ns)?
+            .ok_or_else(|| ControlError::NamespaceNotFound(ns.to_string()))
+    }
+
+    pub fn namespaces(&self) -> Result<Vec<Index>, ControlError> {
+        let mut out = Vec::new();
+        for name in self.store.namespaces()? {
+            if let Some(index) = self.store.open_index(&name)? {
+                out.push(index);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn create_namespace(&self, ns: &str) -> Result<Index, ControlError> {
+        tenantry_loader::valid_name(ns).map_err(|reason| {
+            ControlError::Invalid(format!("invalid namespace name `{ns}`: {reason}"))
+        })?;
+        let _guard = self.guard();
+        if self.store.open_index(ns)?.is_some() {
+            return Err(ControlError::NamespaceExists(ns.to_string()));
+        }
+        let index = self
+            .store
+            .publish_index(ns, &IndexData::new(ns, now_ms()))?;
+        self.swap(ns, Some(index.clone()));
+        Ok(index)
+    }
+
+    pub fn delete_namespace(&self, ns: &str) -> Result<(), ControlError> {
+        let _guard = self.guard();
+        self.index(ns)?;
+        self.store.delete_namespace(ns)?;
+        self.swap(ns, None);
+        Ok(())
+    }
+
+    /// Applies `edit` to the namespace's data and publishes the result as the next generation,
+    /// visible to every core when this returns. `edit`'s error aborts without publishing.
+    pub fn edit<T>(
+        &self,
+        ns: &str,
+        edit: impl FnOnce(&mut IndexData, i64) -> Result<T, ControlError>,
+    ) -> Result<T, ControlError> {
+        let _guard = self.guard();
+        let mut data = self.index(ns)?.to_data();
+        let out = edit(&mut data, now_ms())?;
+        for entry in data.scripts.values_mut() {
+            entry.etag = etag(ns, entry);
+        }
+        let index = self.store.publish_index(ns, &data)?;
+        self.swap(ns, Some(index));
+        Ok(out)
+    }
+
+    /// Edits one existing script.
+    pub fn edit_script<T>(
+        &self,
+        ns: &str,
+        name: &str,
+        edit: impl FnOnce(&mut ScriptEntry, i64) -> Result<T, ControlError>,
+    ) -> Result<T, ControlError> {
+        self.edit(ns, |data, now| {
+            let entry = data
+                .scripts
+                .get_mut(name)
+                .ok_or_else(|| ControlError::ScriptNotFound(name.to_string()))?;
+            let out = edit(entry, now)?;
+            entry.modified_on = now;
+            Ok(out)
+        })
+    }
+
+    /// Replaces the plane's snapshot with one where `ns` is `index` (or gone).
+    fn swap(&self, ns: &str, index: Option<Index>) {
+        let current = self.plane.load();
+        let mut namespaces = current.namespaces.clone();
+        match index {
+            Some(index) => namespaces.insert(ns.to_string(), index),
+            None => namespaces.remove(ns),
+        };
+        self.plane.publish(Snapshot {
+            router: Router::new(self.routes.clone()),
+            namespaces,
+            default_limits: self.default_limits,
+        });
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A version tag of one deployed script: changes whenever anything the data plane uses changes,
+/// and differs between scripts, so per-core pools can key Workers by it.
+pub fn etag(namespace: &str, e: &ScriptEntry) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [namespace.as_bytes(), e.name.as_bytes(), &e.artifact] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    for b in &e.bindings {
+        h.update([b.kind]);
+        for part in [b.name.as_bytes(), b.value.as_bytes()] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+    }
+    let l = &e.limits;
+    h.update(format!(
+        "{:?}{:?}{:?}{:?}{}",
+        l.cpu_ms, l.wall_ms, l.memory_bytes, l.subrequests, e.reuse_instances
+    ));
+    hex::encode(&h.finalize()[..16])
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
