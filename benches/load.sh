@@ -12,8 +12,8 @@ driver=${3:-io_uring}
 command -v wrk >/dev/null || { echo "wrk is not installed: run scripts/setup.sh --all" >&2; exit 1; }
 
 scripts/build-guests.sh
-cargo build --quiet --release --bin tenantry -p tenantry
-cargo build --quiet --release --bin raw-responder -p tenantry-benches
+# One invocation for both, so cargo unifies features once and reuses the build.
+cargo build --quiet --release -p tenantry -p tenantry-benches --bins
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -35,9 +35,11 @@ pids+=($!)
 wait_port 18080
 wait_port 18081
 
+out=$(mktemp)
 run() {
-  taskset -c 1 wrk -t1 -c"$conns" -d"$duration" -H 'Host: alice.example.test' "http://127.0.0.1:$1/hello" \
-    | tee /dev/stderr | awk '/Requests\/sec/ {print $2}'
+  taskset -c 1 wrk -t1 -c"$conns" -d"$duration" --latency -H 'Host: alice.example.test' "http://127.0.0.1:$1/hello" > "$out"
+  cat "$out" >&2
+  awk '/Requests\/sec/ {print $2}' "$out"
 }
 # Warm both up, then measure alternately.
 taskset -c 1 wrk -t1 -c"$conns" -d2s -H 'Host: alice.example.test' http://127.0.0.1:18080/ >/dev/null

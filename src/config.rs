@@ -127,6 +127,8 @@ struct AdminFile {
     #[serde(default)]
     legacy_keys: Vec<LegacyKeyFile>,
     account_id: Option<String>,
+    /// How long an upload may take to compile, in seconds (queueing included).
+    compile_timeout_s: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -154,6 +156,8 @@ struct EngineFile {
     max_memory_mb: Option<u32>,
     max_wasm_stack_kb: Option<u32>,
     workers_per_core: Option<usize>,
+    keep_resident_kb: Option<u32>,
+    pagemap_scan: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -264,6 +268,12 @@ impl Config {
         }
         if let Some(mb) = file.engine.max_memory_mb {
             engine.max_memory_bytes = u64::from(mb) << 20;
+        }
+        if let Some(kb) = file.engine.keep_resident_kb {
+            engine.keep_resident_bytes = (kb as usize) << 10;
+        }
+        if let Some(on) = file.engine.pagemap_scan {
+            engine.pagemap_scan = on;
         }
         if let Some(kb) = file.engine.max_wasm_stack_kb {
             engine.max_wasm_stack = (kb as usize) << 10;
@@ -438,6 +448,15 @@ impl Config {
                 return Err(ctx.error(None, "admin.tokens: a token must not be empty".to_string()));
             }
             admin.account_id = file.admin.account_id.clone();
+            if let Some(secs) = file.admin.compile_timeout_s {
+                if secs == 0 {
+                    return Err(ctx.error(
+                        None,
+                        "admin.compile_timeout_s must be at least 1".to_string(),
+                    ));
+                }
+                admin.compile_timeout = std::time::Duration::from_secs(secs);
+            }
             Some(admin)
         };
 

@@ -50,8 +50,10 @@ impl Control {
         routes: Vec<Route>,
         default_limits: Limits,
         compile_threads: usize,
+        compile_timeout: std::time::Duration,
     ) -> Control {
-        let compiler = Compiler::new(store.artifacts().clone(), compile_threads);
+        let compiler =
+            Compiler::new(store.artifacts().clone(), compile_threads).with_timeout(compile_timeout);
         Control {
             store,
             compiler,

@@ -54,6 +54,10 @@ impl Node {
             config.routes.clone(),
             config.default_limits,
             deploy::compile_threads(),
+            config
+                .admin
+                .as_ref()
+                .map_or(tenantry_loader::DEFAULT_COMPILE_TIMEOUT, |a| a.compile_timeout),
         ));
 
         let for_cores = plane.clone();

@@ -47,7 +47,9 @@ mod test_support;
 mod yielding;
 
 pub use bindings::{Binding, BindingKind, Bindings};
-pub use engine::{CompileError, Engine, EngineError, EngineSettings, LoadError};
+pub use engine::{
+    CompileError, Engine, EngineError, EngineSettings, LoadError, MAX_FUNCTION_BODY_BYTES, MAX_FUNCTIONS,
+};
 pub use fault::Fault;
 pub use http::{Request, Response};
 pub use invoke::{Worker, WorkerSpec};

@@ -5,7 +5,7 @@
 /// wasmtime charges one unit of fuel per wasm operator (roughly), so this is the number of wasm
 /// operators a guest executes per millisecond on the reference machine (2 vCPU, see
 /// `docs/performance.md`, "Fuel calibration", reproduced with
-/// `cargo bench -p tenantry-benches --bench fuel`). Fuel makes the CPU limit deterministic: the
+/// `cargo run --release -p tenantry-benches --bin fuel-calibrate`). Fuel makes the CPU limit deterministic: the
 /// same guest and input hit it at the same instruction on every machine, unlike a timer.
 pub const FUEL_PER_CPU_MS: u64 = 1_000_000;
 

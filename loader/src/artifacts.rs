@@ -86,6 +86,10 @@ pub enum ArtifactError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Compiling took longer than the compiler's timeout. The compile thread finishes the job in
+    /// the background (Cranelift cannot be interrupted) and its result is dropped.
+    #[error("compiling the module took longer than the limit of {} s", .0.as_secs_f64())]
+    Timeout(std::time::Duration),
     /// The compile thread died (a compiler bug); the upload may be retried.
     #[error("the compiler failed unexpectedly: {0}")]
     Internal(String),

@@ -3,6 +3,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -10,10 +11,15 @@ use crate::artifacts::{ArtifactError, ArtifactId, ArtifactStore};
 
 type Job = (Vec<u8>, Sender<Result<ArtifactId, ArtifactError>>);
 
+/// How long [`Compiler::compile`] waits by default. A Rust or C Worker of a few MiB compiles in
+/// well under a second on one core; a minute means a pathological module or a saturated pool.
+pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A pool of compile threads. Dropping it lets queued jobs finish, then stops the threads.
 pub struct Compiler {
     jobs: Option<Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
+    timeout: Duration,
 }
 
 impl Compiler {
@@ -47,7 +53,14 @@ impl Compiler {
         Compiler {
             jobs: Some(tx),
             threads,
+            timeout: DEFAULT_COMPILE_TIMEOUT,
         }
+    }
+
+    /// Sets how long [`Compiler::compile`] waits for a result (queueing included).
+    pub fn with_timeout(mut self, timeout: Duration) -> Compiler {
+        self.timeout = timeout;
+        self
     }
 
     /// Queues an upload; the result arrives on the returned channel.
@@ -60,11 +73,17 @@ impl Compiler {
         result
     }
 
-    /// Compiles and stores an upload, blocking until done.
+    /// Compiles and stores an upload, blocking until done or until the timeout passes, which
+    /// fails with [`ArtifactError::Timeout`].
     pub fn compile(&self, wasm: Vec<u8>) -> Result<ArtifactId, ArtifactError> {
-        self.submit(wasm)
-            .recv()
-            .unwrap_or_else(|_| Err(ArtifactError::Internal("the compile pool stopped".into())))
+        use crossbeam_channel::RecvTimeoutError;
+        match self.submit(wasm).recv_timeout(self.timeout) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => Err(ArtifactError::Timeout(self.timeout)),
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(ArtifactError::Internal("the compile pool stopped".into()))
+            }
+        }
     }
 }
 
@@ -109,5 +128,44 @@ mod tests {
         let bad = compiler.compile(b"(module (func (export \"x\")))".to_vec());
         let message = bad.unwrap_err().to_string();
         assert!(message.contains("missing export"), "{message}");
+    }
+
+    fn store() -> (tempfile::TempDir, ArtifactStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::new(&EngineSettings {
+            max_instances: 4,
+            ..Default::default()
+        })
+        .unwrap();
+        let store = ArtifactStore::open(dir.path(), engine).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_compile_past_the_timeout_fails_with_the_limit() {
+        let (_dir, store) = store();
+        let compiler = Compiler::new(store, 1).with_timeout(Duration::from_nanos(1));
+        let wat = r#"(module (memory (export "memory") 1)
+            (func (export "tenantry_fetch") (result i32) i32.const 7))"#;
+        let err = compiler.compile(wat.as_bytes().to_vec()).unwrap_err();
+        assert!(matches!(err, ArtifactError::Timeout(_)), "{err}");
+        assert!(err.to_string().contains("took longer than the limit"), "{err}");
+    }
+
+    #[test]
+    fn an_oversized_function_is_refused_before_cranelift_runs() {
+        let (_dir, store) = store();
+        let compiler = Compiler::new(store.clone(), 1);
+        let nops = "nop ".repeat(tenantry_core::MAX_FUNCTION_BODY_BYTES + 1);
+        let wat = format!(
+            r#"(module (memory (export "memory") 1)
+            (func (export "tenantry_fetch") (result i32) {nops} i32.const 7))"#
+        );
+        let err = compiler.compile(wat.into_bytes()).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("function body #0") && message.contains("per function"),
+            "{message}"
+        );
     }
 }

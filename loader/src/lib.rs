@@ -36,7 +36,7 @@ mod mmap;
 mod store;
 
 pub use artifacts::{ArtifactError, ArtifactId, ArtifactStore, MAX_MODULE_BYTES};
-pub use compile::Compiler;
+pub use compile::{Compiler, DEFAULT_COMPILE_TIMEOUT};
 pub use entry::{artifact_id, bindings, limits};
 pub use index::{
     ArchivedBindingEntry, ArchivedIndexData, ArchivedScriptEntry, BindingEntry, Index, IndexData,

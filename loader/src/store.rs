@@ -72,6 +72,13 @@ impl Store {
     pub fn open(root: &Path, engine: Engine) -> Result<Store, StoreError> {
         let namespaces = root.join("namespaces");
         std::fs::create_dir_all(&namespaces).map_err(io(&namespaces))?;
+        // Indexes hold secret bindings: only the node's user may enter the namespaces directory.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&namespaces, std::fs::Permissions::from_mode(0o700))
+                .map_err(io(&namespaces))?;
+        }
         let artifacts = ArtifactStore::open(&root.join("artifacts"), engine.clone())?;
         remove_leftovers(root);
         Ok(Store {
@@ -277,6 +284,19 @@ mod tests {
         assert!(s.delete_namespace("staging").unwrap());
         assert!(!s.delete_namespace("staging").unwrap());
         assert_eq!(s.namespaces().unwrap(), ["production"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_the_owner_may_enter_the_namespaces_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let _s = store(dir.path());
+        let mode = std::fs::metadata(dir.path().join("namespaces"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub struct AdminConfig {
     pub auth: Auth,
     /// When set, only this account id is served (others get 404).
     pub account_id: Option<String>,
+    /// How long an upload may wait for its compile; longer fails with 400.
+    pub compile_timeout: std::time::Duration,
 }
 
 impl Default for AdminConfig {
@@ -108,6 +110,7 @@ impl Default for AdminConfig {
             threads: DEFAULT_ADMIN_THREADS,
             auth: Auth::default(),
             account_id: None,
+            compile_timeout: tenantry_loader::DEFAULT_COMPILE_TIMEOUT,
         }
     }
 }

@@ -381,6 +381,18 @@ fn bad_uploads_get_specific_errors_and_change_nothing() {
     let (s, _) = api(a, "PUT", &path, "text/javascript", b"export default {}");
     assert_eq!(s, 415);
 
+    // A function too big to compile within bounds: refused before Cranelift runs, with the limit.
+    let nops = "nop ".repeat(tenantry_core::MAX_FUNCTION_BODY_BYTES + 1);
+    let huge = wat::parse_str(format!(
+        r#"(module (memory (export "memory") 1)
+        (func (export "tenantry_fetch") (result i32) {nops} i32.const 7))"#
+    ))
+    .unwrap();
+    let (s, v) = api(a, "PUT", &path, "application/wasm", &huge);
+    assert_eq!(s, 413, "{v}");
+    let message = v["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("per function"), "{message}");
+
     // Over the module size limit: refused from the Content-Length, before the body is read.
     let mut c = Conn::open(a);
     c.send(

@@ -3,8 +3,10 @@
 
 mod admin;
 mod binary;
+mod cli;
 mod common;
 mod config;
 mod hostile;
 mod http;
+mod openapi;
 mod serve;
