@@ -57,7 +57,9 @@ impl Node {
             config
                 .admin
                 .as_ref()
-                .map_or(tenantry_loader::DEFAULT_COMPILE_TIMEOUT, |a| a.compile_timeout),
+                .map_or(tenantry_loader::DEFAULT_COMPILE_TIMEOUT, |a| {
+                    a.compile_timeout
+                }),
         ));
 
         let for_cores = plane.clone();

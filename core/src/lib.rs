@@ -48,7 +48,8 @@ mod yielding;
 
 pub use bindings::{Binding, BindingKind, Bindings};
 pub use engine::{
-    CompileError, Engine, EngineError, EngineSettings, LoadError, MAX_FUNCTION_BODY_BYTES, MAX_FUNCTIONS,
+    CompileError, Engine, EngineError, EngineSettings, LoadError, MAX_FUNCTION_BODY_BYTES,
+    MAX_FUNCTIONS,
 };
 pub use fault::Fault;
 pub use http::{Request, Response};

@@ -149,7 +149,10 @@ mod tests {
             (func (export "tenantry_fetch") (result i32) i32.const 7))"#;
         let err = compiler.compile(wat.as_bytes().to_vec()).unwrap_err();
         assert!(matches!(err, ArtifactError::Timeout(_)), "{err}");
-        assert!(err.to_string().contains("took longer than the limit"), "{err}");
+        assert!(
+            err.to_string().contains("took longer than the limit"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -126,7 +126,9 @@ pub enum IndexError {
     },
     #[error("{path}: index checksum mismatch (the file is corrupt)")]
     Checksum { path: PathBuf },
-    #[error("{path}: index archive is invalid (corrupt, or written by an incompatible build): {message}")]
+    #[error(
+        "{path}: index archive is invalid (corrupt, or written by an incompatible build): {message}"
+    )]
     Invalid { path: PathBuf, message: String },
     #[error("{path}: index was built for engine {found}, expected {expected}")]
     WrongEngine {

@@ -83,46 +83,114 @@ fn the_cli_manages_namespaces_scripts_tags_and_secrets() {
         .iter()
         .map(|ns| ns["namespace_name"].as_str().unwrap())
         .collect();
-    assert!(names.contains(&"staging") && names.contains(&"customers"), "{list}");
+    assert!(
+        names.contains(&"staging") && names.contains(&"customers"),
+        "{list}"
+    );
     let out = ok(a, &["namespace", "delete", "staging"], None);
     assert_eq!(out.trim(), "deleted namespace staging");
     let out = cli(a, &["namespace", "get", "staging"], None);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("staging") && err.contains("not found"), "{err}");
+    assert!(
+        err.contains("staging") && err.contains("not found"),
+        "{err}"
+    );
 
     // Deploy one file with a tag and a variable; it answers traffic at once.
     let out = ok(
         a,
         &[
-            "deploy", "-n", "customers", "--name", "alice", env_reader, "--tag", "plan-pro",
-            "--var", "GREETING=hello from the cli",
+            "deploy",
+            "-n",
+            "customers",
+            "--name",
+            "alice",
+            env_reader,
+            "--tag",
+            "plan-pro",
+            "--var",
+            "GREETING=hello from the cli",
         ],
         None,
     );
     assert!(out.starts_with("deployed customers/alice"), "{out}");
     let r = get(n.addr, "alice.example.test", "/?name=GREETING");
-    assert_eq!((r.status, r.text()), (200, "hello from the cli".to_string()));
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "hello from the cli".to_string())
+    );
 
     // A secret from standard input: usable by the Worker, listed without its value.
     let out = ok(
         a,
-        &["secret", "put", "-n", "customers", "--name", "alice", "API_KEY"],
+        &[
+            "secret",
+            "put",
+            "-n",
+            "customers",
+            "--name",
+            "alice",
+            "API_KEY",
+        ],
         Some("s3cret-value\n"),
     );
     assert!(out.contains("set secret API_KEY"), "{out}");
     let r = get(n.addr, "alice.example.test", "/?name=API_KEY");
     assert_eq!(r.text(), "s3cret-value");
     assert_eq!(r.header("x-binding-kind"), Some("secret_text"));
-    let listed = ok(a, &["secret", "list", "-n", "customers", "--name", "alice", "--json"], None);
-    assert!(listed.contains("API_KEY") && !listed.contains("s3cret"), "{listed}");
-    ok(a, &["secret", "delete", "-n", "customers", "--name", "alice", "API_KEY"], None);
-    assert_eq!(get(n.addr, "alice.example.test", "/?name=API_KEY").status, 404);
+    let listed = ok(
+        a,
+        &[
+            "secret",
+            "list",
+            "-n",
+            "customers",
+            "--name",
+            "alice",
+            "--json",
+        ],
+        None,
+    );
+    assert!(
+        listed.contains("API_KEY") && !listed.contains("s3cret"),
+        "{listed}"
+    );
+    ok(
+        a,
+        &[
+            "secret",
+            "delete",
+            "-n",
+            "customers",
+            "--name",
+            "alice",
+            "API_KEY",
+        ],
+        None,
+    );
+    assert_eq!(
+        get(n.addr, "alice.example.test", "/?name=API_KEY").status,
+        404
+    );
 
     // Tags: show, replace.
     let out = ok(a, &["tags", "-n", "customers", "--name", "alice"], None);
     assert_eq!(out.trim(), "plan-pro");
-    ok(a, &["tags", "-n", "customers", "--name", "alice", "--set", "plan-free", "customer-1"], None);
+    ok(
+        a,
+        &[
+            "tags",
+            "-n",
+            "customers",
+            "--name",
+            "alice",
+            "--set",
+            "plan-free",
+            "customer-1",
+        ],
+        None,
+    );
     let tags = json(a, &["tags", "-n", "customers", "--name", "alice"]);
     assert_eq!(tags, serde_json::json!(["plan-free", "customer-1"]));
 
@@ -133,17 +201,41 @@ fn the_cli_manages_namespaces_scripts_tags_and_secrets() {
     }
     let results = json(
         a,
-        &["deploy", "-n", "customers", dir.path().to_str().unwrap(), "--tag", "batch-1"],
+        &[
+            "deploy",
+            "-n",
+            "customers",
+            dir.path().to_str().unwrap(),
+            "--tag",
+            "batch-1",
+        ],
     );
     assert_eq!(results.as_array().unwrap().len(), 3, "{results}");
     assert_eq!(get(n.addr, "carol.example.test", "/").status, 200);
     let all = json(a, &["scripts", "list", "-n", "customers"]);
     assert_eq!(script_names(&all), ["alice", "bob", "carol", "dave"]);
-    let batch = json(a, &["scripts", "list", "-n", "customers", "--tag", "batch-1:yes"]);
+    let batch = json(
+        a,
+        &["scripts", "list", "-n", "customers", "--tag", "batch-1:yes"],
+    );
     assert_eq!(script_names(&batch), ["bob", "carol", "dave"]);
-    let not_batch = json(a, &["scripts", "list", "-n", "customers", "--tag", "batch-1:no"]);
+    let not_batch = json(
+        a,
+        &["scripts", "list", "-n", "customers", "--tag", "batch-1:no"],
+    );
     assert_eq!(script_names(&not_batch), ["alice"]);
-    ok(a, &["scripts", "delete", "-n", "customers", "--tag", "batch-1:yes"], None);
+    ok(
+        a,
+        &[
+            "scripts",
+            "delete",
+            "-n",
+            "customers",
+            "--tag",
+            "batch-1:yes",
+        ],
+        None,
+    );
     let left = json(a, &["scripts", "list", "-n", "customers"]);
     assert_eq!(script_names(&left), ["alice"]);
     assert_eq!(get(n.addr, "carol.example.test", "/").status, 404);
@@ -151,11 +243,35 @@ fn the_cli_manages_namespaces_scripts_tags_and_secrets() {
     // Bad input: a clear message and a failing exit status, nothing changed.
     let bad = dir.path().join("bad.wasm");
     std::fs::write(&bad, b"not wasm").unwrap();
-    let out = cli(a, &["deploy", "-n", "customers", "--name", "eve", bad.to_str().unwrap()], None);
+    let out = cli(
+        a,
+        &[
+            "deploy",
+            "-n",
+            "customers",
+            "--name",
+            "eve",
+            bad.to_str().unwrap(),
+        ],
+        None,
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("eve"), "{err}");
-    let out = cli(a, &["deploy", "-n", "customers", "--name", "eve", env_reader, "--var", "NOEQUALS"], None);
+    let out = cli(
+        a,
+        &[
+            "deploy",
+            "-n",
+            "customers",
+            "--name",
+            "eve",
+            env_reader,
+            "--var",
+            "NOEQUALS",
+        ],
+        None,
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected KEY=VALUE"));
     let left = json(a, &["scripts", "list", "-n", "customers"]);
     assert_eq!(script_names(&left), ["alice"]);

@@ -32,7 +32,10 @@ fn conforms(spec: &Value, schema: &Value, value: &Value, at: &str) {
             assert!(value.is_object(), "{at}: expected an object, got {value}");
             for field in schema["required"].as_array().into_iter().flatten() {
                 let f = field.as_str().unwrap();
-                assert!(value.get(f).is_some(), "{at}: missing required field `{f}` in {value}");
+                assert!(
+                    value.get(f).is_some(),
+                    "{at}: missing required field `{f}` in {value}"
+                );
             }
             for (name, prop) in schema["properties"].as_object().into_iter().flatten() {
                 if let Some(v) = value.get(name) {
@@ -41,13 +44,18 @@ fn conforms(spec: &Value, schema: &Value, value: &Value, at: &str) {
             }
         }
         Some("array") => {
-            let items = value.as_array().unwrap_or_else(|| panic!("{at}: expected an array, got {value}"));
+            let items = value
+                .as_array()
+                .unwrap_or_else(|| panic!("{at}: expected an array, got {value}"));
             for (i, v) in items.iter().enumerate() {
                 conforms(spec, &schema["items"], v, &format!("{at}[{i}]"));
             }
         }
         Some("string") => assert!(value.is_string(), "{at}: expected a string, got {value}"),
-        Some("integer") => assert!(value.is_u64() || value.is_i64(), "{at}: expected an integer, got {value}"),
+        Some("integer") => assert!(
+            value.is_u64() || value.is_i64(),
+            "{at}: expected an integer, got {value}"
+        ),
         Some("boolean") => assert!(value.is_boolean(), "{at}: expected a boolean, got {value}"),
         _ => {}
     }
@@ -71,11 +79,22 @@ fn the_server_matches_the_openapi_document() {
     let wasm = std::fs::read(guest("env_reader")).unwrap();
     let base = "/client/v4/accounts/acct-1/workers/dispatch/namespaces/customers/scripts/s1";
     let put = |path: &str, ct: &str, body: &[u8]| {
-        let r = request(a, "PUT", "admin", path, &[auth[0], ("Content-Type", ct)], body);
+        let r = request(
+            a,
+            "PUT",
+            "admin",
+            path,
+            &[auth[0], ("Content-Type", ct)],
+            body,
+        );
         assert_eq!(r.status, 200, "{path}: {}", r.text());
     };
     put(base, "application/wasm", &wasm);
-    put(&format!("{base}/secrets"), "application/json", br#"{"name": "K", "text": "v", "type": "secret_text"}"#);
+    put(
+        &format!("{base}/secrets"),
+        "application/json",
+        br#"{"name": "K", "text": "v", "type": "secret_text"}"#,
+    );
     put(&format!("{base}/tags"), "application/json", br#"["t1"]"#);
 
     let methods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -86,7 +105,12 @@ fn the_server_matches_the_openapi_document() {
             if op.is_null() {
                 // Not documented: the server must refuse it on this path.
                 let r = request(a, method, "admin", &fill(path, "customers"), &auth, b"");
-                assert_eq!(r.status, 405, "{method} {path} is not documented but answered {}", r.text());
+                assert_eq!(
+                    r.status,
+                    405,
+                    "{method} {path} is not documented but answered {}",
+                    r.text()
+                );
                 continue;
             }
             checked += 1;
@@ -96,7 +120,12 @@ fn the_server_matches_the_openapi_document() {
                 let content = &op["responses"]["200"]["content"];
                 if let Some(schema) = content["application/json"]["schema"].as_object() {
                     let v: Value = serde_json::from_slice(&r.body).unwrap();
-                    conforms(&spec, &Value::Object(schema.clone()), &v, &format!("GET {path}"));
+                    conforms(
+                        &spec,
+                        &Value::Object(schema.clone()),
+                        &v,
+                        &format!("GET {path}"),
+                    );
                 } else {
                     assert_eq!(r.header("content-type"), Some("application/wasm"));
                 }
@@ -106,8 +135,17 @@ fn the_server_matches_the_openapi_document() {
                 let r = request(a, method, "admin", &fill(path, "missing-ns"), &auth, b"");
                 let v: Value = serde_json::from_slice(&r.body).unwrap();
                 let code = v["errors"][0]["code"].as_u64().unwrap_or(0);
-                assert!(r.status != 405 && code != 7003, "{method} {path} is documented but not routed: {}", r.text());
-                conforms(&spec, &json!({"$ref": "#/components/schemas/Failure"}), &v, &format!("{method} {path}"));
+                assert!(
+                    r.status != 405 && code != 7003,
+                    "{method} {path} is documented but not routed: {}",
+                    r.text()
+                );
+                conforms(
+                    &spec,
+                    &json!({"$ref": "#/components/schemas/Failure"}),
+                    &v,
+                    &format!("{method} {path}"),
+                );
             }
         }
     }
