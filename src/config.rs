@@ -36,6 +36,7 @@ use tenantry_ingress::route::{HostPattern, Route, ScriptSource};
 use tenantry_ingress::{Driver, ServerConfig};
 
 use crate::admin::{AdminConfig, Auth};
+use tenantry_loader::PLATFORM_NAMESPACE;
 use toml::Spanned;
 
 /// A configuration error, with the file and line it comes from.
@@ -84,6 +85,7 @@ pub struct ScriptLimitsConfig {
     pub cpu_ms: Option<u32>,
     pub wall_ms: Option<u32>,
     pub memory_mb: Option<u32>,
+    pub subrequests: Option<u32>,
 }
 
 /// Default number of Workers kept loaded per core.
@@ -107,6 +109,9 @@ struct FileShape {
     namespace: Vec<NamespaceFile>,
     #[serde(default)]
     worker: Vec<WorkerFile>,
+    /// Platform Workers (dispatchers): outside every namespace, routed with `worker = …`.
+    #[serde(default)]
+    platform_worker: Vec<WorkerFile>,
     #[serde(default)]
     route: Vec<RouteFile>,
     #[serde(default)]
@@ -169,7 +174,8 @@ struct NamespaceFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WorkerFile {
-    namespace: Spanned<String>,
+    /// Required for `[[worker]]`, absent for `[[platform_worker]]`.
+    namespace: Option<Spanned<String>>,
     name: Spanned<String>,
     module: Spanned<String>,
     #[serde(default)]
@@ -191,6 +197,10 @@ struct BindingFile {
     name: String,
     text: Option<String>,
     json: Option<toml::Value>,
+    /// `service` bindings: the target Worker, in the same namespace.
+    service: Option<String>,
+    /// `dispatch_namespace` bindings (platform Workers only): the namespace.
+    namespace: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -199,7 +209,9 @@ struct RouteFile {
     host: Option<String>,
     path_prefix: Option<String>,
     header: Option<HeaderMatchFile>,
-    namespace: Spanned<String>,
+    namespace: Option<Spanned<String>>,
+    /// A platform Worker (e.g. a dispatcher) instead of a namespace and script.
+    worker: Option<Spanned<String>>,
     script: Option<String>,
     /// `"host_label"` or `"header:<name>"`.
     script_from: Option<Spanned<String>>,
@@ -298,6 +310,13 @@ impl Config {
         for ns in &file.namespace {
             let name = ns.name.get_ref();
             valid_name(name)
+                .and_then(|()| {
+                    if name.starts_with('_') {
+                        Err("names starting with `_` are reserved for the platform")
+                    } else {
+                        Ok(())
+                    }
+                })
                 .map_err(|m| ctx.error(Some(ns.name.span()), format!("namespace `{name}`: {m}")))?;
             if namespaces.contains(name) {
                 return Err(ctx.error(
@@ -310,15 +329,35 @@ impl Config {
 
         let mut seen = HashSet::new();
         let mut workers = Vec::new();
-        for w in file.worker {
-            let (ns, name) = (w.namespace.get_ref(), w.name.get_ref());
+        let all = (file.worker.into_iter().map(|w| (w, false)))
+            .chain(file.platform_worker.into_iter().map(|w| (w, true)));
+        for (w, platform) in all {
+            let name = w.name.get_ref();
             let at = Some(w.name.span());
-            if !namespaces.contains(ns) {
-                return Err(ctx.error(
-                    Some(w.namespace.span()),
-                    format!("worker `{name}`: namespace `{ns}` is not declared (add a [[namespace]] with name = \"{ns}\")"),
-                ));
-            }
+            let ns = match (&w.namespace, platform) {
+                (Some(ns), false) => {
+                    let ns = ns.get_ref();
+                    if !namespaces.contains(ns) {
+                        return Err(ctx.error(
+                            w.namespace.as_ref().map(Spanned::span),
+                            format!("worker `{name}`: namespace `{ns}` is not declared (add a [[namespace]] with name = \"{ns}\")"),
+                        ));
+                    }
+                    ns.clone()
+                }
+                (None, false) => {
+                    return Err(ctx.error(at, format!(
+                        "worker `{name}`: set `namespace`, or declare it as a [[platform_worker]] (a dispatcher outside every namespace)"
+                    )));
+                }
+                (Some(ns), true) => {
+                    return Err(ctx.error(Some(ns.span()), format!(
+                        "platform_worker `{name}`: platform Workers live outside namespaces; remove `namespace`"
+                    )));
+                }
+                (None, true) => PLATFORM_NAMESPACE.to_string(),
+            };
+            let ns = &ns;
             valid_name(name).map_err(|m| ctx.error(at.clone(), format!("worker `{name}`: {m}")))?;
             if !seen.insert((ns.clone(), name.clone())) {
                 return Err(ctx.error(
@@ -344,6 +383,21 @@ impl Config {
             for b in &w.bindings {
                 let binding = convert_binding(b.get_ref())
                     .map_err(|m| ctx.error(Some(b.span()), format!("worker `{name}`: {m}")))?;
+                if binding.kind == BindingKind::DispatchNamespace {
+                    let why = if !platform {
+                        Some("dispatch_namespace bindings belong to platform Workers ([[platform_worker]]); a Worker in a namespace cannot call into other namespaces".to_string())
+                    } else if !namespaces.contains(&binding.value) {
+                        Some(format!("namespace `{}` is not declared", binding.value))
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        return Err(ctx.error(
+                            Some(b.span()),
+                            format!("worker `{name}`: binding `{}`: {why}", binding.name),
+                        ));
+                    }
+                }
                 if bindings.iter().any(|x: &Binding| x.name == binding.name) {
                     return Err(ctx.error(
                         Some(b.span()),
@@ -384,13 +438,47 @@ impl Config {
 
         let mut routes = Vec::new();
         for r in file.route {
-            let ns = r.namespace.get_ref();
-            if !namespaces.contains(ns) {
-                return Err(ctx.error(
-                    Some(r.namespace.span()),
-                    format!("route: namespace `{ns}` is not declared"),
-                ));
-            }
+            let (ns, span) = match (&r.namespace, &r.worker) {
+                (Some(ns), None) => {
+                    if !namespaces.contains(ns.get_ref()) {
+                        return Err(ctx.error(
+                            Some(ns.span()),
+                            format!("route: namespace `{}` is not declared", ns.get_ref()),
+                        ));
+                    }
+                    (ns.get_ref().clone(), ns.span())
+                }
+                (None, Some(worker)) => {
+                    let name = worker.get_ref();
+                    if !seen.contains(&(PLATFORM_NAMESPACE.to_string(), name.clone())) {
+                        return Err(ctx.error(
+                            Some(worker.span()),
+                            format!("route: platform worker `{name}` is not declared (add a [[platform_worker]])"),
+                        ));
+                    }
+                    if r.script.is_some() || r.script_from.is_some() {
+                        return Err(ctx.error(
+                            Some(worker.span()),
+                            "route: a route to a platform worker takes no `script` or `script_from`".into(),
+                        ));
+                    }
+                    routes.push(Route {
+                        host: HostPattern::parse(r.host.as_deref().unwrap_or("*")),
+                        path_prefix: r.path_prefix,
+                        header: r.header.map(|h| (h.name, h.value)),
+                        namespace: PLATFORM_NAMESPACE.to_string(),
+                        script: ScriptSource::Fixed(name.clone()),
+                    });
+                    continue;
+                }
+                _ => {
+                    return Err(ctx.error(
+                        None,
+                        "route: set exactly one of `namespace` (with `script` or `script_from`) and `worker`".into(),
+                    ));
+                }
+            };
+            let ns = &ns;
             let script = match (r.script, &r.script_from) {
                 (Some(name), None) => ScriptSource::Fixed(name),
                 (None, Some(from)) => match from.get_ref().as_str() {
@@ -406,7 +494,7 @@ impl Config {
                 },
                 _ => {
                     return Err(ctx.error(
-                        Some(r.namespace.span()),
+                        Some(span),
                         "route: set exactly one of `script` and `script_from`".into(),
                     ));
                 }
@@ -489,13 +577,14 @@ fn apply_limits(base: Limits, l: &ScriptLimitsConfig) -> Limits {
             .memory_mb
             .map(|mb| u64::from(mb) << 20)
             .unwrap_or(base.memory_bytes),
+        subrequests: l.subrequests.unwrap_or(base.subrequests),
     }
 }
 
 fn convert_binding(b: &BindingFile) -> Result<Binding, String> {
     let kind = BindingKind::parse(&b.kind).ok_or_else(|| {
         format!(
-            "binding `{}`: type `{}` is not one of plain_text, json, secret_text",
+            "binding `{}`: type `{}` is not one of plain_text, json, secret_text, service, dispatch_namespace",
             b.name, b.kind
         )
     })?;
@@ -507,6 +596,39 @@ fn convert_binding(b: &BindingFile) -> Result<Binding, String> {
     {
         return Err(format!(
             "binding name `{}` must be non-empty [A-Za-z0-9_]",
+            b.name
+        ));
+    }
+    let target = match kind {
+        BindingKind::Service => Some((&b.service, "service")),
+        BindingKind::DispatchNamespace => Some((&b.namespace, "namespace")),
+        _ => None,
+    };
+    if let Some((target, field)) = target {
+        let Some(target) = target else {
+            return Err(format!(
+                "binding `{}`: a {} binding takes `{field}`",
+                b.name,
+                kind.as_str()
+            ));
+        };
+        if b.text.is_some() || b.json.is_some() {
+            return Err(format!(
+                "binding `{}`: a {} binding takes no `text` or `json`",
+                b.name,
+                kind.as_str()
+            ));
+        }
+        valid_name(target).map_err(|m| format!("binding `{}`: {field} `{target}`: {m}", b.name))?;
+        return Ok(Binding {
+            name: b.name.clone(),
+            kind,
+            value: target.clone(),
+        });
+    }
+    if b.service.is_some() || b.namespace.is_some() {
+        return Err(format!(
+            "binding `{}`: `service` and `namespace` belong to service and dispatch_namespace bindings",
             b.name
         ));
     }

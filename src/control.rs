@@ -94,8 +94,9 @@ impl Control {
     }
 
     /// The current index of `ns`.
+    /// Platform Workers' namespace (`_…`) is not reachable here: it is deployed from the config.
     pub fn index(&self, ns: &str) -> Result<Index, ControlError> {
-        if tenantry_loader::valid_name(ns).is_err() {
+        if tenantry_loader::valid_name(ns).is_err() || ns.starts_with('_') {
             return Err(ControlError::NamespaceNotFound(ns.to_string()));
         }
         self.store
@@ -106,6 +107,9 @@ impl Control {
     pub fn namespaces(&self) -> Result<Vec<Index>, ControlError> {
         let mut out = Vec::new();
         for name in self.store.namespaces()? {
+            if name.starts_with('_') {
+                continue;
+            }
             if let Some(index) = self.store.open_index(&name)? {
                 out.push(index);
             }
@@ -114,9 +118,17 @@ impl Control {
     }
 
     pub fn create_namespace(&self, ns: &str) -> Result<Index, ControlError> {
-        tenantry_loader::valid_name(ns).map_err(|reason| {
-            ControlError::Invalid(format!("invalid namespace name `{ns}`: {reason}"))
-        })?;
+        tenantry_loader::valid_name(ns)
+            .and_then(|()| {
+                if ns.starts_with('_') {
+                    Err("names starting with `_` are reserved for the platform")
+                } else {
+                    Ok(())
+                }
+            })
+            .map_err(|reason| {
+                ControlError::Invalid(format!("invalid namespace name `{ns}`: {reason}"))
+            })?;
         let _guard = self.guard();
         if self.store.open_index(ns)?.is_some() {
             return Err(ControlError::NamespaceExists(ns.to_string()));

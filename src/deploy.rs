@@ -32,7 +32,12 @@ pub fn apply(config: &Config, store: &Store) -> anyhow::Result<Report> {
 
     let now = unix_ms();
     let mut indexes: HashMap<&str, IndexData> = HashMap::new();
-    for ns in &config.namespaces {
+    let platform = config
+        .workers
+        .iter()
+        .any(|w| w.namespace == tenantry_loader::PLATFORM_NAMESPACE)
+        .then_some(tenantry_loader::PLATFORM_NAMESPACE);
+    for ns in config.namespaces.iter().map(String::as_str).chain(platform) {
         let data = match store.open_index(ns)? {
             Some(index) => index.to_data(),
             None => IndexData::new(ns, now),
@@ -73,7 +78,7 @@ pub fn apply(config: &Config, store: &Store) -> anyhow::Result<Report> {
                 cpu_ms: w.limits.cpu_ms,
                 wall_ms: w.limits.wall_ms,
                 memory_bytes: w.limits.memory_mb.map(|mb| u64::from(mb) << 20),
-                subrequests: None,
+                subrequests: w.limits.subrequests,
             },
             created_on,
             modified_on: now,

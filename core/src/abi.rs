@@ -28,9 +28,12 @@ pub(crate) mod code {
     pub const LIMIT: i32 = -3;
     /// No object with this handle.
     pub const BAD_HANDLE: i32 = -4;
-    /// Reserved for later versions; no v1 call returns it yet.
-    #[allow(dead_code)]
+    /// Not available here (e.g. a fetch where no invoker runs Workers).
     pub const UNSUPPORTED: i32 = -5;
+    /// A fetch named a Worker that does not exist.
+    pub const WORKER_NOT_FOUND: i32 = -6;
+    /// The called Worker exceeded a limit (CPU, wall clock or memory).
+    pub const EXCEEDED: i32 = -7;
 }
 
 /// WASI errno values the subset returns.
@@ -129,6 +132,21 @@ pub(crate) const WORKER_V1_FUNCS: &[HostSig] = &[
     sig("env_get", &[I, I, I, I], &[I]),
     sig("env_kind", &[I, I], &[I]),
     sig("log", &[I, I, I], &[I]),
+    sig("request_new", &[], &[I]),
+    sig("request_clone", &[I], &[I]),
+    sig("request_set_method", &[I, I, I], &[I]),
+    sig("request_set_url", &[I, I, I], &[I]),
+    sig("request_header_set", &[I, I, I, I, I], &[I]),
+    sig("request_header_remove", &[I, I, I], &[I]),
+    sig("request_body_write", &[I, I, I], &[I]),
+    sig("service_fetch", &[I, I, I], &[I]),
+    sig("dispatch_fetch", &[I, I, I, I, I, I, I], &[I]),
+    sig("fetch_error", &[I, I], &[I]),
+    sig("response_status", &[I], &[I]),
+    sig("response_header", &[I, I, I, I, I], &[I]),
+    sig("response_headers", &[I, I, I], &[I]),
+    sig("response_body_read", &[I, I, I], &[I]),
+    sig("response_forward", &[I], &[I]),
 ];
 
 /// The `wasi_snapshot_preview1` functions given a real implementation (docs/worker-abi.md,

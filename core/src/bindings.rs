@@ -12,6 +12,12 @@ pub enum BindingKind {
     Json = 2,
     /// `secret_text`: a string that no read API, log line or error message ever shows.
     SecretText = 3,
+    /// `service`: another Worker of the same namespace, called without a network hop. The value
+    /// is the target script's name.
+    Service = 4,
+    /// `dispatch_namespace`: a namespace of user Workers that a platform (dispatch) Worker may
+    /// call by name. The value is the namespace's name. Only platform Workers may have one.
+    DispatchNamespace = 5,
 }
 
 impl BindingKind {
@@ -21,6 +27,8 @@ impl BindingKind {
             BindingKind::PlainText => "plain_text",
             BindingKind::Json => "json",
             BindingKind::SecretText => "secret_text",
+            BindingKind::Service => "service",
+            BindingKind::DispatchNamespace => "dispatch_namespace",
         }
     }
 
@@ -30,8 +38,19 @@ impl BindingKind {
             "plain_text" => BindingKind::PlainText,
             "json" => BindingKind::Json,
             "secret_text" => BindingKind::SecretText,
+            "service" => BindingKind::Service,
+            "dispatch_namespace" => BindingKind::DispatchNamespace,
             _ => return None,
         })
+    }
+
+    /// Whether `env_get` hands the value to the guest (text kinds), rather than it naming a
+    /// Worker or namespace the guest calls through.
+    pub fn is_text(self) -> bool {
+        matches!(
+            self,
+            BindingKind::PlainText | BindingKind::Json | BindingKind::SecretText
+        )
     }
 
     /// The code `env_kind` returns to the guest (docs/worker-abi.md).
@@ -45,6 +64,8 @@ impl BindingKind {
             1 => BindingKind::PlainText,
             2 => BindingKind::Json,
             3 => BindingKind::SecretText,
+            4 => BindingKind::Service,
+            5 => BindingKind::DispatchNamespace,
             _ => return None,
         })
     }

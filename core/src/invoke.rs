@@ -11,6 +11,7 @@
 //! ```
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -105,8 +106,19 @@ impl Worker {
         let mut store = self.new_store(Request::default(), self.limits);
         // No fuel: a start function, if any, traps at once instead of running guest code here.
         let _ = store.set_fuel(0);
-        if let Err(e) = self.pre.instantiate(&mut store) {
-            tracing::debug!(worker = %self.ident.name, "pre-warm instantiation failed: {e}");
+        // The async form, because a module importing an async host call (`service_fetch`, …)
+        // cannot be instantiated synchronously. Without guest code running nothing can suspend,
+        // so one poll completes it; a module that did suspend is simply not pre-warmed.
+        let instantiate = std::pin::pin!(self.pre.instantiate_async(&mut store));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match instantiate.poll(&mut cx) {
+            std::task::Poll::Ready(Ok(_)) => {}
+            std::task::Poll::Ready(Err(e)) => {
+                tracing::debug!(worker = %self.ident.name, "pre-warm instantiation failed: {e}");
+            }
+            std::task::Poll::Pending => {
+                tracing::debug!(worker = %self.ident.name, "pre-warm instantiation suspended");
+            }
         }
     }
 
@@ -132,6 +144,16 @@ impl Worker {
     /// future must be polled inside a monoio runtime (the fair yield spawns a helper task there,
     /// see `yielding`); it is not `Send`.
     pub async fn invoke(&self, req: Request, limits: Limits) -> Result<Response, Fault> {
+        self.invoke_at(req, limits, 0).await
+    }
+
+    /// [`Worker::invoke`] for a call from another Worker, `depth` calls deep (see [`crate::nested`]).
+    pub async fn invoke_at(
+        &self,
+        req: Request,
+        limits: Limits,
+        depth: u32,
+    ) -> Result<Response, Fault> {
         let reused = if self.reuse > 0 {
             self.idle.borrow_mut().pop()
         } else {
@@ -140,13 +162,14 @@ impl Worker {
         let mut live = match reused {
             Some(mut live) => {
                 live.store.data_mut().reset(req, limits);
+                live.store.data_mut().depth = depth;
                 live.store
                     .set_fuel(limits.fuel())
                     .map_err(|e| internal(&e))?;
                 live.store.set_epoch_deadline(1);
                 live
             }
-            None => self.instantiate(req, limits).await?,
+            None => self.instantiate(req, limits, depth).await?,
         };
 
         let outcome = live.fetch.call_async(&mut live.store, ()).await;
@@ -169,8 +192,9 @@ impl Worker {
 
     /// A fresh store and instance, initialised. Fuel is set before instantiation so that a start
     /// function and `_initialize` count against the request's CPU limit.
-    async fn instantiate(&self, req: Request, limits: Limits) -> Result<Live, Fault> {
+    async fn instantiate(&self, req: Request, limits: Limits, depth: u32) -> Result<Live, Fault> {
         let mut store = self.new_store(req, limits);
+        store.data_mut().depth = depth;
         store.set_fuel(limits.fuel()).map_err(|e| internal(&e))?;
         store.set_epoch_deadline(1);
 

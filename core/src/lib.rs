@@ -41,6 +41,7 @@ mod host;
 mod http;
 mod invoke;
 mod limits;
+pub mod nested;
 mod pool;
 #[cfg(test)]
 mod test_support;
@@ -55,7 +56,8 @@ pub use fault::Fault;
 pub use http::{Request, Response};
 pub use invoke::{Worker, WorkerSpec};
 pub use limits::{
-    FUEL_PER_CPU_MS, HOST_COPY_BYTES_PER_FUEL, Limits, MAX_LOG_LINE_BYTES, MAX_RESPONSE_BODY_BYTES,
-    MAX_RESPONSE_HEADER_BYTES, MAX_RESPONSE_HEADER_FIELDS,
+    FUEL_PER_CPU_MS, HOST_COPY_BYTES_PER_FUEL, Limits, MAX_CALL_BYTES, MAX_CALL_HANDLES,
+    MAX_LOG_LINE_BYTES, MAX_RESPONSE_BODY_BYTES, MAX_RESPONSE_HEADER_BYTES,
+    MAX_RESPONSE_HEADER_FIELDS,
 };
 pub use pool::WorkerPool;

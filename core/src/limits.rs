@@ -18,6 +18,13 @@ pub const MAX_RESPONSE_HEADER_BYTES: usize = 64 << 10;
 /// Most bytes of one response body (`response_body_write` returns `LIMIT` past it).
 pub const MAX_RESPONSE_BODY_BYTES: usize = 32 << 20;
 
+/// Request handles a guest may create, and responses it may receive, per invocation.
+pub const MAX_CALL_HANDLES: usize = 128;
+
+/// Bytes of request bodies a guest may build, plus bytes of responses its fetches return, per
+/// invocation: host memory a guest can make the node hold, outside its own memory limit.
+pub const MAX_CALL_BYTES: usize = 64 << 20;
+
 /// A guest log line (`log`, or one `fd_write` to stdout/stderr) is cut at this many bytes, so a
 /// Worker cannot flood the node's log with one call.
 pub const MAX_LOG_LINE_BYTES: usize = 4 << 10;
@@ -38,14 +45,27 @@ pub struct Limits {
     pub wall_ms: u32,
     /// Linear memory in bytes, enforced by `StoreLimits` (`memory.grow` fails past it).
     pub memory_bytes: u64,
+    /// Fetches one invocation may make through its bindings (service and dispatch calls);
+    /// the next one fails with `LIMIT`.
+    pub subrequests: u32,
 }
 
 impl Limits {
-    /// Platform defaults: 50 ms CPU, 30 s wall clock, 128 MiB memory (Cloudflare's memory limit).
+    /// Platform defaults: 50 ms CPU, 30 s wall clock, 128 MiB memory (Cloudflare's memory limit),
+    /// 50 subrequests (Cloudflare's free-plan limit).
     pub const DEFAULT: Limits = Limits {
         cpu_ms: 50,
         wall_ms: 30_000,
         memory_bytes: 128 << 20,
+        subrequests: 50,
+    };
+
+    /// No limit at all: the identity of [`Limits::min`], for "no per-call override".
+    pub const NONE: Limits = Limits {
+        cpu_ms: u32::MAX,
+        wall_ms: u32::MAX,
+        memory_bytes: u64::MAX,
+        subrequests: u32::MAX,
     };
 
     /// The fuel this limit grants.
@@ -59,6 +79,7 @@ impl Limits {
             cpu_ms: self.cpu_ms.min(other.cpu_ms),
             wall_ms: self.wall_ms.min(other.wall_ms),
             memory_bytes: self.memory_bytes.min(other.memory_bytes),
+            subrequests: self.subrequests.min(other.subrequests),
         }
     }
 }
@@ -79,20 +100,24 @@ mod tests {
             cpu_ms: 10,
             wall_ms: 5000,
             memory_bytes: 1 << 20,
+            subrequests: 3,
         };
         let b = Limits {
             cpu_ms: 50,
             wall_ms: 100,
             memory_bytes: 2 << 20,
+            subrequests: 50,
         };
         assert_eq!(
             a.min(b),
             Limits {
                 cpu_ms: 10,
                 wall_ms: 100,
-                memory_bytes: 1 << 20
+                memory_bytes: 1 << 20,
+                subrequests: 3,
             }
         );
+        assert_eq!(a.min(Limits::NONE), a);
         assert_eq!(a.fuel(), 10 * FUEL_PER_CPU_MS);
     }
 }

@@ -15,11 +15,13 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
-use tenantry_core::{Engine, Fault, Limits, Request, Response, WorkerPool, WorkerSpec};
+use tenantry_core::nested::{CallFuture, Invoker};
+use tenantry_core::{Engine, Fault, Limits, Request, Response, Worker, WorkerPool, WorkerSpec};
 use tenantry_loader::{ArtifactStore, Index};
 
 use crate::Handler;
@@ -70,24 +72,31 @@ impl Plane {
         self.current.load_full()
     }
 
-    /// A handler for one core (call it on that core's thread).
+    /// A handler for one core. Call it on that core's thread: it also registers the core's
+    /// invoker, which runs the Workers that other Workers call through bindings.
     pub fn dispatcher(self: &Arc<Plane>) -> Dispatcher {
-        Dispatcher {
+        let core = Rc::new(CoreDispatch {
             plane: self.clone(),
             cached: RefCell::new((self.generation.load(Ordering::Acquire), self.load())),
             pool: WorkerPool::new(self.engine.clone(), self.workers_per_core),
-        }
+        });
+        tenantry_core::nested::set_invoker(core.clone());
+        Dispatcher { core }
     }
 }
 
 /// One core's handler.
 pub struct Dispatcher {
+    core: Rc<CoreDispatch>,
+}
+
+struct CoreDispatch {
     plane: Arc<Plane>,
     cached: RefCell<(u64, Arc<Snapshot>)>,
     pool: WorkerPool,
 }
 
-impl Dispatcher {
+impl CoreDispatch {
     /// The snapshot for this request: the cached one unless a new generation was published.
     fn snapshot(&self) -> Arc<Snapshot> {
         let generation = self.plane.generation.load(Ordering::Acquire);
@@ -98,36 +107,63 @@ impl Dispatcher {
         cached.1.clone()
     }
 
+    /// The Worker `script` of `namespace` in `snapshot`, loaded on this core.
+    fn worker(
+        &self,
+        snapshot: &Snapshot,
+        namespace: &str,
+        script: &str,
+    ) -> Result<Rc<Worker>, Fault> {
+        let index = snapshot.namespaces.get(namespace).ok_or(Fault::NotFound)?;
+        let entry = index.get(script).ok_or(Fault::NotFound)?;
+        let defaults = snapshot.default_limits;
+        self.pool.get_or_load(entry.etag.as_str(), || {
+            let module = self
+                .plane
+                .artifacts
+                .load(&tenantry_loader::artifact_id(entry))
+                .map_err(|e| Fault::Unavailable(e.to_string()))?;
+            Ok(WorkerSpec {
+                name: format!("{namespace}/{script}"),
+                module,
+                bindings: tenantry_loader::bindings(entry),
+                limits: tenantry_loader::limits(entry, defaults),
+                reuse_instances: entry.reuse_instances.to_native(),
+            })
+        })
+    }
+}
+
+impl Invoker for CoreDispatch {
+    fn invoke(
+        &self,
+        namespace: &str,
+        script: &str,
+        req: Request,
+        limits: Limits,
+        depth: u32,
+    ) -> CallFuture {
+        let worker = self.worker(&self.snapshot(), namespace, script);
+        Box::pin(async move {
+            let worker = worker?;
+            let limits = worker.limits().min(limits);
+            worker.invoke_at(req, limits, depth).await
+        })
+    }
+}
+
+impl Dispatcher {
     /// Routes `req` and runs its Worker.
     pub async fn dispatch(&self, req: Request) -> Result<Response, Fault> {
-        let snapshot = self.snapshot();
-        let (worker, limits) = {
+        let worker = {
+            let snapshot = self.core.snapshot();
             let Some(target) = snapshot.router.route(&req) else {
                 return Ok(Response::text(404, "No route matches this request\n"));
             };
-            let index = snapshot
-                .namespaces
-                .get(target.namespace)
-                .ok_or(Fault::NotFound)?;
-            let entry = index.get(&target.script).ok_or(Fault::NotFound)?;
-            let defaults = snapshot.default_limits;
-            let worker = self.pool.get_or_load(entry.etag.as_str(), || {
-                let module = self
-                    .plane
-                    .artifacts
-                    .load(&tenantry_loader::artifact_id(entry))
-                    .map_err(|e| Fault::Unavailable(e.to_string()))?;
-                Ok(WorkerSpec {
-                    name: format!("{}/{}", target.namespace, target.script),
-                    module,
-                    bindings: tenantry_loader::bindings(entry),
-                    limits: tenantry_loader::limits(entry, defaults),
-                    reuse_instances: entry.reuse_instances.to_native(),
-                })
-            })?;
-            let limits = worker.limits();
-            (worker, limits)
+            self.core
+                .worker(&snapshot, target.namespace, &target.script)?
         };
+        let limits = worker.limits();
         worker.invoke(req, limits).await
     }
 }

@@ -49,5 +49,9 @@ pub fn limits(entry: &ArchivedScriptEntry, defaults: Limits) -> Limits {
             .memory_bytes
             .as_ref()
             .map_or(defaults.memory_bytes, |v| v.to_native()),
+        subrequests: l
+            .subrequests
+            .as_ref()
+            .map_or(defaults.subrequests, |v| v.to_native()),
     }
 }

@@ -42,4 +42,4 @@ pub use index::{
     ArchivedBindingEntry, ArchivedIndexData, ArchivedScriptEntry, BindingEntry, Index, IndexData,
     IndexError, ScriptEntry, ScriptLimits,
 };
-pub use store::{Store, StoreError, valid_name};
+pub use store::{PLATFORM_NAMESPACE, Store, StoreError, valid_name};

@@ -276,6 +276,9 @@ fn limits_json(l: &ScriptLimits) -> Value {
     if let Some(mem) = l.memory_bytes {
         v["memory_mb"] = json!(mem >> 20);
     }
+    if let Some(n) = l.subrequests {
+        v["subrequests"] = json!(n);
+    }
     v
 }
 
@@ -291,6 +294,12 @@ fn binding_json(b: &BindingEntry) -> Value {
             "json": serde_json::from_str::<Value>(&b.value).unwrap_or(Value::Null),
         }),
         Some(BindingKind::SecretText) => json!({"name": b.name, "type": "secret_text"}),
+        Some(BindingKind::Service) => {
+            json!({"name": b.name, "type": "service", "service": b.value, "environment": "production"})
+        }
+        Some(BindingKind::DispatchNamespace) => {
+            json!({"name": b.name, "type": "dispatch_namespace", "namespace": b.value})
+        }
         None => json!({"name": b.name, "type": "unknown"}),
     }
 }
@@ -425,6 +434,7 @@ fn apply_metadata(e: &mut ScriptEntry, m: &upload::Metadata) -> Result<(), ApiEr
             .memory_mb
             .map(|mb| u64::from(mb) << 20)
             .or(e.limits.memory_bytes);
+        e.limits.subrequests = l.subrequests.or(e.limits.subrequests);
     }
     Ok(())
 }

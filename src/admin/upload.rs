@@ -33,6 +33,7 @@ pub struct LimitsMeta {
     pub cpu_ms: Option<u32>,
     pub wall_ms: Option<u32>,
     pub memory_mb: Option<u32>,
+    pub subrequests: Option<u32>,
 }
 
 /// A binding in Cloudflare's shape.
@@ -43,6 +44,11 @@ pub struct BindingMeta {
     pub name: String,
     pub text: Option<String>,
     pub json: Option<serde_json::Value>,
+    /// A `service` binding's target script (in the same namespace).
+    pub service: Option<String>,
+    /// Cloudflare's service environment; Tenantry has one environment per script, so only
+    /// `production` (or none) is accepted.
+    pub environment: Option<String>,
 }
 
 /// A parsed upload.
@@ -249,7 +255,7 @@ pub fn resolve_bindings(
         }
         let kind = BindingKind::parse(&b.kind).ok_or_else(|| {
             ApiError::bad_request(format!(
-                "binding `{}`: type `{}` is not supported (plain_text, json, secret_text, inherit)",
+                "binding `{}`: type `{}` is not supported (plain_text, json, secret_text, service, inherit)",
                 b.name, b.kind
             ))
         })?;
@@ -283,6 +289,29 @@ pub fn resolve_bindings(
                     )));
                 }
             },
+            BindingKind::Service => {
+                if b.environment.as_deref().is_some_and(|e| e != "production") {
+                    return Err(ApiError::bad_request(format!(
+                        "binding `{}`: service environments other than `production` do not exist here",
+                        b.name
+                    )));
+                }
+                let target = b.service.as_deref().unwrap_or_default();
+                tenantry_loader::valid_name(target).map_err(|why| {
+                    ApiError::bad_request(format!(
+                        "binding `{}`: service `{target}`: {why}",
+                        b.name
+                    ))
+                })?;
+                target.to_string()
+            }
+            BindingKind::DispatchNamespace => {
+                return Err(ApiError::bad_request(format!(
+                    "binding `{}`: dispatch_namespace bindings belong to platform Workers; a Worker \
+                     in a dispatch namespace cannot call into other namespaces",
+                    b.name
+                )));
+            }
         };
         out.push(BindingEntry {
             name: b.name.clone(),

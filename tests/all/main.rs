@@ -6,6 +6,7 @@ mod binary;
 mod cli;
 mod common;
 mod config;
+mod dispatch;
 mod hostile;
 mod http;
 mod openapi;

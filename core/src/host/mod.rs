@@ -8,6 +8,7 @@
 //! - once per request: a [`HostState`] carries the request, the response being built and the
 //!   limits (in reuse mode it is [`HostState::reset`] instead).
 
+pub(crate) mod fetch;
 pub(crate) mod v1;
 pub(crate) mod wasi;
 
@@ -57,6 +58,12 @@ pub(crate) struct HostState {
     pub deadline: Instant,
     /// The guest's exported memory, cached after the first lookup.
     pub memory: Option<Memory>,
+    /// The limits of this invocation (for the subrequest budget and nested calls' deadlines).
+    pub limits: Limits,
+    /// Nesting depth of this invocation: 0 for a request from the network.
+    pub depth: u32,
+    /// Outgoing requests, responses of fetches and the error detail of the last failed fetch.
+    pub calls: fetch::Calls,
 }
 
 impl HostState {
@@ -76,6 +83,18 @@ impl HostState {
             limiter: MemoryLimiter::new(limits.memory_bytes),
             deadline: deadline(limits),
             memory: None,
+            limits,
+            depth: 0,
+            calls: fetch::Calls::default(),
+        }
+    }
+
+    /// The request a handle names: `0` the incoming one, others built with `request_new`.
+    pub fn request_by_handle(&self, handle: i32) -> Option<&Request> {
+        if handle == 0 {
+            Some(&self.request)
+        } else {
+            self.calls.request(handle)
         }
     }
 
@@ -88,6 +107,8 @@ impl HostState {
         self.response = ResponseBuilder::default();
         self.limiter = MemoryLimiter::new(limits.memory_bytes);
         self.deadline = deadline(limits);
+        self.limits = limits;
+        self.calls = fetch::Calls::default();
     }
 }
 
@@ -287,6 +308,7 @@ pub(crate) fn emit_log(ident: &WorkerIdent, level: LogLevel, line: &[u8]) {
 pub(crate) fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     v1::add_to_linker(&mut linker)?;
+    fetch::add_to_linker(&mut linker)?;
     wasi::add_to_linker(&mut linker)?;
     Ok(linker)
 }

@@ -40,7 +40,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 /// The buffer-returning convention: the full length `n` of `value`; the bytes are written to
 /// `out_ptr` only if `n <= out_cap`, otherwise nothing is written. The whole `(out_ptr, out_cap)`
 /// pair must lie in guest memory either way.
-fn return_value(
+pub(crate) fn return_value(
     caller: &mut Ctx<'_>,
     value: &[u8],
     out_ptr: i32,
@@ -63,7 +63,7 @@ fn return_value(
 }
 
 /// Checks the out pair of a call that has nothing to return (so a bad pointer still traps).
-fn check_out(
+pub(crate) fn check_out(
     caller: &mut Ctx<'_>,
     out_ptr: i32,
     out_cap: i32,
@@ -75,18 +75,18 @@ fn check_out(
 }
 
 fn request_method(mut caller: Ctx<'_>, req: i32, out_ptr: i32, out_cap: i32) -> R {
-    if req != REQUEST {
+    let Some(request) = caller.data().request_by_handle(req) else {
         return Ok(code::BAD_HANDLE);
-    }
-    let method = caller.data().request.method.clone();
+    };
+    let method = request.method.clone();
     return_value(&mut caller, &method, out_ptr, out_cap, "request_method")
 }
 
 fn request_url(mut caller: Ctx<'_>, req: i32, out_ptr: i32, out_cap: i32) -> R {
-    if req != REQUEST {
+    let Some(request) = caller.data().request_by_handle(req) else {
         return Ok(code::BAD_HANDLE);
-    }
-    let url = caller.data().request.url();
+    };
+    let url = request.url();
     return_value(&mut caller, &url, out_ptr, out_cap, "request_url")
 }
 
@@ -99,13 +99,13 @@ fn request_header(
     out_cap: i32,
 ) -> R {
     const CALL: &str = "request_header";
-    if req != REQUEST {
+    if caller.data().request_by_handle(req).is_none() {
         return Ok(code::BAD_HANDLE);
     }
     let value = {
         let (mem, state) = parts(&mut caller)?;
         let name = slice(mem, name_ptr, name_len, CALL)?;
-        state.request.header(name)
+        state.request_by_handle(req).and_then(|r| r.header(name))
     };
     match value {
         Some(value) => return_value(&mut caller, &value, out_ptr, out_cap, CALL),
@@ -117,26 +117,36 @@ fn request_header(
 }
 
 fn request_headers(mut caller: Ctx<'_>, req: i32, out_ptr: i32, out_cap: i32) -> R {
-    if req != REQUEST {
-        return Ok(code::BAD_HANDLE);
-    }
     let state = caller.data_mut();
-    let text = match &state.headers_text {
-        Some(text) => text.clone(),
-        None => {
-            let mut text = Vec::new();
-            for (name, value) in &state.request.headers {
-                text.extend_from_slice(name);
-                text.extend_from_slice(b": ");
-                text.extend_from_slice(value);
-                text.push(b'\n');
+    let text = if req == REQUEST {
+        match &state.headers_text {
+            Some(text) => text.clone(),
+            None => {
+                let text = headers_text(&state.request.headers);
+                state.headers_text = Some(text.clone());
+                text
             }
-            let text = Bytes::from(text);
-            state.headers_text = Some(text.clone());
-            text
+        }
+    } else {
+        match state.request_by_handle(req) {
+            Some(r) => headers_text(&r.headers),
+            None => return Ok(code::BAD_HANDLE),
         }
     };
     return_value(&mut caller, &text, out_ptr, out_cap, "request_headers")
+}
+
+/// Header fields as `name: value\n` lines, the form `request_headers` and `response_headers`
+/// return.
+pub(crate) fn headers_text(headers: &[(Bytes, Bytes)]) -> Bytes {
+    let mut text = Vec::new();
+    for (name, value) in headers {
+        text.extend_from_slice(name);
+        text.extend_from_slice(b": ");
+        text.extend_from_slice(value);
+        text.push(b'\n');
+    }
+    Bytes::from(text)
 }
 
 fn request_body_read(mut caller: Ctx<'_>, req: i32, out_ptr: i32, out_cap: i32) -> R {
@@ -264,7 +274,7 @@ pub(crate) fn put_header(
 }
 
 /// RFC 9110 §5.1: a field name is a `token`, 1*tchar.
-fn is_token(name: &[u8]) -> bool {
+pub(crate) fn is_token(name: &[u8]) -> bool {
     !name.is_empty()
         && name.iter().all(|&c| {
             c.is_ascii_alphanumeric()
@@ -290,7 +300,7 @@ fn is_token(name: &[u8]) -> bool {
 
 /// RFC 9110 §5.5: CR, LF and NUL in a field value must be rejected (they would let a guest
 /// split the response or smuggle a header).
-fn is_field_value(value: &[u8]) -> bool {
+pub(crate) fn is_field_value(value: &[u8]) -> bool {
     !value.iter().any(|&c| matches!(c, b'\r' | b'\n' | 0))
 }
 

@@ -20,6 +20,12 @@ pub enum Kind {
     Json,
     /// `secret_text`: a string that is never shown back by the platform.
     SecretText,
+    /// `service`: another Worker of this namespace, called with [`crate::fetch::service`]; the
+    /// value is its name.
+    Service,
+    /// `dispatch_namespace`: a namespace of user Workers (platform Workers only), called with
+    /// [`crate::fetch::dispatch_namespace`]; the value is the namespace's name.
+    DispatchNamespace,
     /// A kind code this version of the SDK does not know.
     Other(i32),
 }
@@ -30,6 +36,8 @@ impl Kind {
             sys::KIND_PLAIN_TEXT => Kind::PlainText,
             sys::KIND_JSON => Kind::Json,
             sys::KIND_SECRET_TEXT => Kind::SecretText,
+            sys::KIND_SERVICE => Kind::Service,
+            sys::KIND_DISPATCH_NAMESPACE => Kind::DispatchNamespace,
             other => Kind::Other(other),
         }
     }
@@ -41,6 +49,8 @@ impl Kind {
             Kind::PlainText => "plain_text",
             Kind::Json => "json",
             Kind::SecretText => "secret_text",
+            Kind::Service => "service",
+            Kind::DispatchNamespace => "dispatch_namespace",
             Kind::Other(_) => "unknown",
         }
     }

@@ -13,13 +13,18 @@ pub enum Error {
     /// `-2`: an argument is malformed (a header name that is not a token, a value with CR, LF or
     /// NUL, a status outside `100..=999`, …).
     Invalid,
-    /// `-3`: a per-response limit would be exceeded (header count or bytes, body bytes).
+    /// `-3`: a limit would be exceeded (response header count or bytes, body bytes, the
+    /// subrequest budget, call depth).
     Limit,
     /// `-4`: no object with this handle.
     BadHandle,
     /// `-5`: reserved for a later version or not allowed here. Every call returns this when the
     /// SDK is built for something other than wasm32.
     Unsupported,
+    /// `-6`: a fetch named a Worker that does not exist.
+    WorkerNotFound,
+    /// `-7`: the called Worker exceeded a limit (CPU, wall clock or memory).
+    Exceeded,
     /// A negative code this version of the SDK does not know.
     Other(i32),
 }
@@ -33,6 +38,8 @@ impl Error {
             sys::LIMIT => Error::Limit,
             sys::BAD_HANDLE => Error::BadHandle,
             sys::UNSUPPORTED => Error::Unsupported,
+            sys::WORKER_NOT_FOUND => Error::WorkerNotFound,
+            sys::EXCEEDED => Error::Exceeded,
             other => Error::Other(other),
         }
     }
@@ -45,6 +52,8 @@ impl Error {
             Error::Limit => sys::LIMIT,
             Error::BadHandle => sys::BAD_HANDLE,
             Error::Unsupported => sys::UNSUPPORTED,
+            Error::WorkerNotFound => sys::WORKER_NOT_FOUND,
+            Error::Exceeded => sys::EXCEEDED,
             Error::Other(code) => code,
         }
     }
@@ -60,9 +69,11 @@ impl fmt::Display for Error {
         let name = match self {
             Error::NotFound => "not found",
             Error::Invalid => "invalid argument",
-            Error::Limit => "response limit exceeded",
+            Error::Limit => "limit exceeded",
             Error::BadHandle => "bad handle",
             Error::Unsupported => "unsupported call",
+            Error::WorkerNotFound => "Worker not found",
+            Error::Exceeded => "the called Worker exceeded a limit",
             Error::Other(_) => "unknown error",
         };
         write!(f, "{name} (tenantry:worker/v1 code {})", self.code())

@@ -33,6 +33,8 @@
 //! - [`Response`]: a builder handed to the host when the handler returns, or streamed
 //!   ([`Response::stream`]).
 //! - [`env`](mod@env): the Worker's bindings; [`log`]: log lines at a chosen level.
+//! - [`fetch`]: call another Worker through a `service` binding, or (platform Workers) a
+//!   customer's Worker through a `dispatch_namespace` binding.
 //! - [`main!`]: exports the entry point. A handler may return `Response`, `Result<Response, E>`
 //!   (an `Err` is logged and the client gets `500`), or `()` / `Result<(), E>` after streaming.
 //!
@@ -43,6 +45,7 @@ mod buf;
 mod entry;
 pub mod env;
 mod error;
+pub mod fetch;
 pub mod log;
 mod request;
 mod response;

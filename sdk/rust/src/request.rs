@@ -37,6 +37,10 @@ impl Request {
         }
     }
 
+    pub(crate) fn handle(&self) -> i32 {
+        self.handle
+    }
+
     /// The method, e.g. `GET`. Empty if the host refused the call (only off wasm32).
     pub fn method(&self) -> String {
         self.try_method().unwrap_or_default()

@@ -33,6 +33,10 @@ pub const LIMIT: i32 = -3;
 pub const BAD_HANDLE: i32 = -4;
 /// Error code: reserved for a later version, or not available here (every call off wasm32).
 pub const UNSUPPORTED: i32 = -5;
+/// Error code: a fetch named a Worker that does not exist.
+pub const WORKER_NOT_FOUND: i32 = -6;
+/// Error code: the called Worker exceeded a limit (CPU, wall clock or memory).
+pub const EXCEEDED: i32 = -7;
 
 /// The handle of the incoming request (read only).
 pub const REQUEST: i32 = 0;
@@ -54,6 +58,10 @@ pub const KIND_PLAIN_TEXT: i32 = 1;
 pub const KIND_JSON: i32 = 2;
 /// `env_kind` result: a `secret_text` binding.
 pub const KIND_SECRET_TEXT: i32 = 3;
+/// `env_kind` result: a `service` binding (another Worker of the same namespace).
+pub const KIND_SERVICE: i32 = 4;
+/// `env_kind` result: a `dispatch_namespace` binding (platform Workers only).
+pub const KIND_DISPATCH_NAMESPACE: i32 = 5;
 
 // rustc gives imports from a module other than `env` a mangled *symbol* name while keeping the
 // import *name*, so `log` here cannot collide with libm's `log` from wasi-libc at link time.
@@ -102,6 +110,56 @@ unsafe extern "C" {
     pub fn env_kind(name_ptr: *const u8, name_len: usize) -> i32;
     /// Logs one line at `level` (`LOG_*`); the host truncates it at 4 KiB.
     pub fn log(level: i32, ptr: *const u8, len: usize) -> i32;
+    /// Creates an outgoing request (`GET /`, no headers); returns its handle (`>= 1`).
+    pub fn request_new() -> i32;
+    /// Copies a request (e.g. the incoming one, handle 0) into a new outgoing request handle.
+    pub fn request_clone(req: i32) -> i32;
+    /// Sets an outgoing request's method (a token).
+    pub fn request_set_method(req: i32, ptr: *const u8, len: usize) -> i32;
+    /// Sets an outgoing request's URL (`http(s)://host/path?query`, or `/path?query` keeping the host).
+    pub fn request_set_url(req: i32, ptr: *const u8, len: usize) -> i32;
+    /// Sets a header of an outgoing request, replacing fields of that name.
+    pub fn request_header_set(
+        req: i32,
+        name_ptr: *const u8,
+        name_len: usize,
+        val_ptr: *const u8,
+        val_len: usize,
+    ) -> i32;
+    /// Removes every field of that name from an outgoing request; `NOT_FOUND` if none.
+    pub fn request_header_remove(req: i32, name_ptr: *const u8, name_len: usize) -> i32;
+    /// Appends to an outgoing request's body; returns `len`.
+    pub fn request_body_write(req: i32, ptr: *const u8, len: usize) -> i32;
+    /// Sends a request to the Worker a `service` binding names; returns a response handle (`>= 1`).
+    pub fn service_fetch(binding_ptr: *const u8, binding_len: usize, req: i32) -> i32;
+    /// Sends a request to the Worker `name` of a `dispatch_namespace` binding, with per-call limits in `opts` (0 or 16 bytes); returns a response handle.
+    pub fn dispatch_fetch(
+        binding_ptr: *const u8,
+        binding_len: usize,
+        name_ptr: *const u8,
+        name_len: usize,
+        opts_ptr: *const u8,
+        opts_len: usize,
+        req: i32,
+    ) -> i32;
+    /// Writes why the last fetch failed. Buffer rule as above.
+    pub fn fetch_error(out_ptr: *mut u8, out_cap: usize) -> i32;
+    /// The status of a fetched response.
+    pub fn response_status(resp: i32) -> i32;
+    /// Writes one header of a fetched response, or returns `NOT_FOUND`.
+    pub fn response_header(
+        resp: i32,
+        name_ptr: *const u8,
+        name_len: usize,
+        out_ptr: *mut u8,
+        out_cap: usize,
+    ) -> i32;
+    /// Writes every header of a fetched response as `name: value\\n`.
+    pub fn response_headers(resp: i32, out_ptr: *mut u8, out_cap: usize) -> i32;
+    /// Writes the next chunk of a fetched response's body; `0` at the end.
+    pub fn response_body_read(resp: i32, out_ptr: *mut u8, out_cap: usize) -> i32;
+    /// Makes a fetched response (status, headers, unread body) this invocation's response.
+    pub fn response_forward(resp: i32) -> i32;
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -182,6 +240,86 @@ mod fallback {
     }
     /// Off wasm32: returns `UNSUPPORTED`.
     pub unsafe fn log(_level: i32, _ptr: *const u8, _len: usize) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn request_new() -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn request_clone(_req: i32) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn request_set_method(_req: i32, _ptr: *const u8, _len: usize) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn request_set_url(_req: i32, _ptr: *const u8, _len: usize) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn request_header_set(
+        _req: i32,
+        _name_ptr: *const u8,
+        _name_len: usize,
+        _val_ptr: *const u8,
+        _val_len: usize,
+    ) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn request_header_remove(_req: i32, _name_ptr: *const u8, _name_len: usize) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn request_body_write(_req: i32, _ptr: *const u8, _len: usize) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn service_fetch(_binding_ptr: *const u8, _binding_len: usize, _req: i32) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn dispatch_fetch(
+        _binding_ptr: *const u8,
+        _binding_len: usize,
+        _name_ptr: *const u8,
+        _name_len: usize,
+        _opts_ptr: *const u8,
+        _opts_len: usize,
+        _req: i32,
+    ) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn fetch_error(_out_ptr: *mut u8, _out_cap: usize) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn response_status(_resp: i32) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn response_header(
+        _resp: i32,
+        _name_ptr: *const u8,
+        _name_len: usize,
+        _out_ptr: *mut u8,
+        _out_cap: usize,
+    ) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn response_headers(_resp: i32, _out_ptr: *mut u8, _out_cap: usize) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn response_body_read(_resp: i32, _out_ptr: *mut u8, _out_cap: usize) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn response_forward(_resp: i32) -> i32 {
         UNSUPPORTED
     }
 }

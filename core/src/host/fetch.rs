@@ -1,0 +1,645 @@
+//! Building outgoing requests and calling other Workers through bindings (docs/worker-abi.md,
+//! "Requests to other Workers"): `request_new` … `request_body_write`, `service_fetch`,
+//! `dispatch_fetch`, and the `response_*` read calls on the responses they return.
+//!
+//! Handles: request handle `0` is the incoming request and response handle `0` the response
+//! being built, as in the rest of v1; `request_new`/`request_clone` return request handles from
+//! `1`, and each fetch returns a response handle from `1`. Handles live until the invocation
+//! ends; at most [`MAX_CALL_HANDLES`] of each kind, holding at most [`MAX_CALL_BYTES`] of bodies.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use wasmtime::{Caller, Linker};
+
+use super::v1::{check_out, headers_text, is_field_value, is_token, return_value};
+use super::{HostState, charge_copy, parts};
+use crate::abi::{WORKER_V1, code};
+use crate::guest_mem::{slice, slice_mut};
+use crate::limits::{MAX_CALL_BYTES, MAX_CALL_HANDLES, MAX_RESPONSE_BODY_BYTES};
+use crate::nested::{MAX_CALL_DEPTH, spawn_call};
+use crate::{BindingKind, Fault, Limits, Request, Response};
+
+type Ctx<'a> = Caller<'a, HostState>;
+type R = wasmtime::Result<i32>;
+
+/// The requests a guest built, the responses its fetches returned, and what it has spent.
+#[derive(Default)]
+pub(crate) struct Calls {
+    /// Request handle `n` is `requests[n - 1]`.
+    requests: Vec<Request>,
+    /// Response handle `n` is `responses[n - 1]`.
+    responses: Vec<Fetched>,
+    /// Fetches made so far, against `Limits::subrequests`.
+    made: u32,
+    /// Bytes of request bodies built and responses received, against [`MAX_CALL_BYTES`].
+    bytes: usize,
+    /// Why the last fetch failed, for `fetch_error`.
+    last_error: String,
+}
+
+struct Fetched {
+    response: Response,
+    body_pos: usize,
+}
+
+impl Calls {
+    pub fn request(&self, handle: i32) -> Option<&Request> {
+        let i = usize::try_from(handle).ok()?.checked_sub(1)?;
+        self.requests.get(i)
+    }
+
+    fn request_mut(&mut self, handle: i32) -> Option<&mut Request> {
+        let i = usize::try_from(handle).ok()?.checked_sub(1)?;
+        self.requests.get_mut(i)
+    }
+
+    fn response(&mut self, handle: i32) -> Option<&mut Fetched> {
+        let i = usize::try_from(handle).ok()?.checked_sub(1)?;
+        self.responses.get_mut(i)
+    }
+
+    fn add_request(&mut self, req: Request) -> i32 {
+        if self.requests.len() >= MAX_CALL_HANDLES {
+            return code::LIMIT;
+        }
+        self.requests.push(req);
+        self.requests.len() as i32
+    }
+}
+
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.func_wrap(WORKER_V1, "request_new", request_new)?;
+    linker.func_wrap(WORKER_V1, "request_clone", request_clone)?;
+    linker.func_wrap(WORKER_V1, "request_set_method", request_set_method)?;
+    linker.func_wrap(WORKER_V1, "request_set_url", request_set_url)?;
+    linker.func_wrap(WORKER_V1, "request_header_set", request_header_set)?;
+    linker.func_wrap(WORKER_V1, "request_header_remove", request_header_remove)?;
+    linker.func_wrap(WORKER_V1, "request_body_write", request_body_write)?;
+    linker.func_wrap_async(
+        WORKER_V1,
+        "service_fetch",
+        |caller: Ctx<'_>, (binding_ptr, binding_len, req): (i32, i32, i32)| {
+            Box::new(service_fetch(caller, (binding_ptr, binding_len), req))
+        },
+    )?;
+    linker.func_wrap_async(
+        WORKER_V1,
+        "dispatch_fetch",
+        |caller: Ctx<'_>,
+         (binding_ptr, binding_len, name_ptr, name_len, opts_ptr, opts_len, req): (
+            i32,
+            i32,
+            i32,
+            i32,
+            i32,
+            i32,
+            i32,
+        )| {
+            Box::new(dispatch_fetch(
+                caller,
+                (binding_ptr, binding_len),
+                (name_ptr, name_len),
+                (opts_ptr, opts_len),
+                req,
+            ))
+        },
+    )?;
+    linker.func_wrap(WORKER_V1, "fetch_error", fetch_error)?;
+    linker.func_wrap(WORKER_V1, "response_status", response_status)?;
+    linker.func_wrap(WORKER_V1, "response_header", response_header)?;
+    linker.func_wrap(WORKER_V1, "response_headers", response_headers)?;
+    linker.func_wrap(WORKER_V1, "response_body_read", response_body_read)?;
+    linker.func_wrap(WORKER_V1, "response_forward", response_forward)?;
+    Ok(())
+}
+
+// ---- building requests ---------------------------------------------------------------------
+
+fn request_new(mut caller: Ctx<'_>) -> R {
+    let req = Request {
+        method: Bytes::from_static(b"GET"),
+        target: Bytes::from_static(b"/"),
+        ..Request::default()
+    };
+    Ok(caller.data_mut().calls.add_request(req))
+}
+
+fn request_clone(mut caller: Ctx<'_>, req: i32) -> R {
+    let state = caller.data_mut();
+    let Some(copy) = state.request_by_handle(req).cloned() else {
+        return Ok(code::BAD_HANDLE);
+    };
+    // The body is a shared `Bytes`: cloning copies no body bytes, so it costs no budget.
+    Ok(state.calls.add_request(copy))
+}
+
+/// The built request `req` (not the incoming one, which is read only).
+fn built(state: &mut HostState, req: i32) -> Result<&mut Request, i32> {
+    if req == 0 {
+        return Err(code::INVALID);
+    }
+    state.calls.request_mut(req).ok_or(code::BAD_HANDLE)
+}
+
+fn request_set_method(mut caller: Ctx<'_>, req: i32, ptr: i32, len: i32) -> R {
+    let (mem, state) = parts(&mut caller)?;
+    let method = slice(mem, ptr, len, "request_set_method")?;
+    if !is_token(method) {
+        return Ok(code::INVALID);
+    }
+    let method = Bytes::copy_from_slice(method);
+    match built(state, req) {
+        Ok(r) => {
+            r.method = method;
+            Ok(0)
+        }
+        Err(code) => Ok(code),
+    }
+}
+
+/// Splits `http(s)://authority/path?query` (or an origin-form `/path?query`, which keeps the
+/// host) into authority and target. `None` for anything else, or bytes a request line or a
+/// `Host` field cannot carry.
+fn split_url(url: &[u8]) -> Option<(Option<&[u8]>, Bytes)> {
+    if url.iter().any(|&c| c <= b' ' || c == 0x7f) {
+        return None;
+    }
+    if url.first() == Some(&b'/') {
+        return Some((None, Bytes::copy_from_slice(url)));
+    }
+    let lower = |n: usize| url.get(..n).map(|p| p.to_ascii_lowercase());
+    let rest = if lower(7).as_deref() == Some(b"http://") {
+        &url[7..]
+    } else if lower(8).as_deref() == Some(b"https://") {
+        &url[8..]
+    } else {
+        return None;
+    };
+    let end = rest
+        .iter()
+        .position(|&c| c == b'/' || c == b'?' || c == b'#')
+        .unwrap_or(rest.len());
+    let (authority, target) = rest.split_at(end);
+    if authority.is_empty() || authority.contains(&b'@') {
+        return None;
+    }
+    // The fragment is never sent.
+    let target = &target[..target
+        .iter()
+        .position(|&c| c == b'#')
+        .unwrap_or(target.len())];
+    let target = match target.first() {
+        None => Bytes::from_static(b"/"),
+        Some(b'?') => Bytes::from([&b"/"[..], target].concat()),
+        Some(_) => Bytes::copy_from_slice(target),
+    };
+    Some((Some(authority), target))
+}
+
+fn request_set_url(mut caller: Ctx<'_>, req: i32, ptr: i32, len: i32) -> R {
+    let (mem, state) = parts(&mut caller)?;
+    let url = slice(mem, ptr, len, "request_set_url")?;
+    let Some((authority, target)) = split_url(url) else {
+        return Ok(code::INVALID);
+    };
+    let authority = authority.map(Bytes::copy_from_slice);
+    let r = match built(state, req) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    r.target = target;
+    if let Some(host) = authority {
+        r.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(b"host"));
+        r.headers.push((Bytes::from_static(b"host"), host.clone()));
+        r.host = host;
+    }
+    Ok(0)
+}
+
+fn request_header_set(
+    mut caller: Ctx<'_>,
+    req: i32,
+    name_ptr: i32,
+    name_len: i32,
+    val_ptr: i32,
+    val_len: i32,
+) -> R {
+    const CALL: &str = "request_header_set";
+    charge_copy(
+        &mut caller,
+        (name_len as u32 as usize).saturating_add(val_len as u32 as usize),
+    )?;
+    let (mem, state) = parts(&mut caller)?;
+    let name = slice(mem, name_ptr, name_len, CALL)?;
+    let value = slice(mem, val_ptr, val_len, CALL)?;
+    if !is_token(name) || !is_field_value(value) {
+        return Ok(code::INVALID);
+    }
+    let (name, value) = (Bytes::copy_from_slice(name), Bytes::copy_from_slice(value));
+    let r = match built(state, req) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    if r.headers.len() >= crate::limits::MAX_RESPONSE_HEADER_FIELDS {
+        return Ok(code::LIMIT);
+    }
+    r.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+    if name.eq_ignore_ascii_case(b"host") {
+        r.host = value.clone();
+    }
+    r.headers.push((name, value));
+    Ok(0)
+}
+
+fn request_header_remove(mut caller: Ctx<'_>, req: i32, name_ptr: i32, name_len: i32) -> R {
+    let (mem, state) = parts(&mut caller)?;
+    let name = slice(mem, name_ptr, name_len, "request_header_remove")?;
+    let name = name.to_vec();
+    let r = match built(state, req) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    let before = r.headers.len();
+    r.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+    Ok(if r.headers.len() == before {
+        code::NOT_FOUND
+    } else {
+        0
+    })
+}
+
+fn request_body_write(mut caller: Ctx<'_>, req: i32, ptr: i32, len: i32) -> R {
+    const CALL: &str = "request_body_write";
+    {
+        let (mem, state) = parts(&mut caller)?;
+        slice(mem, ptr, len, CALL)?;
+        let n = len as u32 as usize;
+        let size = match built(state, req) {
+            Ok(r) => r.body.len(),
+            Err(code) => return Ok(code),
+        };
+        if size + n > MAX_RESPONSE_BODY_BYTES || state.calls.bytes + n > MAX_CALL_BYTES {
+            return Ok(code::LIMIT);
+        }
+    }
+    charge_copy(&mut caller, len as u32 as usize)?;
+    let (mem, state) = parts(&mut caller)?;
+    let bytes = slice(mem, ptr, len, CALL)?;
+    state.calls.bytes += bytes.len();
+    let r = built(state, req).expect("checked above");
+    let mut body = Vec::with_capacity(r.body.len() + bytes.len());
+    body.extend_from_slice(&r.body);
+    body.extend_from_slice(bytes);
+    r.body = body.into();
+    Ok(len)
+}
+
+// ---- calling other Workers -----------------------------------------------------------------
+
+/// A fetch ready to start: whom to call, with what, under which limits.
+struct Call {
+    namespace: String,
+    script: String,
+    request: Request,
+    limits: Limits,
+}
+
+/// Checks everything a fetch needs before it starts; `Err(code)` is returned to the guest, with
+/// `last_error` saying why.
+fn prepare(
+    state: &mut HostState,
+    target: Result<(String, String), i32>,
+    per_call: Limits,
+    req: i32,
+) -> Result<Call, i32> {
+    let fail = |state: &mut HostState, code: i32, why: String| {
+        state.calls.last_error = why;
+        Err(code)
+    };
+    let (namespace, script) = target?;
+    let Some(request) = state.request_by_handle(req).cloned() else {
+        return fail(
+            state,
+            code::BAD_HANDLE,
+            format!("no request with handle {req}"),
+        );
+    };
+    if state.calls.made >= state.limits.subrequests {
+        let limit = state.limits.subrequests;
+        return fail(
+            state,
+            code::LIMIT,
+            format!("the subrequest limit of {limit} per invocation is reached"),
+        );
+    }
+    if state.depth + 1 > MAX_CALL_DEPTH {
+        return fail(
+            state,
+            code::LIMIT,
+            format!("Worker calls may nest at most {MAX_CALL_DEPTH} deep"),
+        );
+    }
+    if state.calls.responses.len() >= MAX_CALL_HANDLES {
+        return fail(
+            state,
+            code::LIMIT,
+            format!("at most {MAX_CALL_HANDLES} responses per invocation"),
+        );
+    }
+    state.calls.made += 1;
+    // The callee must finish before the caller's own deadline.
+    let left = state.deadline.saturating_duration_since(Instant::now());
+    let left_ms = u32::try_from(left.as_millis()).unwrap_or(u32::MAX).max(1);
+    let limits = per_call.min(Limits {
+        wall_ms: left_ms,
+        ..Limits::NONE
+    });
+    Ok(Call {
+        namespace,
+        script,
+        request,
+        limits,
+    })
+}
+
+/// Looks up a binding of `kind` by the name at `name` in guest memory; its value.
+fn binding_value(
+    caller: &mut Ctx<'_>,
+    name: (i32, i32),
+    kind: BindingKind,
+    call: &'static str,
+) -> wasmtime::Result<Result<String, i32>> {
+    let (mem, state) = parts(caller)?;
+    let name = slice(mem, name.0, name.1, call)?;
+    let found = state.bindings.get(name).map(|b| (b.kind, b.value.clone()));
+    Ok(match found {
+        Some((k, value)) if k == kind => Ok(value),
+        Some((k, _)) => {
+            state.calls.last_error = format!(
+                "binding `{}` is a {} binding, not {}",
+                String::from_utf8_lossy(name),
+                k.as_str(),
+                kind.as_str()
+            );
+            Err(code::INVALID)
+        }
+        None => {
+            state.calls.last_error = format!("no binding `{}`", String::from_utf8_lossy(name));
+            Err(code::NOT_FOUND)
+        }
+    })
+}
+
+async fn service_fetch(mut caller: Ctx<'_>, binding: (i32, i32), req: i32) -> R {
+    let target = binding_value(&mut caller, binding, BindingKind::Service, "service_fetch")?;
+    // A service binding names a Worker of the caller's own namespace.
+    let namespace = caller.data().ident.namespace.clone();
+    let target = target.map(|script| (namespace, script));
+    let call = prepare(caller.data_mut(), target, Limits::NONE, req);
+    run(caller, call).await
+}
+
+async fn dispatch_fetch(
+    mut caller: Ctx<'_>,
+    binding: (i32, i32),
+    name: (i32, i32),
+    opts: (i32, i32),
+    req: i32,
+) -> R {
+    const CALL: &str = "dispatch_fetch";
+    let namespace = binding_value(&mut caller, binding, BindingKind::DispatchNamespace, CALL)?;
+    let (script, per_call) = {
+        let (mem, state) = parts(&mut caller)?;
+        let script = String::from_utf8_lossy(slice(mem, name.0, name.1, CALL)?).into_owned();
+        let opts = slice(mem, opts.0, opts.1, CALL)?;
+        match parse_call_limits(opts) {
+            Some(limits) => (script, limits),
+            None => {
+                state.calls.last_error = format!(
+                    "call options are {} bytes; expected 0 or 16 (cpu_ms, memory_mb, \
+                     wall_ms, subrequests as little-endian u32)",
+                    opts.len()
+                );
+                return Ok(code::INVALID);
+            }
+        }
+    };
+    let target = namespace.map(|ns| (ns, script));
+    let call = prepare(caller.data_mut(), target, per_call, req);
+    run(caller, call).await
+}
+
+/// Per-call limits: empty (none), or four little-endian `u32`: `cpu_ms`, `memory_mb`,
+/// `wall_ms`, `subrequests`, where `0` leaves that limit to the script.
+fn parse_call_limits(opts: &[u8]) -> Option<Limits> {
+    if opts.is_empty() {
+        return Some(Limits::NONE);
+    }
+    if opts.len() != 16 {
+        return None;
+    }
+    let field = |i: usize| {
+        let v = u32::from_le_bytes(opts[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+        (v != 0).then_some(v)
+    };
+    Some(Limits {
+        cpu_ms: field(0).unwrap_or(u32::MAX),
+        memory_bytes: field(1).map_or(u64::MAX, |mb| u64::from(mb) << 20),
+        wall_ms: field(2).unwrap_or(u32::MAX),
+        subrequests: field(3).unwrap_or(u32::MAX),
+    })
+}
+
+/// Starts a prepared call, waits for it and stores the response under a new handle.
+async fn run(mut caller: Ctx<'_>, call: Result<Call, i32>) -> R {
+    let call = match call {
+        Ok(call) => call,
+        Err(code) => return Ok(code),
+    };
+    let depth = caller.data().depth + 1;
+    let Some(pending) = spawn_call(
+        call.namespace,
+        call.script.clone(),
+        call.request,
+        call.limits,
+        depth,
+    ) else {
+        caller.data_mut().calls.last_error = "calls to other Workers are not available here".into();
+        return Ok(code::UNSUPPORTED);
+    };
+    let outcome = pending
+        .await
+        .unwrap_or_else(|_| Err(Fault::Unavailable("the call was cancelled".into())));
+    let state = caller.data_mut();
+    let response = match outcome {
+        Ok(response) => response,
+        Err(Fault::NotFound) => {
+            state.calls.last_error = format!("Worker not found: {}", call.script);
+            return Ok(code::WORKER_NOT_FOUND);
+        }
+        Err(
+            fault @ (Fault::OutOfFuel { .. } | Fault::Deadline { .. } | Fault::MemoryLimit { .. }),
+        ) => {
+            state.calls.last_error = fault.to_string();
+            return Ok(code::EXCEEDED);
+        }
+        // Any other failure of the callee is what a client calling it directly would get.
+        Err(fault) => fault.to_response(),
+    };
+    if state.calls.bytes + response.body.len() > MAX_CALL_BYTES {
+        state.calls.last_error = format!(
+            "responses of this invocation's fetches passed {MAX_CALL_BYTES} bytes together"
+        );
+        return Ok(code::LIMIT);
+    }
+    state.calls.bytes += response.body.len();
+    state.calls.responses.push(Fetched {
+        response,
+        body_pos: 0,
+    });
+    Ok(state.calls.responses.len() as i32)
+}
+
+fn fetch_error(mut caller: Ctx<'_>, out_ptr: i32, out_cap: i32) -> R {
+    let text = caller.data().calls.last_error.clone();
+    return_value(
+        &mut caller,
+        text.as_bytes(),
+        out_ptr,
+        out_cap,
+        "fetch_error",
+    )
+}
+
+// ---- reading responses ---------------------------------------------------------------------
+
+fn response_status(mut caller: Ctx<'_>, resp: i32) -> R {
+    Ok(caller
+        .data_mut()
+        .calls
+        .response(resp)
+        .map_or(code::BAD_HANDLE, |f| i32::from(f.response.status)))
+}
+
+fn response_header(
+    mut caller: Ctx<'_>,
+    resp: i32,
+    name_ptr: i32,
+    name_len: i32,
+    out_ptr: i32,
+    out_cap: i32,
+) -> R {
+    const CALL: &str = "response_header";
+    let value = {
+        let (mem, state) = parts(&mut caller)?;
+        let name = slice(mem, name_ptr, name_len, CALL)?;
+        let Some(f) = state.calls.response(resp) else {
+            return Ok(code::BAD_HANDLE);
+        };
+        // The same joining rule as request headers.
+        let r = Request {
+            headers: f.response.headers.clone(),
+            ..Request::default()
+        };
+        r.header(name)
+    };
+    match value {
+        Some(value) => return_value(&mut caller, &value, out_ptr, out_cap, CALL),
+        None => {
+            check_out(&mut caller, out_ptr, out_cap, CALL)?;
+            Ok(code::NOT_FOUND)
+        }
+    }
+}
+
+fn response_headers(mut caller: Ctx<'_>, resp: i32, out_ptr: i32, out_cap: i32) -> R {
+    let Some(f) = caller.data_mut().calls.response(resp) else {
+        return Ok(code::BAD_HANDLE);
+    };
+    let text = headers_text(&f.response.headers);
+    return_value(&mut caller, &text, out_ptr, out_cap, "response_headers")
+}
+
+fn response_body_read(mut caller: Ctx<'_>, resp: i32, out_ptr: i32, out_cap: i32) -> R {
+    const CALL: &str = "response_body_read";
+    let (pos, len) = match caller.data_mut().calls.response(resp) {
+        Some(f) => (f.body_pos, f.response.body.len()),
+        None => return Ok(code::BAD_HANDLE),
+    };
+    let n = len.saturating_sub(pos).min(out_cap as u32 as usize);
+    charge_copy(&mut caller, n)?;
+    let (mem, state) = parts(&mut caller)?;
+    let out = slice_mut(mem, out_ptr, out_cap, CALL)?;
+    let f = state.calls.response(resp).expect("checked above");
+    out[..n].copy_from_slice(&f.response.body[pos..pos + n]);
+    f.body_pos = pos + n;
+    Ok(i32::try_from(n).unwrap_or(i32::MAX))
+}
+
+/// Makes a fetched response this invocation's response: status, headers and body (the body
+/// still unread, from where `response_body_read` left off). Later `response_*` calls on handle
+/// `0` modify it.
+fn response_forward(mut caller: Ctx<'_>, resp: i32) -> R {
+    let state = caller.data_mut();
+    let Some(f) = state.calls.response(resp) else {
+        return Ok(code::BAD_HANDLE);
+    };
+    let status = f.response.status;
+    let headers = f.response.headers.clone();
+    let body = f.response.body.slice(f.body_pos..);
+    f.body_pos = f.response.body.len();
+    let out = &mut state.response;
+    out.status = status;
+    out.header_bytes = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+    out.headers = headers;
+    out.body = body.to_vec();
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_into_authority_and_target() {
+        let s = |u: &str| split_url(u.as_bytes()).map(|(a, t)| (a.map(|a| a.to_vec()), t));
+        assert_eq!(
+            s("http://alice.example.test/x?y=1"),
+            Some((Some(b"alice.example.test".to_vec()), Bytes::from("/x?y=1")))
+        );
+        assert_eq!(
+            s("HTTPS://a.test:8443"),
+            Some((Some(b"a.test:8443".to_vec()), Bytes::from("/")))
+        );
+        assert_eq!(
+            s("http://a.test?q#frag"),
+            Some((Some(b"a.test".to_vec()), Bytes::from("/?q")))
+        );
+        assert_eq!(s("/only/path"), Some((None, Bytes::from("/only/path"))));
+        assert_eq!(s("ftp://a.test/"), None);
+        assert_eq!(s("http:///x"), None);
+        assert_eq!(s("http://user@a.test/"), None);
+        assert_eq!(s("http://a.test/x y"), None);
+        assert_eq!(s("http://a.test/\r\nx"), None);
+    }
+
+    #[test]
+    fn call_limits_are_empty_or_four_fields() {
+        assert_eq!(parse_call_limits(b""), Some(Limits::NONE));
+        assert_eq!(parse_call_limits(&[0; 12]), None);
+        let mut opts = Vec::new();
+        for v in [5u32, 0, 100, 2] {
+            opts.extend_from_slice(&v.to_le_bytes());
+        }
+        assert_eq!(
+            parse_call_limits(&opts),
+            Some(Limits {
+                cpu_ms: 5,
+                memory_bytes: u64::MAX,
+                wall_ms: 100,
+                subrequests: 2,
+            })
+        );
+    }
+}
