@@ -47,6 +47,8 @@ extern "C" {
 #define TENANTRY_ELIMIT      (-3) /* a per-response limit would be exceeded */
 #define TENANTRY_EBADHANDLE  (-4) /* no object with this handle */
 #define TENANTRY_EUNSUPPORTED (-5) /* reserved for a later version / not allowed here */
+#define TENANTRY_EWORKER_NOT_FOUND (-6) /* a fetch named a Worker that does not exist */
+#define TENANTRY_EEXCEEDED    (-7) /* the called Worker exceeded its CPU, wall-clock or memory limit */
 
 /* ---- Handles ----------------------------------------------------------------------------------- */
 #define TENANTRY_REQUEST  0 /* the incoming request (read only) */
@@ -61,6 +63,8 @@ extern "C" {
 #define TENANTRY_KIND_PLAIN_TEXT  1
 #define TENANTRY_KIND_JSON        2
 #define TENANTRY_KIND_SECRET_TEXT 3
+#define TENANTRY_KIND_SERVICE     4
+#define TENANTRY_KIND_DISPATCH_NAMESPACE 5
 
 /* ---- The entry point ------------------------------------------------------------------------- */
 #define TENANTRY_FETCH \
@@ -107,6 +111,45 @@ int32_t tenantry_env_kind(const uint8_t *name_ptr, size_t name_len);
 /* Logging (the host truncates a line at 4 KiB). */
 TENANTRY_IMPORT("log")
 int32_t tenantry_log(int32_t level, const uint8_t *ptr, size_t len);
+
+/* Requests to other Workers (docs/worker-abi.md, "Requests to other Workers"). Outgoing request
+ * handles and fetched response handles start at 1. */
+TENANTRY_IMPORT("request_new")
+int32_t tenantry_request_new(void);
+TENANTRY_IMPORT("request_clone")
+int32_t tenantry_request_clone(int32_t req);
+TENANTRY_IMPORT("request_set_method")
+int32_t tenantry_request_set_method(int32_t req, const uint8_t *ptr, size_t len);
+TENANTRY_IMPORT("request_set_url")
+int32_t tenantry_request_set_url(int32_t req, const uint8_t *ptr, size_t len);
+TENANTRY_IMPORT("request_header_set")
+int32_t tenantry_request_header_set(int32_t req, const uint8_t *name_ptr, size_t name_len,
+                                    const uint8_t *val_ptr, size_t val_len);
+TENANTRY_IMPORT("request_header_remove")
+int32_t tenantry_request_header_remove(int32_t req, const uint8_t *name_ptr, size_t name_len);
+TENANTRY_IMPORT("request_body_write")
+int32_t tenantry_request_body_write(int32_t req, const uint8_t *ptr, size_t len);
+TENANTRY_IMPORT("service_fetch")
+int32_t tenantry_service_fetch(const uint8_t *binding_ptr, size_t binding_len, int32_t req);
+/* `opts`: empty, or cpu_ms, memory_mb, wall_ms, subrequests as little-endian uint32 (0 = the
+ * script's own). */
+TENANTRY_IMPORT("dispatch_fetch")
+int32_t tenantry_dispatch_fetch(const uint8_t *binding_ptr, size_t binding_len,
+                                const uint8_t *name_ptr, size_t name_len, const uint8_t *opts_ptr,
+                                size_t opts_len, int32_t req);
+TENANTRY_IMPORT("fetch_error")
+int32_t tenantry_fetch_error(uint8_t *out_ptr, size_t out_cap);
+TENANTRY_IMPORT("response_status")
+int32_t tenantry_response_status(int32_t resp);
+TENANTRY_IMPORT("response_header")
+int32_t tenantry_response_header(int32_t resp, const uint8_t *name_ptr, size_t name_len,
+                                 uint8_t *out_ptr, size_t out_cap);
+TENANTRY_IMPORT("response_headers")
+int32_t tenantry_response_headers(int32_t resp, uint8_t *out_ptr, size_t out_cap);
+TENANTRY_IMPORT("response_body_read")
+int32_t tenantry_response_body_read(int32_t resp, uint8_t *out_ptr, size_t out_cap);
+TENANTRY_IMPORT("response_forward")
+int32_t tenantry_response_forward(int32_t resp);
 
 /* ---- Helpers for NUL-terminated strings (freestanding: no libc needed) --------------------- */
 
