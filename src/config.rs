@@ -31,7 +31,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tenantry_core::{Binding, BindingKind, EngineSettings, Limits};
+use tenantry_core::{Binding, BindingKind, DispatchSpec, EngineSettings, Limits, OutboundSpec};
+use tenantry_ingress::client::{Cidr, EgressPolicy};
 use tenantry_ingress::route::{HostPattern, Route, ScriptSource};
 use tenantry_ingress::{Driver, ServerConfig};
 
@@ -64,6 +65,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// The admin API listener; `None` when `[admin] enabled = false`.
     pub admin: Option<AdminConfig>,
+    /// Where Workers' subrequests may go.
+    pub egress: EgressPolicy,
 }
 
 /// A Worker deployed from the config file.
@@ -113,6 +116,8 @@ struct FileShape {
     #[serde(default)]
     platform_worker: Vec<WorkerFile>,
     #[serde(default)]
+    subrequests: SubrequestsFile,
+    #[serde(default)]
     route: Vec<RouteFile>,
     #[serde(default)]
     admin: AdminFile,
@@ -134,6 +139,15 @@ struct AdminFile {
     account_id: Option<String>,
     /// How long an upload may take to compile, in seconds (queueing included).
     compile_timeout_s: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SubrequestsFile {
+    /// Non-public networks Workers may reach anyway, e.g. `["10.1.0.0/16", "127.0.0.1"]`.
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+    connect_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -201,6 +215,8 @@ struct BindingFile {
     service: Option<String>,
     /// `dispatch_namespace` bindings (platform Workers only): the namespace.
     namespace: Option<String>,
+    /// `dispatch_namespace` bindings: `{ service, parameters }`, the outbound Worker.
+    outbound: Option<OutboundSpec>,
 }
 
 #[derive(Deserialize)]
@@ -329,6 +345,11 @@ impl Config {
 
         let mut seen = HashSet::new();
         let mut workers = Vec::new();
+        let platform_names: HashSet<String> = file
+            .platform_worker
+            .iter()
+            .map(|w| w.name.get_ref().clone())
+            .collect();
         let all = (file.worker.into_iter().map(|w| (w, false)))
             .chain(file.platform_worker.into_iter().map(|w| (w, true)));
         for (w, platform) in all {
@@ -384,12 +405,22 @@ impl Config {
                 let binding = convert_binding(b.get_ref())
                     .map_err(|m| ctx.error(Some(b.span()), format!("worker `{name}`: {m}")))?;
                 if binding.kind == BindingKind::DispatchNamespace {
+                    let spec =
+                        DispatchSpec::parse(&binding.value).expect("built by convert_binding");
                     let why = if !platform {
                         Some("dispatch_namespace bindings belong to platform Workers ([[platform_worker]]); a Worker in a namespace cannot call into other namespaces".to_string())
-                    } else if !namespaces.contains(&binding.value) {
-                        Some(format!("namespace `{}` is not declared", binding.value))
+                    } else if !namespaces.contains(&spec.namespace) {
+                        Some(format!("namespace `{}` is not declared", spec.namespace))
                     } else {
-                        None
+                        spec.outbound
+                            .as_ref()
+                            .filter(|o| !platform_names.contains(&o.service))
+                            .map(|o| {
+                                format!(
+                                    "outbound service `{}` is not a declared [[platform_worker]]",
+                                    o.service
+                                )
+                            })
                     };
                     if let Some(why) = why {
                         return Err(ctx.error(
@@ -548,7 +579,24 @@ impl Config {
             Some(admin)
         };
 
+        let mut egress = EgressPolicy::default();
+        for net in &file.subrequests.allow {
+            let cidr = Cidr::parse(net.get_ref())
+                .map_err(|m| ctx.error(Some(net.span()), format!("subrequests.allow: {m}")))?;
+            egress.allow.push(cidr);
+        }
+        if let Some(ms) = file.subrequests.connect_timeout_ms {
+            if ms == 0 {
+                return Err(ctx.error(
+                    None,
+                    "subrequests.connect_timeout_ms must be at least 1".into(),
+                ));
+            }
+            egress.connect_timeout = std::time::Duration::from_millis(ms);
+        }
+
         Ok(Config {
+            egress,
             admin,
             data_dir: base.join(file.data_dir.as_deref().unwrap_or("data")),
             server,
@@ -620,13 +668,36 @@ fn convert_binding(b: &BindingFile) -> Result<Binding, String> {
             ));
         }
         valid_name(target).map_err(|m| format!("binding `{}`: {field} `{target}`: {m}", b.name))?;
+        let value = if kind == BindingKind::DispatchNamespace {
+            if let Some(o) = &b.outbound {
+                valid_name(&o.service).map_err(|m| {
+                    format!(
+                        "binding `{}`: outbound service `{}`: {m}",
+                        b.name, o.service
+                    )
+                })?;
+            }
+            DispatchSpec {
+                namespace: target.clone(),
+                outbound: b.outbound.clone(),
+            }
+            .to_value()
+        } else {
+            if b.outbound.is_some() {
+                return Err(format!(
+                    "binding `{}`: `outbound` belongs to dispatch_namespace bindings",
+                    b.name
+                ));
+            }
+            target.clone()
+        };
         return Ok(Binding {
             name: b.name.clone(),
             kind,
-            value: target.clone(),
+            value,
         });
     }
-    if b.service.is_some() || b.namespace.is_some() {
+    if b.service.is_some() || b.namespace.is_some() || b.outbound.is_some() {
         return Err(format!(
             "binding `{}`: `service` and `namespace` belong to service and dispatch_namespace bindings",
             b.name

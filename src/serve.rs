@@ -47,6 +47,7 @@ impl Node {
             engine,
             store.artifacts().clone(),
             config.workers_per_core,
+            config.egress.clone(),
         );
         let control = Arc::new(Control::new(
             store,

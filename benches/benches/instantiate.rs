@@ -42,6 +42,7 @@ fn bench(c: &mut Criterion) {
             Bytes::from_static(b"bench"),
         )],
         body: Bytes::new(),
+        secure: false,
     };
     let mut group = c.benchmark_group("invoke");
     for (label, reuse) in [("fresh_instance", 0), ("reused_instance", 4)] {

@@ -34,6 +34,9 @@ pub(crate) mod code {
     pub const WORKER_NOT_FOUND: i32 = -6;
     /// The called Worker exceeded a limit (CPU, wall clock or memory).
     pub const EXCEEDED: i32 = -7;
+    /// A subrequest was refused (egress policy) or failed (unreachable, timed out, malformed
+    /// response), or the outbound Worker is missing.
+    pub const NETWORK: i32 = -8;
 }
 
 /// WASI errno values the subset returns.
@@ -141,6 +144,7 @@ pub(crate) const WORKER_V1_FUNCS: &[HostSig] = &[
     sig("request_body_write", &[I, I, I], &[I]),
     sig("service_fetch", &[I, I, I], &[I]),
     sig("dispatch_fetch", &[I, I, I, I, I, I, I], &[I]),
+    sig("fetch", &[I], &[I]),
     sig("fetch_error", &[I, I], &[I]),
     sig("response_status", &[I], &[I]),
     sig("response_header", &[I, I, I, I, I], &[I]),

@@ -71,6 +71,39 @@ impl BindingKind {
     }
 }
 
+/// The value of a `dispatch_namespace` binding: the namespace, and optionally the outbound Worker
+/// that sees every subrequest of the Workers called through it. Stored as JSON text in
+/// [`Binding::value`], which is also what `env_get` returns for such a binding.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchSpec {
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<OutboundSpec>,
+}
+
+/// Cloudflare's `outbound = { service, parameters }` of a dispatch namespace binding.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundSpec {
+    /// A platform Worker.
+    pub service: String,
+    /// Names of the parameters a dispatcher may pass per call; the outbound Worker sees each
+    /// as a `plain_text` binding (`json` for non-string values).
+    #[serde(default)]
+    pub parameters: Vec<String>,
+}
+
+impl DispatchSpec {
+    pub fn parse(value: &str) -> Option<DispatchSpec> {
+        serde_json::from_str(value).ok()
+    }
+
+    pub fn to_value(&self) -> String {
+        serde_json::to_string(self).expect("plain data serialises")
+    }
+}
+
 /// One binding: a name the guest asks for, its kind and its value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Binding {
@@ -110,6 +143,18 @@ impl Bindings {
             .binary_search_by(|b| b.name.as_bytes().cmp(name))
             .ok()
             .map(|i| &self.0[i])
+    }
+
+    /// These bindings with `extra` added; an extra binding replaces one of the same name.
+    pub fn with(&self, extra: &[Binding]) -> Bindings {
+        let mut list: Vec<Binding> = self
+            .0
+            .iter()
+            .filter(|b| !extra.iter().any(|e| e.name == b.name))
+            .cloned()
+            .collect();
+        list.extend(extra.iter().cloned());
+        Bindings::new(list)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Binding> {

@@ -37,6 +37,9 @@ pub enum Fault {
     /// Every instance slot of this core is busy.
     #[error("Worker capacity exhausted, try again")]
     Overloaded,
+    /// A subrequest to the network was refused or failed (never the result of an invocation).
+    #[error("{0}")]
+    Subrequest(String),
 }
 
 impl Fault {
@@ -46,7 +49,7 @@ impl Fault {
             Fault::OutOfFuel { .. } | Fault::Deadline { .. } | Fault::MemoryLimit { .. } => 503,
             Fault::Overloaded => 503,
             Fault::NotFound => 404,
-            Fault::Unavailable(_) => 502,
+            Fault::Unavailable(_) | Fault::Subrequest(_) => 502,
             Fault::StackOverflow | Fault::Trap(_) | Fault::GuestError(_) | Fault::BadModule(_) => {
                 500
             }
@@ -57,7 +60,7 @@ impl Fault {
     pub fn poisons_instance(&self) -> bool {
         !matches!(
             self,
-            Fault::NotFound | Fault::Unavailable(_) | Fault::Overloaded
+            Fault::NotFound | Fault::Unavailable(_) | Fault::Overloaded | Fault::Subrequest(_)
         )
     }
 

@@ -18,13 +18,16 @@ pub struct Request {
     pub headers: Vec<(Bytes, Bytes)>,
     /// The complete, de-chunked body.
     pub body: Bytes,
+    /// The URL's scheme is `https` (only for requests a Worker built; the ingress speaks plain
+    /// HTTP).
+    pub secure: bool,
 }
 
 impl Request {
-    /// The absolute URL the guest sees: `http://` + host + target.
+    /// The absolute URL the guest sees: `http://` (or `https://`) + host + target.
     pub fn url(&self) -> Vec<u8> {
-        let mut url = Vec::with_capacity(7 + self.host.len() + self.target.len());
-        url.extend_from_slice(b"http://");
+        let mut url = Vec::with_capacity(8 + self.host.len() + self.target.len());
+        url.extend_from_slice(if self.secure { b"https://" } else { b"http://" });
         url.extend_from_slice(&self.host);
         url.extend_from_slice(&self.target);
         url

@@ -20,6 +20,7 @@ use wasmtime::{
 };
 
 use crate::host::{self, DeadlineExceeded, HostState, NoMemory, ProcExit, WorkerIdent};
+use crate::nested::CallContext;
 use crate::{Bindings, Engine, Fault, Limits, Request, Response, abi, yielding};
 
 /// Everything needed to load one deployed Worker version on a core.
@@ -144,15 +145,15 @@ impl Worker {
     /// future must be polled inside a monoio runtime (the fair yield spawns a helper task there,
     /// see `yielding`); it is not `Send`.
     pub async fn invoke(&self, req: Request, limits: Limits) -> Result<Response, Fault> {
-        self.invoke_at(req, limits, 0).await
+        self.invoke_with(req, limits, CallContext::default()).await
     }
 
-    /// [`Worker::invoke`] for a call from another Worker, `depth` calls deep (see [`crate::nested`]).
-    pub async fn invoke_at(
+    /// [`Worker::invoke`] for a call from another Worker (see [`crate::nested`]).
+    pub async fn invoke_with(
         &self,
         req: Request,
         limits: Limits,
-        depth: u32,
+        ctx: CallContext,
     ) -> Result<Response, Fault> {
         let reused = if self.reuse > 0 {
             self.idle.borrow_mut().pop()
@@ -162,14 +163,14 @@ impl Worker {
         let mut live = match reused {
             Some(mut live) => {
                 live.store.data_mut().reset(req, limits);
-                live.store.data_mut().depth = depth;
+                self.enter(live.store.data_mut(), ctx);
                 live.store
                     .set_fuel(limits.fuel())
                     .map_err(|e| internal(&e))?;
                 live.store.set_epoch_deadline(1);
                 live
             }
-            None => self.instantiate(req, limits, depth).await?,
+            None => self.instantiate(req, limits, ctx).await?,
         };
 
         let outcome = live.fetch.call_async(&mut live.store, ()).await;
@@ -192,9 +193,14 @@ impl Worker {
 
     /// A fresh store and instance, initialised. Fuel is set before instantiation so that a start
     /// function and `_initialize` count against the request's CPU limit.
-    async fn instantiate(&self, req: Request, limits: Limits, depth: u32) -> Result<Live, Fault> {
+    async fn instantiate(
+        &self,
+        req: Request,
+        limits: Limits,
+        ctx: CallContext,
+    ) -> Result<Live, Fault> {
         let mut store = self.new_store(req, limits);
-        store.data_mut().depth = depth;
+        self.enter(store.data_mut(), ctx);
         store.set_fuel(limits.fuel()).map_err(|e| internal(&e))?;
         store.set_epoch_deadline(1);
 
@@ -232,6 +238,17 @@ impl Worker {
             .and_then(|f| f.typed::<(), i32>(&store).ok())
             .ok_or_else(|| Fault::BadModule("export `tenantry_fetch` is not `() -> i32`".into()))?;
         Ok(Live { store, fetch })
+    }
+
+    /// Applies what the caller passes down to this invocation's state.
+    fn enter(&self, state: &mut HostState, ctx: CallContext) {
+        state.depth = ctx.depth;
+        state.outbound = ctx.outbound;
+        state.bindings = if ctx.extra_bindings.is_empty() {
+            self.bindings.clone()
+        } else {
+            self.bindings.with(&ctx.extra_bindings)
+        };
     }
 
     fn new_store(&self, req: Request, limits: Limits) -> Store<HostState> {

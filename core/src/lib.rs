@@ -47,7 +47,7 @@ mod pool;
 mod test_support;
 mod yielding;
 
-pub use bindings::{Binding, BindingKind, Bindings};
+pub use bindings::{Binding, BindingKind, Bindings, DispatchSpec, OutboundSpec};
 pub use engine::{
     CompileError, Engine, EngineError, EngineSettings, LoadError, MAX_FUNCTION_BODY_BYTES,
     MAX_FUNCTIONS,

@@ -1,15 +1,16 @@
-//! Calls from one Worker to another on the same core: service bindings and dispatch-namespace
-//! bindings (a platform Worker calling a customer's Worker by name).
+//! Calls from one Worker to another on the same core (service bindings, dispatch-namespace
+//! bindings, outbound Workers) and HTTP subrequests to the network.
 //!
-//! The core crate runs Workers but does not know where they are deployed; the serving core
-//! does. Each serving thread registers an [`Invoker`] with [`set_invoker`]; a guest's fetch
-//! through a binding asks it to run the target Worker. The call runs as its own task on the
-//! core's runtime, so the core keeps serving while the caller waits:
+//! The core crate runs Workers but does not know where they are deployed, nor how to reach the
+//! network; the serving core does. Each serving thread registers an [`Invoker`] with
+//! [`set_invoker`]; a guest's fetch asks it to run the target Worker, or to send the request out.
+//! The call runs as its own task on the core's runtime, so the core keeps serving while the
+//! caller waits:
 //!
 //! ```text
-//!  caller guest ─ service_fetch / dispatch_fetch (async host call, caller's fiber suspends)
-//!      └─ spawn(Invoker::invoke(namespace, script, request, limits, depth)) on this core
-//!             └─ the callee Worker runs in its own store and pool slot, under its limits
+//!  caller guest ─ service_fetch / dispatch_fetch / fetch (async host call; its fiber suspends)
+//!      └─ spawn(Invoker::invoke(…) or Invoker::fetch(…)) on this core
+//!             └─ the callee runs in its own store and pool slot, under its limits
 //!      ◄─ oneshot: Result<Response, Fault> ── the caller resumes with a response handle
 //! ```
 //!
@@ -21,31 +22,62 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
 
 use futures_channel::oneshot;
 
-use crate::{Fault, Limits, Request, Response};
+use crate::{Binding, Fault, Limits, Request, Response};
+
+/// The namespace holding platform Workers (dispatchers, outbound Workers), outside every
+/// customer namespace. User namespaces may not start with `_`, so no upload can reach it.
+pub const PLATFORM_NAMESPACE: &str = "_platform";
 
 /// How deep calls may nest (dispatcher → user Worker → service → …); deeper calls fail with
 /// `LIMIT`. Each level holds a pool slot while it waits, so this bounds what one request can hold.
 pub const MAX_CALL_DEPTH: u32 = 8;
 
-/// The future of one Worker-to-Worker call.
+/// The future of one call.
 pub type CallFuture = Pin<Box<dyn Future<Output = Result<Response, Fault>>>>;
 
-/// Runs a Worker by name on the current core. Implemented by the serving core's dispatcher.
+/// The outbound Worker an invocation's subrequests go through, with the parameters the
+/// dispatcher passed for this call (the outbound Worker sees them as bindings).
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// A platform Worker.
+    pub service: String,
+    pub params: Vec<Binding>,
+}
+
+/// What an invocation inherits from whoever called it.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// 0 for a request from the network; each Worker-to-Worker call adds one.
+    pub depth: u32,
+    /// Where this invocation's subrequests go instead of the network. Inherited by the Workers
+    /// it calls through service bindings, so no egress path bypasses it.
+    pub outbound: Option<Arc<Outbound>>,
+    /// Bindings added for this invocation only (an outbound Worker's parameters).
+    pub extra_bindings: Vec<Binding>,
+}
+
+/// Runs Workers by name, and sends subrequests, for the Workers of the current core.
+/// Implemented by the serving core's dispatcher.
 pub trait Invoker {
     /// Runs `script` of `namespace` with `req`, under the lower of the script's own limits and
-    /// `limits`, at call depth `depth` (the callee's own calls are at `depth + 1`). A script that
-    /// does not exist is [`Fault::NotFound`].
+    /// `limits`. A script that does not exist is [`Fault::NotFound`].
     fn invoke(
         &self,
         namespace: &str,
         script: &str,
         req: Request,
         limits: Limits,
-        depth: u32,
+        ctx: CallContext,
     ) -> CallFuture;
+
+    /// Sends `req` (whose `host` and `target` say where) over the network, finishing by
+    /// `deadline`. A refused or failed subrequest is [`Fault::Subrequest`].
+    fn fetch(&self, req: Request, deadline: Instant) -> CallFuture;
 }
 
 thread_local! {
@@ -53,7 +85,7 @@ thread_local! {
 }
 
 /// Registers the invoker of the current thread's Workers (one per serving core). Without one,
-/// fetches through bindings fail with `UNSUPPORTED`.
+/// fetches fail with `UNSUPPORTED`.
 pub fn set_invoker(invoker: Rc<dyn Invoker>) {
     INVOKER.with(|i| *i.borrow_mut() = Some(invoker));
 }
@@ -63,23 +95,38 @@ pub fn clear_invoker() {
     INVOKER.with(|i| *i.borrow_mut() = None);
 }
 
+/// Where a fetch goes.
+pub(crate) enum Target {
+    Worker {
+        namespace: String,
+        script: String,
+        ctx: CallContext,
+    },
+    Network {
+        deadline: Instant,
+    },
+}
+
 /// Starts a call on this core's runtime; `None` if the thread has no invoker. Must be called
 /// inside a monoio runtime.
 pub(crate) fn spawn_call(
-    namespace: String,
-    script: String,
+    target: Target,
     req: Request,
     limits: Limits,
-    depth: u32,
 ) -> Option<oneshot::Receiver<Result<Response, Fault>>> {
     let invoker = INVOKER.with(|i| i.borrow().clone())?;
     let (tx, rx) = oneshot::channel();
     monoio::spawn(async move {
-        let result = invoker
-            .invoke(&namespace, &script, req, limits, depth)
-            .await;
+        let call = match target {
+            Target::Worker {
+                namespace,
+                script,
+                ctx,
+            } => invoker.invoke(&namespace, &script, req, limits, ctx),
+            Target::Network { deadline } => invoker.fetch(req, deadline),
+        };
         // The caller may have gone (its own deadline); the result is then dropped.
-        let _ = tx.send(result);
+        let _ = tx.send(call.await);
     });
     Some(rx)
 }

@@ -76,6 +76,7 @@ pub(crate) fn request(method: &str, target: &str, headers: &[(&str, &str)], body
         target: Bytes::copy_from_slice(target.as_bytes()),
         headers: all,
         body: Bytes::copy_from_slice(body.as_bytes()),
+        secure: false,
     }
 }
 

@@ -20,11 +20,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
-use tenantry_core::nested::{CallFuture, Invoker};
+use std::time::Instant;
+
+use tenantry_core::nested::{CallContext, CallFuture, Invoker};
 use tenantry_core::{Engine, Fault, Limits, Request, Response, Worker, WorkerPool, WorkerSpec};
 use tenantry_loader::{ArtifactStore, Index};
 
 use crate::Handler;
+use crate::client::{Client, EgressPolicy};
 use crate::route::Router;
 
 /// Everything a request needs to find its Worker, as of one generation.
@@ -43,6 +46,7 @@ pub struct Plane {
     artifacts: ArtifactStore,
     engine: Engine,
     workers_per_core: usize,
+    egress: EgressPolicy,
 }
 
 impl Plane {
@@ -51,6 +55,7 @@ impl Plane {
         engine: Engine,
         artifacts: ArtifactStore,
         workers_per_core: usize,
+        egress: EgressPolicy,
     ) -> Arc<Plane> {
         Arc::new(Plane {
             generation: AtomicU64::new(1),
@@ -58,6 +63,7 @@ impl Plane {
             artifacts,
             engine,
             workers_per_core,
+            egress,
         })
     }
 
@@ -79,6 +85,7 @@ impl Plane {
             plane: self.clone(),
             cached: RefCell::new((self.generation.load(Ordering::Acquire), self.load())),
             pool: WorkerPool::new(self.engine.clone(), self.workers_per_core),
+            client: Rc::new(Client::new(self.egress.clone())),
         });
         tenantry_core::nested::set_invoker(core.clone());
         Dispatcher { core }
@@ -94,6 +101,8 @@ struct CoreDispatch {
     plane: Arc<Plane>,
     cached: RefCell<(u64, Arc<Snapshot>)>,
     pool: WorkerPool,
+    /// This core's subrequest client.
+    client: Rc<Client>,
 }
 
 impl CoreDispatch {
@@ -141,14 +150,19 @@ impl Invoker for CoreDispatch {
         script: &str,
         req: Request,
         limits: Limits,
-        depth: u32,
+        ctx: CallContext,
     ) -> CallFuture {
         let worker = self.worker(&self.snapshot(), namespace, script);
         Box::pin(async move {
             let worker = worker?;
             let limits = worker.limits().min(limits);
-            worker.invoke_at(req, limits, depth).await
+            worker.invoke_with(req, limits, ctx).await
         })
+    }
+
+    fn fetch(&self, req: Request, deadline: Instant) -> CallFuture {
+        let client = self.client.clone();
+        Box::pin(async move { client.send(req, deadline).await.map_err(Fault::Subrequest) })
     }
 }
 

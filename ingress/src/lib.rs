@@ -24,6 +24,7 @@
 //! ```
 
 pub mod chunked;
+pub mod client;
 pub mod dispatch;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -68,6 +68,7 @@ impl Head {
                 .map(|(n, v)| (head.slice(n.clone()), head.slice(v.clone())))
                 .collect(),
             body,
+            secure: false,
         }
     }
 }

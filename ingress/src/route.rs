@@ -178,7 +178,7 @@ mod tests {
                     )
                 })
                 .collect(),
-            body: Bytes::new(),
+            ..Request::default()
         }
     }
 

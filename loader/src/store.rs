@@ -41,9 +41,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 }
 
 /// Namespace (and script) names: 1 to 63 of `a-z 0-9 - _`, so they are safe as directory names.
-/// The namespace holding platform Workers (dispatchers), outside every customer namespace. User
-/// namespaces may not start with `_`, so no upload can reach it.
-pub const PLATFORM_NAMESPACE: &str = "_platform";
+pub use tenantry_core::nested::PLATFORM_NAMESPACE;
 
 pub fn valid_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() || name.len() > 63 {

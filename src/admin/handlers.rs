@@ -298,7 +298,16 @@ fn binding_json(b: &BindingEntry) -> Value {
             json!({"name": b.name, "type": "service", "service": b.value, "environment": "production"})
         }
         Some(BindingKind::DispatchNamespace) => {
-            json!({"name": b.name, "type": "dispatch_namespace", "namespace": b.value})
+            let spec = tenantry_core::DispatchSpec::parse(&b.value);
+            json!({
+                "name": b.name,
+                "type": "dispatch_namespace",
+                "namespace": spec.as_ref().map(|s| s.namespace.clone()),
+                "outbound": spec.and_then(|s| s.outbound).map(|o| json!({
+                    "worker": {"service": o.service},
+                    "params": o.parameters.iter().map(|p| json!({"name": p})).collect::<Vec<_>>(),
+                })),
+            })
         }
         None => json!({"name": b.name, "type": "unknown"}),
     }

@@ -11,3 +11,4 @@ mod hostile;
 mod http;
 mod openapi;
 mod serve;
+mod subrequests;

@@ -7,6 +7,7 @@
 //! `1`, and each fetch returns a response handle from `1`. Handles live until the invocation
 //! ends; at most [`MAX_CALL_HANDLES`] of each kind, holding at most [`MAX_CALL_BYTES`] of bodies.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -17,8 +18,10 @@ use super::{HostState, charge_copy, parts};
 use crate::abi::{WORKER_V1, code};
 use crate::guest_mem::{slice, slice_mut};
 use crate::limits::{MAX_CALL_BYTES, MAX_CALL_HANDLES, MAX_RESPONSE_BODY_BYTES};
-use crate::nested::{MAX_CALL_DEPTH, spawn_call};
-use crate::{BindingKind, Fault, Limits, Request, Response};
+use crate::nested::{
+    CallContext, MAX_CALL_DEPTH, Outbound, PLATFORM_NAMESPACE, Target, spawn_call,
+};
+use crate::{Binding, BindingKind, DispatchSpec, Fault, Limits, OutboundSpec, Request, Response};
 
 type Ctx<'a> = Caller<'a, HostState>;
 type R = wasmtime::Result<i32>;
@@ -105,6 +108,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             ))
         },
     )?;
+    linker.func_wrap_async(WORKER_V1, "fetch", |caller: Ctx<'_>, (req,): (i32,)| {
+        Box::new(fetch(caller, req))
+    })?;
     linker.func_wrap(WORKER_V1, "fetch_error", fetch_error)?;
     linker.func_wrap(WORKER_V1, "response_status", response_status)?;
     linker.func_wrap(WORKER_V1, "response_header", response_header)?;
@@ -158,10 +164,13 @@ fn request_set_method(mut caller: Ctx<'_>, req: i32, ptr: i32, len: i32) -> R {
     }
 }
 
+/// The authority of an absolute URL, and whether its scheme is `https`.
+type Authority<'a> = (&'a [u8], bool);
+
 /// Splits `http(s)://authority/path?query` (or an origin-form `/path?query`, which keeps the
 /// host) into authority and target. `None` for anything else, or bytes a request line or a
 /// `Host` field cannot carry.
-fn split_url(url: &[u8]) -> Option<(Option<&[u8]>, Bytes)> {
+fn split_url(url: &[u8]) -> Option<(Option<Authority<'_>>, Bytes)> {
     if url.iter().any(|&c| c <= b' ' || c == 0x7f) {
         return None;
     }
@@ -169,10 +178,10 @@ fn split_url(url: &[u8]) -> Option<(Option<&[u8]>, Bytes)> {
         return Some((None, Bytes::copy_from_slice(url)));
     }
     let lower = |n: usize| url.get(..n).map(|p| p.to_ascii_lowercase());
-    let rest = if lower(7).as_deref() == Some(b"http://") {
-        &url[7..]
+    let (rest, secure) = if lower(7).as_deref() == Some(b"http://") {
+        (&url[7..], false)
     } else if lower(8).as_deref() == Some(b"https://") {
-        &url[8..]
+        (&url[8..], true)
     } else {
         return None;
     };
@@ -194,7 +203,7 @@ fn split_url(url: &[u8]) -> Option<(Option<&[u8]>, Bytes)> {
         Some(b'?') => Bytes::from([&b"/"[..], target].concat()),
         Some(_) => Bytes::copy_from_slice(target),
     };
-    Some((Some(authority), target))
+    Some((Some((authority, secure)), target))
 }
 
 fn request_set_url(mut caller: Ctx<'_>, req: i32, ptr: i32, len: i32) -> R {
@@ -203,16 +212,17 @@ fn request_set_url(mut caller: Ctx<'_>, req: i32, ptr: i32, len: i32) -> R {
     let Some((authority, target)) = split_url(url) else {
         return Ok(code::INVALID);
     };
-    let authority = authority.map(Bytes::copy_from_slice);
+    let authority = authority.map(|(a, secure)| (Bytes::copy_from_slice(a), secure));
     let r = match built(state, req) {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
     r.target = target;
-    if let Some(host) = authority {
+    if let Some((host, secure)) = authority {
         r.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(b"host"));
         r.headers.push((Bytes::from_static(b"host"), host.clone()));
         r.host = host;
+        r.secure = secure;
     }
     Ok(0)
 }
@@ -297,19 +307,34 @@ fn request_body_write(mut caller: Ctx<'_>, req: i32, ptr: i32, len: i32) -> R {
 
 // ---- calling other Workers -----------------------------------------------------------------
 
-/// A fetch ready to start: whom to call, with what, under which limits.
+/// A fetch ready to start: where it goes, with what, under which limits.
 struct Call {
-    namespace: String,
-    script: String,
+    target: Target,
+    /// A subrequest handed to the outbound Worker.
+    via_outbound: bool,
+    /// For messages: the Worker's name, or the URL.
+    what: String,
     request: Request,
     limits: Limits,
+}
+
+/// Where a guest's fetch should go, before the checks common to every fetch.
+enum Dest {
+    Worker {
+        namespace: String,
+        script: String,
+        outbound: Option<Arc<Outbound>>,
+        extra_bindings: Vec<Binding>,
+        via_outbound: bool,
+    },
+    Network,
 }
 
 /// Checks everything a fetch needs before it starts; `Err(code)` is returned to the guest, with
 /// `last_error` saying why.
 fn prepare(
     state: &mut HostState,
-    target: Result<(String, String), i32>,
+    dest: Result<Dest, i32>,
     per_call: Limits,
     req: i32,
 ) -> Result<Call, i32> {
@@ -317,7 +342,7 @@ fn prepare(
         state.calls.last_error = why;
         Err(code)
     };
-    let (namespace, script) = target?;
+    let dest = dest?;
     let Some(request) = state.request_by_handle(req).cloned() else {
         return fail(
             state,
@@ -333,7 +358,8 @@ fn prepare(
             format!("the subrequest limit of {limit} per invocation is reached"),
         );
     }
-    if state.depth + 1 > MAX_CALL_DEPTH {
+    let is_worker = matches!(dest, Dest::Worker { .. });
+    if is_worker && state.depth + 1 > MAX_CALL_DEPTH {
         return fail(
             state,
             code::LIMIT,
@@ -355,9 +381,40 @@ fn prepare(
         wall_ms: left_ms,
         ..Limits::NONE
     });
+    let mut via_outbound = false;
+    let (target, what) = match dest {
+        Dest::Worker {
+            namespace,
+            script,
+            outbound,
+            extra_bindings,
+            via_outbound: via,
+        } => (
+            Target::Worker {
+                namespace,
+                script: script.clone(),
+                ctx: CallContext {
+                    depth: state.depth + 1,
+                    outbound,
+                    extra_bindings,
+                },
+            },
+            {
+                via_outbound = via;
+                script
+            },
+        ),
+        Dest::Network => (
+            Target::Network {
+                deadline: state.deadline,
+            },
+            String::from_utf8_lossy(&request.url()).into_owned(),
+        ),
+    };
     Ok(Call {
-        namespace,
-        script,
+        target,
+        via_outbound,
+        what,
         request,
         limits,
     })
@@ -393,10 +450,17 @@ fn binding_value(
 
 async fn service_fetch(mut caller: Ctx<'_>, binding: (i32, i32), req: i32) -> R {
     let target = binding_value(&mut caller, binding, BindingKind::Service, "service_fetch")?;
-    // A service binding names a Worker of the caller's own namespace.
-    let namespace = caller.data().ident.namespace.clone();
-    let target = target.map(|script| (namespace, script));
-    let call = prepare(caller.data_mut(), target, Limits::NONE, req);
+    let state = caller.data_mut();
+    // A service binding names a Worker of the caller's own namespace, and the callee's
+    // subrequests go through the caller's outbound Worker too.
+    let dest = target.map(|script| Dest::Worker {
+        namespace: state.ident.namespace.clone(),
+        script,
+        outbound: state.outbound.clone(),
+        extra_bindings: Vec::new(),
+        via_outbound: false,
+    });
+    let call = prepare(state, dest, Limits::NONE, req);
     run(caller, call).await
 }
 
@@ -408,47 +472,111 @@ async fn dispatch_fetch(
     req: i32,
 ) -> R {
     const CALL: &str = "dispatch_fetch";
-    let namespace = binding_value(&mut caller, binding, BindingKind::DispatchNamespace, CALL)?;
-    let (script, per_call) = {
-        let (mem, state) = parts(&mut caller)?;
-        let script = String::from_utf8_lossy(slice(mem, name.0, name.1, CALL)?).into_owned();
-        let opts = slice(mem, opts.0, opts.1, CALL)?;
-        match parse_call_limits(opts) {
-            Some(limits) => (script, limits),
-            None => {
-                state.calls.last_error = format!(
-                    "call options are {} bytes; expected 0 or 16 (cpu_ms, memory_mb, \
-                     wall_ms, subrequests as little-endian u32)",
-                    opts.len()
-                );
-                return Ok(code::INVALID);
-            }
-        }
+    let value = binding_value(&mut caller, binding, BindingKind::DispatchNamespace, CALL)?;
+    let (mem, state) = parts(&mut caller)?;
+    let script = String::from_utf8_lossy(slice(mem, name.0, name.1, CALL)?).into_owned();
+    let opts = slice(mem, opts.0, opts.1, CALL)?;
+    let dest = value.and_then(|value| {
+        let spec = DispatchSpec::parse(&value).ok_or(code::INVALID)?;
+        let (limits, params) = parse_call_options(opts, spec.outbound.as_ref()).map_err(|why| {
+            state.calls.last_error = why;
+            code::INVALID
+        })?;
+        let outbound = spec.outbound.map(|o| {
+            Arc::new(Outbound {
+                service: o.service,
+                params,
+            })
+        });
+        Ok((
+            Dest::Worker {
+                namespace: spec.namespace,
+                script,
+                outbound,
+                extra_bindings: Vec::new(),
+                via_outbound: false,
+            },
+            limits,
+        ))
+    });
+    let (dest, per_call) = match dest {
+        Ok((dest, limits)) => (Ok(dest), limits),
+        Err(code) => (Err(code), Limits::NONE),
     };
-    let target = namespace.map(|ns| (ns, script));
-    let call = prepare(caller.data_mut(), target, per_call, req);
+    let call = prepare(state, dest, per_call, req);
     run(caller, call).await
 }
 
-/// Per-call limits: empty (none), or four little-endian `u32`: `cpu_ms`, `memory_mb`,
-/// `wall_ms`, `subrequests`, where `0` leaves that limit to the script.
-fn parse_call_limits(opts: &[u8]) -> Option<Limits> {
+/// An HTTP subrequest: to the network, or to the outbound Worker if this invocation was
+/// dispatched through a binding that has one.
+async fn fetch(mut caller: Ctx<'_>, req: i32) -> R {
+    let state = caller.data_mut();
+    let dest = Ok(match &state.outbound {
+        Some(outbound) => Dest::Worker {
+            namespace: PLATFORM_NAMESPACE.to_string(),
+            script: outbound.service.clone(),
+            // The outbound Worker's own subrequests go out for real.
+            outbound: None,
+            extra_bindings: outbound.params.clone(),
+            via_outbound: true,
+        },
+        None => Dest::Network,
+    });
+    let call = prepare(state, dest, Limits::NONE, req);
+    run(caller, call).await
+}
+
+/// Per-call options of `dispatch_fetch`: empty (none), or 16 bytes of limits (four
+/// little-endian `u32`: `cpu_ms`, `memory_mb`, `wall_ms`, `subrequests`; `0` leaves that limit
+/// to the script) optionally followed by a JSON object of outbound parameters.
+fn parse_call_options(
+    opts: &[u8],
+    outbound: Option<&OutboundSpec>,
+) -> Result<(Limits, Vec<Binding>), String> {
     if opts.is_empty() {
-        return Some(Limits::NONE);
+        return Ok((Limits::NONE, Vec::new()));
     }
-    if opts.len() != 16 {
-        return None;
+    if opts.len() < 16 {
+        return Err(format!(
+            "call options are {} bytes; expected 0, or 16 bytes of limits (cpu_ms, memory_mb, \
+             wall_ms, subrequests as little-endian u32) and optionally a JSON object of outbound \
+             parameters",
+            opts.len()
+        ));
     }
     let field = |i: usize| {
         let v = u32::from_le_bytes(opts[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
         (v != 0).then_some(v)
     };
-    Some(Limits {
+    let limits = Limits {
         cpu_ms: field(0).unwrap_or(u32::MAX),
         memory_bytes: field(1).map_or(u64::MAX, |mb| u64::from(mb) << 20),
         wall_ms: field(2).unwrap_or(u32::MAX),
         subrequests: field(3).unwrap_or(u32::MAX),
-    })
+    };
+    let params = &opts[16..];
+    if params.is_empty() {
+        return Ok((limits, Vec::new()));
+    }
+    let Some(outbound) = outbound else {
+        return Err("outbound parameters given, but the binding has no outbound Worker".into());
+    };
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(params)
+        .map_err(|e| format!("outbound parameters are not a JSON object: {e}"))?;
+    let mut bindings = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        if !outbound.parameters.contains(&name) {
+            return Err(format!(
+                "outbound parameter `{name}` is not declared in the binding's `parameters`"
+            ));
+        }
+        let (kind, value) = match value {
+            serde_json::Value::String(s) => (BindingKind::PlainText, s),
+            other => (BindingKind::Json, other.to_string()),
+        };
+        bindings.push(Binding { name, kind, value });
+    }
+    Ok((limits, bindings))
 }
 
 /// Starts a prepared call, waits for it and stores the response under a new handle.
@@ -457,15 +585,8 @@ async fn run(mut caller: Ctx<'_>, call: Result<Call, i32>) -> R {
         Ok(call) => call,
         Err(code) => return Ok(code),
     };
-    let depth = caller.data().depth + 1;
-    let Some(pending) = spawn_call(
-        call.namespace,
-        call.script.clone(),
-        call.request,
-        call.limits,
-        depth,
-    ) else {
-        caller.data_mut().calls.last_error = "calls to other Workers are not available here".into();
+    let Some(pending) = spawn_call(call.target, call.request, call.limits) else {
+        caller.data_mut().calls.last_error = "fetch is not available here".into();
         return Ok(code::UNSUPPORTED);
     };
     let outcome = pending
@@ -474,8 +595,12 @@ async fn run(mut caller: Ctx<'_>, call: Result<Call, i32>) -> R {
     let state = caller.data_mut();
     let response = match outcome {
         Ok(response) => response,
+        Err(Fault::NotFound) if call.via_outbound => {
+            state.calls.last_error = format!("the outbound Worker `{}` is not deployed", call.what);
+            return Ok(code::NETWORK);
+        }
         Err(Fault::NotFound) => {
-            state.calls.last_error = format!("Worker not found: {}", call.script);
+            state.calls.last_error = format!("Worker not found: {}", call.what);
             return Ok(code::WORKER_NOT_FOUND);
         }
         Err(
@@ -483,6 +608,10 @@ async fn run(mut caller: Ctx<'_>, call: Result<Call, i32>) -> R {
         ) => {
             state.calls.last_error = fault.to_string();
             return Ok(code::EXCEEDED);
+        }
+        Err(Fault::Subrequest(why)) => {
+            state.calls.last_error = why;
+            return Ok(code::NETWORK);
         }
         // Any other failure of the callee is what a client calling it directly would get.
         Err(fault) => fault.to_response(),
@@ -603,18 +732,23 @@ mod tests {
 
     #[test]
     fn urls_split_into_authority_and_target() {
-        let s = |u: &str| split_url(u.as_bytes()).map(|(a, t)| (a.map(|a| a.to_vec()), t));
+        let s = |u: &str| {
+            split_url(u.as_bytes()).map(|(a, t)| (a.map(|(a, secure)| (a.to_vec(), secure)), t))
+        };
         assert_eq!(
             s("http://alice.example.test/x?y=1"),
-            Some((Some(b"alice.example.test".to_vec()), Bytes::from("/x?y=1")))
+            Some((
+                Some((b"alice.example.test".to_vec(), false)),
+                Bytes::from("/x?y=1")
+            ))
         );
         assert_eq!(
             s("HTTPS://a.test:8443"),
-            Some((Some(b"a.test:8443".to_vec()), Bytes::from("/")))
+            Some((Some((b"a.test:8443".to_vec(), true)), Bytes::from("/")))
         );
         assert_eq!(
             s("http://a.test?q#frag"),
-            Some((Some(b"a.test".to_vec()), Bytes::from("/?q")))
+            Some((Some((b"a.test".to_vec(), false)), Bytes::from("/?q")))
         );
         assert_eq!(s("/only/path"), Some((None, Bytes::from("/only/path"))));
         assert_eq!(s("ftp://a.test/"), None);
@@ -625,21 +759,42 @@ mod tests {
     }
 
     #[test]
-    fn call_limits_are_empty_or_four_fields() {
-        assert_eq!(parse_call_limits(b""), Some(Limits::NONE));
-        assert_eq!(parse_call_limits(&[0; 12]), None);
+    fn call_options_are_limits_then_outbound_parameters() {
+        assert_eq!(parse_call_options(b"", None), Ok((Limits::NONE, vec![])));
+        assert!(parse_call_options(&[0; 12], None).is_err());
         let mut opts = Vec::new();
         for v in [5u32, 0, 100, 2] {
             opts.extend_from_slice(&v.to_le_bytes());
         }
-        assert_eq!(
-            parse_call_limits(&opts),
-            Some(Limits {
-                cpu_ms: 5,
-                memory_bytes: u64::MAX,
-                wall_ms: 100,
-                subrequests: 2,
-            })
+        let limits = Limits {
+            cpu_ms: 5,
+            memory_bytes: u64::MAX,
+            wall_ms: 100,
+            subrequests: 2,
+        };
+        assert_eq!(parse_call_options(&opts, None), Ok((limits, vec![])));
+        let spec = OutboundSpec {
+            service: "out".into(),
+            parameters: vec!["customer".into(), "plan".into()],
+        };
+        let mut with = opts.clone();
+        with.extend_from_slice(br#"{"customer": "acme", "plan": {"tier": 2}}"#);
+        let (_, params) = parse_call_options(&with, Some(&spec)).unwrap();
+        assert_eq!(params[0].value, "acme");
+        assert_eq!(params[0].kind, BindingKind::PlainText);
+        assert_eq!(params[1].value, r#"{"tier":2}"#);
+        assert_eq!(params[1].kind, BindingKind::Json);
+        assert!(
+            parse_call_options(&with, None)
+                .unwrap_err()
+                .contains("no outbound Worker")
+        );
+        let mut undeclared = opts.clone();
+        undeclared.extend_from_slice(br#"{"other": "x"}"#);
+        assert!(
+            parse_call_options(&undeclared, Some(&spec))
+                .unwrap_err()
+                .contains("not declared")
         );
     }
 }

@@ -62,6 +62,8 @@ pub(crate) struct HostState {
     pub limits: Limits,
     /// Nesting depth of this invocation: 0 for a request from the network.
     pub depth: u32,
+    /// The outbound Worker this invocation's subrequests go through, if it was dispatched with one.
+    pub outbound: Option<Arc<crate::nested::Outbound>>,
     /// Outgoing requests, responses of fetches and the error detail of the last failed fetch.
     pub calls: fetch::Calls,
 }
@@ -85,6 +87,7 @@ impl HostState {
             memory: None,
             limits,
             depth: 0,
+            outbound: None,
             calls: fetch::Calls::default(),
         }
     }

@@ -25,6 +25,8 @@ pub enum Error {
     WorkerNotFound,
     /// `-7`: the called Worker exceeded a limit (CPU, wall clock or memory).
     Exceeded,
+    /// `-8`: a subrequest was refused or failed.
+    Network,
     /// A negative code this version of the SDK does not know.
     Other(i32),
 }
@@ -40,6 +42,7 @@ impl Error {
             sys::UNSUPPORTED => Error::Unsupported,
             sys::WORKER_NOT_FOUND => Error::WorkerNotFound,
             sys::EXCEEDED => Error::Exceeded,
+            sys::NETWORK => Error::Network,
             other => Error::Other(other),
         }
     }
@@ -54,6 +57,7 @@ impl Error {
             Error::Unsupported => sys::UNSUPPORTED,
             Error::WorkerNotFound => sys::WORKER_NOT_FOUND,
             Error::Exceeded => sys::EXCEEDED,
+            Error::Network => sys::NETWORK,
             Error::Other(code) => code,
         }
     }
@@ -74,6 +78,7 @@ impl fmt::Display for Error {
             Error::Unsupported => "unsupported call",
             Error::WorkerNotFound => "Worker not found",
             Error::Exceeded => "the called Worker exceeded a limit",
+            Error::Network => "the subrequest failed",
             Error::Other(_) => "unknown error",
         };
         write!(f, "{name} (tenantry:worker/v1 code {})", self.code())

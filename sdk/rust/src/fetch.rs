@@ -1,7 +1,8 @@
-//! Calling other Workers: through a `service` binding (a Worker of the same namespace) or, from
-//! a platform Worker, through a `dispatch_namespace` binding (any customer Worker of that
-//! namespace, by name, under per-call limits). The call runs on the same node without a network
-//! hop; the caller waits while its core keeps serving.
+//! Subrequests: [`fetch`] sends an HTTP request to the network (through the outbound Worker, if
+//! the platform set one); calls to other Workers go through a `service` binding (a Worker of the
+//! same namespace) or, from a platform Worker, a `dispatch_namespace` binding (any customer
+//! Worker of that namespace, by name, under per-call limits), on the same node without a
+//! network hop. The caller waits while its core keeps serving.
 //!
 //! ```no_run
 //! use tenantry_sdk::fetch::{self, CallLimits, FetchError};
@@ -107,6 +108,8 @@ pub enum FetchError {
     /// The called Worker exceeded its CPU, wall-clock or memory limit (per call or its own; a
     /// dispatcher usually answers `429` or `503`).
     Exceeded(String),
+    /// A subrequest was refused by the node's egress policy or failed on the network.
+    Network(String),
     /// Anything else: no such binding, the subrequest budget is spent, calls nested too deep, …
     Failed(Error, String),
 }
@@ -114,7 +117,9 @@ pub enum FetchError {
 impl fmt::Display for FetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FetchError::NotFound(why) | FetchError::Exceeded(why) => f.write_str(why),
+            FetchError::NotFound(why) | FetchError::Exceeded(why) | FetchError::Network(why) => {
+                f.write_str(why)
+            }
             FetchError::Failed(e, why) => write!(f, "{why} ({e})"),
         }
     }
@@ -135,10 +140,18 @@ fn fetch_result(ret: i32) -> Result<FetchedResponse, FetchError> {
             Err(match e {
                 Error::WorkerNotFound => FetchError::NotFound(why),
                 Error::Exceeded => FetchError::Exceeded(why),
+                Error::Network => FetchError::Network(why),
                 e => FetchError::Failed(e, why),
             })
         }
     }
+}
+
+/// Sends `req` over HTTP/1.1 (`http://` only) and waits for the response. If the platform
+/// dispatched this Worker with an outbound Worker, the request goes to it instead, and it decides.
+pub fn fetch(req: &OutgoingRequest) -> Result<FetchedResponse, FetchError> {
+    // SAFETY: no pointers.
+    fetch_result(unsafe { sys::fetch(req.handle) })
 }
 
 /// A `service` binding: another Worker of this namespace.
@@ -183,6 +196,7 @@ impl DispatchNamespace {
             binding: self.binding.clone(),
             name: name.to_string(),
             limits: CallLimits::default(),
+            outbound: Vec::new(),
         }
     }
 }
@@ -215,6 +229,21 @@ pub struct UserWorker {
     binding: String,
     name: String,
     limits: CallLimits,
+    outbound: Vec<(String, String)>,
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 impl UserWorker {
@@ -224,14 +253,38 @@ impl UserWorker {
         self
     }
 
+    /// Passes a parameter to the binding's outbound Worker (which sees it as a `plain_text`
+    /// binding). Only parameters the binding declares are accepted.
+    pub fn outbound_param(mut self, name: &str, value: &str) -> Self {
+        self.outbound.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    fn options(&self) -> Vec<u8> {
+        if self.limits == CallLimits::default() && self.outbound.is_empty() {
+            return Vec::new();
+        }
+        let mut opts = self.limits.encode().to_vec();
+        if !self.outbound.is_empty() {
+            let mut json = String::from("{");
+            for (i, (name, value)) in self.outbound.iter().enumerate() {
+                if i > 0 {
+                    json.push(',');
+                }
+                json_string(name, &mut json);
+                json.push(':');
+                json_string(value, &mut json);
+            }
+            json.push('}');
+            opts.extend_from_slice(json.as_bytes());
+        }
+        opts
+    }
+
     /// Sends `req` to the Worker and waits for its response.
     pub fn fetch(&self, req: &OutgoingRequest) -> Result<FetchedResponse, FetchError> {
         let (b, n) = (self.binding.as_bytes(), self.name.as_bytes());
-        let opts: &[u8] = if self.limits == CallLimits::default() {
-            &[]
-        } else {
-            &self.limits.encode()
-        };
+        let opts = self.options();
         // SAFETY: every slice is live and only read by the host.
         fetch_result(unsafe {
             sys::dispatch_fetch(
@@ -300,5 +353,29 @@ impl FetchedResponse {
         // SAFETY: no pointers.
         check(unsafe { sys::response_forward(self.handle) })?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_encode_limits_then_outbound_parameters() {
+        let w = dispatch_namespace("D").get("x");
+        assert!(w.options().is_empty());
+        let w = w
+            .limits(CallLimits {
+                cpu_ms: 5,
+                ..CallLimits::default()
+            })
+            .outbound_param("customer", "a\"b\\c\n");
+        let opts = w.options();
+        assert_eq!(&opts[..4], &5u32.to_le_bytes());
+        assert_eq!(&opts[4..16], &[0; 12]);
+        assert_eq!(
+            std::str::from_utf8(&opts[16..]).unwrap(),
+            r#"{"customer":"a\"b\\c\u000a"}"#
+        );
     }
 }

@@ -37,6 +37,9 @@ pub const UNSUPPORTED: i32 = -5;
 pub const WORKER_NOT_FOUND: i32 = -6;
 /// Error code: the called Worker exceeded a limit (CPU, wall clock or memory).
 pub const EXCEEDED: i32 = -7;
+/// Error code: a subrequest was refused (egress policy) or failed (unreachable, timed out,
+/// malformed response), or the outbound Worker is missing.
+pub const NETWORK: i32 = -8;
 
 /// The handle of the incoming request (read only).
 pub const REQUEST: i32 = 0;
@@ -142,6 +145,8 @@ unsafe extern "C" {
         opts_len: usize,
         req: i32,
     ) -> i32;
+    /// Sends an HTTP subrequest (through the outbound Worker, if one is set); returns a response handle.
+    pub fn fetch(req: i32) -> i32;
     /// Writes why the last fetch failed. Buffer rule as above.
     pub fn fetch_error(out_ptr: *mut u8, out_cap: usize) -> i32;
     /// The status of a fetched response.
@@ -290,6 +295,10 @@ mod fallback {
         _opts_len: usize,
         _req: i32,
     ) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn fetch(_req: i32) -> i32 {
         UNSUPPORTED
     }
     /// Off wasm32: returns `UNSUPPORTED`.

@@ -6,7 +6,9 @@
 //! 3. the first label of the host (`alice.example.test` → `alice`).
 //!
 //! Per-call limits come from `x-cpu-ms`, `x-memory-mb`, `x-wall-ms` and `x-subrequests` request
-//! headers (a real platform would take them from the customer's plan). The customer's response
+//! headers (a real platform would take them from the customer's plan). `x-binding` picks another
+//! `dispatch_namespace` binding than `CUSTOMERS`, and `x-outbound-customer` is passed to its
+//! outbound Worker as the `customer` parameter. The customer's response
 //! is forwarded with `x-dispatched-by: tenantry-dispatcher` added; a missing Worker gets `404`,
 //! a Worker over a limit `503` with the limit named, anything else `502`. Routing headers
 //! (`x-customer`, `x-cpu-ms`, …) are removed before the customer sees the request.
@@ -14,12 +16,14 @@
 use tenantry_sdk::fetch::{self, CallLimits, FetchError, OutgoingRequest};
 use tenantry_sdk::{Error, Request, Response};
 
-const CONTROL_HEADERS: [&str; 5] = [
+const CONTROL_HEADERS: [&str; 7] = [
     "x-customer",
     "x-cpu-ms",
     "x-memory-mb",
     "x-wall-ms",
     "x-subrequests",
+    "x-binding",
+    "x-outbound-customer",
 ];
 
 fn number(req: &Request, name: &str) -> u32 {
@@ -65,9 +69,15 @@ fn handle(req: Request) -> Result<Response, Error> {
         wall_ms: number(&req, "x-wall-ms"),
         subrequests: number(&req, "x-subrequests"),
     };
-    let worker = fetch::dispatch_namespace("CUSTOMERS")
+    let binding = req
+        .header("x-binding")
+        .unwrap_or_else(|| "CUSTOMERS".into());
+    let mut worker = fetch::dispatch_namespace(&binding)
         .get(&name)
         .limits(limits);
+    if let Some(customer) = req.header("x-outbound-customer") {
+        worker = worker.outbound_param("customer", &customer);
+    }
     match worker.fetch(&out) {
         Ok(resp) => {
             resp.forward()?;

@@ -1,0 +1,648 @@
+//! Subrequests: the HTTP/1.1 client behind a Worker's `fetch`, one per serving core.
+//!
+//! ```text
+//!  fetch(req) ─ URL → host:port ─ resolve (resolver threads, never the core) ─ egress policy
+//!      ─ idle connection for that address, or connect (timeout) ─ write head + body
+//!      ─ read head (httparse) ─ body by Content-Length, chunked, or to close (bounded)
+//!      ─ keep-alive: the connection goes back to this core's idle list
+//! ```
+//!
+//! The egress policy is checked on the *resolved* address, so a name that resolves to a private
+//! address is refused like the address itself: loopback, private (RFC 1918, ULA), link-local,
+//! CGNAT, multicast, broadcast and unspecified addresses are unreachable unless the operator
+//! allows a network in `[subrequests] allow`. Only `http://` is supported (no TLS in this build).
+//! Everything is bounded: connect timeout, the caller's deadline for the whole exchange, 64 KiB
+//! of response head, [`MAX_RESPONSE_BODY_BYTES`] of body.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use tenantry_core::{MAX_RESPONSE_BODY_BYTES, Request, Response};
+
+use crate::chunked::ChunkedDecoder;
+
+/// Largest response head accepted from an upstream.
+const MAX_RESPONSE_HEAD_BYTES: usize = 64 << 10;
+/// Response header fields accepted from an upstream.
+const MAX_RESPONSE_HEADERS: usize = 100;
+/// Idle connections kept per upstream address, per core.
+const MAX_IDLE_PER_ADDR: usize = 8;
+/// An idle connection older than this is closed rather than reused (servers drop idle
+/// keep-alive connections after a few seconds; reusing a closed one costs a failed write).
+const MAX_IDLE_AGE: Duration = Duration::from_secs(4);
+
+/// A network in CIDR form (`10.0.0.0/8`, `::1/128`, or a bare address for one host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{s}`: not an IP address or network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(|| format!("`{s}`: prefix must be 0..={max}"))?,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        fn bits(ip: IpAddr) -> (u128, u8) {
+            match ip {
+                IpAddr::V4(v4) => (u128::from(u32::from(v4)) << 96, 32),
+                IpAddr::V6(v6) => (u128::from(v6), 128),
+            }
+        }
+        let (net, width) = bits(self.addr);
+        let (host, host_width) = bits(ip);
+        if width != host_width {
+            return false;
+        }
+        let mask = if self.prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(self.prefix))
+        };
+        net & mask == host & mask
+    }
+}
+
+/// Where subrequests may go, and how long they may take to connect.
+#[derive(Debug, Clone)]
+pub struct EgressPolicy {
+    /// Networks reachable even though they are not public.
+    pub allow: Vec<Cidr>,
+    pub connect_timeout: Duration,
+}
+
+impl Default for EgressPolicy {
+    fn default() -> Self {
+        EgressPolicy {
+            allow: Vec::new(),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why an address is not public, or `None` if it is.
+fn non_public(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => non_public_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return non_public_v4(v4);
+            }
+            let seg0 = v6.segments()[0];
+            if v6.is_loopback() {
+                Some("loopback")
+            } else if v6.is_unspecified() {
+                Some("unspecified")
+            } else if seg0 & 0xffc0 == 0xfe80 {
+                Some("link-local")
+            } else if seg0 & 0xfe00 == 0xfc00 {
+                Some("private (unique local)")
+            } else if v6.is_multicast() {
+                Some("multicast")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+fn non_public_v4(v4: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, ..] = v4.octets();
+    if v4.is_loopback() {
+        Some("loopback")
+    } else if v4.is_unspecified() || a == 0 {
+        Some("unspecified")
+    } else if v4.is_private() {
+        Some("private")
+    } else if v4.is_link_local() {
+        Some("link-local")
+    } else if a == 100 && (64..128).contains(&b) {
+        Some("shared (CGNAT)")
+    } else if v4.is_multicast() || v4.is_broadcast() || a >= 240 {
+        Some("multicast or reserved")
+    } else {
+        None
+    }
+}
+
+impl EgressPolicy {
+    /// `Ok` if `ip` may be reached, else the reason.
+    pub fn check(&self, ip: IpAddr) -> Result<(), String> {
+        let Some(what) = non_public(ip) else {
+            return Ok(());
+        };
+        if self.allow.iter().any(|c| c.contains(ip)) {
+            return Ok(());
+        }
+        Err(format!(
+            "subrequest to {ip} refused: {what} addresses are not reachable from Workers \
+             (an operator can allow a network in [subrequests] allow)"
+        ))
+    }
+}
+
+/// A failed subrequest, as the guest's `fetch_error` will read it.
+type Failure = String;
+
+/// Splits a request's `host` into name and port (80 by default; `[v6]:port` allowed).
+fn host_port(host: &[u8]) -> Result<(String, u16), Failure> {
+    let host = std::str::from_utf8(host).map_err(|_| "the URL's host is not UTF-8".to_string())?;
+    if host.is_empty() {
+        return Err("the request has no host: set an absolute URL (http://host/path)".into());
+    }
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let (v6, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("bad host `{host}`"))?;
+        (v6, after.strip_prefix(':'))
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        }
+    };
+    let port = match port {
+        None => 80,
+        Some(p) => p
+            .parse()
+            .map_err(|_| format!("bad port in host `{host}`"))?,
+    };
+    Ok((name.to_ascii_lowercase(), port))
+}
+
+/// Resolves on a thread of its own, so a slow DNS server never stalls a serving core.
+async fn resolve(name: String, port: u16) -> Result<Vec<SocketAddr>, Failure> {
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = futures_channel::oneshot::channel();
+    let query = name.clone();
+    std::thread::Builder::new()
+        .name("tenantry-resolve".into())
+        .spawn(move || {
+            let _ = tx.send((query.as_str(), port).to_socket_addrs().map(Vec::from_iter));
+        })
+        .map_err(|e| format!("cannot resolve `{name}`: {e}"))?;
+    match rx.await {
+        Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
+        Ok(Ok(_)) => Err(format!("`{name}` has no addresses")),
+        Ok(Err(e)) => Err(format!("cannot resolve `{name}`: {e}")),
+        Err(_) => Err(format!("cannot resolve `{name}`")),
+    }
+}
+
+/// One core's subrequest client: its policy and its idle keep-alive connections.
+pub struct Client {
+    policy: EgressPolicy,
+    idle: RefCell<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>>,
+}
+
+impl Client {
+    pub fn new(policy: EgressPolicy) -> Client {
+        Client {
+            policy,
+            idle: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Sends `req` to the host it names and reads the response, all before `deadline`.
+    pub async fn send(&self, req: Request, deadline: Instant) -> Result<Response, Failure> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match monoio::time::timeout(left, self.exchange(req)).await {
+            Ok(result) => result,
+            Err(_) => Err("the subrequest did not finish before the Worker's deadline".into()),
+        }
+    }
+
+    async fn exchange(&self, req: Request) -> Result<Response, Failure> {
+        if req.secure {
+            return Err(format!(
+                "https subrequests are not supported by this build (no TLS client): {}",
+                String::from_utf8_lossy(&req.url())
+            ));
+        }
+        let (name, port) = host_port(&req.host)?;
+        let addrs = resolve(name.clone(), port).await?;
+        let mut refusal = None;
+        let addr = addrs.into_iter().find(|a| match self.policy.check(a.ip()) {
+            Ok(()) => true,
+            Err(why) => {
+                refusal.get_or_insert(why);
+                false
+            }
+        });
+        let Some(addr) = addr else {
+            return Err(refusal.unwrap_or_else(|| format!("`{name}` has no usable address")));
+        };
+        let head = request_head(&req);
+        // A pooled connection may have been closed by the server meanwhile: on a failure before
+        // any response byte, retry once on a fresh connection (only for requests that are safe
+        // to repeat).
+        if let Some(stream) = self.take_idle(addr) {
+            match roundtrip(stream, &head, &req).await {
+                Ok((resp, reusable)) => return Ok(self.finish(addr, resp, reusable)),
+                Err(RoundTrip::BeforeResponse(_)) if idempotent(&req.method) => {}
+                Err(e) => return Err(e.describe(addr)),
+            }
+        }
+        let stream = monoio::time::timeout(self.policy.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                format!(
+                    "connecting to {addr} timed out after {} ms",
+                    self.policy.connect_timeout.as_millis()
+                )
+            })?
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        match roundtrip(stream, &head, &req).await {
+            Ok((resp, reusable)) => Ok(self.finish(addr, resp, reusable)),
+            Err(e) => Err(e.describe(addr)),
+        }
+    }
+
+    fn finish(&self, addr: SocketAddr, resp: Response, reusable: Option<TcpStream>) -> Response {
+        if let Some(stream) = reusable {
+            let mut idle = self.idle.borrow_mut();
+            let list = idle.entry(addr).or_default();
+            if list.len() < MAX_IDLE_PER_ADDR {
+                list.push((stream, Instant::now()));
+            }
+        }
+        resp
+    }
+
+    fn take_idle(&self, addr: SocketAddr) -> Option<TcpStream> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(&addr)?;
+        while let Some((stream, since)) = list.pop() {
+            if since.elapsed() < MAX_IDLE_AGE {
+                return Some(stream);
+            }
+        }
+        None
+    }
+}
+
+fn idempotent(method: &[u8]) -> bool {
+    matches!(method, b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE")
+}
+
+/// Fields the client frames itself, and hop-by-hop fields that never travel end to end.
+fn hop_by_hop(name: &[u8]) -> bool {
+    [
+        &b"connection"[..],
+        b"keep-alive",
+        b"transfer-encoding",
+        b"content-length",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"proxy-connection",
+        b"proxy-authorization",
+    ]
+    .iter()
+    .any(|h| h.eq_ignore_ascii_case(name))
+}
+
+fn request_head(req: &Request) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(&req.method);
+    head.push(b' ');
+    head.extend_from_slice(if req.target.is_empty() {
+        b"/"
+    } else {
+        &req.target
+    });
+    head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    head.extend_from_slice(&req.host);
+    head.extend_from_slice(b"\r\n");
+    for (name, value) in &req.headers {
+        if name.eq_ignore_ascii_case(b"host") || hop_by_hop(name) {
+            continue;
+        }
+        head.extend_from_slice(name);
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n");
+    }
+    if !req.body.is_empty() || !matches!(&req.method[..], b"GET" | b"HEAD" | b"OPTIONS") {
+        head.extend_from_slice(format!("content-length: {}\r\n", req.body.len()).as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+enum RoundTrip {
+    /// Failed before any response byte arrived (a stale pooled connection looks like this).
+    BeforeResponse(io::Error),
+    /// The upstream broke the protocol or a limit.
+    Bad(String),
+    Io(io::Error),
+}
+
+impl RoundTrip {
+    fn describe(self, addr: SocketAddr) -> Failure {
+        match self {
+            RoundTrip::BeforeResponse(e) | RoundTrip::Io(e) => {
+                format!("the subrequest to {addr} failed: {e}")
+            }
+            RoundTrip::Bad(why) => format!("bad response from {addr}: {why}"),
+        }
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(16 << 10);
+    }
+    let len = buf.len();
+    let owned = std::mem::take(buf);
+    let (res, slice) = stream.read(owned.slice_mut(len..)).await;
+    *buf = slice.into_inner();
+    res
+}
+
+/// One request and response on `stream`. Returns the response and, if the connection may carry
+/// another request, the stream.
+async fn roundtrip(
+    mut stream: TcpStream,
+    head: &[u8],
+    req: &Request,
+) -> Result<(Response, Option<TcpStream>), RoundTrip> {
+    let mut out = Vec::with_capacity(head.len() + req.body.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(&req.body);
+    let (res, _) = stream.write_all(out).await;
+    res.map_err(RoundTrip::BeforeResponse)?;
+
+    let mut buf = BytesMut::with_capacity(16 << 10);
+    let (status, headers, head_len) = loop {
+        let n = read_more(&mut stream, &mut buf).await.map_err(|e| {
+            if buf.is_empty() {
+                RoundTrip::BeforeResponse(e)
+            } else {
+                RoundTrip::Io(e)
+            }
+        })?;
+        if n == 0 {
+            let e = io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed");
+            return Err(if buf.is_empty() {
+                RoundTrip::BeforeResponse(e)
+            } else {
+                RoundTrip::Io(e)
+            });
+        }
+        let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+        let mut parsed = httparse::Response::new(&mut fields);
+        match parsed.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let status = parsed.code.unwrap_or(0);
+                let headers: Vec<(Bytes, Bytes)> = parsed
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            Bytes::copy_from_slice(h.name.as_bytes()),
+                            Bytes::copy_from_slice(h.value),
+                        )
+                    })
+                    .collect();
+                // 1xx interim responses are skipped; the final one follows.
+                if (100..200).contains(&status) && status != 101 {
+                    let _ = buf.split_to(len);
+                    continue;
+                }
+                break (status, headers, len);
+            }
+            Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD_BYTES => {
+                return Err(RoundTrip::Bad(format!(
+                    "response head larger than {MAX_RESPONSE_HEAD_BYTES} bytes"
+                )));
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(e) => return Err(RoundTrip::Bad(format!("malformed response head: {e}"))),
+        }
+    };
+    let _ = buf.split_to(head_len);
+
+    let field = |name: &[u8]| {
+        headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    let chunked = field(b"transfer-encoding")
+        .iter()
+        .any(|v| v.to_ascii_lowercase().ends_with(b"chunked"));
+    let lengths = field(b"content-length");
+    let close = field(b"connection")
+        .iter()
+        .any(|v| v.eq_ignore_ascii_case(b"close"));
+    let no_body = req.method.as_ref() == b"HEAD" || status == 204 || status == 304 || status == 101;
+
+    let too_big = || RoundTrip::Bad(format!("body larger than {MAX_RESPONSE_BODY_BYTES} bytes"));
+    let (body, reusable) = if no_body {
+        (Bytes::new(), !close)
+    } else if chunked {
+        let mut decoder = ChunkedDecoder::new(MAX_RESPONSE_BODY_BYTES, MAX_RESPONSE_HEAD_BYTES);
+        let mut body = BytesMut::new();
+        loop {
+            let progress = decoder.decode(&buf, &mut body).map_err(|e| match e {
+                crate::ParseError::BodyTooLarge { .. } => too_big(),
+                e => RoundTrip::Bad(format!("bad chunked body: {e}")),
+            })?;
+            let _ = buf.split_to(progress.consumed);
+            if progress.done {
+                break;
+            }
+            if read_more(&mut stream, &mut buf)
+                .await
+                .map_err(RoundTrip::Io)?
+                == 0
+            {
+                return Err(RoundTrip::Bad(
+                    "connection closed inside a chunked body".into(),
+                ));
+            }
+        }
+        (body.freeze(), !close && buf.is_empty())
+    } else if let Some(first) = lengths.first() {
+        if lengths.iter().any(|l| l != first) {
+            return Err(RoundTrip::Bad("conflicting Content-Length fields".into()));
+        }
+        let len: usize = std::str::from_utf8(first)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| RoundTrip::Bad("invalid Content-Length".into()))?;
+        if len > MAX_RESPONSE_BODY_BYTES {
+            return Err(too_big());
+        }
+        while buf.len() < len {
+            if read_more(&mut stream, &mut buf)
+                .await
+                .map_err(RoundTrip::Io)?
+                == 0
+            {
+                return Err(RoundTrip::Bad(format!(
+                    "connection closed after {} of {len} body bytes",
+                    buf.len()
+                )));
+            }
+        }
+        let body = buf.split_to(len).freeze();
+        (body, !close && buf.is_empty())
+    } else {
+        // Delimited by the end of the connection.
+        loop {
+            if buf.len() > MAX_RESPONSE_BODY_BYTES {
+                return Err(too_big());
+            }
+            if read_more(&mut stream, &mut buf)
+                .await
+                .map_err(RoundTrip::Io)?
+                == 0
+            {
+                break;
+            }
+        }
+        (buf.split().freeze(), false)
+    };
+    let headers = headers
+        .into_iter()
+        .filter(|(n, _)| !hop_by_hop(n))
+        .collect();
+    let response = Response {
+        status,
+        headers,
+        body,
+    };
+    Ok((response, reusable.then_some(stream)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_parse_and_match() {
+        let c = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(c.contains("10.1.200.3".parse().unwrap()));
+        assert!(!c.contains("10.2.0.1".parse().unwrap()));
+        assert!(!c.contains("::1".parse().unwrap()));
+        let one = Cidr::parse("127.0.0.1").unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(
+            Cidr::parse("fc00::/7")
+                .unwrap()
+                .contains("fd12::1".parse().unwrap())
+        );
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(Cidr::parse("example.com").is_err());
+    }
+
+    #[test]
+    fn non_public_addresses_are_refused_unless_allowed() {
+        let p = EgressPolicy::default();
+        for ip in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            let e = p.check(ip.parse().unwrap()).unwrap_err();
+            assert!(e.contains("refused"), "{ip}: {e}");
+        }
+        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
+            assert!(p.check(ip.parse().unwrap()).is_ok(), "{ip}");
+        }
+        let allowed = EgressPolicy {
+            allow: vec![Cidr::parse("127.0.0.0/8").unwrap()],
+            ..EgressPolicy::default()
+        };
+        assert!(allowed.check("127.0.0.1".parse().unwrap()).is_ok());
+        assert!(allowed.check("10.0.0.1".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn hosts_split_into_name_and_port() {
+        assert_eq!(
+            host_port(b"Example.com").unwrap(),
+            ("example.com".into(), 80)
+        );
+        assert_eq!(host_port(b"a.test:8080").unwrap(), ("a.test".into(), 8080));
+        assert_eq!(host_port(b"[::1]:9000").unwrap(), ("::1".into(), 9000));
+        assert_eq!(host_port(b"[::1]").unwrap(), ("::1".into(), 80));
+        assert!(host_port(b"").is_err());
+        assert!(host_port(b"a.test:http").is_err());
+    }
+
+    #[test]
+    fn the_request_head_is_framed_by_the_client() {
+        let req = Request {
+            method: Bytes::from_static(b"POST"),
+            host: Bytes::from_static(b"up.test:81"),
+            target: Bytes::from_static(b"/x?y"),
+            headers: vec![
+                (Bytes::from_static(b"Host"), Bytes::from_static(b"other")),
+                (
+                    Bytes::from_static(b"Connection"),
+                    Bytes::from_static(b"close"),
+                ),
+                (
+                    Bytes::from_static(b"Transfer-Encoding"),
+                    Bytes::from_static(b"chunked"),
+                ),
+                (Bytes::from_static(b"x-a"), Bytes::from_static(b"1")),
+            ],
+            body: Bytes::from_static(b"hello"),
+            secure: false,
+        };
+        assert_eq!(
+            String::from_utf8(request_head(&req)).unwrap(),
+            "POST /x?y HTTP/1.1\r\nhost: up.test:81\r\nx-a: 1\r\ncontent-length: 5\r\n\r\n"
+        );
+    }
+}

@@ -1,0 +1,317 @@
+//! Subrequests end to end: user Workers `fetch` a real upstream server on 127.0.0.1 through the
+//! node's HTTP client; the egress policy refuses non-public addresses unless allowed; and an
+//! outbound Worker set on a dispatch namespace binding sees (and allows, rewrites, answers or
+//! blocks) every subrequest of the Workers dispatched through it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::common::*;
+
+/// A keep-alive HTTP/1.1 server answering every request with `upstream saw: <request line>`
+/// followed by its header lines, counting the connections it accepted.
+struct Upstream {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || serve(stream));
+            }
+        });
+        Upstream { addr, connections }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+fn serve(stream: TcpStream) {
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    loop {
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push(line.trim_end().to_string());
+        }
+        let length = head
+            .iter()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap())
+            })
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let text = format!("upstream saw: {}\n", head.join("\n"));
+        let chunked = head[0].contains("chunked");
+        let response = if chunked {
+            let (a, b) = text.split_at(text.len() / 2);
+            format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nx-upstream: yes\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+                a.len(),
+                b.len()
+            )
+        } else {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nx-upstream: yes\r\n\r\n{text}",
+                text.len()
+            )
+        };
+        if out.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn query(url: &str) -> String {
+    url.replace(':', "%3A")
+        .replace('/', "%2F")
+        .replace('?', "%3F")
+}
+
+fn config(allow: &str) -> String {
+    let mut c = format!(
+        "[subrequests]\nallow = [{allow}]\n\
+         [[namespace]]\nname = \"customers\"\n[[namespace]]\nname = \"sandboxed\"\n\
+         [[route]]\nhost = \"direct.test\"\nnamespace = \"customers\"\nscript = \"fetcher\"\n\
+         [[route]]\nhost = \"*.example.test\"\nworker = \"dispatcher\"\n"
+    );
+    c += &worker("customers", "fetcher", "fetcher", "");
+    c += &worker(
+        "customers",
+        "budget",
+        "fetcher",
+        "limits = { subrequests = 2 }",
+    );
+    c += &worker("sandboxed", "fetcher", "fetcher", "");
+    c += &worker(
+        "sandboxed",
+        "relay",
+        "fetcher",
+        "bindings = [{ type = \"service\", name = \"BACKEND\", service = \"fetcher\" }]",
+    );
+    c += &format!(
+        "[[platform_worker]]\nname = \"dispatcher\"\nmodule = \"{}\"\n\
+         bindings = [\n  {{ type = \"dispatch_namespace\", name = \"CUSTOMERS\", namespace = \"customers\" }},\n  \
+         {{ type = \"dispatch_namespace\", name = \"SANDBOXED\", namespace = \"sandboxed\", \
+         outbound = {{ service = \"outbound\", parameters = [\"customer\"] }} }},\n]\n\
+         [[platform_worker]]\nname = \"outbound\"\nmodule = \"{}\"\n",
+        guest("dispatcher").display(),
+        guest("outbound").display()
+    );
+    c
+}
+
+#[test]
+fn workers_fetch_allowed_upstreams_and_reuse_connections() {
+    let up = Upstream::start();
+    let n = TestNode::start(&config("\"127.0.0.1\""));
+
+    // Five requests on one client connection: one serving core, one upstream connection.
+    let mut conn = Conn::open(n.addr);
+    for i in 0..5 {
+        let path = format!("/?url={}", query(&up.url(&format!("/item/{i}"))));
+        conn.send(format!("GET {path} HTTP/1.1\r\nHost: direct.test\r\n\r\n").as_bytes());
+        let r = conn.read_response(false);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let text = r.text();
+        assert!(
+            text.starts_with(&format!("upstream saw: GET /item/{i} HTTP/1.1\n")),
+            "{text}"
+        );
+        assert!(text.contains("x-from: fetcher"), "{text}");
+        assert!(text.contains(&format!("host: {}", up.addr)), "{text}");
+        assert_eq!(r.header("x-upstream"), Some("yes"));
+    }
+    assert_eq!(
+        up.connections.load(Ordering::SeqCst),
+        1,
+        "keep-alive connections are reused"
+    );
+
+    // Chunked upstream responses are decoded.
+    let r = get(
+        n.addr,
+        "direct.test",
+        &format!("/?url={}", query(&up.url("/chunked"))),
+    );
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text()
+            .starts_with("upstream saw: GET /chunked HTTP/1.1\n"),
+        "{}",
+        r.text()
+    );
+
+    // The subrequest budget: the script's own limit of 2.
+    let r = request(
+        n.addr,
+        "GET",
+        "x.example.test",
+        &format!("/?n=3&url={}", query(&up.url("/b"))),
+        &[("x-customer", "budget")],
+        b"",
+    );
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(
+        r.text().contains("fetch 3: the subrequest limit of 2"),
+        "{}",
+        r.text()
+    );
+
+    // A port nothing listens on: a clear failure, not a hang.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let r = get(
+        n.addr,
+        "direct.test",
+        &format!("/?url={}", query(&format!("http://{closed}/"))),
+    );
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("cannot connect to"), "{}", r.text());
+    // https is refused with a reason.
+    let r = get(
+        n.addr,
+        "direct.test",
+        &format!("/?url={}", query("https://93.184.216.34/")),
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        r.text().contains("https subrequests are not supported"),
+        "{}",
+        r.text()
+    );
+}
+
+#[test]
+fn non_public_addresses_are_refused_by_default() {
+    let up = Upstream::start();
+    let n = TestNode::start(&config(""));
+    for (url, what) in [
+        (up.url("/"), "loopback"),
+        (format!("http://localhost:{}/", up.addr.port()), "loopback"),
+        (
+            "http://169.254.169.254/latest/meta-data".to_string(),
+            "link-local",
+        ),
+        ("http://10.0.0.1/".to_string(), "private"),
+        ("http://[::1]:80/".to_string(), "loopback"),
+        ("http://0.0.0.0:80/".to_string(), "unspecified"),
+    ] {
+        let r = get(n.addr, "direct.test", &format!("/?url={}", query(&url)));
+        assert_eq!(r.status, 502, "{url}: {}", r.text());
+        let text = r.text();
+        assert!(
+            text.contains("refused") && text.contains(what),
+            "{url}: {text}"
+        );
+    }
+    assert_eq!(
+        up.connections.load(Ordering::SeqCst),
+        0,
+        "nothing reached the upstream"
+    );
+}
+
+#[test]
+fn the_outbound_worker_sees_every_subrequest() {
+    let up = Upstream::start();
+    let n = TestNode::start(&config("\"127.0.0.1\""));
+    let call = |name: &str, path: &str| {
+        request(
+            n.addr,
+            "GET",
+            "x.example.test",
+            path,
+            &[
+                ("x-customer", name),
+                ("x-binding", "SANDBOXED"),
+                ("x-outbound-customer", "acme"),
+            ],
+            b"",
+        )
+    };
+
+    // Allowed and rewritten: the upstream sees the dispatcher's parameter.
+    let r = call("fetcher", &format!("/?url={}", query(&up.url("/ok"))));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("x-customer: acme"), "{}", r.text());
+    assert_eq!(r.header("x-outbound"), Some("seen"));
+
+    // Blocked, and answered by the outbound Worker itself.
+    let r = call("fetcher", &format!("/?url={}", query(&up.url("/blocked"))));
+    assert_eq!(
+        (r.status, r.text()),
+        (403, "blocked by outbound for acme\n".to_string())
+    );
+    let r = call("fetcher", &format!("/?url={}", query(&up.url("/answer"))));
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "answered by outbound for acme\n".to_string())
+    );
+
+    // No bypass: a service binding's callee inherits the outbound Worker.
+    let r = call(
+        "relay",
+        &format!("/?via=service&url={}", query(&up.url("/ok"))),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-outbound"), Some("seen"), "{}", r.text());
+    assert!(r.text().contains("x-customer: acme"), "{}", r.text());
+    let r = call(
+        "relay",
+        &format!("/?via=service&url={}", query(&up.url("/blocked"))),
+    );
+    assert_eq!(r.status, 403);
+
+    // The same Worker dispatched without an outbound Worker goes straight out.
+    let r = request(
+        n.addr,
+        "GET",
+        "x.example.test",
+        &format!("/?url={}", query(&up.url("/direct"))),
+        &[("x-customer", "fetcher")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-outbound"), None);
+    assert!(!r.text().contains("x-customer"), "{}", r.text());
+
+    // A parameter the binding does not declare is refused.
+    let r = request(
+        n.addr,
+        "GET",
+        "x.example.test",
+        &format!("/?url={}", query(&up.url("/ok"))),
+        &[("x-customer", "fetcher"), ("x-outbound-customer", "acme")],
+        b"",
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("no outbound Worker"), "{}", r.text());
+}
