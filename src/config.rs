@@ -480,13 +480,12 @@ impl Config {
                     (ns.get_ref().clone(), ns.span())
                 }
                 (None, Some(worker)) => {
+                    // The platform Worker may also be uploaded through the admin API
+                    // (`/workers/scripts/{name}`): until it exists, the route answers 404.
                     let name = worker.get_ref();
-                    if !seen.contains(&(PLATFORM_NAMESPACE.to_string(), name.clone())) {
-                        return Err(ctx.error(
-                            Some(worker.span()),
-                            format!("route: platform worker `{name}` is not declared (add a [[platform_worker]])"),
-                        ));
-                    }
+                    valid_name(name).map_err(|m| {
+                        ctx.error(Some(worker.span()), format!("route: worker `{name}`: {m}"))
+                    })?;
                     if r.script.is_some() || r.script_from.is_some() {
                         return Err(ctx.error(
                             Some(worker.span()),

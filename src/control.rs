@@ -94,9 +94,12 @@ impl Control {
     }
 
     /// The current index of `ns`.
-    /// Platform Workers' namespace (`_…`) is not reachable here: it is deployed from the config.
+    /// The platform namespace is reachable (the admin API's account-level scripts); other names
+    /// starting with `_` cannot exist.
     pub fn index(&self, ns: &str) -> Result<Index, ControlError> {
-        if tenantry_loader::valid_name(ns).is_err() || ns.starts_with('_') {
+        if tenantry_loader::valid_name(ns).is_err()
+            || (ns.starts_with('_') && ns != tenantry_loader::PLATFORM_NAMESPACE)
+        {
             return Err(ControlError::NamespaceNotFound(ns.to_string()));
         }
         self.store
@@ -138,6 +141,19 @@ impl Control {
             .publish_index(ns, &IndexData::new(ns, now_ms()))?;
         self.swap(ns, Some(index.clone()));
         Ok(index)
+    }
+
+    /// Creates the platform Workers' namespace if it does not exist yet.
+    pub fn ensure_platform(&self) -> Result<(), ControlError> {
+        let ns = tenantry_loader::PLATFORM_NAMESPACE;
+        let _guard = self.guard();
+        if self.store.open_index(ns)?.is_none() {
+            let index = self
+                .store
+                .publish_index(ns, &IndexData::new(ns, now_ms()))?;
+            self.swap(ns, Some(index));
+        }
+        Ok(())
     }
 
     pub fn delete_namespace(&self, ns: &str) -> Result<(), ControlError> {

@@ -62,6 +62,9 @@ impl Node {
                     a.compile_timeout
                 }),
         ));
+        control
+            .ensure_platform()
+            .context("creating the platform Workers' namespace")?;
 
         let for_cores = plane.clone();
         let server =

@@ -6,7 +6,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantry_core::{BindingKind, Request, Response};
-use tenantry_loader::{ArtifactId, BindingEntry, Index, ScriptEntry, ScriptLimits};
+use tenantry_loader::{
+    ArtifactId, BindingEntry, Index, PLATFORM_NAMESPACE, ScriptEntry, ScriptLimits,
+};
 
 use super::envelope::{ApiError, success, success_with_info};
 use super::time::rfc3339;
@@ -30,7 +32,14 @@ pub async fn route(
         .collect();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let no_route = || ApiError::new(404, 7003, format!("No route for that URI: {path}"));
-    let rest = match segments.as_slice() {
+    let check_account = |acct: &str| match account {
+        Some(a) if a != acct => Err(ApiError::not_found(format!("account `{acct}` not found"))),
+        _ => Ok(()),
+    };
+    // Account-level scripts are the platform Workers (dispatchers, outbound Workers): served by
+    // the same handlers on the reserved platform namespace, which the namespace paths never reach.
+    let platform_path: Vec<&str>;
+    let rest: &[&str] = match segments.as_slice() {
         [
             "client",
             "v4",
@@ -41,10 +50,39 @@ pub async fn route(
             "namespaces",
             rest @ ..,
         ] => {
-            if account.is_some_and(|a| a != *acct) {
-                return Err(ApiError::not_found(format!("account `{acct}` not found")));
+            check_account(acct)?;
+            if let Some(ns) = rest.first().filter(|ns| ns.starts_with('_')) {
+                return Err(ApiError::from(ControlError::NamespaceNotFound(
+                    ns.to_string(),
+                )));
             }
             rest
+        }
+        [
+            "client",
+            "v4",
+            "accounts",
+            acct,
+            "workers",
+            "scripts",
+            rest @ ..,
+        ] => {
+            check_account(acct)?;
+            if rest.is_empty() && req.method.as_ref() != b"GET" {
+                return Err(ApiError::new(
+                    405,
+                    10405,
+                    format!(
+                        "method {} is not allowed on {path}",
+                        String::from_utf8_lossy(&req.method)
+                    ),
+                ));
+            }
+            platform_path = [PLATFORM_NAMESPACE, "scripts"]
+                .into_iter()
+                .chain(rest.iter().copied())
+                .collect();
+            &platform_path
         }
         _ => return Err(no_route()),
     };
@@ -386,6 +424,7 @@ async fn put_script(
     )
     .await?;
     let module = module.ok_or_else(|| ApiError::bad_request("the upload has no module part"))?;
+    check_dispatch_targets(c, &metadata)?;
     if !content_only && let Some(tags) = &metadata.tags {
         validate_tags(tags)?;
     }
@@ -411,7 +450,8 @@ async fn put_script(
             e.main_module = m.clone();
         }
         if !content_only {
-            apply_metadata(&mut e, &metadata).map_err(|err| ControlError::Invalid(err.message))?;
+            apply_metadata(&mut e, &metadata, ns == PLATFORM_NAMESPACE)
+                .map_err(|err| ControlError::Invalid(err.message))?;
         }
         data.scripts.insert(name.to_string(), e);
         Ok(())
@@ -421,10 +461,30 @@ async fn put_script(
     Ok(success(script_json(&e)))
 }
 
+/// The namespaces `dispatch_namespace` bindings name must exist (checked before compiling).
+fn check_dispatch_targets(c: &Control, m: &upload::Metadata) -> Result<(), ApiError> {
+    for b in m.bindings.iter().flatten() {
+        if b.kind == "dispatch_namespace"
+            && let Some(ns) = &b.namespace
+            && c.index(ns).is_err()
+        {
+            return Err(ApiError::bad_request(format!(
+                "binding `{}`: dispatch namespace `{ns}` does not exist",
+                b.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Applies upload or settings metadata to an entry.
-fn apply_metadata(e: &mut ScriptEntry, m: &upload::Metadata) -> Result<(), ApiError> {
+fn apply_metadata(
+    e: &mut ScriptEntry,
+    m: &upload::Metadata,
+    platform: bool,
+) -> Result<(), ApiError> {
     if let Some(bindings) = &m.bindings {
-        e.bindings = upload::resolve_bindings(bindings, &m.keep_bindings, &e.bindings)?;
+        e.bindings = upload::resolve_bindings(bindings, &m.keep_bindings, &e.bindings, platform)?;
     }
     if let Some(tags) = &m.tags {
         validate_tags(tags)?;
@@ -460,8 +520,10 @@ async fn patch_settings(
         "settings",
     )
     .await?;
+    check_dispatch_targets(c, &metadata)?;
     c.edit_script(ns, name, |e, _| {
-        apply_metadata(e, &metadata).map_err(|err| ControlError::Invalid(err.message))
+        apply_metadata(e, &metadata, ns == PLATFORM_NAMESPACE)
+            .map_err(|err| ControlError::Invalid(err.message))
     })?;
     Ok(success(settings_json(&script(c, ns, name)?)))
 }

@@ -49,6 +49,29 @@ pub struct BindingMeta {
     /// Cloudflare's service environment; Tenantry has one environment per script, so only
     /// `production` (or none) is accepted.
     pub environment: Option<String>,
+    /// A `dispatch_namespace` binding's namespace (platform Workers only).
+    pub namespace: Option<String>,
+    /// A `dispatch_namespace` binding's outbound Worker, in Cloudflare's shape:
+    /// `{"worker": {"service": "…"}, "params": [{"name": "…"}]}`.
+    pub outbound: Option<OutboundMeta>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutboundMeta {
+    pub worker: OutboundWorkerMeta,
+    #[serde(default)]
+    pub params: Vec<OutboundParamMeta>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutboundWorkerMeta {
+    pub service: String,
+    pub environment: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutboundParamMeta {
+    pub name: String,
 }
 
 /// A parsed upload.
@@ -228,6 +251,7 @@ pub fn resolve_bindings(
     given: &[BindingMeta],
     keep_types: &[String],
     existing: &[BindingEntry],
+    platform: bool,
 ) -> Result<Vec<BindingEntry>, ApiError> {
     let mut out = Vec::new();
     let mut names = HashSet::new();
@@ -255,7 +279,7 @@ pub fn resolve_bindings(
         }
         let kind = BindingKind::parse(&b.kind).ok_or_else(|| {
             ApiError::bad_request(format!(
-                "binding `{}`: type `{}` is not supported (plain_text, json, secret_text, service, inherit)",
+                "binding `{}`: type `{}` is not supported (plain_text, json, secret_text, service, dispatch_namespace, inherit)",
                 b.name, b.kind
             ))
         })?;
@@ -305,12 +329,50 @@ pub fn resolve_bindings(
                 })?;
                 target.to_string()
             }
-            BindingKind::DispatchNamespace => {
+            BindingKind::DispatchNamespace if !platform => {
                 return Err(ApiError::bad_request(format!(
                     "binding `{}`: dispatch_namespace bindings belong to platform Workers; a Worker \
                      in a dispatch namespace cannot call into other namespaces",
                     b.name
                 )));
+            }
+            BindingKind::DispatchNamespace => {
+                let namespace = b.namespace.clone().ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "binding `{}`: a dispatch_namespace binding needs `namespace`",
+                        b.name
+                    ))
+                })?;
+                let outbound = match &b.outbound {
+                    None => None,
+                    Some(o) => {
+                        if o.worker
+                            .environment
+                            .as_deref()
+                            .is_some_and(|e| e != "production")
+                        {
+                            return Err(ApiError::bad_request(format!(
+                                "binding `{}`: service environments other than `production` do not exist here",
+                                b.name
+                            )));
+                        }
+                        tenantry_loader::valid_name(&o.worker.service).map_err(|why| {
+                            ApiError::bad_request(format!(
+                                "binding `{}`: outbound service `{}`: {why}",
+                                b.name, o.worker.service
+                            ))
+                        })?;
+                        Some(tenantry_core::OutboundSpec {
+                            service: o.worker.service.clone(),
+                            parameters: o.params.iter().map(|p| p.name.clone()).collect(),
+                        })
+                    }
+                };
+                tenantry_core::DispatchSpec {
+                    namespace,
+                    outbound,
+                }
+                .to_value()
             }
         };
         out.push(BindingEntry {

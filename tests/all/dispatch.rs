@@ -234,11 +234,8 @@ fn dispatch_bindings_belong_to_platform_workers_only() {
          bindings = [{{ type = \"dispatch_namespace\", name = \"D\", namespace = \"nope\" }}]\n"
     ));
     assert!(e.contains("namespace `nope` is not declared"), "{e}");
-    let e = parse_err(&format!("{ns}[[route]]\nworker = \"missing\"\n"));
-    assert!(
-        e.contains("platform worker `missing` is not declared"),
-        "{e}"
-    );
+    let e = parse_err(&format!("{ns}[[route]]\nworker = \"Bad Name\"\n"));
+    assert!(e.contains("route: worker `Bad Name`"), "{e}");
     let e = parse_err("[[namespace]]\nname = \"_platform\"\n");
     assert!(e.contains("reserved for the platform"), "{e}");
     let e = parse_err(&format!(
@@ -301,4 +298,121 @@ fn dispatch_bindings_belong_to_platform_workers_only() {
         );
         assert_eq!(v["success"], false);
     }
+}
+
+/// A multipart upload: Cloudflare's `metadata` part and one wasm module.
+fn multipart(metadata: &str, wasm: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "b0undary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{metadata}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"w.wasm\"; filename=\"w.wasm\"\r\n\
+         Content-Type: application/wasm\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(wasm);
+    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[test]
+fn platform_workers_are_managed_through_account_level_scripts() {
+    // A route to a dispatcher that is not deployed yet.
+    let mut config = String::from(
+        "[[namespace]]\nname = \"customers\"\n[[route]]\nhost = \"*.example.test\"\nworker = \"dispatcher\"\n",
+    );
+    config += &worker("customers", "alice", "hello", "");
+    let mut n = TestNode::start(&config);
+    let a = n.node.as_ref().unwrap().admin_addr().unwrap();
+    let scripts = "/client/v4/accounts/acct-1/workers/scripts";
+    let auth = ("Authorization", "Bearer test-token");
+    let r = get(n.addr, "alice.example.test", "/");
+    assert_eq!(r.status, 404, "{}", r.text());
+
+    // A binding to a namespace that does not exist is refused before anything is compiled.
+    let dispatcher = std::fs::read(guest("dispatcher")).unwrap();
+    let (ct, body) = multipart(
+        r#"{"main_module": "w.wasm", "bindings": [{"type": "dispatch_namespace", "name": "CUSTOMERS", "namespace": "nope"}]}"#,
+        &dispatcher,
+    );
+    let r = request(
+        a,
+        "PUT",
+        "admin",
+        &format!("{scripts}/dispatcher"),
+        &[auth, ("Content-Type", &ct)],
+        &body,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text()
+            .contains("dispatch namespace `nope` does not exist"),
+        "{}",
+        r.text()
+    );
+
+    // Upload it with Cloudflare's binding shape, outbound included: it serves at once.
+    let (ct, body) = multipart(
+        r#"{"main_module": "w.wasm", "bindings": [{"type": "dispatch_namespace", "name": "CUSTOMERS", "namespace": "customers",
+            "outbound": {"worker": {"service": "outbound"}, "params": [{"name": "customer"}]}}]}"#,
+        &dispatcher,
+    );
+    let r = request(
+        a,
+        "PUT",
+        "admin",
+        &format!("{scripts}/dispatcher"),
+        &[auth, ("Content-Type", &ct)],
+        &body,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = get(n.addr, "alice.example.test", "/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-dispatched-by"), Some("tenantry-dispatcher"));
+
+    // Read back: listed at account level, never as a dispatch namespace.
+    let r = request(a, "GET", "admin", scripts, &[auth], b"");
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["result"][0]["id"], "dispatcher", "{v}");
+    let r = request(
+        a,
+        "GET",
+        "admin",
+        &format!("{scripts}/dispatcher/bindings"),
+        &[auth],
+        b"",
+    );
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["result"][0]["namespace"], "customers", "{v}");
+    assert_eq!(
+        v["result"][0]["outbound"]["worker"]["service"], "outbound",
+        "{v}"
+    );
+    assert_eq!(
+        v["result"][0]["outbound"]["params"][0]["name"], "customer",
+        "{v}"
+    );
+    let r = request(
+        a,
+        "GET",
+        "admin",
+        "/client/v4/accounts/acct-1/workers/dispatch/namespaces",
+        &[auth],
+        b"",
+    );
+    assert!(!r.text().contains("_platform"), "{}", r.text());
+
+    // It survives a restart, and deleting it takes the route back to 404.
+    n.restart(&config);
+    let a = n.node.as_ref().unwrap().admin_addr().unwrap();
+    assert_eq!(get(n.addr, "alice.example.test", "/").status, 200);
+    let r = request(
+        a,
+        "DELETE",
+        "admin",
+        &format!("{scripts}/dispatcher"),
+        &[auth],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(get(n.addr, "alice.example.test", "/").status, 404);
 }

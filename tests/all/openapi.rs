@@ -61,10 +61,10 @@ fn conforms(spec: &Value, schema: &Value, value: &Value, at: &str) {
     }
 }
 
-fn fill(path: &str, ns: &str) -> String {
+fn fill(path: &str, ns: &str, script: &str) -> String {
     path.replace("{account_id}", "acct-1")
         .replace("{dispatch_namespace}", ns)
-        .replace("{script_name}", "s1")
+        .replace("{script_name}", script)
         .replace("{secret_name}", "K")
         .replace("{tag}", "t1")
 }
@@ -77,7 +77,6 @@ fn the_server_matches_the_openapi_document() {
     let auth = [("Authorization", "Bearer test-token")];
     // Something to read: a script with a secret and a tag.
     let wasm = std::fs::read(guest("env_reader")).unwrap();
-    let base = "/client/v4/accounts/acct-1/workers/dispatch/namespaces/customers/scripts/s1";
     let put = |path: &str, ct: &str, body: &[u8]| {
         let r = request(
             a,
@@ -89,13 +88,19 @@ fn the_server_matches_the_openapi_document() {
         );
         assert_eq!(r.status, 200, "{path}: {}", r.text());
     };
-    put(base, "application/wasm", &wasm);
-    put(
-        &format!("{base}/secrets"),
-        "application/json",
-        br#"{"name": "K", "text": "v", "type": "secret_text"}"#,
-    );
-    put(&format!("{base}/tags"), "application/json", br#"["t1"]"#);
+    // In a namespace, and as a platform (account-level) script.
+    for base in [
+        "/client/v4/accounts/acct-1/workers/dispatch/namespaces/customers/scripts/s1",
+        "/client/v4/accounts/acct-1/workers/scripts/s1",
+    ] {
+        put(base, "application/wasm", &wasm);
+        put(
+            &format!("{base}/secrets"),
+            "application/json",
+            br#"{"name": "K", "text": "v", "type": "secret_text"}"#,
+        );
+        put(&format!("{base}/tags"), "application/json", br#"["t1"]"#);
+    }
 
     let methods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
     let mut checked = 0;
@@ -104,7 +109,14 @@ fn the_server_matches_the_openapi_document() {
             let op = &item[method.to_lowercase()];
             if op.is_null() {
                 // Not documented: the server must refuse it on this path.
-                let r = request(a, method, "admin", &fill(path, "customers"), &auth, b"");
+                let r = request(
+                    a,
+                    method,
+                    "admin",
+                    &fill(path, "customers", "s1"),
+                    &auth,
+                    b"",
+                );
                 assert_eq!(
                     r.status,
                     405,
@@ -115,7 +127,14 @@ fn the_server_matches_the_openapi_document() {
             }
             checked += 1;
             if method == "GET" {
-                let r = request(a, "GET", "admin", &fill(path, "customers"), &auth, b"");
+                let r = request(
+                    a,
+                    "GET",
+                    "admin",
+                    &fill(path, "customers", "s1"),
+                    &auth,
+                    b"",
+                );
                 assert_eq!(r.status, 200, "GET {path}: {}", r.text());
                 let content = &op["responses"]["200"]["content"];
                 if let Some(schema) = content["application/json"]["schema"].as_object() {
@@ -130,9 +149,16 @@ fn the_server_matches_the_openapi_document() {
                     assert_eq!(r.header("content-type"), Some("application/wasm"));
                 }
             } else {
-                // Changing calls go to a namespace that does not exist: routed (404 with the
+                // Changing calls go to a namespace or script that does not exist: routed (404 with the
                 // not-found code, or 400 for a body checked first), never "no route" or 405.
-                let r = request(a, method, "admin", &fill(path, "missing-ns"), &auth, b"");
+                let r = request(
+                    a,
+                    method,
+                    "admin",
+                    &fill(path, "missing-ns", "missing-script"),
+                    &auth,
+                    b"",
+                );
                 let v: Value = serde_json::from_slice(&r.body).unwrap();
                 let code = v["errors"][0]["code"].as_u64().unwrap_or(0);
                 assert!(
