@@ -143,6 +143,25 @@ impl CoreDispatch {
     }
 }
 
+/// Header fields whose name starts with this are platform-internal: the platform's edge and its
+/// dispatch Worker may use them, customer Workers never see them.
+pub const INTERNAL_HEADER_PREFIX: &[u8] = b"x-tenantry-";
+
+/// Removes platform-internal header fields before a Worker of `namespace` runs, unless it is a
+/// platform Worker.
+fn strip_internal(namespace: &str, req: &mut Request) {
+    if namespace == tenantry_loader::PLATFORM_NAMESPACE {
+        return;
+    }
+    let internal = |name: &[u8]| {
+        name.len() >= INTERNAL_HEADER_PREFIX.len()
+            && name[..INTERNAL_HEADER_PREFIX.len()].eq_ignore_ascii_case(INTERNAL_HEADER_PREFIX)
+    };
+    if req.headers.iter().any(|(n, _)| internal(n)) {
+        req.headers.retain(|(n, _)| !internal(n));
+    }
+}
+
 impl Invoker for CoreDispatch {
     fn invoke(
         &self,
@@ -153,6 +172,8 @@ impl Invoker for CoreDispatch {
         ctx: CallContext,
     ) -> CallFuture {
         let worker = self.worker(&self.snapshot(), namespace, script);
+        let mut req = req;
+        strip_internal(namespace, &mut req);
         Box::pin(async move {
             let worker = worker?;
             let limits = worker.limits().min(limits);
@@ -168,15 +189,23 @@ impl Invoker for CoreDispatch {
 
 impl Dispatcher {
     /// Routes `req` and runs its Worker.
-    pub async fn dispatch(&self, req: Request) -> Result<Response, Fault> {
-        let worker = {
-            let snapshot = self.core.snapshot();
+    pub async fn dispatch(&self, mut req: Request) -> Result<Response, Fault> {
+        let snapshot = self.core.snapshot();
+        let (worker, namespace) = {
             let Some(target) = snapshot.router.route(&req) else {
                 return Ok(Response::text(404, "No route matches this request\n"));
             };
-            self.core
-                .worker(&snapshot, target.namespace, &target.script)?
+            let worker = self
+                .core
+                .worker(&snapshot, target.namespace, &target.script)?;
+            // The namespace name, borrowed from the snapshot rather than the request.
+            let namespace = snapshot
+                .namespaces
+                .get_key_value(target.namespace)
+                .map_or("", |(k, _)| k.as_str());
+            (worker, namespace)
         };
+        strip_internal(namespace, &mut req);
         let limits = worker.limits();
         worker.invoke(req, limits).await
     }

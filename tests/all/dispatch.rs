@@ -22,6 +22,12 @@ fn config() -> String {
     c += &worker("customers", "spin-small", "spin", "limits = { cpu_ms = 5 }");
     c += &worker(
         "customers",
+        "hog",
+        "memory_hog",
+        "limits = { memory_mb = 64, cpu_ms = 2000 }",
+    );
+    c += &worker(
+        "customers",
         "caller",
         "service_caller",
         "bindings = [{ type = \"service\", name = \"BACKEND\", service = \"echo\" }]",
@@ -78,6 +84,7 @@ fn the_dispatcher_routes_by_host_path_and_header() {
             ("x-customer", "echo"),
             ("x-cpu-ms", "40"),
             ("x-extra", "kept"),
+            ("X-Tenantry-Tenant", "internal"),
         ],
         b"payload",
     );
@@ -95,6 +102,8 @@ fn the_dispatcher_routes_by_host_path_and_header() {
         !text.contains("x-customer") && !text.contains("x-cpu-ms"),
         "{text}"
     );
+    // Platform-internal headers never reach customer code.
+    assert!(!text.to_ascii_lowercase().contains("x-tenantry-"), "{text}");
 
     // A name that does not exist is the dispatcher's 404, not the platform's.
     let r = request(
@@ -121,10 +130,18 @@ fn the_dispatcher_routes_by_host_path_and_header() {
     assert_eq!(r.status, 404);
 
     // Declarative routes stay the fast path where no dispatcher is involved.
-    let r = get(n.addr, "direct.test", "/d");
+    let r = request(
+        n.addr,
+        "GET",
+        "direct.test",
+        "/d",
+        &[("x-tenantry-x", "1")],
+        b"",
+    );
     assert_eq!(r.status, 200);
     assert!(!dispatched(&r));
     assert!(r.text().starts_with("GET http://direct.test/d\n"));
+    assert!(!r.text().contains("x-tenantry-x"), "{}", r.text());
 }
 
 #[test]
@@ -160,6 +177,22 @@ fn the_lower_of_per_call_and_script_limits_applies() {
     assert_eq!(r.status, 503);
     assert!(
         r.text().contains("wall-clock limit of 20 ms"),
+        "{}",
+        r.text()
+    );
+    // And memory: per-call 4 MiB beats the script's 64 MiB.
+    let r = request(
+        n.addr,
+        "GET",
+        "x.example.test",
+        "/",
+        &[("x-customer", "hog"), ("x-memory-mb", "4")],
+        b"",
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        r.text()
+            .contains(&format!("memory limit of {} bytes", 4 << 20)),
         "{}",
         r.text()
     );
