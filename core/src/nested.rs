@@ -19,12 +19,14 @@
 //! `Send` oneshot receiver keeps the non-`Send` parts off the host call's future.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use futures_channel::oneshot;
 
 use crate::{Binding, Fault, Limits, Request, Response};
@@ -39,6 +41,18 @@ pub const MAX_CALL_DEPTH: u32 = 8;
 
 /// The future of one call.
 pub type CallFuture = Pin<Box<dyn Future<Output = Result<Response, Fault>>>>;
+
+/// The rest of a subrequest's response body, read as the guest asks for it. Lives on the core
+/// that made the subrequest (it owns the connection).
+pub trait BodyStream {
+    /// The next chunk; `Ok(None)` at the end. A failure is the explanation the guest gets.
+    fn next(&mut self) -> Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + '_>>;
+}
+
+/// The future of a subrequest: the response (its `body` is what arrived with the head) and, if
+/// more is to come, the stream of the rest.
+pub type FetchFuture =
+    Pin<Box<dyn Future<Output = Result<(Response, Option<Box<dyn BodyStream>>), Fault>>>>;
 
 /// The outbound Worker an invocation's subrequests go through, with the parameters the
 /// dispatcher passed for this call (the outbound Worker sees them as bindings).
@@ -75,13 +89,58 @@ pub trait Invoker {
         ctx: CallContext,
     ) -> CallFuture;
 
-    /// Sends `req` (whose `host` and `target` say where) over the network, finishing by
-    /// `deadline`. A refused or failed subrequest is [`Fault::Subrequest`].
-    fn fetch(&self, req: Request, deadline: Instant) -> CallFuture;
+    /// Sends `req` (whose `host` and `target` say where) over the network; the head must
+    /// arrive, and every body chunk be read, by `deadline`. A refused or failed subrequest is
+    /// [`Fault::Subrequest`].
+    fn fetch(&self, req: Request, deadline: Instant) -> FetchFuture;
 }
+
+/// The last stream id handed out, and the streams by id.
+type Streams = (u64, HashMap<u64, Box<dyn BodyStream>>);
 
 thread_local! {
     static INVOKER: RefCell<Option<Rc<dyn Invoker>>> = const { RefCell::new(None) };
+    /// Response bodies still streaming, by id; owned by the invocation that fetched them.
+    static STREAMS: RefCell<Streams> = RefCell::new((0, HashMap::new()));
+}
+
+fn register_stream(stream: Box<dyn BodyStream>) -> u64 {
+    STREAMS.with(|s| {
+        let mut s = s.borrow_mut();
+        s.0 += 1;
+        let id = s.0;
+        s.1.insert(id, stream);
+        id
+    })
+}
+
+/// Drops a stream the guest will not read further (its connection is closed).
+pub(crate) fn drop_stream(id: u64) {
+    // `try_with`: at thread exit the registry may already be gone.
+    let stream = STREAMS
+        .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.1.remove(&id)))
+        .ok()
+        .flatten();
+    drop(stream);
+}
+
+/// Reads the next chunk of stream `id` on this core's runtime. The stream is taken out of the
+/// registry while it reads and put back unless it ended.
+pub(crate) fn spawn_read(id: u64) -> oneshot::Receiver<Result<Option<Bytes>, String>> {
+    let (tx, rx) = oneshot::channel();
+    let stream = STREAMS.with(|s| s.borrow_mut().1.remove(&id));
+    monoio::spawn(async move {
+        let Some(mut stream) = stream else {
+            let _ = tx.send(Ok(None));
+            return;
+        };
+        let chunk = stream.next().await;
+        if matches!(chunk, Ok(Some(_))) {
+            STREAMS.with(|s| s.borrow_mut().1.insert(id, stream));
+        }
+        let _ = tx.send(chunk);
+    });
+    rx
 }
 
 /// Registers the invoker of the current thread's Workers (one per serving core). Without one,
@@ -107,26 +166,38 @@ pub(crate) enum Target {
     },
 }
 
+/// What a call returns to the caller's host function: the response, and the id of the stream
+/// of the rest of its body if it is still arriving.
+pub(crate) type CallResult = Result<(Response, Option<u64>), Fault>;
+
 /// Starts a call on this core's runtime; `None` if the thread has no invoker. Must be called
 /// inside a monoio runtime.
 pub(crate) fn spawn_call(
     target: Target,
     req: Request,
     limits: Limits,
-) -> Option<oneshot::Receiver<Result<Response, Fault>>> {
+) -> Option<oneshot::Receiver<CallResult>> {
     let invoker = INVOKER.with(|i| i.borrow().clone())?;
     let (tx, rx) = oneshot::channel();
     monoio::spawn(async move {
-        let call = match target {
+        let result = match target {
             Target::Worker {
                 namespace,
                 script,
                 ctx,
-            } => invoker.invoke(&namespace, &script, req, limits, ctx),
-            Target::Network { deadline } => invoker.fetch(req, deadline),
+            } => invoker
+                .invoke(&namespace, &script, req, limits, ctx)
+                .await
+                .map(|r| (r, None)),
+            Target::Network { deadline } => invoker
+                .fetch(req, deadline)
+                .await
+                .map(|(r, stream)| (r, stream.map(register_stream))),
         };
-        // The caller may have gone (its own deadline); the result is then dropped.
-        let _ = tx.send(call.await);
+        // The caller may have gone (its own deadline): the result, and any stream, are dropped.
+        if let Err(Ok((_, Some(id)))) = tx.send(result) {
+            drop_stream(id);
+        }
     });
     Some(rx)
 }

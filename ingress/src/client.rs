@@ -3,28 +3,31 @@
 //! ```text
 //!  fetch(req) ─ URL → host:port ─ resolve (resolver threads, never the core) ─ egress policy
 //!      ─ idle connection for that address, or connect (timeout) ─ write head + body
-//!      ─ read head (httparse) ─ body by Content-Length, chunked, or to close (bounded)
-//!      ─ keep-alive: the connection goes back to this core's idle list
+//!      ─ read head (httparse) ─ body by Content-Length, chunked, or to close, as the guest reads
+//!      ─ keep-alive: at the body's end the connection goes back to this core's idle list
 //! ```
 //!
 //! The egress policy is checked on the *resolved* address, so a name that resolves to a private
 //! address is refused like the address itself: loopback, private (RFC 1918, ULA), link-local,
 //! CGNAT, multicast, broadcast and unspecified addresses are unreachable unless the operator
 //! allows a network in `[subrequests] allow`. Only `http://` is supported (no TLS in this build).
-//! Everything is bounded: connect timeout, the caller's deadline for the whole exchange, 64 KiB
-//! of response head, [`MAX_RESPONSE_BODY_BYTES`] of body.
+//! Everything is bounded: the connect timeout, the caller's deadline for the head and for each
+//! body chunk, 64 KiB of response head. The body streams: the guest gets what came with the head
+//! at once and pulls the rest chunk by chunk ([`Body`]), so a large download never sits whole in
+//! memory.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use tenantry_core::{MAX_RESPONSE_BODY_BYTES, Request, Response};
+use tenantry_core::{Request, Response};
 
 use crate::chunked::ChunkedDecoder;
 
@@ -229,16 +232,26 @@ impl Client {
         }
     }
 
-    /// Sends `req` to the host it names and reads the response, all before `deadline`.
-    pub async fn send(&self, req: Request, deadline: Instant) -> Result<Response, Failure> {
+    /// Sends `req` to the host it names and reads the response head (and whatever part of the
+    /// body came with it) before `deadline`. The rest of the body, if any, is the returned
+    /// [`Body`], which reads it chunk by chunk, also by `deadline`.
+    pub async fn send(
+        self: &Rc<Self>,
+        req: Request,
+        deadline: Instant,
+    ) -> Result<(Response, Option<Body>), Failure> {
         let left = deadline.saturating_duration_since(Instant::now());
-        match monoio::time::timeout(left, self.exchange(req)).await {
+        match monoio::time::timeout(left, self.exchange(req, deadline)).await {
             Ok(result) => result,
             Err(_) => Err("the subrequest did not finish before the Worker's deadline".into()),
         }
     }
 
-    async fn exchange(&self, req: Request) -> Result<Response, Failure> {
+    async fn exchange(
+        self: &Rc<Self>,
+        req: Request,
+        deadline: Instant,
+    ) -> Result<(Response, Option<Body>), Failure> {
         if req.secure {
             return Err(format!(
                 "https subrequests are not supported by this build (no TLS client): {}",
@@ -264,7 +277,7 @@ impl Client {
         // to repeat).
         if let Some(stream) = self.take_idle(addr) {
             match roundtrip(stream, &head, &req).await {
-                Ok((resp, reusable)) => return Ok(self.finish(addr, resp, reusable)),
+                Ok(exchange) => return Ok(self.finish(addr, exchange, deadline)),
                 Err(RoundTrip::BeforeResponse(_)) if idempotent(&req.method) => {}
                 Err(e) => return Err(e.describe(addr)),
             }
@@ -280,20 +293,48 @@ impl Client {
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         let _ = stream.set_nodelay(true);
         match roundtrip(stream, &head, &req).await {
-            Ok((resp, reusable)) => Ok(self.finish(addr, resp, reusable)),
+            Ok(exchange) => Ok(self.finish(addr, exchange, deadline)),
             Err(e) => Err(e.describe(addr)),
         }
     }
 
-    fn finish(&self, addr: SocketAddr, resp: Response, reusable: Option<TcpStream>) -> Response {
-        if let Some(stream) = reusable {
-            let mut idle = self.idle.borrow_mut();
-            let list = idle.entry(addr).or_default();
-            if list.len() < MAX_IDLE_PER_ADDR {
-                list.push((stream, Instant::now()));
+    fn finish(
+        self: &Rc<Self>,
+        addr: SocketAddr,
+        exchange: Exchange,
+        deadline: Instant,
+    ) -> (Response, Option<Body>) {
+        match exchange.rest {
+            Rest::Done { reusable } => {
+                if let Some(stream) = reusable {
+                    self.put_idle(addr, stream);
+                }
+                (exchange.response, None)
+            }
+            Rest::More {
+                stream,
+                buf,
+                framing,
+            } => {
+                let body = Body {
+                    client: self.clone(),
+                    addr,
+                    stream: Some(stream),
+                    buf,
+                    framing,
+                    deadline,
+                };
+                (exchange.response, Some(body))
             }
         }
-        resp
+    }
+
+    fn put_idle(&self, addr: SocketAddr, stream: TcpStream) {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.entry(addr).or_default();
+        if list.len() < MAX_IDLE_PER_ADDR {
+            list.push((stream, Instant::now()));
+        }
     }
 
     fn take_idle(&self, addr: SocketAddr) -> Option<TcpStream> {
@@ -305,6 +346,124 @@ impl Client {
             }
         }
         None
+    }
+}
+
+impl tenantry_core::nested::BodyStream for Body {
+    fn next(
+        &mut self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Bytes>, String>> + '_>>
+    {
+        Box::pin(Body::next(self))
+    }
+}
+
+/// How the rest of a streamed response body is delimited.
+enum Framing {
+    /// This many bytes are still to come.
+    Length(usize),
+    Chunked(ChunkedDecoder),
+    /// Until the server closes the connection.
+    Close,
+}
+
+/// The rest of a subrequest's response body, read as the guest asks. At its end a reusable
+/// connection goes back to its core's idle list; dropped earlier, the connection is closed.
+pub struct Body {
+    client: Rc<Client>,
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    /// Bytes read from the connection and not yet returned (or decoded).
+    buf: BytesMut,
+    framing: Framing,
+    deadline: Instant,
+}
+
+impl Body {
+    /// The next chunk, or `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, Failure> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        match monoio::time::timeout(left, self.next_chunk()).await {
+            Ok(result) => result.map_err(|e| e.describe(self.addr)),
+            Err(_) => {
+                Err("the subrequest's body did not arrive before the Worker's deadline".into())
+            }
+        }
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, RoundTrip> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(None);
+        };
+        match &mut self.framing {
+            Framing::Length(0) => {}
+            Framing::Length(left) => {
+                if self.buf.is_empty()
+                    && read_more(stream, &mut self.buf)
+                        .await
+                        .map_err(RoundTrip::Io)?
+                        == 0
+                {
+                    return Err(RoundTrip::Bad(format!(
+                        "connection closed with {left} body bytes still to come"
+                    )));
+                }
+                let n = self.buf.len().min(*left);
+                *left -= n;
+                let chunk = self.buf.split_to(n).freeze();
+                if *left == 0 {
+                    self.end();
+                }
+                return Ok(Some(chunk));
+            }
+            Framing::Chunked(decoder) => loop {
+                let mut out = BytesMut::new();
+                let progress = decoder
+                    .decode(&self.buf, &mut out)
+                    .map_err(|e| RoundTrip::Bad(format!("bad chunked body: {e}")))?;
+                let _ = self.buf.split_to(progress.consumed);
+                if progress.done {
+                    self.end();
+                    return Ok((!out.is_empty()).then(|| out.freeze()));
+                }
+                if !out.is_empty() {
+                    return Ok(Some(out.freeze()));
+                }
+                if read_more(stream, &mut self.buf)
+                    .await
+                    .map_err(RoundTrip::Io)?
+                    == 0
+                {
+                    return Err(RoundTrip::Bad(
+                        "connection closed inside a chunked body".into(),
+                    ));
+                }
+            },
+            Framing::Close => {
+                if self.buf.is_empty()
+                    && read_more(stream, &mut self.buf)
+                        .await
+                        .map_err(RoundTrip::Io)?
+                        == 0
+                {
+                    self.stream = None;
+                    return Ok(None);
+                }
+                return Ok(Some(self.buf.split().freeze()));
+            }
+        }
+        self.end();
+        Ok(None)
+    }
+
+    /// The body is complete: a connection with nothing left over can carry the next request.
+    fn end(&mut self) {
+        if let Some(stream) = self.stream.take()
+            && self.buf.is_empty()
+            && !matches!(self.framing, Framing::Close)
+        {
+            self.client.put_idle(self.addr, stream);
+        }
     }
 }
 
@@ -387,13 +546,30 @@ async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usi
     res
 }
 
-/// One request and response on `stream`. Returns the response and, if the connection may carry
-/// another request, the stream.
+/// A response head, and how its body continues.
+struct Exchange {
+    /// The head, with in `body` the part of the body that arrived with it.
+    response: Response,
+    rest: Rest,
+}
+
+enum Rest {
+    /// The body is complete; the connection may carry another request.
+    Done { reusable: Option<TcpStream> },
+    /// More body is to come on the connection.
+    More {
+        stream: TcpStream,
+        buf: BytesMut,
+        framing: Framing,
+    },
+}
+
+/// One request on `stream`, up to the response head and whatever body arrived with it.
 async fn roundtrip(
     mut stream: TcpStream,
     head: &[u8],
     req: &Request,
-) -> Result<(Response, Option<TcpStream>), RoundTrip> {
+) -> Result<Exchange, RoundTrip> {
     let mut out = Vec::with_capacity(head.len() + req.body.len());
     out.extend_from_slice(head);
     out.extend_from_slice(&req.body);
@@ -465,33 +641,39 @@ async fn roundtrip(
         .iter()
         .any(|v| v.eq_ignore_ascii_case(b"close"));
     let no_body = req.method.as_ref() == b"HEAD" || status == 204 || status == 304 || status == 101;
+    let headers = headers
+        .into_iter()
+        .filter(|(n, _)| !hop_by_hop(n))
+        .collect();
+    let mut response = Response {
+        status,
+        headers,
+        body: Bytes::new(),
+    };
+    let done = |stream: TcpStream, reusable: bool| Rest::Done {
+        reusable: reusable.then_some(stream),
+    };
 
-    let too_big = || RoundTrip::Bad(format!("body larger than {MAX_RESPONSE_BODY_BYTES} bytes"));
-    let (body, reusable) = if no_body {
-        (Bytes::new(), !close)
+    let rest = if no_body {
+        done(stream, !close && buf.is_empty())
     } else if chunked {
-        let mut decoder = ChunkedDecoder::new(MAX_RESPONSE_BODY_BYTES, MAX_RESPONSE_HEAD_BYTES);
+        // Whatever is complete in the buffer now is the first part of the body.
+        let mut decoder = ChunkedDecoder::new(usize::MAX, MAX_RESPONSE_HEAD_BYTES);
         let mut body = BytesMut::new();
-        loop {
-            let progress = decoder.decode(&buf, &mut body).map_err(|e| match e {
-                crate::ParseError::BodyTooLarge { .. } => too_big(),
-                e => RoundTrip::Bad(format!("bad chunked body: {e}")),
-            })?;
-            let _ = buf.split_to(progress.consumed);
-            if progress.done {
-                break;
-            }
-            if read_more(&mut stream, &mut buf)
-                .await
-                .map_err(RoundTrip::Io)?
-                == 0
-            {
-                return Err(RoundTrip::Bad(
-                    "connection closed inside a chunked body".into(),
-                ));
+        let progress = decoder
+            .decode(&buf, &mut body)
+            .map_err(|e| RoundTrip::Bad(format!("bad chunked body: {e}")))?;
+        let _ = buf.split_to(progress.consumed);
+        response.body = body.freeze();
+        if progress.done {
+            done(stream, !close && buf.is_empty())
+        } else {
+            Rest::More {
+                stream,
+                buf,
+                framing: Framing::Chunked(decoder),
             }
         }
-        (body.freeze(), !close && buf.is_empty())
     } else if let Some(first) = lengths.first() {
         if lengths.iter().any(|l| l != first) {
             return Err(RoundTrip::Bad("conflicting Content-Length fields".into()));
@@ -500,49 +682,27 @@ async fn roundtrip(
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| RoundTrip::Bad("invalid Content-Length".into()))?;
-        if len > MAX_RESPONSE_BODY_BYTES {
-            return Err(too_big());
-        }
-        while buf.len() < len {
-            if read_more(&mut stream, &mut buf)
-                .await
-                .map_err(RoundTrip::Io)?
-                == 0
-            {
-                return Err(RoundTrip::Bad(format!(
-                    "connection closed after {} of {len} body bytes",
-                    buf.len()
-                )));
+        let now = buf.len().min(len);
+        response.body = buf.split_to(now).freeze();
+        if now == len {
+            done(stream, !close && buf.is_empty())
+        } else {
+            Rest::More {
+                stream,
+                buf,
+                framing: Framing::Length(len - now),
             }
         }
-        let body = buf.split_to(len).freeze();
-        (body, !close && buf.is_empty())
     } else {
         // Delimited by the end of the connection.
-        loop {
-            if buf.len() > MAX_RESPONSE_BODY_BYTES {
-                return Err(too_big());
-            }
-            if read_more(&mut stream, &mut buf)
-                .await
-                .map_err(RoundTrip::Io)?
-                == 0
-            {
-                break;
-            }
+        response.body = buf.split().freeze();
+        Rest::More {
+            stream,
+            buf,
+            framing: Framing::Close,
         }
-        (buf.split().freeze(), false)
     };
-    let headers = headers
-        .into_iter()
-        .filter(|(n, _)| !hop_by_hop(n))
-        .collect();
-    let response = Response {
-        status,
-        headers,
-        body,
-    };
-    Ok((response, reusable.then_some(stream)))
+    Ok(Exchange { response, rest })
 }
 
 #[cfg(test)]

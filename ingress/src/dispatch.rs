@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use std::time::Instant;
 
-use tenantry_core::nested::{CallContext, CallFuture, Invoker};
+use tenantry_core::nested::{BodyStream, CallContext, CallFuture, FetchFuture, Invoker};
 use tenantry_core::{Engine, Fault, Limits, Request, Response, Worker, WorkerPool, WorkerSpec};
 use tenantry_loader::{ArtifactStore, Index};
 
@@ -181,9 +181,15 @@ impl Invoker for CoreDispatch {
         })
     }
 
-    fn fetch(&self, req: Request, deadline: Instant) -> CallFuture {
+    fn fetch(&self, req: Request, deadline: Instant) -> FetchFuture {
         let client = self.client.clone();
-        Box::pin(async move { client.send(req, deadline).await.map_err(Fault::Subrequest) })
+        Box::pin(async move {
+            let (response, body) = client
+                .send(req, deadline)
+                .await
+                .map_err(Fault::Subrequest)?;
+            Ok((response, body.map(|b| Box::new(b) as Box<dyn BodyStream>)))
+        })
     }
 }
 

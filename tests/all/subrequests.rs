@@ -66,6 +66,34 @@ fn serve(stream: TcpStream) {
             .unwrap_or(0);
         let mut body = vec![0; length];
         reader.read_exact(&mut body).unwrap();
+        // `/big/<n>`: n bytes, by Content-Length; `/bigchunked/<n>`: n bytes in 64 KiB chunks.
+        let target = head[0].split(' ').nth(1).unwrap_or("/").to_string();
+        if let Some(n) = target.strip_prefix("/big/") {
+            let n: usize = n.parse().unwrap();
+            let mut response =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").into_bytes();
+            response.resize(response.len() + n, b'x');
+            if out.write_all(&response).is_err() {
+                return;
+            }
+            continue;
+        }
+        if let Some(n) = target.strip_prefix("/bigchunked/") {
+            let mut left: usize = n.parse().unwrap();
+            let mut response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            while left > 0 {
+                let n = left.min(64 << 10);
+                response.extend(format!("{n:x}\r\n").as_bytes());
+                response.resize(response.len() + n, b'y');
+                response.extend(b"\r\n");
+                left -= n;
+            }
+            response.extend(b"0\r\n\r\n");
+            if out.write_all(&response).is_err() {
+                return;
+            }
+            continue;
+        }
         let text = format!("upstream saw: {}\n", head.join("\n"));
         let chunked = head[0].contains("chunked");
         let response = if chunked {
@@ -314,4 +342,47 @@ fn the_outbound_worker_sees_every_subrequest() {
     );
     assert_eq!(r.status, 502, "{}", r.text());
     assert!(r.text().contains("no outbound Worker"), "{}", r.text());
+}
+
+#[test]
+fn response_bodies_stream_to_the_worker() {
+    let up = Upstream::start();
+    let n = TestNode::start(&config("\"127.0.0.1\""));
+    // 40 MiB, more than a buffered body may be (32 MiB), read in 64 KiB pieces by a Worker
+    // whose memory limit is far below that: the body streams.
+    let size = 40 << 20;
+    for path in [format!("/big/{size}"), format!("/bigchunked/{size}")] {
+        let mut conn = Conn::open(n.addr);
+        for _ in 0..2 {
+            let target = format!("/?count=1&url={}", query(&up.url(&path)));
+            conn.send(format!("GET {target} HTTP/1.1\r\nHost: direct.test\r\n\r\n").as_bytes());
+            let r = conn.read_response(false);
+            assert_eq!(r.status, 200, "{path}: {}", r.text());
+            assert_eq!(r.text(), format!("read {size} bytes\n"));
+        }
+        // Read to its end, the upstream connection went back to the core's idle list and
+        // carried the second request (the client connection keeps both on one core). The
+        // second client connection may land on the other core, with its own upstream connection.
+        let upstream = up.connections.load(Ordering::SeqCst);
+        let most = if path.starts_with("/big/") { 1 } else { 2 };
+        assert!(
+            upstream <= most,
+            "{upstream} upstream connections after {path}"
+        );
+    }
+
+    // Forwarding buffers the body: past 32 MiB that is refused with a reason.
+    let r = get(
+        n.addr,
+        "direct.test",
+        &format!("/?url={}", query(&up.url(&format!("/big/{size}")))),
+    );
+    assert_eq!(r.status, 500, "{}", r.text());
+    // A small body forwards fine, from a stream or not.
+    let r = get(
+        n.addr,
+        "direct.test",
+        &format!("/?url={}", query(&up.url("/bigchunked/200000"))),
+    );
+    assert_eq!((r.status, r.body.len()), (200, 200000));
 }

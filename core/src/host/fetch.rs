@@ -42,8 +42,22 @@ pub(crate) struct Calls {
 }
 
 struct Fetched {
+    /// The head, and in `body` the part of the body at hand.
     response: Response,
+    /// How much of `response.body` the guest has read.
     body_pos: usize,
+    /// The rest of the body, still arriving (a subrequest's streamed response).
+    stream: Option<u64>,
+}
+
+impl Drop for Calls {
+    fn drop(&mut self) {
+        for f in &self.responses {
+            if let Some(id) = f.stream {
+                crate::nested::drop_stream(id);
+            }
+        }
+    }
 }
 
 impl Calls {
@@ -115,8 +129,18 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     linker.func_wrap(WORKER_V1, "response_status", response_status)?;
     linker.func_wrap(WORKER_V1, "response_header", response_header)?;
     linker.func_wrap(WORKER_V1, "response_headers", response_headers)?;
-    linker.func_wrap(WORKER_V1, "response_body_read", response_body_read)?;
-    linker.func_wrap(WORKER_V1, "response_forward", response_forward)?;
+    linker.func_wrap_async(
+        WORKER_V1,
+        "response_body_read",
+        |caller: Ctx<'_>, (resp, out_ptr, out_cap): (i32, i32, i32)| {
+            Box::new(response_body_read(caller, resp, out_ptr, out_cap))
+        },
+    )?;
+    linker.func_wrap_async(
+        WORKER_V1,
+        "response_forward",
+        |caller: Ctx<'_>, (resp,): (i32,)| Box::new(response_forward(caller, resp)),
+    )?;
     Ok(())
 }
 
@@ -593,8 +617,8 @@ async fn run(mut caller: Ctx<'_>, call: Result<Call, i32>) -> R {
         .await
         .unwrap_or_else(|_| Err(Fault::Unavailable("the call was cancelled".into())));
     let state = caller.data_mut();
-    let response = match outcome {
-        Ok(response) => response,
+    let (response, stream) = match outcome {
+        Ok(done) => done,
         Err(Fault::NotFound) if call.via_outbound => {
             state.calls.last_error = format!("the outbound Worker `{}` is not deployed", call.what);
             return Ok(code::NETWORK);
@@ -614,18 +638,22 @@ async fn run(mut caller: Ctx<'_>, call: Result<Call, i32>) -> R {
             return Ok(code::NETWORK);
         }
         // Any other failure of the callee is what a client calling it directly would get.
-        Err(fault) => fault.to_response(),
+        Err(fault) => (fault.to_response(), None),
     };
     if state.calls.bytes + response.body.len() > MAX_CALL_BYTES {
         state.calls.last_error = format!(
             "responses of this invocation's fetches passed {MAX_CALL_BYTES} bytes together"
         );
+        if let Some(id) = stream {
+            crate::nested::drop_stream(id);
+        }
         return Ok(code::LIMIT);
     }
     state.calls.bytes += response.body.len();
     state.calls.responses.push(Fetched {
         response,
         body_pos: 0,
+        stream,
     });
     Ok(state.calls.responses.len() as i32)
 }
@@ -690,11 +718,65 @@ fn response_headers(mut caller: Ctx<'_>, resp: i32, out_ptr: i32, out_cap: i32) 
     return_value(&mut caller, &text, out_ptr, out_cap, "response_headers")
 }
 
-fn response_body_read(mut caller: Ctx<'_>, resp: i32, out_ptr: i32, out_cap: i32) -> R {
+/// Makes sure the unread part of response `resp`'s body is at hand, pulling the next chunk of a
+/// streamed body if it is not. `Ok(false)` at the end of the body; `Err` is a failed stream.
+async fn fill(caller: &mut Ctx<'_>, resp: i32) -> Result<bool, String> {
+    loop {
+        let Some(f) = caller.data_mut().calls.response(resp) else {
+            return Ok(false);
+        };
+        if f.body_pos < f.response.body.len() {
+            return Ok(true);
+        }
+        let Some(id) = f.stream else {
+            return Ok(false);
+        };
+        let chunk = crate::nested::spawn_read(id)
+            .await
+            .unwrap_or_else(|_| Err("the subrequest was cancelled".into()));
+        let f = caller
+            .data_mut()
+            .calls
+            .response(resp)
+            .expect("handles are never removed");
+        match chunk {
+            Ok(Some(chunk)) => {
+                f.response.body = chunk;
+                f.body_pos = 0;
+            }
+            Ok(None) => {
+                f.stream = None;
+                return Ok(false);
+            }
+            Err(why) => {
+                f.stream = None;
+                return Err(why);
+            }
+        }
+    }
+}
+
+async fn response_body_read(mut caller: Ctx<'_>, resp: i32, out_ptr: i32, out_cap: i32) -> R {
     const CALL: &str = "response_body_read";
-    let (pos, len) = match caller.data_mut().calls.response(resp) {
-        Some(f) => (f.body_pos, f.response.body.len()),
-        None => return Ok(code::BAD_HANDLE),
+    if caller.data_mut().calls.response(resp).is_none() {
+        return Ok(code::BAD_HANDLE);
+    }
+    // The out pair must be valid whatever happens next.
+    check_out(&mut caller, out_ptr, out_cap, CALL)?;
+    if out_cap <= 0 {
+        return Ok(0);
+    }
+    if let Err(why) = fill(&mut caller, resp).await {
+        caller.data_mut().calls.last_error = why;
+        return Ok(code::NETWORK);
+    }
+    let (pos, len) = {
+        let f = caller
+            .data_mut()
+            .calls
+            .response(resp)
+            .expect("checked above");
+        (f.body_pos, f.response.body.len())
     };
     let n = len.saturating_sub(pos).min(out_cap as u32 as usize);
     charge_copy(&mut caller, n)?;
@@ -707,22 +789,48 @@ fn response_body_read(mut caller: Ctx<'_>, resp: i32, out_ptr: i32, out_cap: i32
 }
 
 /// Makes a fetched response this invocation's response: status, headers and body (the body
-/// still unread, from where `response_body_read` left off). Later `response_*` calls on handle
-/// `0` modify it.
-fn response_forward(mut caller: Ctx<'_>, resp: i32) -> R {
-    let state = caller.data_mut();
-    let Some(f) = state.calls.response(resp) else {
+/// still unread, from where `response_body_read` left off; a streamed body is read to its end,
+/// at most [`MAX_RESPONSE_BODY_BYTES`]). Later `response_*` calls on handle `0` modify it.
+async fn response_forward(mut caller: Ctx<'_>, resp: i32) -> R {
+    let Some(f) = caller.data_mut().calls.response(resp) else {
         return Ok(code::BAD_HANDLE);
     };
+    let mut body = f.response.body.slice(f.body_pos..).to_vec();
+    f.body_pos = f.response.body.len();
+    loop {
+        match fill(&mut caller, resp).await {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(why) => {
+                caller.data_mut().calls.last_error = why;
+                return Ok(code::NETWORK);
+            }
+        }
+        let f = caller
+            .data_mut()
+            .calls
+            .response(resp)
+            .expect("checked above");
+        let chunk = f.response.body.slice(f.body_pos..);
+        f.body_pos = f.response.body.len();
+        if body.len() + chunk.len() > MAX_RESPONSE_BODY_BYTES {
+            caller.data_mut().calls.last_error = format!(
+                "the response body is larger than {MAX_RESPONSE_BODY_BYTES} bytes; read it with \
+                 response_body_read instead"
+            );
+            return Ok(code::LIMIT);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let state = caller.data_mut();
+    let f = state.calls.response(resp).expect("checked above");
     let status = f.response.status;
     let headers = f.response.headers.clone();
-    let body = f.response.body.slice(f.body_pos..);
-    f.body_pos = f.response.body.len();
     let out = &mut state.response;
     out.status = status;
     out.header_bytes = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
     out.headers = headers;
-    out.body = body.to_vec();
+    out.body = body;
     Ok(0)
 }
 

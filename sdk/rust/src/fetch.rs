@@ -127,6 +127,14 @@ impl fmt::Display for FetchError {
 
 impl std::error::Error for FetchError {}
 
+/// The host's explanation of the last failed fetch or body read.
+pub fn last_error() -> String {
+    // SAFETY: `read_value` passes `cap` writable bytes it owns.
+    read_value(256, |ptr, cap| unsafe { sys::fetch_error(ptr, cap) })
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
 fn fetch_result(ret: i32) -> Result<FetchedResponse, FetchError> {
     match check(ret) {
         Ok(handle) => Ok(FetchedResponse {
@@ -332,6 +340,16 @@ impl FetchedResponse {
         })
         .unwrap_or_default();
         parse_header_list(&text)
+    }
+
+    /// Reads the next part of the body into `buf`; `0` at the end. A subrequest's body streams
+    /// from the network as it is read, so this reads bodies of any size in constant memory.
+    pub fn read(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes.
+        check(unsafe { sys::response_body_read(self.handle, buf.as_mut_ptr(), buf.len()) })
     }
 
     /// The body (what has not been read yet).

@@ -1,6 +1,7 @@
 //! Fetches the URL in `?url=` (`?n=` times, default 1) and forwards the last response. With
 //! `?via=service` it asks the Worker behind its `BACKEND` service binding to do it instead (which
-//! gets the same query). A refused or failed fetch is `502` with the host's explanation; a spent
+//! gets the same query). With `?count=1` it reads the body in 64 KiB pieces instead and answers
+//! `read <bytes> bytes`. A refused or failed fetch is `502` with the host's explanation; a spent
 //! subrequest budget `429`.
 
 use tenantry_sdk::fetch::{self, FetchError, OutgoingRequest};
@@ -31,6 +32,24 @@ fn handle(req: Request) -> Result<Response, Error> {
                 return Ok(Response::with_status(status).body(format!("fetch {}: {e}\n", i + 1)));
             }
         }
+    }
+    if req.query("count").is_some()
+        && let Some(resp) = &last
+    {
+        let mut buf = vec![0; 64 << 10];
+        let mut total = 0usize;
+        loop {
+            match resp.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => total += n,
+                Err(e) => {
+                    let why = fetch::last_error();
+                    return Ok(Response::with_status(502)
+                        .body(format!("after {total} bytes: {why} ({e})\n")));
+                }
+            }
+        }
+        return Ok(Response::ok().body(format!("read {total} bytes\n")));
     }
     match last {
         Some(resp) => {
