@@ -11,7 +11,8 @@ conns=${2:-64}
 command -v wrk >/dev/null || { echo "wrk is not installed: run scripts/setup.sh --all" >&2; exit 1; }
 
 scripts/build-guests.sh
-cargo build --quiet --release -p tenantry
+# The same package set as load.sh, so the two share one build.
+cargo build --quiet --release -p tenantry -p tenantry-benches --bins
 
 pid=
 cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; }

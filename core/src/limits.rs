@@ -5,9 +5,12 @@
 /// wasmtime charges one unit of fuel per wasm operator (roughly), so this is the number of wasm
 /// operators a guest executes per millisecond on the reference machine (2 vCPU, see
 /// `docs/performance.md`, "Fuel calibration", reproduced with
-/// `cargo run --release -p tenantry-benches --bin fuel-calibrate`). Fuel makes the CPU limit deterministic: the
-/// same guest and input hit it at the same instruction on every machine, unlike a timer.
-pub const FUEL_PER_CPU_MS: u64 = 1_000_000;
+/// `cargo run --release -p tenantry-benches --bin fuel-calibrate`): the slowest loop shape
+/// measured, 12.5 M/ms, rounded down, so that no shape gets more CPU time than its limit (faster
+/// shapes, e.g. memory-bound loops at 20 M/ms, get proportionally less). Fuel makes the CPU limit
+/// deterministic: the same guest and input hit it at the same instruction on every machine,
+/// unlike a timer.
+pub const FUEL_PER_CPU_MS: u64 = 12_000_000;
 
 /// Most header fields a guest may put in one response (`response_header_*` returns `LIMIT` past it).
 pub const MAX_RESPONSE_HEADER_FIELDS: usize = 100;
@@ -31,9 +34,10 @@ pub const MAX_LOG_LINE_BYTES: usize = 4 << 10;
 
 /// Bytes the host copies into or out of guest memory per unit of fuel charged. Host calls run
 /// outside wasm, so without this a guest could spend unmetered CPU by asking for a large value
-/// again and again; at ~16 bytes/ns for `memcpy` and [`FUEL_PER_CPU_MS`] fuel per ms this keeps
-/// host copies within the same CPU budget as wasm code.
-pub const HOST_COPY_BYTES_PER_FUEL: u64 = 16;
+/// again and again. `memcpy` moves ~16 bytes/ns, i.e. 16 M bytes per ms against
+/// [`FUEL_PER_CPU_MS`] (12 M) fuel per ms: one byte per unit of fuel keeps host copies within
+/// the same CPU budget as wasm code, slightly on the strict side.
+pub const HOST_COPY_BYTES_PER_FUEL: u64 = 1;
 
 /// The limits one invocation runs under. The lower of a script's own limits and the per-call (or
 /// platform default) limits applies: see [`Limits::min`].

@@ -52,7 +52,8 @@ fn main() {
         for _ in 0..5 {
             let mut store = Store::new(engine.wasmtime(), ());
             store.set_fuel(u64::MAX).unwrap();
-            store.set_epoch_deadline(u64::MAX);
+            // Far in the future, without overflowing `current epoch + delta`.
+            store.set_epoch_deadline(u64::MAX / 2);
             let instance = Instance::new(&mut store, &module, &[]).unwrap();
             let run = instance
                 .get_typed_func::<i32, i32>(&mut store, "run")
