@@ -32,6 +32,7 @@ mod compile;
 mod entry;
 mod fsutil;
 pub mod index;
+pub mod kv;
 mod mmap;
 mod store;
 

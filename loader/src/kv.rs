@@ -1,0 +1,619 @@
+//! KV namespaces on the embedded default store: one [redb] database, `<data_dir>/kv.redb`.
+//!
+//! ```text
+//!  kv_namespaces: namespace id ─► {"title", "created_on"}                 (JSON)
+//!  kv_entries:    (namespace id, key) ─► expiration u64 LE (0 = never)
+//!                                        ‖ metadata length u32 LE ‖ metadata (JSON text)
+//!                                        ‖ value
+//! ```
+//!
+//! redb is ACID (copy-on-write B-trees, a commit is durable when it returns) and single-file,
+//! with many concurrent readers and one writer. Its calls block on disk I/O: callers run them
+//! off the serving cores. Cloudflare's limits apply: keys of 1 to 512 bytes (not `.` or `..`),
+//! values up to 25 MiB, metadata up to 1024 bytes of JSON, an expiration at least 60 s ahead.
+//! Expired entries are never returned; [`KvStore::sweep`] removes them.
+//!
+//! [redb]: https://docs.rs/redb
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableTable, TableDefinition};
+
+/// The longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 512;
+/// The largest value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 25 << 20;
+/// The largest metadata, in bytes of JSON.
+pub const MAX_METADATA_BYTES: usize = 1024;
+/// The most keys one list returns.
+pub const MAX_LIST_LIMIT: usize = 1000;
+/// The nearest an expiration may be, in seconds from now.
+pub const MIN_EXPIRATION_TTL_S: u64 = 60;
+
+const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("kv_namespaces");
+const ENTRIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv_entries");
+
+/// Why a KV operation failed. Every variant but [`KvError::Storage`] is the caller's mistake.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvError {
+    #[error("KV namespace `{0}` not found")]
+    NamespaceNotFound(String),
+    #[error("a KV namespace titled `{0}` already exists")]
+    TitleExists(String),
+    #[error("a KV namespace title is 1 to 512 characters")]
+    BadTitle,
+    #[error("keys are 1 to {MAX_KEY_BYTES} bytes and not `.` or `..` (got {0} bytes)")]
+    BadKey(usize),
+    #[error("the value is {0} bytes, more than the limit of {MAX_VALUE_BYTES} bytes")]
+    ValueTooLarge(usize),
+    #[error("the metadata is {0} bytes, more than the limit of {MAX_METADATA_BYTES} bytes")]
+    MetadataTooLarge(usize),
+    #[error("the metadata is not JSON: {0}")]
+    MetadataNotJson(String),
+    #[error(
+        "expiration {0} is less than {MIN_EXPIRATION_TTL_S} seconds in the future (it is a Unix time in seconds)"
+    )]
+    ExpirationTooSoon(u64),
+    #[error("expiration_ttl must be at least {MIN_EXPIRATION_TTL_S} seconds (got {0})")]
+    TtlTooShort(u64),
+    #[error("list limit must be 1 to {MAX_LIST_LIMIT} (got {0})")]
+    BadLimit(usize),
+    #[error("the KV store failed: {0}")]
+    Storage(String),
+}
+
+fn storage(e: impl std::fmt::Display) -> KvError {
+    KvError::Storage(e.to_string())
+}
+
+/// A KV namespace.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KvNamespace {
+    pub id: String,
+    pub title: String,
+    /// Unix milliseconds.
+    pub created_on: i64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct NamespaceRecord {
+    title: String,
+    created_on: i64,
+}
+
+/// A stored value with what was stored beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvEntry {
+    pub value: Vec<u8>,
+    /// JSON text.
+    pub metadata: Option<String>,
+    /// Unix seconds.
+    pub expiration: Option<u64>,
+}
+
+/// A key as a list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvKey {
+    pub name: String,
+    pub expiration: Option<u64>,
+    pub metadata: Option<String>,
+}
+
+/// One page of a list: `cursor` is `None` when the list is complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvPage {
+    pub keys: Vec<KvKey>,
+    pub cursor: Option<String>,
+}
+
+/// How long a value lives, and what metadata rides along with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    /// Unix seconds.
+    pub expiration: Option<u64>,
+    /// Seconds from now; wins over `expiration` when both are given (as Cloudflare does).
+    pub expiration_ttl: Option<u64>,
+    /// JSON text.
+    pub metadata: Option<String>,
+}
+
+/// The KV store of a data directory. Cheap to clone; every call blocks on disk I/O.
+#[derive(Clone)]
+pub struct KvStore {
+    db: Arc<Database>,
+}
+
+fn check_key(key: &str) -> Result<(), KvError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES || key == "." || key == ".." {
+        return Err(KvError::BadKey(key.len()));
+    }
+    Ok(())
+}
+
+fn encode(value: &[u8], metadata: Option<&str>, expiration: Option<u64>) -> Vec<u8> {
+    let meta = metadata.unwrap_or("").as_bytes();
+    let mut out = Vec::with_capacity(12 + meta.len() + value.len());
+    out.extend_from_slice(&expiration.unwrap_or(0).to_le_bytes());
+    out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+    out.extend_from_slice(meta);
+    out.extend_from_slice(value);
+    out
+}
+
+/// Splits a stored record into expiration, metadata and value.
+fn decode(raw: &[u8]) -> Option<(Option<u64>, Option<&str>, &[u8])> {
+    let expiration = u64::from_le_bytes(raw.get(..8)?.try_into().ok()?);
+    let meta_len = u32::from_le_bytes(raw.get(8..12)?.try_into().ok()?) as usize;
+    let meta = raw.get(12..12 + meta_len)?;
+    let value = raw.get(12 + meta_len..)?;
+    let meta = if meta.is_empty() {
+        None
+    } else {
+        Some(std::str::from_utf8(meta).ok()?)
+    };
+    Some(((expiration != 0).then_some(expiration), meta, value))
+}
+
+fn expired(expiration: Option<u64>, now: u64) -> bool {
+    expiration.is_some_and(|e| e <= now)
+}
+
+impl KvStore {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<KvStore, KvError> {
+        let db = Database::create(path).map_err(storage)?;
+        let txn = db.begin_write().map_err(storage)?;
+        txn.open_table(NAMESPACES).map_err(storage)?;
+        txn.open_table(ENTRIES).map_err(storage)?;
+        txn.commit().map_err(storage)?;
+        Ok(KvStore { db: Arc::new(db) })
+    }
+
+    pub fn create_namespace(&self, title: &str, now_ms: i64) -> Result<KvNamespace, KvError> {
+        if title.is_empty() || title.len() > 512 {
+            return Err(KvError::BadTitle);
+        }
+        let txn = self.db.begin_write().map_err(storage)?;
+        let id = {
+            let mut table = txn.open_table(NAMESPACES).map_err(storage)?;
+            for item in table.iter().map_err(storage)? {
+                let (_, v) = item.map_err(storage)?;
+                let record: NamespaceRecord = serde_json::from_slice(v.value()).map_err(storage)?;
+                if record.title == title {
+                    return Err(KvError::TitleExists(title.to_string()));
+                }
+            }
+            let mut raw = [0u8; 16];
+            getrandom::fill(&mut raw).map_err(storage)?;
+            let id = hex::encode(raw);
+            let record = NamespaceRecord {
+                title: title.to_string(),
+                created_on: now_ms,
+            };
+            let json = serde_json::to_vec(&record).map_err(storage)?;
+            table
+                .insert(id.as_str(), json.as_slice())
+                .map_err(storage)?;
+            id
+        };
+        txn.commit().map_err(storage)?;
+        Ok(KvNamespace {
+            id,
+            title: title.to_string(),
+            created_on: now_ms,
+        })
+    }
+
+    pub fn namespaces(&self) -> Result<Vec<KvNamespace>, KvError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(NAMESPACES).map_err(storage)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(storage)? {
+            let (k, v) = item.map_err(storage)?;
+            let record: NamespaceRecord = serde_json::from_slice(v.value()).map_err(storage)?;
+            out.push(KvNamespace {
+                id: k.value().to_string(),
+                title: record.title,
+                created_on: record.created_on,
+            });
+        }
+        out.sort_by(|a, b| a.title.cmp(&b.title));
+        Ok(out)
+    }
+
+    pub fn namespace(&self, id: &str) -> Result<KvNamespace, KvError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(NAMESPACES).map_err(storage)?;
+        let v = table
+            .get(id)
+            .map_err(storage)?
+            .ok_or_else(|| KvError::NamespaceNotFound(id.to_string()))?;
+        let record: NamespaceRecord = serde_json::from_slice(v.value()).map_err(storage)?;
+        Ok(KvNamespace {
+            id: id.to_string(),
+            title: record.title,
+            created_on: record.created_on,
+        })
+    }
+
+    pub fn rename_namespace(&self, id: &str, title: &str) -> Result<KvNamespace, KvError> {
+        if title.is_empty() || title.len() > 512 {
+            return Err(KvError::BadTitle);
+        }
+        let current = self.namespace(id)?;
+        if self
+            .namespaces()?
+            .iter()
+            .any(|n| n.title == title && n.id != id)
+        {
+            return Err(KvError::TitleExists(title.to_string()));
+        }
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(NAMESPACES).map_err(storage)?;
+            let record = NamespaceRecord {
+                title: title.to_string(),
+                created_on: current.created_on,
+            };
+            let json = serde_json::to_vec(&record).map_err(storage)?;
+            table.insert(id, json.as_slice()).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        Ok(KvNamespace {
+            title: title.to_string(),
+            ..current
+        })
+    }
+
+    /// Deletes a namespace and every entry in it.
+    pub fn delete_namespace(&self, id: &str) -> Result<(), KvError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut namespaces = txn.open_table(NAMESPACES).map_err(storage)?;
+            if namespaces.remove(id).map_err(storage)?.is_none() {
+                return Err(KvError::NamespaceNotFound(id.to_string()));
+            }
+            let mut entries = txn.open_table(ENTRIES).map_err(storage)?;
+            let keys: Vec<String> = entries
+                .range((id, "")..)
+                .map_err(storage)?
+                .map_while(|item| {
+                    let (k, _) = item.ok()?;
+                    let (ns, key) = k.value();
+                    (ns == id).then(|| key.to_string())
+                })
+                .collect();
+            for key in keys {
+                entries.remove((id, key.as_str())).map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)
+    }
+
+    fn require_namespace(&self, id: &str) -> Result<(), KvError> {
+        self.namespace(id).map(|_| ())
+    }
+
+    /// The entry under `key`, unless absent or expired at `now` (Unix seconds).
+    pub fn get(&self, ns: &str, key: &str, now: u64) -> Result<Option<KvEntry>, KvError> {
+        check_key(key)?;
+        let txn = self.db.begin_read().map_err(storage)?;
+        if txn
+            .open_table(NAMESPACES)
+            .map_err(storage)?
+            .get(ns)
+            .map_err(storage)?
+            .is_none()
+        {
+            return Err(KvError::NamespaceNotFound(ns.to_string()));
+        }
+        let table = txn.open_table(ENTRIES).map_err(storage)?;
+        let Some(raw) = table.get((ns, key)).map_err(storage)? else {
+            return Ok(None);
+        };
+        let (expiration, metadata, value) =
+            decode(raw.value()).ok_or_else(|| storage("a corrupt KV record"))?;
+        if expired(expiration, now) {
+            return Ok(None);
+        }
+        Ok(Some(KvEntry {
+            value: value.to_vec(),
+            metadata: metadata.map(str::to_string),
+            expiration,
+        }))
+    }
+
+    /// Stores `value` under `key`, replacing what was there.
+    pub fn put(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &[u8],
+        options: &PutOptions,
+        now: u64,
+    ) -> Result<(), KvError> {
+        check_key(key)?;
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(KvError::ValueTooLarge(value.len()));
+        }
+        if let Some(meta) = &options.metadata {
+            if meta.len() > MAX_METADATA_BYTES {
+                return Err(KvError::MetadataTooLarge(meta.len()));
+            }
+            serde_json::from_str::<serde_json::Value>(meta)
+                .map_err(|e| KvError::MetadataNotJson(e.to_string()))?;
+        }
+        let expiration = match (options.expiration_ttl, options.expiration) {
+            (Some(ttl), _) if ttl < MIN_EXPIRATION_TTL_S => return Err(KvError::TtlTooShort(ttl)),
+            (Some(ttl), _) => Some(now.saturating_add(ttl)),
+            (None, Some(at)) if at < now.saturating_add(MIN_EXPIRATION_TTL_S) => {
+                return Err(KvError::ExpirationTooSoon(at));
+            }
+            (None, at) => at,
+        };
+        self.require_namespace(ns)?;
+        let record = encode(value, options.metadata.as_deref(), expiration);
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(ENTRIES).map_err(storage)?;
+            table
+                .insert((ns, key), record.as_slice())
+                .map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// Removes `key` (absent is fine, as in Cloudflare's API).
+    pub fn delete(&self, ns: &str, key: &str) -> Result<(), KvError> {
+        check_key(key)?;
+        self.require_namespace(ns)?;
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(ENTRIES).map_err(storage)?;
+            table.remove((ns, key)).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// Up to `limit` keys starting with `prefix`, in byte order, after `cursor` (from the
+    /// previous page).
+    pub fn list(
+        &self,
+        ns: &str,
+        prefix: &str,
+        limit: usize,
+        cursor: Option<&str>,
+        now: u64,
+    ) -> Result<KvPage, KvError> {
+        if limit == 0 || limit > MAX_LIST_LIMIT {
+            return Err(KvError::BadLimit(limit));
+        }
+        self.require_namespace(ns)?;
+        // The cursor is the hex of the last key of the previous page: opaque, and any key.
+        let after = match cursor.filter(|c| !c.is_empty()) {
+            Some(c) => Some(
+                hex::decode(c)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| storage(format!("invalid cursor `{c}`")))?,
+            ),
+            None => None,
+        };
+        let start = match &after {
+            Some(a) if a.as_str() >= prefix => a.as_str(),
+            _ => prefix,
+        };
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(ENTRIES).map_err(storage)?;
+        let mut keys = Vec::new();
+        let mut more = false;
+        for item in table.range((ns, start)..).map_err(storage)? {
+            let (k, v) = item.map_err(storage)?;
+            let (item_ns, key) = k.value();
+            if item_ns != ns || !key.starts_with(prefix) {
+                break;
+            }
+            if after.as_deref() == Some(key) {
+                continue;
+            }
+            let Some((expiration, metadata, _)) = decode(v.value()) else {
+                continue;
+            };
+            if expired(expiration, now) {
+                continue;
+            }
+            if keys.len() == limit {
+                more = true;
+                break;
+            }
+            keys.push(KvKey {
+                name: key.to_string(),
+                expiration,
+                metadata: metadata.map(str::to_string),
+            });
+        }
+        let cursor = more
+            .then(|| keys.last().map(|k: &KvKey| hex::encode(k.name.as_bytes())))
+            .flatten();
+        Ok(KvPage { keys, cursor })
+    }
+
+    /// Removes every entry expired at `now`; returns how many.
+    pub fn sweep(&self, now: u64) -> Result<usize, KvError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let removed = {
+            let mut table = txn.open_table(ENTRIES).map_err(storage)?;
+            let dead: Vec<(String, String)> = table
+                .iter()
+                .map_err(storage)?
+                .filter_map(|item| {
+                    let (k, v) = item.ok()?;
+                    let (expiration, _, _) = decode(v.value())?;
+                    let (ns, key) = k.value();
+                    expired(expiration, now).then(|| (ns.to_string(), key.to_string()))
+                })
+                .collect();
+            for (ns, key) in &dead {
+                table.remove((ns.as_str(), key.as_str())).map_err(storage)?;
+            }
+            dead.len()
+        };
+        txn.commit().map_err(storage)?;
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn store() -> (tempfile::TempDir, KvStore, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = KvStore::open(&dir.path().join("kv.redb")).unwrap();
+        let ns = kv.create_namespace("cache", 1).unwrap().id;
+        (dir, kv, ns)
+    }
+
+    #[test]
+    fn values_round_trip_with_metadata_and_survive_reopening() {
+        let (dir, kv, ns) = store();
+        let opts = PutOptions {
+            metadata: Some(r#"{"v":1}"#.into()),
+            ..PutOptions::default()
+        };
+        kv.put(&ns, "a", b"hello", &opts, NOW).unwrap();
+        let e = kv.get(&ns, "a", NOW).unwrap().unwrap();
+        assert_eq!(e.value, b"hello");
+        assert_eq!(e.metadata.as_deref(), Some(r#"{"v":1}"#));
+        assert_eq!(kv.get(&ns, "missing", NOW).unwrap(), None);
+        drop(kv);
+        let kv = KvStore::open(&dir.path().join("kv.redb")).unwrap();
+        assert_eq!(kv.get(&ns, "a", NOW).unwrap().unwrap().value, b"hello");
+        kv.delete(&ns, "a").unwrap();
+        assert_eq!(kv.get(&ns, "a", NOW).unwrap(), None);
+        kv.delete(&ns, "a").unwrap();
+    }
+
+    #[test]
+    fn limits_are_cloudflares() {
+        let (_dir, kv, ns) = store();
+        let none = PutOptions::default();
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        assert_eq!(
+            kv.put(&ns, &long, b"", &none, NOW),
+            Err(KvError::BadKey(513))
+        );
+        assert_eq!(kv.put(&ns, "..", b"", &none, NOW), Err(KvError::BadKey(2)));
+        let big = vec![0; MAX_VALUE_BYTES + 1];
+        assert!(matches!(
+            kv.put(&ns, "k", &big, &none, NOW),
+            Err(KvError::ValueTooLarge(_))
+        ));
+        let meta = PutOptions {
+            metadata: Some(format!("\"{}\"", "m".repeat(MAX_METADATA_BYTES))),
+            ..none.clone()
+        };
+        assert!(matches!(
+            kv.put(&ns, "k", b"", &meta, NOW),
+            Err(KvError::MetadataTooLarge(_))
+        ));
+        let not_json = PutOptions {
+            metadata: Some("{oops".into()),
+            ..none.clone()
+        };
+        assert!(matches!(
+            kv.put(&ns, "k", b"", &not_json, NOW),
+            Err(KvError::MetadataNotJson(_))
+        ));
+        let ttl = PutOptions {
+            expiration_ttl: Some(10),
+            ..none.clone()
+        };
+        assert_eq!(
+            kv.put(&ns, "k", b"", &ttl, NOW),
+            Err(KvError::TtlTooShort(10))
+        );
+        let soon = PutOptions {
+            expiration: Some(NOW + 5),
+            ..none.clone()
+        };
+        assert_eq!(
+            kv.put(&ns, "k", b"", &soon, NOW),
+            Err(KvError::ExpirationTooSoon(NOW + 5))
+        );
+        assert_eq!(
+            kv.put("nope", "k", b"", &none, NOW),
+            Err(KvError::NamespaceNotFound("nope".into()))
+        );
+    }
+
+    #[test]
+    fn expired_entries_are_never_returned_and_are_swept() {
+        let (_dir, kv, ns) = store();
+        let ttl = PutOptions {
+            expiration_ttl: Some(60),
+            ..PutOptions::default()
+        };
+        kv.put(&ns, "short", b"x", &ttl, NOW).unwrap();
+        kv.put(&ns, "long", b"y", &PutOptions::default(), NOW)
+            .unwrap();
+        assert!(kv.get(&ns, "short", NOW + 59).unwrap().is_some());
+        assert_eq!(kv.get(&ns, "short", NOW + 60).unwrap(), None);
+        let page = kv.list(&ns, "", 10, None, NOW + 60).unwrap();
+        assert_eq!(page.keys.len(), 1);
+        assert_eq!(kv.sweep(NOW + 60).unwrap(), 1);
+        assert_eq!(kv.sweep(NOW + 60).unwrap(), 0);
+        assert!(kv.get(&ns, "long", NOW + 1_000_000).unwrap().is_some());
+    }
+
+    #[test]
+    fn lists_page_by_prefix_and_namespaces_stay_apart() {
+        let (_dir, kv, ns) = store();
+        let other = kv.create_namespace("other", 2).unwrap().id;
+        for i in 0..25 {
+            kv.put(
+                &ns,
+                &format!("user:{i:02}"),
+                b"",
+                &PutOptions::default(),
+                NOW,
+            )
+            .unwrap();
+        }
+        kv.put(&ns, "zzz", b"", &PutOptions::default(), NOW)
+            .unwrap();
+        kv.put(&other, "user:99", b"", &PutOptions::default(), NOW)
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = kv.list(&ns, "user:", 10, cursor.as_deref(), NOW).unwrap();
+            seen.extend(page.keys.into_iter().map(|k| k.name));
+            match page.cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 25);
+        assert_eq!(seen[0], "user:00");
+        assert_eq!(seen[24], "user:24");
+        assert!(kv.get(&other, "user:00", NOW).unwrap().is_none());
+        assert_eq!(
+            kv.list(&ns, "", 1001, None, NOW),
+            Err(KvError::BadLimit(1001))
+        );
+
+        assert_eq!(
+            kv.create_namespace("other", 3),
+            Err(KvError::TitleExists("other".into()))
+        );
+        kv.rename_namespace(&other, "renamed").unwrap();
+        assert_eq!(kv.namespace(&other).unwrap().title, "renamed");
+        kv.delete_namespace(&other).unwrap();
+        assert!(kv.namespace(&other).is_err());
+        assert_eq!(kv.list(&ns, "", 1000, None, NOW).unwrap().keys.len(), 26);
+    }
+}
