@@ -61,6 +61,8 @@ pub struct Config {
     /// Limits for Workers that set none of their own.
     pub default_limits: Limits,
     pub namespaces: Vec<String>,
+    /// KV namespaces by title (`[[kv_namespace]]`), created at deploy if missing.
+    pub kv_namespaces: Vec<String>,
     pub workers: Vec<WorkerConfig>,
     pub routes: Vec<Route>,
     /// The admin API listener; `None` when `[admin] enabled = false`.
@@ -118,6 +120,8 @@ struct FileShape {
     #[serde(default)]
     subrequests: SubrequestsFile,
     #[serde(default)]
+    kv_namespace: Vec<KvNamespaceFile>,
+    #[serde(default)]
     route: Vec<RouteFile>,
     #[serde(default)]
     admin: AdminFile,
@@ -139,6 +143,12 @@ struct AdminFile {
     account_id: Option<String>,
     /// How long an upload may take to compile, in seconds (queueing included).
     compile_timeout_s: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KvNamespaceFile {
+    title: Spanned<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -343,6 +353,24 @@ impl Config {
             namespaces.push(name.clone());
         }
 
+        let mut kv_namespaces: Vec<String> = Vec::new();
+        for ns in &file.kv_namespace {
+            let title = ns.title.get_ref();
+            if title.is_empty() || title.len() > 512 {
+                return Err(ctx.error(
+                    Some(ns.title.span()),
+                    "kv_namespace: a title is 1 to 512 characters".into(),
+                ));
+            }
+            if kv_namespaces.contains(title) {
+                return Err(ctx.error(
+                    Some(ns.title.span()),
+                    format!("kv_namespace `{title}` is declared twice"),
+                ));
+            }
+            kv_namespaces.push(title.clone());
+        }
+
         let mut seen = HashSet::new();
         let mut workers = Vec::new();
         let platform_names: HashSet<String> = file
@@ -404,6 +432,17 @@ impl Config {
             for b in &w.bindings {
                 let binding = convert_binding(b.get_ref())
                     .map_err(|m| ctx.error(Some(b.span()), format!("worker `{name}`: {m}")))?;
+                if binding.kind == BindingKind::KvNamespace
+                    && !kv_namespaces.contains(&binding.value)
+                {
+                    return Err(ctx.error(
+                        Some(b.span()),
+                        format!(
+                            "worker `{name}`: binding `{}`: KV namespace `{}` is not declared (add a [[kv_namespace]] with title = \"{}\")",
+                            binding.name, binding.value, binding.value
+                        ),
+                    ));
+                }
                 if binding.kind == BindingKind::DispatchNamespace {
                     let spec =
                         DispatchSpec::parse(&binding.value).expect("built by convert_binding");
@@ -595,6 +634,7 @@ impl Config {
         }
 
         Ok(Config {
+            kv_namespaces,
             egress,
             admin,
             data_dir: base.join(file.data_dir.as_deref().unwrap_or("data")),
@@ -645,6 +685,25 @@ fn convert_binding(b: &BindingFile) -> Result<Binding, String> {
             "binding name `{}` must be non-empty [A-Za-z0-9_]",
             b.name
         ));
+    }
+    if kind == BindingKind::KvNamespace {
+        let Some(title) = &b.namespace else {
+            return Err(format!(
+                "binding `{}`: a kv_namespace binding takes `namespace` (the title of a [[kv_namespace]])",
+                b.name
+            ));
+        };
+        if b.text.is_some() || b.json.is_some() || b.service.is_some() || b.outbound.is_some() {
+            return Err(format!(
+                "binding `{}`: a kv_namespace binding takes only `namespace`",
+                b.name
+            ));
+        }
+        return Ok(Binding {
+            name: b.name.clone(),
+            kind,
+            value: title.clone(),
+        });
     }
     let target = match kind {
         BindingKind::Service => Some((&b.service, "service")),

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tenantry_loader::kv::KvStore;
 
 use tenantry_core::Limits;
 use tenantry_ingress::dispatch::{Plane, Snapshot};
@@ -41,6 +42,8 @@ pub struct Control {
     default_limits: Limits,
     /// Serialises read-modify-publish of indexes and snapshot swaps.
     lock: Mutex<()>,
+    /// The node's KV namespaces (the admin API manages them; Workers reach them on the plane).
+    kv: KvStore,
 }
 
 impl Control {
@@ -51,6 +54,7 @@ impl Control {
         default_limits: Limits,
         compile_threads: usize,
         compile_timeout: std::time::Duration,
+        kv: KvStore,
     ) -> Control {
         let compiler =
             Compiler::new(store.artifacts().clone(), compile_threads).with_timeout(compile_timeout);
@@ -61,7 +65,13 @@ impl Control {
             routes,
             default_limits,
             lock: Mutex::new(()),
+            kv,
         }
+    }
+
+    /// The node's KV store.
+    pub fn kv(&self) -> &KvStore {
+        &self.kv
     }
 
     pub fn store(&self) -> &Store {

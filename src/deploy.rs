@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow};
-use tenantry_core::Engine;
+use tenantry_core::{BindingKind, Engine};
+use tenantry_loader::kv::KvStore;
 use tenantry_loader::{BindingEntry, Compiler, IndexData, ScriptEntry, ScriptLimits, Store};
 
 use crate::config::{Config, WorkerConfig};
@@ -22,7 +23,21 @@ pub struct Report {
 /// Compiles the config's Workers and publishes them into `store`. Each namespace's index is
 /// published once, with every Worker of the file in it; Workers already deployed that the file
 /// does not list are kept (see docs/design.md).
-pub fn apply(config: &Config, store: &Store) -> anyhow::Result<Report> {
+pub fn apply(config: &Config, store: &Store, kv: &KvStore) -> anyhow::Result<Report> {
+    // KV namespaces the file declares, by title: created if missing; bindings name them by title.
+    let mut kv_ids = HashMap::new();
+    let existing = kv.namespaces().context("listing KV namespaces")?;
+    for title in &config.kv_namespaces {
+        let id = match existing.iter().find(|n| &n.title == title) {
+            Some(n) => n.id.clone(),
+            None => {
+                kv.create_namespace(title, unix_ms())
+                    .with_context(|| format!("creating KV namespace `{title}`"))?
+                    .id
+            }
+        };
+        kv_ids.insert(title.clone(), id);
+    }
     let compiler = Compiler::new(store.artifacts().clone(), compile_threads());
     let pending: Vec<_> = config
         .workers
@@ -70,7 +85,13 @@ pub fn apply(config: &Config, store: &Store) -> anyhow::Result<Report> {
                 .map(|b| BindingEntry {
                     name: b.name.clone(),
                     kind: b.kind as u8,
-                    value: b.value.clone(),
+                    value: match b.kind {
+                        BindingKind::KvNamespace => kv_ids
+                            .get(&b.value)
+                            .cloned()
+                            .expect("validated by Config: the KV namespace is declared"),
+                        _ => b.value.clone(),
+                    },
                 })
                 .collect(),
             tags: w.tags.clone(),

@@ -10,6 +10,7 @@ use tenantry_core::Engine;
 use tenantry_ingress::ServerHandle;
 use tenantry_ingress::dispatch::Plane;
 use tenantry_loader::Store;
+use tenantry_loader::kv::{KvService, KvStore};
 
 use crate::admin::{AdminConfig, AdminHandler, MAX_ADMIN_BODY_BYTES, TOKEN_ENV};
 use crate::config::Config;
@@ -33,7 +34,10 @@ impl Node {
         engine.start_epoch_ticker();
         let store = Store::open(&config.data_dir, engine.clone())
             .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
-        let report = deploy::apply(config, &store)?;
+        let kv_path = config.data_dir.join("kv.redb");
+        let kv_store = KvStore::open(&kv_path)
+            .with_context(|| format!("opening the KV store {}", kv_path.display()))?;
+        let report = deploy::apply(config, &store, &kv_store)?;
         tracing::info!(
             workers = report.deployed,
             namespaces = report.namespaces,
@@ -42,12 +46,14 @@ impl Node {
 
         let snapshot = Control::snapshot_of(&store, &config.routes, config.default_limits)
             .context("opening the namespaces in the data directory")?;
+        let kv = Arc::new(KvService::start(kv_store.clone(), 2));
         let plane = Plane::new(
             snapshot,
             engine,
             store.artifacts().clone(),
             config.workers_per_core,
             config.egress.clone(),
+            Some(kv.clone() as Arc<dyn tenantry_core::kv::KvBackend>),
         );
         let control = Arc::new(Control::new(
             store,
@@ -61,6 +67,7 @@ impl Node {
                 .map_or(tenantry_loader::DEFAULT_COMPILE_TIMEOUT, |a| {
                     a.compile_timeout
                 }),
+            kv_store,
         ));
         control
             .ensure_platform()

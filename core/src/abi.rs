@@ -37,6 +37,8 @@ pub(crate) mod code {
     /// A subrequest was refused (egress policy) or failed (unreachable, timed out, malformed
     /// response), or the outbound Worker is missing.
     pub const NETWORK: i32 = -8;
+    /// The KV store failed (not the guest's mistake; the operation may be retried).
+    pub const STORE: i32 = -9;
 }
 
 /// WASI errno values the subset returns.
@@ -151,6 +153,10 @@ pub(crate) const WORKER_V1_FUNCS: &[HostSig] = &[
     sig("response_headers", &[I, I, I], &[I]),
     sig("response_body_read", &[I, I, I], &[I]),
     sig("response_forward", &[I], &[I]),
+    sig("kv_get", &[I, I, I, I], &[I]),
+    sig("kv_put", &[I, I, I, I, I, I, I, I], &[I]),
+    sig("kv_delete", &[I, I, I, I], &[I]),
+    sig("kv_list", &[I, I, I, I], &[I]),
 ];
 
 /// The `wasi_snapshot_preview1` functions given a real implementation (docs/worker-abi.md,

@@ -18,6 +18,9 @@ pub enum BindingKind {
     /// `dispatch_namespace`: a namespace of user Workers that a platform (dispatch) Worker may
     /// call by name. The value is the namespace's name. Only platform Workers may have one.
     DispatchNamespace = 5,
+    /// `kv_namespace`: a KV namespace the Worker reads and writes with the `kv_*` calls. The
+    /// value is the namespace's id.
+    KvNamespace = 6,
 }
 
 impl BindingKind {
@@ -29,6 +32,7 @@ impl BindingKind {
             BindingKind::SecretText => "secret_text",
             BindingKind::Service => "service",
             BindingKind::DispatchNamespace => "dispatch_namespace",
+            BindingKind::KvNamespace => "kv_namespace",
         }
     }
 
@@ -40,6 +44,7 @@ impl BindingKind {
             "secret_text" => BindingKind::SecretText,
             "service" => BindingKind::Service,
             "dispatch_namespace" => BindingKind::DispatchNamespace,
+            "kv_namespace" => BindingKind::KvNamespace,
             _ => return None,
         })
     }
@@ -66,6 +71,7 @@ impl BindingKind {
             3 => BindingKind::SecretText,
             4 => BindingKind::Service,
             5 => BindingKind::DispatchNamespace,
+            6 => BindingKind::KvNamespace,
             _ => return None,
         })
     }

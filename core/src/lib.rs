@@ -40,6 +40,7 @@ mod guest_mem;
 mod host;
 mod http;
 mod invoke;
+pub mod kv;
 mod limits;
 pub mod nested;
 mod pool;

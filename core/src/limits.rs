@@ -28,6 +28,9 @@ pub const MAX_CALL_HANDLES: usize = 128;
 /// invocation: host memory a guest can make the node hold, outside its own memory limit.
 pub const MAX_CALL_BYTES: usize = 64 << 20;
 
+/// KV operations one invocation may make (Cloudflare's limit for paid plans).
+pub const MAX_KV_OPS: u32 = 1000;
+
 /// A guest log line (`log`, or one `fd_write` to stdout/stderr) is cut at this many bytes, so a
 /// Worker cannot flood the node's log with one call.
 pub const MAX_LOG_LINE_BYTES: usize = 4 << 10;

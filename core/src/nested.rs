@@ -93,6 +93,14 @@ pub trait Invoker {
     /// arrive, and every body chunk be read, by `deadline`. A refused or failed subrequest is
     /// [`Fault::Subrequest`].
     fn fetch(&self, req: Request, deadline: Instant) -> FetchFuture;
+
+    /// The node's KV store, if it has one.
+    fn kv(&self) -> Option<Arc<dyn crate::kv::KvBackend>>;
+}
+
+/// The current core's KV store.
+pub(crate) fn kv_backend() -> Option<Arc<dyn crate::kv::KvBackend>> {
+    INVOKER.with(|i| i.borrow().as_ref().and_then(|i| i.kv()))
 }
 
 /// The last stream id handed out, and the streams by id.

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use std::time::Instant;
 
+use tenantry_core::kv::KvBackend;
 use tenantry_core::nested::{BodyStream, CallContext, CallFuture, FetchFuture, Invoker};
 use tenantry_core::{Engine, Fault, Limits, Request, Response, Worker, WorkerPool, WorkerSpec};
 use tenantry_loader::{ArtifactStore, Index};
@@ -47,6 +48,7 @@ pub struct Plane {
     engine: Engine,
     workers_per_core: usize,
     egress: EgressPolicy,
+    kv: Option<Arc<dyn KvBackend>>,
 }
 
 impl Plane {
@@ -56,6 +58,7 @@ impl Plane {
         artifacts: ArtifactStore,
         workers_per_core: usize,
         egress: EgressPolicy,
+        kv: Option<Arc<dyn KvBackend>>,
     ) -> Arc<Plane> {
         Arc::new(Plane {
             generation: AtomicU64::new(1),
@@ -64,6 +67,7 @@ impl Plane {
             engine,
             workers_per_core,
             egress,
+            kv,
         })
     }
 
@@ -179,6 +183,10 @@ impl Invoker for CoreDispatch {
             let limits = worker.limits().min(limits);
             worker.invoke_with(req, limits, ctx).await
         })
+    }
+
+    fn kv(&self) -> Option<Arc<dyn KvBackend>> {
+        self.plane.kv.clone()
     }
 
     fn fetch(&self, req: Request, deadline: Instant) -> FetchFuture {

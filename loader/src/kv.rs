@@ -464,6 +464,182 @@ impl KvStore {
     }
 }
 
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+type Job = (
+    tenantry_core::kv::KvOp,
+    futures_channel::oneshot::Sender<
+        Result<tenantry_core::kv::KvReply, tenantry_core::kv::KvFailure>,
+    >,
+);
+
+/// The KV store as the serving cores reach it: operations queue to a few threads of their own
+/// (redb blocks on disk I/O), and a sweeper removes expired entries every [`SWEEP_INTERVAL`].
+pub struct KvService {
+    store: KvStore,
+    jobs: Option<crossbeam_channel::Sender<Job>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    stop: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+/// How often expired entries are removed from disk (they are never returned meanwhile).
+pub const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn failure(e: KvError) -> tenantry_core::kv::KvFailure {
+    use tenantry_core::kv::KvFailure;
+    match e {
+        KvError::ValueTooLarge(_) | KvError::MetadataTooLarge(_) => KvFailure::Limit(e.to_string()),
+        KvError::Storage(_) => {
+            tracing::error!("KV store: {e}");
+            KvFailure::Store(e.to_string())
+        }
+        _ => KvFailure::Invalid(e.to_string()),
+    }
+}
+
+fn execute(
+    store: &KvStore,
+    op: tenantry_core::kv::KvOp,
+) -> Result<tenantry_core::kv::KvReply, KvError> {
+    use tenantry_core::kv::{KvOp, KvReply};
+    let now = unix_now();
+    Ok(match op {
+        KvOp::Get { namespace, key } => KvReply::Value(
+            store
+                .get(&namespace, &key, now)?
+                .map(|e| (bytes::Bytes::from(e.value), e.metadata, e.expiration)),
+        ),
+        KvOp::Put {
+            namespace,
+            key,
+            value,
+            expiration,
+            expiration_ttl,
+            metadata,
+        } => {
+            let options = PutOptions {
+                expiration,
+                expiration_ttl,
+                metadata,
+            };
+            store.put(&namespace, &key, &value, &options, now)?;
+            KvReply::Done
+        }
+        KvOp::Delete { namespace, key } => {
+            store.delete(&namespace, &key)?;
+            KvReply::Done
+        }
+        KvOp::List {
+            namespace,
+            prefix,
+            limit,
+            cursor,
+        } => {
+            let page = store.list(&namespace, &prefix, limit, cursor.as_deref(), now)?;
+            KvReply::Page {
+                keys: page
+                    .keys
+                    .into_iter()
+                    .map(|k| (k.name, k.expiration, k.metadata))
+                    .collect(),
+                cursor: page.cursor,
+            }
+        }
+    })
+}
+
+impl KvService {
+    /// Starts `threads` KV threads and the sweeper over `store`.
+    pub fn start(store: KvStore, threads: usize) -> KvService {
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let mut handles: Vec<_> = (0..threads.max(1))
+            .map(|i| {
+                let rx = rx.clone();
+                let store = store.clone();
+                std::thread::Builder::new()
+                    .name(format!("tenantry-kv-{i}"))
+                    .spawn(move || {
+                        for (op, reply) in rx {
+                            let _ = reply.send(execute(&store, op).map_err(failure));
+                        }
+                    })
+                    .expect("spawning a KV thread")
+            })
+            .collect();
+        let stop = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let sweeper = {
+            let store = store.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("tenantry-kv-sweep".into())
+                .spawn(move || {
+                    let (lock, cvar) = &*stop;
+                    let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    while !*stopped {
+                        let (guard, _) = cvar
+                            .wait_timeout(stopped, SWEEP_INTERVAL)
+                            .unwrap_or_else(|e| e.into_inner());
+                        stopped = guard;
+                        if *stopped {
+                            break;
+                        }
+                        match store.sweep(unix_now()) {
+                            Ok(0) => {}
+                            Ok(n) => tracing::debug!("KV: removed {n} expired entries"),
+                            Err(e) => tracing::warn!("KV sweep failed: {e}"),
+                        }
+                    }
+                })
+                .expect("spawning the KV sweeper")
+        };
+        handles.push(sweeper);
+        KvService {
+            store,
+            jobs: Some(tx),
+            threads: handles,
+            stop,
+        }
+    }
+
+    /// The store, for the admin API (which runs on its own threads and may block).
+    pub fn store(&self) -> &KvStore {
+        &self.store
+    }
+}
+
+impl tenantry_core::kv::KvBackend for KvService {
+    fn call(&self, op: tenantry_core::kv::KvOp) -> tenantry_core::kv::KvFuture {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send((op, tx));
+        }
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(tenantry_core::kv::KvFailure::Store(
+                    "the KV store stopped".into(),
+                ))
+            })
+        })
+    }
+}
+
+impl Drop for KvService {
+    fn drop(&mut self) {
+        self.jobs.take();
+        let (lock, cvar) = &*self.stop;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cvar.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -347,6 +347,9 @@ fn binding_json(b: &BindingEntry) -> Value {
                 })),
             })
         }
+        Some(BindingKind::KvNamespace) => {
+            json!({"name": b.name, "type": "kv_namespace", "namespace_id": b.value})
+        }
         None => json!({"name": b.name, "type": "unknown"}),
     }
 }
@@ -461,9 +464,19 @@ async fn put_script(
     Ok(success(script_json(&e)))
 }
 
-/// The namespaces `dispatch_namespace` bindings name must exist (checked before compiling).
+/// The namespaces `dispatch_namespace` and `kv_namespace` bindings name must exist (checked
+/// before compiling).
 fn check_dispatch_targets(c: &Control, m: &upload::Metadata) -> Result<(), ApiError> {
     for b in m.bindings.iter().flatten() {
+        if b.kind == "kv_namespace"
+            && let Some(id) = &b.namespace_id
+            && c.kv().namespace(id).is_err()
+        {
+            return Err(ApiError::bad_request(format!(
+                "binding `{}`: KV namespace `{id}` does not exist",
+                b.name
+            )));
+        }
         if b.kind == "dispatch_namespace"
             && let Some(ns) = &b.namespace
             && c.index(ns).is_err()

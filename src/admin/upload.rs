@@ -51,6 +51,8 @@ pub struct BindingMeta {
     pub environment: Option<String>,
     /// A `dispatch_namespace` binding's namespace (platform Workers only).
     pub namespace: Option<String>,
+    /// A `kv_namespace` binding's KV namespace id.
+    pub namespace_id: Option<String>,
     /// A `dispatch_namespace` binding's outbound Worker, in Cloudflare's shape:
     /// `{"worker": {"service": "…"}, "params": [{"name": "…"}]}`.
     pub outbound: Option<OutboundMeta>,
@@ -279,7 +281,7 @@ pub fn resolve_bindings(
         }
         let kind = BindingKind::parse(&b.kind).ok_or_else(|| {
             ApiError::bad_request(format!(
-                "binding `{}`: type `{}` is not supported (plain_text, json, secret_text, service, dispatch_namespace, inherit)",
+                "binding `{}`: type `{}` is not supported (plain_text, json, secret_text, service, kv_namespace, dispatch_namespace, inherit)",
                 b.name, b.kind
             ))
         })?;
@@ -329,6 +331,12 @@ pub fn resolve_bindings(
                 })?;
                 target.to_string()
             }
+            BindingKind::KvNamespace => b.namespace_id.clone().ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "binding `{}`: a kv_namespace binding needs `namespace_id`",
+                    b.name
+                ))
+            })?,
             BindingKind::DispatchNamespace if !platform => {
                 return Err(ApiError::bad_request(format!(
                     "binding `{}`: dispatch_namespace bindings belong to platform Workers; a Worker \

@@ -9,6 +9,7 @@ mod config;
 mod dispatch;
 mod hostile;
 mod http;
+mod kv;
 mod openapi;
 mod serve;
 mod subrequests;

@@ -39,6 +39,8 @@ pub(crate) struct Calls {
     bytes: usize,
     /// Why the last fetch failed, for `fetch_error`.
     last_error: String,
+    /// KV operations so far, against [`crate::limits::MAX_KV_OPS`].
+    kv_ops: u32,
 }
 
 struct Fetched {
@@ -74,6 +76,41 @@ impl Calls {
     fn response(&mut self, handle: i32) -> Option<&mut Fetched> {
         let i = usize::try_from(handle).ok()?.checked_sub(1)?;
         self.responses.get_mut(i)
+    }
+
+    /// Records why the last call failed, for `fetch_error`.
+    pub(super) fn fail(&mut self, code: i32, why: impl Into<String>) -> i32 {
+        self.last_error = why.into();
+        code
+    }
+
+    /// Counts one KV operation against the per-invocation budget; `false` past it.
+    pub(super) fn count_kv(&mut self) -> bool {
+        self.kv_ops += 1;
+        self.kv_ops <= crate::limits::MAX_KV_OPS
+    }
+
+    /// Hands a response built by the host (a KV read) to the guest as a response handle.
+    pub(super) fn push_response(&mut self, response: Response) -> i32 {
+        if self.responses.len() >= MAX_CALL_HANDLES {
+            return self.fail(
+                code::LIMIT,
+                format!("at most {MAX_CALL_HANDLES} responses per invocation"),
+            );
+        }
+        if self.bytes + response.body.len() > MAX_CALL_BYTES {
+            return self.fail(
+                code::LIMIT,
+                format!("responses of this invocation passed {MAX_CALL_BYTES} bytes together"),
+            );
+        }
+        self.bytes += response.body.len();
+        self.responses.push(Fetched {
+            response,
+            body_pos: 0,
+            stream: None,
+        });
+        self.responses.len() as i32
     }
 
     fn add_request(&mut self, req: Request) -> i32 {
@@ -445,7 +482,7 @@ fn prepare(
 }
 
 /// Looks up a binding of `kind` by the name at `name` in guest memory; its value.
-fn binding_value(
+pub(super) fn binding_value(
     caller: &mut Ctx<'_>,
     name: (i32, i32),
     kind: BindingKind,

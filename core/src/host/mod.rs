@@ -9,6 +9,7 @@
 //!   limits (in reuse mode it is [`HostState::reset`] instead).
 
 pub(crate) mod fetch;
+pub(crate) mod kv;
 pub(crate) mod v1;
 pub(crate) mod wasi;
 
@@ -312,6 +313,7 @@ pub(crate) fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<
     let mut linker = Linker::new(engine);
     v1::add_to_linker(&mut linker)?;
     fetch::add_to_linker(&mut linker)?;
+    kv::add_to_linker(&mut linker)?;
     wasi::add_to_linker(&mut linker)?;
     Ok(linker)
 }

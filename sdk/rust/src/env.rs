@@ -26,6 +26,8 @@ pub enum Kind {
     /// `dispatch_namespace`: a namespace of user Workers (platform Workers only), called with
     /// [`crate::fetch::dispatch_namespace`]; the value is the namespace's name.
     DispatchNamespace,
+    /// `kv_namespace`: a KV namespace, used with [`crate::kv::namespace`]; the value is its id.
+    KvNamespace,
     /// A kind code this version of the SDK does not know.
     Other(i32),
 }
@@ -38,6 +40,7 @@ impl Kind {
             sys::KIND_SECRET_TEXT => Kind::SecretText,
             sys::KIND_SERVICE => Kind::Service,
             sys::KIND_DISPATCH_NAMESPACE => Kind::DispatchNamespace,
+            sys::KIND_KV_NAMESPACE => Kind::KvNamespace,
             other => Kind::Other(other),
         }
     }
@@ -51,6 +54,7 @@ impl Kind {
             Kind::SecretText => "secret_text",
             Kind::Service => "service",
             Kind::DispatchNamespace => "dispatch_namespace",
+            Kind::KvNamespace => "kv_namespace",
             Kind::Other(_) => "unknown",
         }
     }

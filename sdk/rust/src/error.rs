@@ -27,6 +27,8 @@ pub enum Error {
     Exceeded,
     /// `-8`: a subrequest was refused or failed.
     Network,
+    /// `-9`: the KV store failed; the operation may be retried.
+    Store,
     /// A negative code this version of the SDK does not know.
     Other(i32),
 }
@@ -43,6 +45,7 @@ impl Error {
             sys::WORKER_NOT_FOUND => Error::WorkerNotFound,
             sys::EXCEEDED => Error::Exceeded,
             sys::NETWORK => Error::Network,
+            sys::STORE => Error::Store,
             other => Error::Other(other),
         }
     }
@@ -58,6 +61,7 @@ impl Error {
             Error::WorkerNotFound => sys::WORKER_NOT_FOUND,
             Error::Exceeded => sys::EXCEEDED,
             Error::Network => sys::NETWORK,
+            Error::Store => sys::STORE,
             Error::Other(code) => code,
         }
     }
@@ -79,6 +83,7 @@ impl fmt::Display for Error {
             Error::WorkerNotFound => "Worker not found",
             Error::Exceeded => "the called Worker exceeded a limit",
             Error::Network => "the subrequest failed",
+            Error::Store => "the KV store failed",
             Error::Other(_) => "unknown error",
         };
         write!(f, "{name} (tenantry:worker/v1 code {})", self.code())

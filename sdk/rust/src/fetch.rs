@@ -241,7 +241,7 @@ pub struct UserWorker {
 }
 
 /// `s` as a JSON string literal.
-fn json_string(s: &str, out: &mut String) {
+pub(crate) fn json_string(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -312,6 +312,13 @@ impl UserWorker {
 #[derive(Debug)]
 pub struct FetchedResponse {
     handle: i32,
+}
+
+impl FetchedResponse {
+    /// A response handle the host returned (also used by [`crate::kv`]).
+    pub(crate) fn from_handle(handle: i32) -> FetchedResponse {
+        FetchedResponse { handle }
+    }
 }
 
 impl FetchedResponse {

@@ -33,6 +33,7 @@
 //! - [`Response`]: a builder handed to the host when the handler returns, or streamed
 //!   ([`Response::stream`]).
 //! - [`env`](mod@env): the Worker's bindings; [`log`]: log lines at a chosen level.
+//! - [`kv`]: read and write the KV namespaces the Worker is bound to.
 //! - [`fetch`]: call another Worker through a `service` binding, or (platform Workers) a
 //!   customer's Worker through a `dispatch_namespace` binding.
 //! - [`main!`]: exports the entry point. A handler may return `Response`, `Result<Response, E>`
@@ -46,6 +47,7 @@ mod entry;
 pub mod env;
 mod error;
 pub mod fetch;
+pub mod kv;
 pub mod log;
 mod request;
 mod response;

@@ -40,6 +40,8 @@ pub const EXCEEDED: i32 = -7;
 /// Error code: a subrequest was refused (egress policy) or failed (unreachable, timed out,
 /// malformed response), or the outbound Worker is missing.
 pub const NETWORK: i32 = -8;
+/// Error code: the KV store failed (the operation may be retried).
+pub const STORE: i32 = -9;
 
 /// The handle of the incoming request (read only).
 pub const REQUEST: i32 = 0;
@@ -65,6 +67,8 @@ pub const KIND_SECRET_TEXT: i32 = 3;
 pub const KIND_SERVICE: i32 = 4;
 /// `env_kind` result: a `dispatch_namespace` binding (platform Workers only).
 pub const KIND_DISPATCH_NAMESPACE: i32 = 5;
+/// `env_kind` result: a `kv_namespace` binding.
+pub const KIND_KV_NAMESPACE: i32 = 6;
 
 // rustc gives imports from a module other than `env` a mangled *symbol* name while keeping the
 // import *name*, so `log` here cannot collide with libm's `log` from wasi-libc at link time.
@@ -165,6 +169,38 @@ unsafe extern "C" {
     pub fn response_body_read(resp: i32, out_ptr: *mut u8, out_cap: usize) -> i32;
     /// Makes a fetched response (status, headers, unread body) this invocation's response.
     pub fn response_forward(resp: i32) -> i32;
+    /// Reads a key of a `kv_namespace` binding: a response handle (body = value; `kv-metadata`, `kv-expiration` headers), or `NOT_FOUND`.
+    pub fn kv_get(
+        binding_ptr: *const u8,
+        binding_len: usize,
+        key_ptr: *const u8,
+        key_len: usize,
+    ) -> i32;
+    /// Writes a key; `opts` is empty or JSON `{expiration, expiration_ttl, metadata}`.
+    pub fn kv_put(
+        binding_ptr: *const u8,
+        binding_len: usize,
+        key_ptr: *const u8,
+        key_len: usize,
+        value_ptr: *const u8,
+        value_len: usize,
+        opts_ptr: *const u8,
+        opts_len: usize,
+    ) -> i32;
+    /// Deletes a key (absent is fine).
+    pub fn kv_delete(
+        binding_ptr: *const u8,
+        binding_len: usize,
+        key_ptr: *const u8,
+        key_len: usize,
+    ) -> i32;
+    /// Lists keys; `opts` is empty or JSON `{prefix, limit, cursor}`; a response handle whose body is Cloudflare's JSON list result.
+    pub fn kv_list(
+        binding_ptr: *const u8,
+        binding_len: usize,
+        opts_ptr: *const u8,
+        opts_len: usize,
+    ) -> i32;
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -172,7 +208,7 @@ pub use fallback::*;
 
 /// Stubs with the same signatures for non-wasm builds: they return `UNSUPPORTED`.
 #[cfg(not(target_arch = "wasm32"))]
-#[allow(clippy::missing_safety_doc)]
+#[allow(clippy::missing_safety_doc, clippy::too_many_arguments)]
 mod fallback {
     use super::UNSUPPORTED;
 
@@ -329,6 +365,46 @@ mod fallback {
     }
     /// Off wasm32: returns `UNSUPPORTED`.
     pub unsafe fn response_forward(_resp: i32) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn kv_get(
+        _binding_ptr: *const u8,
+        _binding_len: usize,
+        _key_ptr: *const u8,
+        _key_len: usize,
+    ) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn kv_put(
+        _binding_ptr: *const u8,
+        _binding_len: usize,
+        _key_ptr: *const u8,
+        _key_len: usize,
+        _value_ptr: *const u8,
+        _value_len: usize,
+        _opts_ptr: *const u8,
+        _opts_len: usize,
+    ) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn kv_delete(
+        _binding_ptr: *const u8,
+        _binding_len: usize,
+        _key_ptr: *const u8,
+        _key_len: usize,
+    ) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn kv_list(
+        _binding_ptr: *const u8,
+        _binding_len: usize,
+        _opts_ptr: *const u8,
+        _opts_len: usize,
+    ) -> i32 {
         UNSUPPORTED
     }
 }

@@ -1,0 +1,74 @@
+//! KV namespaces as Workers see them: the backend trait a node provides, and the operations.
+//!
+//! The store itself (and its blocking disk I/O) lives behind [`KvBackend`], implemented by the
+//! loader on its own threads; a guest's `kv_*` call awaits the reply without blocking its core.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+
+/// One KV operation, on the namespace a `kv_namespace` binding names.
+#[derive(Debug, Clone)]
+pub enum KvOp {
+    Get {
+        namespace: String,
+        key: String,
+    },
+    Put {
+        namespace: String,
+        key: String,
+        value: Bytes,
+        /// Unix seconds.
+        expiration: Option<u64>,
+        expiration_ttl: Option<u64>,
+        /// JSON text.
+        metadata: Option<String>,
+    },
+    Delete {
+        namespace: String,
+        key: String,
+    },
+    List {
+        namespace: String,
+        prefix: String,
+        limit: usize,
+        cursor: Option<String>,
+    },
+}
+
+/// A listed key: name, expiration (Unix seconds), metadata (JSON text).
+pub type KvListedKey = (String, Option<u64>, Option<String>);
+
+/// The reply to a [`KvOp`].
+#[derive(Debug, Clone)]
+pub enum KvReply {
+    /// `Get`: the value, its metadata (JSON text) and expiration, or `None`.
+    Value(Option<(Bytes, Option<String>, Option<u64>)>),
+    /// `Put` and `Delete`.
+    Done,
+    /// `List`: keys, and the cursor of the next page (`None` when complete).
+    Page {
+        keys: Vec<KvListedKey>,
+        cursor: Option<String>,
+    },
+}
+
+/// Why a KV operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvFailure {
+    /// The guest's mistake (a bad key, an oversized value, …): the message says which.
+    Invalid(String),
+    /// A size limit.
+    Limit(String),
+    /// The store failed.
+    Store(String),
+}
+
+/// The future of a KV operation; `Send`, since it completes on the store's threads.
+pub type KvFuture = Pin<Box<dyn Future<Output = Result<KvReply, KvFailure>> + Send>>;
+
+/// A node's KV store, as the serving cores reach it.
+pub trait KvBackend: Send + Sync {
+    fn call(&self, op: KvOp) -> KvFuture;
+}
