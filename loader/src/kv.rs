@@ -155,6 +155,30 @@ fn decode(raw: &[u8]) -> Option<(Option<u64>, Option<&str>, &[u8])> {
     Some(((expiration != 0).then_some(expiration), meta, value))
 }
 
+/// Checks one put against the limits and encodes its record.
+fn record(key: &str, value: &[u8], options: &PutOptions, now: u64) -> Result<Vec<u8>, KvError> {
+    check_key(key)?;
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(KvError::ValueTooLarge(value.len()));
+    }
+    if let Some(meta) = &options.metadata {
+        if meta.len() > MAX_METADATA_BYTES {
+            return Err(KvError::MetadataTooLarge(meta.len()));
+        }
+        serde_json::from_str::<serde_json::Value>(meta)
+            .map_err(|e| KvError::MetadataNotJson(e.to_string()))?;
+    }
+    let expiration = match (options.expiration_ttl, options.expiration) {
+        (Some(ttl), _) if ttl < MIN_EXPIRATION_TTL_S => return Err(KvError::TtlTooShort(ttl)),
+        (Some(ttl), _) => Some(now.saturating_add(ttl)),
+        (None, Some(at)) if at < now.saturating_add(MIN_EXPIRATION_TTL_S) => {
+            return Err(KvError::ExpirationTooSoon(at));
+        }
+        (None, at) => at,
+    };
+    Ok(encode(value, options.metadata.as_deref(), expiration))
+}
+
 fn expired(expiration: Option<u64>, now: u64) -> bool {
     expiration.is_some_and(|e| e <= now)
 }
@@ -333,33 +357,45 @@ impl KvStore {
         options: &PutOptions,
         now: u64,
     ) -> Result<(), KvError> {
-        check_key(key)?;
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(KvError::ValueTooLarge(value.len()));
-        }
-        if let Some(meta) = &options.metadata {
-            if meta.len() > MAX_METADATA_BYTES {
-                return Err(KvError::MetadataTooLarge(meta.len()));
-            }
-            serde_json::from_str::<serde_json::Value>(meta)
-                .map_err(|e| KvError::MetadataNotJson(e.to_string()))?;
-        }
-        let expiration = match (options.expiration_ttl, options.expiration) {
-            (Some(ttl), _) if ttl < MIN_EXPIRATION_TTL_S => return Err(KvError::TtlTooShort(ttl)),
-            (Some(ttl), _) => Some(now.saturating_add(ttl)),
-            (None, Some(at)) if at < now.saturating_add(MIN_EXPIRATION_TTL_S) => {
-                return Err(KvError::ExpirationTooSoon(at));
-            }
-            (None, at) => at,
-        };
+        self.put_many(ns, &[(key, value, options)], now)
+    }
+
+    /// Stores several values in one transaction: all of them, or (on any error) none.
+    pub fn put_many(
+        &self,
+        ns: &str,
+        pairs: &[(&str, &[u8], &PutOptions)],
+        now: u64,
+    ) -> Result<(), KvError> {
+        let records = pairs
+            .iter()
+            .map(|(key, value, options)| Ok((*key, record(key, value, options, now)?)))
+            .collect::<Result<Vec<_>, KvError>>()?;
         self.require_namespace(ns)?;
-        let record = encode(value, options.metadata.as_deref(), expiration);
         let txn = self.db.begin_write().map_err(storage)?;
         {
             let mut table = txn.open_table(ENTRIES).map_err(storage)?;
-            table
-                .insert((ns, key), record.as_slice())
-                .map_err(storage)?;
+            for (key, record) in &records {
+                table
+                    .insert((ns, *key), record.as_slice())
+                    .map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// Removes several keys in one transaction.
+    pub fn delete_many(&self, ns: &str, keys: &[&str]) -> Result<(), KvError> {
+        for key in keys {
+            check_key(key)?;
+        }
+        self.require_namespace(ns)?;
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(ENTRIES).map_err(storage)?;
+            for key in keys {
+                table.remove((ns, *key)).map_err(storage)?;
+            }
         }
         txn.commit().map_err(storage)
     }

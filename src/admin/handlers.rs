@@ -63,6 +63,19 @@ pub async fn route(
             "v4",
             "accounts",
             acct,
+            "storage",
+            "kv",
+            "namespaces",
+            rest @ ..,
+        ] => {
+            check_account(acct)?;
+            return super::kv::route(control.kv(), &req.method, rest, &query, &req, path).await;
+        }
+        [
+            "client",
+            "v4",
+            "accounts",
+            acct,
             "workers",
             "scripts",
             rest @ ..,

@@ -7,6 +7,7 @@
 
 mod envelope;
 mod handlers;
+mod kv;
 pub mod time;
 mod upload;
 

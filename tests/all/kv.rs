@@ -144,3 +144,198 @@ fn concurrent_writers_on_both_cores() {
     assert_eq!(v["keys"].as_array().unwrap().len(), 160, "{v}");
     assert_eq!(get(n.addr, "a2.example.test", "/k/w7-19").text(), "7-19");
 }
+
+/// One admin request with the test token; the status and the body.
+fn admin(n: &TestNode, method: &str, path: &str, ct: &str, body: &[u8]) -> Resp {
+    let a = n.node.as_ref().unwrap().admin_addr().unwrap();
+    request(
+        a,
+        method,
+        "admin",
+        path,
+        &[("Authorization", "Bearer test-token"), ("Content-Type", ct)],
+        body,
+    )
+}
+
+fn json_of(r: &Resp) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.text()))
+}
+
+#[test]
+fn the_cloudflare_kv_api_manages_namespaces_and_values() {
+    let n = TestNode::start(
+        "[[namespace]]\nname = \"customers\"\n[[route]]\nhost = \"*.example.test\"\nnamespace = \"customers\"\nscript_from = \"host_label\"\n",
+    );
+    let base = "/client/v4/accounts/acct-1/storage/kv/namespaces";
+    let js = "application/json";
+
+    // Namespaces: create, conflict, rename, list.
+    let r = admin(&n, "POST", base, js, br#"{"title": "sessions"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = json_of(&r)["result"]["id"].as_str().unwrap().to_string();
+    let r = admin(&n, "POST", base, js, br#"{"title": "sessions"}"#);
+    assert_eq!(r.status, 409);
+    let r = admin(
+        &n,
+        "PUT",
+        &format!("{base}/{id}"),
+        js,
+        br#"{"title": "sessions-v2"}"#,
+    );
+    assert_eq!(json_of(&r)["result"]["title"], "sessions-v2");
+    let v = json_of(&admin(&n, "GET", base, js, b""));
+    assert_eq!(v["result"][0]["id"], id.as_str());
+    assert_eq!(v["result_info"]["total_count"], 1);
+
+    // Values: raw, with a TTL; multipart with metadata; keys percent-encoded in the path.
+    let values = format!("{base}/{id}/values");
+    let r = admin(
+        &n,
+        "PUT",
+        &format!("{values}/user%2F1?expiration_ttl=120"),
+        "application/octet-stream",
+        b"alice",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = admin(&n, "GET", &format!("{values}/user%2F1"), js, b"");
+    assert_eq!((r.status, r.text()), (200, "alice".to_string()));
+    assert!(r.header("expiration").is_some());
+    let boundary = "kvb";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"value\"\r\n\r\nbob\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{{\"plan\":\"pro\"}}\r\n--{boundary}--\r\n"
+    );
+    let r = admin(
+        &n,
+        "PUT",
+        &format!("{values}/user%2F2"),
+        &format!("multipart/form-data; boundary={boundary}"),
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = admin(
+        &n,
+        "GET",
+        &format!("{base}/{id}/metadata/user%2F2"),
+        js,
+        b"",
+    );
+    assert_eq!(json_of(&r)["result"]["plan"], "pro");
+
+    // Bulk write (one pair base64) and the key list with prefix and cursor.
+    let pairs: Vec<Value> = (0..12)
+        .map(|i| serde_json::json!({"key": format!("item:{i:02}"), "value": "v"}))
+        .chain([serde_json::json!({"key": "bin", "value": "aGk=", "base64": true})])
+        .collect();
+    let r = admin(
+        &n,
+        "PUT",
+        &format!("{base}/{id}/bulk"),
+        js,
+        serde_json::to_string(&pairs).unwrap().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        admin(&n, "GET", &format!("{values}/bin"), js, b"").text(),
+        "hi"
+    );
+    let v = json_of(&admin(
+        &n,
+        "GET",
+        &format!("{base}/{id}/keys?prefix=item:&limit=10"),
+        js,
+        b"",
+    ));
+    assert_eq!(v["result"].as_array().unwrap().len(), 10);
+    let cursor = v["result_info"]["cursor"].as_str().unwrap().to_string();
+    let v = json_of(&admin(
+        &n,
+        "GET",
+        &format!("{base}/{id}/keys?prefix=item:&limit=10&cursor={cursor}"),
+        js,
+        b"",
+    ));
+    assert_eq!(v["result"].as_array().unwrap().len(), 2);
+    assert_eq!(v["result_info"]["cursor"], "");
+    let r = admin(
+        &n,
+        "POST",
+        &format!("{base}/{id}/bulk/delete"),
+        js,
+        br#"["item:00", "item:01"]"#,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        admin(&n, "GET", &format!("{values}/item:00"), js, b"").status,
+        404
+    );
+
+    // Errors change nothing and say why.
+    let r = admin(&n, "PUT", &format!("{values}/k?expiration_ttl=5"), js, b"x");
+    assert_eq!(r.status, 400);
+    assert!(
+        json_of(&r)["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at least 60")
+    );
+    let r = admin(
+        &n,
+        "GET",
+        &format!("{base}/no-such-namespace/values/k"),
+        js,
+        b"",
+    );
+    assert_eq!(r.status, 404);
+    let bad_bulk = br#"[{"key": "ok", "value": "1"}, {"key": "", "value": "2"}]"#;
+    assert_eq!(
+        admin(&n, "PUT", &format!("{base}/{id}/bulk"), js, bad_bulk).status,
+        400
+    );
+    assert_eq!(
+        admin(&n, "GET", &format!("{values}/ok"), js, b"").status,
+        404
+    );
+
+    // A Worker uploaded with a binding to it reads what the API wrote; an unknown id is refused.
+    let scripts = "/client/v4/accounts/acct-1/workers/dispatch/namespaces/customers/scripts";
+    let upload = |binding_id: &str| {
+        let metadata = format!(
+            r#"{{"main_module": "w.wasm", "bindings": [{{"type": "kv_namespace", "name": "CACHE", "namespace_id": "{binding_id}"}}]}}"#
+        );
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{metadata}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"w.wasm\"; filename=\"w.wasm\"\r\n\
+             Content-Type: application/wasm\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend(std::fs::read(guest("kv_store")).unwrap());
+        body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+        admin(
+            &n,
+            "PUT",
+            &format!("{scripts}/reader"),
+            &format!("multipart/form-data; boundary={boundary}"),
+            &body,
+        )
+    };
+    let r = upload("0123456789abcdef0123456789abcdef");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("does not exist"), "{}", r.text());
+    let r = upload(&id);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = get(n.addr, "reader.example.test", "/k/user%2F2");
+    assert_eq!((r.status, r.text()), (200, "bob".to_string()));
+    assert_eq!(r.header("x-kv-metadata"), Some(r#"{"plan":"pro"}"#));
+
+    // Deleting the namespace deletes its values.
+    assert_eq!(
+        admin(&n, "DELETE", &format!("{base}/{id}"), js, b"").status,
+        200
+    );
+    assert_eq!(
+        admin(&n, "GET", &format!("{values}/user%2F2"), js, b"").status,
+        404
+    );
+}
