@@ -52,6 +52,19 @@ impl Client {
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<(Value, Value)> {
         let url = self.url(path);
+        let (status, text) = self.send(method, &url, content_type, body)?;
+        Self::unwrap_envelope(method, &url, status, &text)
+    }
+
+    /// Sends a request; the status and the body.
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
+        let url = url.to_string();
         let auth = format!("Bearer {}", self.token);
         let response = match (method, body) {
             ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
@@ -73,11 +86,24 @@ impl Client {
             }
         };
         let mut response = response.with_context(|| format!("{method} {url}"))?;
-        let status = response.status();
-        let text = response
+        let status = response.status().as_u16();
+        let body = response
             .body_mut()
-            .read_to_string()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_vec()
             .with_context(|| format!("reading the response of {method} {url}"))?;
+        Ok((status, body))
+    }
+
+    /// The `result` (and `result_info`) of an envelope, or the API's error messages.
+    fn unwrap_envelope(
+        method: &str,
+        url: &str,
+        status: u16,
+        body: &[u8],
+    ) -> anyhow::Result<(Value, Value)> {
+        let text = String::from_utf8_lossy(body);
         let v: Value = serde_json::from_str(&text).with_context(|| {
             format!("{method} {url} answered {status} with a non-JSON body: {text}")
         })?;
@@ -97,9 +123,125 @@ impl Client {
                         .collect()
                 })
                 .unwrap_or_default();
-            return Err(anyhow!("{} {}", status.as_u16(), messages.join("; ")));
+            return Err(anyhow!("{status} {}", messages.join("; ")));
         }
         Ok((v["result"].clone(), v["result_info"].clone()))
+    }
+
+    fn kv_url(&self, path: &str) -> String {
+        format!(
+            "{}/accounts/{}/storage/kv/namespaces{path}",
+            self.base, self.account
+        )
+    }
+
+    fn kv_call(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<(Value, Value)> {
+        let url = self.kv_url(path);
+        let (status, body) = self.send(method, &url, content_type, body)?;
+        Self::unwrap_envelope(method, &url, status, &body)
+    }
+
+    pub fn kv_namespaces(&self) -> anyhow::Result<Value> {
+        let mut all = Vec::new();
+        for page in 1.. {
+            let (result, info) =
+                self.kv_call("GET", &format!("?page={page}&per_page=100"), None, None)?;
+            all.extend(result.as_array().cloned().unwrap_or_default());
+            if all.len() as u64 >= info["total_count"].as_u64().unwrap_or(0) {
+                break;
+            }
+        }
+        Ok(Value::Array(all))
+    }
+
+    /// The id of the KV namespace `id_or_title` (a title is looked up).
+    pub fn kv_namespace_id(&self, id_or_title: &str) -> anyhow::Result<String> {
+        let all = self.kv_namespaces()?;
+        all.as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["id"] == id_or_title || n["title"] == id_or_title)
+            .and_then(|n| n["id"].as_str().map(str::to_string))
+            .ok_or_else(|| anyhow!("no KV namespace with id or title `{id_or_title}`"))
+    }
+
+    pub fn kv_create_namespace(&self, title: &str) -> anyhow::Result<Value> {
+        let body = json!({ "title": title }).to_string().into_bytes();
+        Ok(self.kv_call("POST", "", None, Some(body))?.0)
+    }
+
+    pub fn kv_rename_namespace(&self, id: &str, title: &str) -> anyhow::Result<Value> {
+        let body = json!({ "title": title }).to_string().into_bytes();
+        Ok(self.kv_call("PUT", &format!("/{id}"), None, Some(body))?.0)
+    }
+
+    pub fn kv_delete_namespace(&self, id: &str) -> anyhow::Result<()> {
+        self.kv_call("DELETE", &format!("/{id}"), None, None)?;
+        Ok(())
+    }
+
+    fn key_path(key: &str) -> String {
+        percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC).to_string()
+    }
+
+    /// A value's bytes.
+    pub fn kv_get(&self, id: &str, key: &str) -> anyhow::Result<Vec<u8>> {
+        let url = self.kv_url(&format!("/{id}/values/{}", Self::key_path(key)));
+        let (status, body) = self.send("GET", &url, None, None)?;
+        if status == 200 {
+            return Ok(body);
+        }
+        Self::unwrap_envelope("GET", &url, status, &body)?;
+        bail!("GET {url} answered {status}")
+    }
+
+    pub fn kv_put(
+        &self,
+        id: &str,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<u64>,
+    ) -> anyhow::Result<()> {
+        let query = ttl
+            .map(|t| format!("?expiration_ttl={t}"))
+            .unwrap_or_default();
+        let path = format!("/{id}/values/{}{query}", Self::key_path(key));
+        self.kv_call("PUT", &path, Some("application/octet-stream"), Some(value))?;
+        Ok(())
+    }
+
+    pub fn kv_delete(&self, id: &str, key: &str) -> anyhow::Result<()> {
+        self.kv_call(
+            "DELETE",
+            &format!("/{id}/values/{}", Self::key_path(key)),
+            None,
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// Every key with `prefix`, following cursors.
+    pub fn kv_keys(&self, id: &str, prefix: &str) -> anyhow::Result<Vec<Value>> {
+        let mut keys = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let path = format!(
+                "/{id}/keys?prefix={}&cursor={cursor}",
+                Self::key_path(prefix)
+            );
+            let (result, info) = self.kv_call("GET", &path, None, None)?;
+            keys.extend(result.as_array().cloned().unwrap_or_default());
+            cursor = info["cursor"].as_str().unwrap_or("").to_string();
+            if cursor.is_empty() {
+                return Ok(keys);
+            }
+        }
     }
 
     pub fn list_namespaces(&self) -> anyhow::Result<Value> {

@@ -127,6 +127,78 @@ enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// Manage KV namespaces and their keys.
+    Kv {
+        #[command(subcommand)]
+        action: KvCmd,
+        #[command(flatten)]
+        api: Api,
+    },
+}
+
+#[derive(Subcommand)]
+enum KvCmd {
+    /// Create, list, rename or delete KV namespaces.
+    Namespace {
+        #[command(subcommand)]
+        action: KvNamespaceCmd,
+    },
+    /// Read, write, delete or list the keys of a KV namespace.
+    Key {
+        #[command(subcommand)]
+        action: KvKeyCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum KvNamespaceCmd {
+    Create {
+        title: String,
+    },
+    List,
+    Rename {
+        /// Id or current title.
+        namespace: String,
+        title: String,
+    },
+    /// Deletes the namespace and every key in it.
+    Delete {
+        /// Id or title.
+        namespace: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KvKeyCmd {
+    /// Prints a value (raw bytes) to standard output.
+    Get {
+        /// The KV namespace (id or title).
+        #[arg(long, short)]
+        namespace: String,
+        key: String,
+    },
+    /// Stores a value: the argument, or standard input.
+    Put {
+        #[arg(long, short)]
+        namespace: String,
+        key: String,
+        value: Option<String>,
+        /// Seconds until it expires (at least 60).
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    Delete {
+        #[arg(long, short)]
+        namespace: String,
+        key: String,
+    },
+    /// Lists keys, every page.
+    List {
+        #[arg(long, short)]
+        namespace: String,
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -246,6 +318,7 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Secret { action, api } => secret(action, &api),
         Command::Scripts { action, api } => scripts(action, &api),
+        Command::Kv { action, api } => kv(action, &api),
     }
 }
 
@@ -482,6 +555,94 @@ fn scripts(action: ScriptsCmd, api: &Api) -> anyhow::Result<()> {
                 });
             }
             _ => bail!("give either --name or at least one --tag filter"),
+        },
+    }
+    Ok(())
+}
+
+fn kv(action: KvCmd, api: &Api) -> anyhow::Result<()> {
+    let c = api.client()?;
+    match action {
+        KvCmd::Namespace { action } => match action {
+            KvNamespaceCmd::Create { title } => {
+                let ns = c.kv_create_namespace(&title)?;
+                print(api, &ns, || {
+                    format!(
+                        "created KV namespace {} (id {})",
+                        title,
+                        ns["id"].as_str().unwrap_or("?")
+                    )
+                });
+            }
+            KvNamespaceCmd::List => {
+                let list = c.kv_namespaces()?;
+                print(api, &list, || {
+                    list.as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|n| {
+                            format!(
+                                "{}\t{}",
+                                n["id"].as_str().unwrap_or("?"),
+                                n["title"].as_str().unwrap_or("?")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                });
+            }
+            KvNamespaceCmd::Rename { namespace, title } => {
+                let id = c.kv_namespace_id(&namespace)?;
+                let ns = c.kv_rename_namespace(&id, &title)?;
+                print(api, &ns, || format!("renamed KV namespace {id} to {title}"));
+            }
+            KvNamespaceCmd::Delete { namespace } => {
+                let id = c.kv_namespace_id(&namespace)?;
+                c.kv_delete_namespace(&id)?;
+                print(api, &Value::Null, || format!("deleted KV namespace {id}"));
+            }
+        },
+        KvCmd::Key { action } => match action {
+            KvKeyCmd::Get { namespace, key } => {
+                let id = c.kv_namespace_id(&namespace)?;
+                let value = c.kv_get(&id, &key)?;
+                std::io::Write::write_all(&mut std::io::stdout(), &value)?;
+            }
+            KvKeyCmd::Put {
+                namespace,
+                key,
+                value,
+                ttl,
+            } => {
+                let id = c.kv_namespace_id(&namespace)?;
+                let value = match value {
+                    Some(v) => v.into_bytes(),
+                    None => {
+                        let mut v = Vec::new();
+                        std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
+                        v
+                    }
+                };
+                c.kv_put(&id, &key, value, ttl)?;
+                print(api, &Value::Null, || format!("stored {key}"));
+            }
+            KvKeyCmd::Delete { namespace, key } => {
+                let id = c.kv_namespace_id(&namespace)?;
+                c.kv_delete(&id, &key)?;
+                print(api, &Value::Null, || format!("deleted {key}"));
+            }
+            KvKeyCmd::List { namespace, prefix } => {
+                let id = c.kv_namespace_id(&namespace)?;
+                let keys = Value::Array(c.kv_keys(&id, &prefix)?);
+                print(api, &keys, || {
+                    keys.as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|k| k["name"].as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                });
+            }
         },
     }
     Ok(())

@@ -286,3 +286,74 @@ fn the_cli_manages_namespaces_scripts_tags_and_secrets() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid token"));
 }
+
+#[test]
+fn the_cli_manages_kv_namespaces_and_keys() {
+    let n = node();
+    let a = n.node.as_ref().unwrap().admin_addr().unwrap();
+
+    let out = ok(a, &["kv", "namespace", "create", "sessions"], None);
+    assert!(
+        out.starts_with("created KV namespace sessions (id "),
+        "{out}"
+    );
+    let list = json(a, &["kv", "namespace", "list"]);
+    assert_eq!(list[0]["title"], "sessions", "{list}");
+
+    // Keys, with the namespace named by title; values from an argument or standard input.
+    ok(
+        a,
+        &[
+            "kv", "key", "put", "-n", "sessions", "user/1", "alice", "--ttl", "3600",
+        ],
+        None,
+    );
+    ok(
+        a,
+        &["kv", "key", "put", "-n", "sessions", "user/2"],
+        Some("bob from stdin"),
+    );
+    assert_eq!(
+        ok(a, &["kv", "key", "get", "-n", "sessions", "user/1"], None),
+        "alice"
+    );
+    assert_eq!(
+        ok(a, &["kv", "key", "get", "-n", "sessions", "user/2"], None),
+        "bob from stdin"
+    );
+    let keys = ok(
+        a,
+        &["kv", "key", "list", "-n", "sessions", "--prefix", "user/"],
+        None,
+    );
+    assert_eq!(keys.trim(), "user/1\nuser/2");
+    ok(
+        a,
+        &["kv", "key", "delete", "-n", "sessions", "user/1"],
+        None,
+    );
+    let out = cli(a, &["kv", "key", "get", "-n", "sessions", "user/1"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+
+    // Errors are the API's, with a failing exit status.
+    let out = cli(
+        a,
+        &["kv", "key", "put", "-n", "sessions", "k", "v", "--ttl", "5"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 60"));
+    let out = cli(a, &["kv", "key", "get", "-n", "nope", "k"], None);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no KV namespace with id or title `nope`")
+    );
+
+    ok(
+        a,
+        &["kv", "namespace", "rename", "sessions", "sessions-v2"],
+        None,
+    );
+    ok(a, &["kv", "namespace", "delete", "sessions-v2"], None);
+    assert_eq!(json(a, &["kv", "namespace", "list"]), serde_json::json!([]));
+}
