@@ -31,6 +31,8 @@ pub enum ControlError {
     Artifact(#[from] ArtifactError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the secret store failed: {0}")]
+    Secrets(String),
 }
 
 /// Deploys into a data directory and keeps the data plane's snapshot current.
@@ -81,12 +83,15 @@ impl Control {
     /// Builds the snapshot of every namespace in `store` (recompiling for this engine if needed).
     pub fn snapshot_of(
         store: &Store,
+        kv: &KvStore,
         routes: &[Route],
         default_limits: Limits,
-    ) -> Result<Snapshot, StoreError> {
+    ) -> anyhow::Result<Snapshot> {
         let mut namespaces = HashMap::new();
+        let mut secrets = HashMap::new();
         for name in store.namespaces()? {
             if let Some(index) = store.open_index(&name)? {
+                secrets.insert(name.clone(), Arc::new(kv.secrets(&name)?));
                 namespaces.insert(name, store.ensure_compiled(index)?);
             }
         }
@@ -94,6 +99,7 @@ impl Control {
             router: Router::new(routes.to_vec()),
             namespaces,
             default_limits,
+            secrets,
         })
     }
 
@@ -170,6 +176,9 @@ impl Control {
         let _guard = self.guard();
         self.index(ns)?;
         self.store.delete_namespace(ns)?;
+        if let Err(e) = self.kv.delete_secrets(ns) {
+            tracing::warn!("deleting the secrets of namespace `{ns}`: {e}");
+        }
         self.swap(ns, None);
         Ok(())
     }
@@ -184,6 +193,10 @@ impl Control {
         let _guard = self.guard();
         let mut data = self.index(ns)?.to_data();
         let out = edit(&mut data, now_ms())?;
+        // secret_text values go to the secret store; the index keeps tokens.
+        self.kv
+            .seal_secrets(ns, &mut data)
+            .map_err(|e| ControlError::Secrets(e.to_string()))?;
         for entry in data.scripts.values_mut() {
             entry.etag = etag(ns, entry);
         }
@@ -214,14 +227,27 @@ impl Control {
     fn swap(&self, ns: &str, index: Option<Index>) {
         let current = self.plane.load();
         let mut namespaces = current.namespaces.clone();
+        let mut secrets = current.secrets.clone();
         match index {
-            Some(index) => namespaces.insert(ns.to_string(), index),
-            None => namespaces.remove(ns),
+            Some(index) => {
+                namespaces.insert(ns.to_string(), index);
+                match self.kv.secrets(ns) {
+                    Ok(s) => {
+                        secrets.insert(ns.to_string(), Arc::new(s));
+                    }
+                    Err(e) => tracing::error!("reading the secrets of `{ns}`: {e}"),
+                }
+            }
+            None => {
+                namespaces.remove(ns);
+                secrets.remove(ns);
+            }
         };
         self.plane.publish(Snapshot {
             router: Router::new(self.routes.clone()),
             namespaces,
             default_limits: self.default_limits,
+            secrets,
         });
     }
 

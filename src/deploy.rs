@@ -119,7 +119,12 @@ pub fn apply(config: &Config, store: &Store, kv: &KvStore) -> anyhow::Result<Rep
         data.scripts.insert(w.name.clone(), entry);
         report.deployed += 1;
     }
-    for (ns, data) in indexes {
+    for (ns, mut data) in indexes {
+        kv.seal_secrets(ns, &mut data)
+            .with_context(|| format!("storing the secrets of namespace `{ns}`"))?;
+        for entry in data.scripts.values_mut() {
+            entry.etag = crate::control::etag(ns, entry);
+        }
         store
             .publish_index(ns, &data)
             .with_context(|| format!("publishing the index of namespace `{ns}`"))?;

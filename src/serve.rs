@@ -44,8 +44,9 @@ impl Node {
             "deployed the config"
         );
 
-        let snapshot = Control::snapshot_of(&store, &config.routes, config.default_limits)
-            .context("opening the namespaces in the data directory")?;
+        let snapshot =
+            Control::snapshot_of(&store, &kv_store, &config.routes, config.default_limits)
+                .context("opening the namespaces in the data directory")?;
         let kv = Arc::new(KvService::start(kv_store.clone(), 2));
         let plane = Plane::new(
             snapshot,

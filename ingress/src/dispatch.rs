@@ -24,7 +24,11 @@ use std::time::Instant;
 
 use tenantry_core::kv::KvBackend;
 use tenantry_core::nested::{BodyStream, CallContext, CallFuture, FetchFuture, Invoker};
-use tenantry_core::{Engine, Fault, Limits, Request, Response, Worker, WorkerPool, WorkerSpec};
+use tenantry_core::{
+    Binding, BindingKind, Bindings, Engine, Fault, Limits, Request, Response, Worker, WorkerPool,
+    WorkerSpec,
+};
+use tenantry_loader::kv::{NamespaceSecrets, SECRET_TOKEN_PREFIX};
 use tenantry_loader::{ArtifactStore, Index};
 
 use crate::Handler;
@@ -38,6 +42,9 @@ pub struct Snapshot {
     pub namespaces: HashMap<String, Index>,
     /// Limits for scripts that set none of their own.
     pub default_limits: Limits,
+    /// Namespace name → its `secret_text` values, kept apart from the index (which holds only
+    /// tokens; see `tenantry_loader::kv`).
+    pub secrets: HashMap<String, Arc<NamespaceSecrets>>,
 }
 
 /// The current snapshot, shared by every core.
@@ -130,6 +137,7 @@ impl CoreDispatch {
         let index = snapshot.namespaces.get(namespace).ok_or(Fault::NotFound)?;
         let entry = index.get(script).ok_or(Fault::NotFound)?;
         let defaults = snapshot.default_limits;
+        let secrets = snapshot.secrets.get(namespace);
         self.pool.get_or_load(entry.etag.as_str(), || {
             let module = self
                 .plane
@@ -139,12 +147,40 @@ impl CoreDispatch {
             Ok(WorkerSpec {
                 name: format!("{namespace}/{script}"),
                 module,
-                bindings: tenantry_loader::bindings(entry),
+                bindings: with_secrets(tenantry_loader::bindings(entry), script, secrets),
                 limits: tenantry_loader::limits(entry, defaults),
                 reuse_instances: entry.reuse_instances.to_native(),
             })
         })
     }
+}
+
+/// Replaces the tokens of `secret_text` bindings by their values. A token without a value (the
+/// secret store lost it) drops the binding, so the guest sees "no such binding", never a token.
+fn with_secrets(
+    bindings: Bindings,
+    script: &str,
+    secrets: Option<&Arc<NamespaceSecrets>>,
+) -> Bindings {
+    let sealed =
+        |b: &Binding| b.kind == BindingKind::SecretText && b.value.starts_with(SECRET_TOKEN_PREFIX);
+    if !bindings.iter().any(sealed) {
+        return bindings;
+    }
+    let list = bindings
+        .iter()
+        .filter_map(|b| {
+            if !sealed(b) {
+                return Some(b.clone());
+            }
+            let (token, value) = secrets?.get(&(script.to_string(), b.name.clone()))?;
+            (*token == b.value).then(|| Binding {
+                value: value.clone(),
+                ..b.clone()
+            })
+        })
+        .collect();
+    Bindings::new(list)
 }
 
 /// Header fields whose name starts with this are platform-internal: the platform's edge and its

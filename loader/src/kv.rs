@@ -33,6 +33,17 @@ pub const MIN_EXPIRATION_TTL_S: u64 = 60;
 
 const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("kv_namespaces");
 const ENTRIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv_entries");
+/// `secret_text` values, apart from the namespace indexes: (namespace, script, binding name) ─►
+/// token length u8 ‖ token ‖ value. The index holds only the token (see [`SECRET_TOKEN_PREFIX`]).
+const SECRETS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("secrets");
+
+/// What an index holds in place of a `secret_text` value: this prefix and a random version, new
+/// for every value, so the index changes (and Workers reload) when a secret does, yet reveals
+/// nothing of it.
+pub const SECRET_TOKEN_PREFIX: &str = "tenantry-secret:";
+
+/// The secrets of one namespace: (script, binding name) ─► (token, value).
+pub type NamespaceSecrets = std::collections::HashMap<(String, String), (String, String)>;
 
 /// Why a KV operation failed. Every variant but [`KvError::Storage`] is the caller's mistake.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -190,6 +201,7 @@ impl KvStore {
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(NAMESPACES).map_err(storage)?;
         txn.open_table(ENTRIES).map_err(storage)?;
+        txn.open_table(SECRETS).map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(KvStore { db: Arc::new(db) })
     }
@@ -473,6 +485,97 @@ impl KvStore {
             .then(|| keys.last().map(|k: &KvKey| hex::encode(k.name.as_bytes())))
             .flatten();
         Ok(KvPage { keys, cursor })
+    }
+
+    /// Moves the `secret_text` values of `data` (the next index of namespace `ns`) here: each
+    /// binding whose value is not a token this store issued is stored, and replaced in `data` by
+    /// a new token. Secrets of `ns` that `data` no longer has are removed. Call it before
+    /// publishing `data`.
+    pub fn seal_secrets(&self, ns: &str, data: &mut crate::IndexData) -> Result<(), KvError> {
+        let secret = tenantry_core::BindingKind::SecretText as u8;
+        let current = self.secrets(ns)?;
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(SECRETS).map_err(storage)?;
+            let mut live = std::collections::HashSet::new();
+            for (script, entry) in data.scripts.iter_mut() {
+                for b in entry.bindings.iter_mut().filter(|b| b.kind == secret) {
+                    let id = (script.clone(), b.name.clone());
+                    let stored = current.get(&id);
+                    let issued = stored.is_some_and(|(token, _)| *token == b.value);
+                    if let Some((token, value)) = stored
+                        && !issued
+                        && *value == b.value
+                    {
+                        // The same value again (e.g. a config deployed anew): keep its token.
+                        b.value = token.clone();
+                    } else if !issued {
+                        let mut raw = [0u8; 8];
+                        getrandom::fill(&mut raw).map_err(storage)?;
+                        let token = format!("{SECRET_TOKEN_PREFIX}{}", hex::encode(raw));
+                        let mut record = vec![token.len() as u8];
+                        record.extend_from_slice(token.as_bytes());
+                        record.extend_from_slice(b.value.as_bytes());
+                        table
+                            .insert((ns, script.as_str(), b.name.as_str()), record.as_slice())
+                            .map_err(storage)?;
+                        b.value = token;
+                    }
+                    live.insert(id);
+                }
+            }
+            for (script, name) in current.keys() {
+                if !live.contains(&(script.clone(), name.clone())) {
+                    table
+                        .remove((ns, script.as_str(), name.as_str()))
+                        .map_err(storage)?;
+                }
+            }
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// The secrets of namespace `ns`.
+    pub fn secrets(&self, ns: &str) -> Result<NamespaceSecrets, KvError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(SECRETS).map_err(storage)?;
+        let mut out = NamespaceSecrets::new();
+        for item in table.range((ns, "", "")..).map_err(storage)? {
+            let (k, v) = item.map_err(storage)?;
+            let (item_ns, script, name) = k.value();
+            if item_ns != ns {
+                break;
+            }
+            let raw = v.value();
+            let len = *raw
+                .first()
+                .ok_or_else(|| storage("a corrupt secret record"))? as usize;
+            let token = raw
+                .get(1..1 + len)
+                .and_then(|t| std::str::from_utf8(t).ok())
+                .ok_or_else(|| storage("a corrupt secret record"))?;
+            let value = String::from_utf8_lossy(&raw[1 + len..]).into_owned();
+            out.insert(
+                (script.to_string(), name.to_string()),
+                (token.to_string(), value),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Removes every secret of namespace `ns` (the namespace is being deleted).
+    pub fn delete_secrets(&self, ns: &str) -> Result<(), KvError> {
+        let keys: Vec<(String, String)> = self.secrets(ns)?.into_keys().collect();
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(SECRETS).map_err(storage)?;
+            for (script, name) in &keys {
+                table
+                    .remove((ns, script.as_str(), name.as_str()))
+                    .map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)
     }
 
     /// Removes every entry expired at `now`; returns how many.
@@ -827,5 +930,53 @@ mod tests {
         kv.delete_namespace(&other).unwrap();
         assert!(kv.namespace(&other).is_err());
         assert_eq!(kv.list(&ns, "", 1000, None, NOW).unwrap().keys.len(), 26);
+    }
+
+    #[test]
+    fn secrets_live_apart_from_the_index() {
+        let (_dir, kv, _) = store();
+        let secret = tenantry_core::BindingKind::SecretText as u8;
+        let mut data = crate::IndexData::new("customers", 1);
+        let entry = |value: &str| crate::ScriptEntry {
+            name: "alice".into(),
+            artifact: [0; 32],
+            bindings: vec![crate::BindingEntry {
+                name: "API_KEY".into(),
+                kind: secret,
+                value: value.into(),
+            }],
+            tags: vec![],
+            limits: crate::ScriptLimits::default(),
+            created_on: 0,
+            modified_on: 0,
+            etag: String::new(),
+            reuse_instances: 0,
+            compatibility_date: String::new(),
+            main_module: String::new(),
+        };
+        data.scripts.insert("alice".into(), entry("s3cret"));
+        kv.seal_secrets("customers", &mut data).unwrap();
+        let token = data.scripts["alice"].bindings[0].value.clone();
+        assert!(token.starts_with(SECRET_TOKEN_PREFIX) && !token.contains("s3cret"));
+        let secrets = kv.secrets("customers").unwrap();
+        assert_eq!(
+            secrets[&("alice".into(), "API_KEY".into())],
+            (token.clone(), "s3cret".into())
+        );
+
+        // Sealing again (a token, or the same value) keeps the token; a new value gets a new one.
+        kv.seal_secrets("customers", &mut data).unwrap();
+        assert_eq!(data.scripts["alice"].bindings[0].value, token);
+        data.scripts.insert("alice".into(), entry("s3cret"));
+        kv.seal_secrets("customers", &mut data).unwrap();
+        assert_eq!(data.scripts["alice"].bindings[0].value, token);
+        data.scripts.insert("alice".into(), entry("rotated"));
+        kv.seal_secrets("customers", &mut data).unwrap();
+        assert_ne!(data.scripts["alice"].bindings[0].value, token);
+
+        // A removed script's secrets go with it.
+        data.scripts.clear();
+        kv.seal_secrets("customers", &mut data).unwrap();
+        assert!(kv.secrets("customers").unwrap().is_empty());
     }
 }

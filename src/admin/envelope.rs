@@ -84,7 +84,7 @@ impl From<ControlError> for ApiError {
             ControlError::Artifact(A::Compile(_) | A::Timeout(_)) => {
                 ApiError::new(400, code::INVALID_SCRIPT, message)
             }
-            ControlError::Artifact(_) | ControlError::Store(_) => {
+            ControlError::Artifact(_) | ControlError::Store(_) | ControlError::Secrets(_) => {
                 tracing::error!("admin operation failed: {message}");
                 ApiError::new(500, code::INTERNAL, message)
             }

@@ -370,13 +370,15 @@ fn bad_uploads_get_specific_errors_and_change_nothing() {
         "w.wasm",
         &wasm("hello"),
     );
+    // A KV namespace that does not exist is an upload error, not a runtime surprise.
     let (s, v) = api(a, "PUT", &path, &ct, &body);
     assert_eq!(s, 400);
     assert!(
         v["errors"][0]["message"]
             .as_str()
             .unwrap()
-            .contains("kv_namespace")
+            .contains("KV namespace `x` does not exist"),
+        "{v}"
     );
     let (s, _) = api(a, "PUT", &path, "text/javascript", b"export default {}");
     assert_eq!(s, 415);

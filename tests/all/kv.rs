@@ -339,3 +339,139 @@ fn the_cloudflare_kv_api_manages_namespaces_and_values() {
         404
     );
 }
+
+/// Every file under `dir`, read whole.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn secrets_are_kept_apart_from_the_index_and_never_shown() {
+    let secret = "s3cret-value-9f8e7d";
+    let config = format!(
+        "[[namespace]]\nname = \"customers\"\n\
+         [[route]]\nhost = \"*.example.test\"\nnamespace = \"customers\"\nscript_from = \"host_label\"\n{}",
+        worker(
+            "customers",
+            "alice",
+            "env_reader",
+            &format!(
+                "bindings = [{{ type = \"secret_text\", name = \"FROM_CONFIG\", text = \"{secret}\" }}]"
+            ),
+        )
+    );
+    let mut n = TestNode::start(&config);
+    let a = n.node.as_ref().unwrap().admin_addr().unwrap();
+    // `bob` comes through the API (a config deploy would replace `alice` whole on restart).
+    let base = "/client/v4/accounts/acct-1/workers/dispatch/namespaces/customers/scripts/bob";
+    let auth = ("Authorization", "Bearer test-token");
+    let r = request(
+        a,
+        "PUT",
+        "admin",
+        base,
+        &[auth, ("Content-Type", "application/wasm")],
+        &std::fs::read(guest("env_reader")).unwrap(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let api_secret = "api-secret-1a2b3c";
+    let r = request(
+        a,
+        "PUT",
+        "admin",
+        &format!("{base}/secrets"),
+        &[auth, ("Content-Type", "application/json")],
+        format!(r#"{{"name": "FROM_API", "text": "{api_secret}", "type": "secret_text"}}"#)
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // The Worker sees both values.
+    assert_eq!(
+        get(n.addr, "alice.example.test", "/?name=FROM_CONFIG").text(),
+        secret
+    );
+    assert_eq!(
+        get(n.addr, "bob.example.test", "/?name=FROM_API").text(),
+        api_secret
+    );
+
+    // No read API shows them.
+    for path in [
+        "",
+        "/bindings",
+        "/settings",
+        "/secrets",
+        "/secrets/FROM_API",
+    ] {
+        let r = request(a, "GET", "admin", &format!("{base}{path}"), &[auth], b"");
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert!(
+            !r.text().contains(secret) && !r.text().contains(api_secret),
+            "{path}: {}",
+            r.text()
+        );
+    }
+    // The namespace index on disk holds tokens, not values; the values live in the store.
+    let data = n.dir.path().join("data");
+    for (path, bytes) in files_under(&data.join("namespaces")) {
+        assert!(
+            !contains(&bytes, secret.as_bytes()) && !contains(&bytes, api_secret.as_bytes()),
+            "{} holds a secret value",
+            path.display()
+        );
+    }
+
+    // Rotating a secret reaches the Worker; both survive a restart (the config's is not renewed).
+    let r = request(
+        a,
+        "PUT",
+        "admin",
+        &format!("{base}/secrets"),
+        &[auth, ("Content-Type", "application/json")],
+        br#"{"name": "FROM_API", "text": "rotated", "type": "secret_text"}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        get(n.addr, "bob.example.test", "/?name=FROM_API").text(),
+        "rotated"
+    );
+    n.restart(&config);
+    assert_eq!(
+        get(n.addr, "bob.example.test", "/?name=FROM_API").text(),
+        "rotated"
+    );
+    assert_eq!(
+        get(n.addr, "alice.example.test", "/?name=FROM_CONFIG").text(),
+        secret
+    );
+
+    // Deleting it removes it for the Worker.
+    let a = n.node.as_ref().unwrap().admin_addr().unwrap();
+    let r = request(
+        a,
+        "DELETE",
+        "admin",
+        &format!("{base}/secrets/FROM_API"),
+        &[auth],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        get(n.addr, "bob.example.test", "/?name=FROM_API").status,
+        404
+    );
+}
