@@ -349,7 +349,7 @@ mod tests {
         let err = check(
             r#"(module
                 (import "env" "abort" (func))
-                (import "tenantry:worker/v1" "kv_get" (func (param i32) (result i32)))
+                (import "tenantry:worker/v1" "kv_watch" (func (param i32) (result i32)))
                 (import "wasi_snapshot_preview1" "proc_raise_void" (func (param i32)))
                 (import "env" "mem" (memory 1))
                 (func (export "tenantry_fetch") (result i32) i32.const 0))"#,
@@ -362,14 +362,14 @@ mod tests {
             names,
             &[
                 "env::abort",
-                "tenantry:worker/v1::kv_get",
+                "tenantry:worker/v1::kv_watch",
                 "wasi_snapshot_preview1::proc_raise_void",
                 "env::mem"
             ]
         );
         assert!(
             err.to_string()
-                .contains("env::abort, tenantry:worker/v1::kv_get")
+                .contains("env::abort, tenantry:worker/v1::kv_watch")
         );
     }
 
