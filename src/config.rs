@@ -63,6 +63,10 @@ pub struct Config {
     pub namespaces: Vec<String>,
     /// KV namespaces by title (`[[kv_namespace]]`), created at deploy if missing.
     pub kv_namespaces: Vec<String>,
+    /// The nearest a KV expiration may be, in seconds (`[kv] min_expiration_ttl_s`).
+    pub kv_min_ttl_s: u64,
+    /// How often expired KV entries are removed from disk (`[kv] sweep_interval_s`).
+    pub kv_sweep_interval: std::time::Duration,
     pub workers: Vec<WorkerConfig>,
     pub routes: Vec<Route>,
     /// The admin API listener; `None` when `[admin] enabled = false`.
@@ -122,6 +126,8 @@ struct FileShape {
     #[serde(default)]
     kv_namespace: Vec<KvNamespaceFile>,
     #[serde(default)]
+    kv: KvFile,
+    #[serde(default)]
     route: Vec<RouteFile>,
     #[serde(default)]
     admin: AdminFile,
@@ -143,6 +149,13 @@ struct AdminFile {
     account_id: Option<String>,
     /// How long an upload may take to compile, in seconds (queueing included).
     compile_timeout_s: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct KvFile {
+    min_expiration_ttl_s: Option<u64>,
+    sweep_interval_s: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -633,7 +646,21 @@ impl Config {
             egress.connect_timeout = std::time::Duration::from_millis(ms);
         }
 
+        if file.kv.min_expiration_ttl_s == Some(0) || file.kv.sweep_interval_s == Some(0) {
+            return Err(ctx.error(
+                None,
+                "kv: min_expiration_ttl_s and sweep_interval_s must be at least 1".into(),
+            ));
+        }
         Ok(Config {
+            kv_min_ttl_s: file
+                .kv
+                .min_expiration_ttl_s
+                .unwrap_or(tenantry_loader::kv::MIN_EXPIRATION_TTL_S),
+            kv_sweep_interval: file.kv.sweep_interval_s.map_or(
+                tenantry_loader::kv::SWEEP_INTERVAL,
+                std::time::Duration::from_secs,
+            ),
             kv_namespaces,
             egress,
             admin,

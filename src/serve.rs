@@ -36,7 +36,8 @@ impl Node {
             .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
         let kv_path = config.data_dir.join("kv.redb");
         let kv_store = KvStore::open(&kv_path)
-            .with_context(|| format!("opening the KV store {}", kv_path.display()))?;
+            .with_context(|| format!("opening the KV store {}", kv_path.display()))?
+            .with_min_ttl(config.kv_min_ttl_s);
         let report = deploy::apply(config, &store, &kv_store)?;
         tracing::info!(
             workers = report.deployed,
@@ -47,7 +48,11 @@ impl Node {
         let snapshot =
             Control::snapshot_of(&store, &kv_store, &config.routes, config.default_limits)
                 .context("opening the namespaces in the data directory")?;
-        let kv = Arc::new(KvService::start(kv_store.clone(), 2));
+        let kv = Arc::new(KvService::start(
+            kv_store.clone(),
+            2,
+            config.kv_sweep_interval,
+        ));
         let plane = Plane::new(
             snapshot,
             engine,

@@ -63,11 +63,11 @@ pub enum KvError {
     #[error("the metadata is not JSON: {0}")]
     MetadataNotJson(String),
     #[error(
-        "expiration {0} is less than {MIN_EXPIRATION_TTL_S} seconds in the future (it is a Unix time in seconds)"
+        "expiration {at} is less than {min} seconds in the future (it is a Unix time in seconds)"
     )]
-    ExpirationTooSoon(u64),
-    #[error("expiration_ttl must be at least {MIN_EXPIRATION_TTL_S} seconds (got {0})")]
-    TtlTooShort(u64),
+    ExpirationTooSoon { at: u64, min: u64 },
+    #[error("expiration_ttl must be at least {min} seconds (got {ttl})")]
+    TtlTooShort { ttl: u64, min: u64 },
     #[error("list limit must be 1 to {MAX_LIST_LIMIT} (got {0})")]
     BadLimit(usize),
     #[error("the KV store failed: {0}")]
@@ -133,6 +133,8 @@ pub struct PutOptions {
 #[derive(Clone)]
 pub struct KvStore {
     db: Arc<Database>,
+    /// The nearest an expiration may be, in seconds ([`MIN_EXPIRATION_TTL_S`] unless set).
+    min_ttl: u64,
 }
 
 fn check_key(key: &str) -> Result<(), KvError> {
@@ -166,8 +168,15 @@ fn decode(raw: &[u8]) -> Option<(Option<u64>, Option<&str>, &[u8])> {
     Some(((expiration != 0).then_some(expiration), meta, value))
 }
 
-/// Checks one put against the limits and encodes its record.
-fn record(key: &str, value: &[u8], options: &PutOptions, now: u64) -> Result<Vec<u8>, KvError> {
+/// Checks one put against the limits and encodes its record. `min_ttl`: the nearest an
+/// expiration may be, in seconds.
+fn record(
+    key: &str,
+    value: &[u8],
+    options: &PutOptions,
+    now: u64,
+    min_ttl: u64,
+) -> Result<Vec<u8>, KvError> {
     check_key(key)?;
     if value.len() > MAX_VALUE_BYTES {
         return Err(KvError::ValueTooLarge(value.len()));
@@ -180,10 +189,12 @@ fn record(key: &str, value: &[u8], options: &PutOptions, now: u64) -> Result<Vec
             .map_err(|e| KvError::MetadataNotJson(e.to_string()))?;
     }
     let expiration = match (options.expiration_ttl, options.expiration) {
-        (Some(ttl), _) if ttl < MIN_EXPIRATION_TTL_S => return Err(KvError::TtlTooShort(ttl)),
+        (Some(ttl), _) if ttl < min_ttl => {
+            return Err(KvError::TtlTooShort { ttl, min: min_ttl });
+        }
         (Some(ttl), _) => Some(now.saturating_add(ttl)),
-        (None, Some(at)) if at < now.saturating_add(MIN_EXPIRATION_TTL_S) => {
-            return Err(KvError::ExpirationTooSoon(at));
+        (None, Some(at)) if at < now.saturating_add(min_ttl) => {
+            return Err(KvError::ExpirationTooSoon { at, min: min_ttl });
         }
         (None, at) => at,
     };
@@ -203,7 +214,17 @@ impl KvStore {
         txn.open_table(ENTRIES).map_err(storage)?;
         txn.open_table(SECRETS).map_err(storage)?;
         txn.commit().map_err(storage)?;
-        Ok(KvStore { db: Arc::new(db) })
+        Ok(KvStore {
+            db: Arc::new(db),
+            min_ttl: MIN_EXPIRATION_TTL_S,
+        })
+    }
+
+    /// The same store with another minimum expiration (Cloudflare's 60 s by default; tests and
+    /// operators with other needs may lower it, to 1 s at least).
+    pub fn with_min_ttl(mut self, seconds: u64) -> KvStore {
+        self.min_ttl = seconds.max(1);
+        self
     }
 
     pub fn create_namespace(&self, title: &str, now_ms: i64) -> Result<KvNamespace, KvError> {
@@ -381,7 +402,9 @@ impl KvStore {
     ) -> Result<(), KvError> {
         let records = pairs
             .iter()
-            .map(|(key, value, options)| Ok((*key, record(key, value, options, now)?)))
+            .map(|(key, value, options)| {
+                Ok((*key, record(key, value, options, now, self.min_ttl)?))
+            })
             .collect::<Result<Vec<_>, KvError>>()?;
         self.require_namespace(ns)?;
         let txn = self.db.begin_write().map_err(storage)?;
@@ -626,7 +649,7 @@ pub struct KvService {
     stop: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
 }
 
-/// How often expired entries are removed from disk (they are never returned meanwhile).
+/// How often expired entries are removed from disk by default (they are never returned meanwhile).
 pub const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn failure(e: KvError) -> tenantry_core::kv::KvFailure {
@@ -693,8 +716,8 @@ fn execute(
 }
 
 impl KvService {
-    /// Starts `threads` KV threads and the sweeper over `store`.
-    pub fn start(store: KvStore, threads: usize) -> KvService {
+    /// Starts `threads` KV threads, and the sweeper over `store` every `sweep_interval`.
+    pub fn start(store: KvStore, threads: usize, sweep_interval: std::time::Duration) -> KvService {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let mut handles: Vec<_> = (0..threads.max(1))
             .map(|i| {
@@ -721,7 +744,7 @@ impl KvService {
                     let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
                     while !*stopped {
                         let (guard, _) = cvar
-                            .wait_timeout(stopped, SWEEP_INTERVAL)
+                            .wait_timeout(stopped, sweep_interval)
                             .unwrap_or_else(|e| e.into_inner());
                         stopped = guard;
                         if *stopped {
@@ -849,7 +872,7 @@ mod tests {
         };
         assert_eq!(
             kv.put(&ns, "k", b"", &ttl, NOW),
-            Err(KvError::TtlTooShort(10))
+            Err(KvError::TtlTooShort { ttl: 10, min: 60 })
         );
         let soon = PutOptions {
             expiration: Some(NOW + 5),
@@ -857,7 +880,10 @@ mod tests {
         };
         assert_eq!(
             kv.put(&ns, "k", b"", &soon, NOW),
-            Err(KvError::ExpirationTooSoon(NOW + 5))
+            Err(KvError::ExpirationTooSoon {
+                at: NOW + 5,
+                min: 60
+            })
         );
         assert_eq!(
             kv.put("nope", "k", b"", &none, NOW),

@@ -52,6 +52,8 @@ fn workers_read_and_write_their_own_kv_namespaces() {
         "{expiration} vs {now}"
     );
     assert_eq!(get(n.addr, "b.example.test", "/k/greeting").status, 404);
+    let r = get(n.addr, "b.example.test", "/list");
+    assert_eq!(r.text(), r#"{"keys":[],"list_complete":true}"#);
 
     // Cloudflare's limits, with the host's explanation.
     let r = put(&n, "a.example.test", "/k/short?ttl=10", b"x");
@@ -474,4 +476,28 @@ fn secrets_are_kept_apart_from_the_index_and_never_shown() {
         get(n.addr, "bob.example.test", "/?name=FROM_API").status,
         404
     );
+}
+
+#[test]
+fn expired_keys_are_never_returned() {
+    // A node that accepts 1-second expirations (Cloudflare's minimum is 60 s).
+    let config = format!("[kv]\nmin_expiration_ttl_s = 1\n{}", config());
+    let n = TestNode::start(&config);
+    assert_eq!(put(&n, "a.example.test", "/k/soon?ttl=1", b"x").status, 204);
+    assert_eq!(
+        put(&n, "a.example.test", "/k/later?ttl=3600", b"y").status,
+        204
+    );
+    assert_eq!(get(n.addr, "a.example.test", "/k/soon").status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(get(n.addr, "a.example.test", "/k/soon").status, 404);
+    let r = get(n.addr, "a.example.test", "/list");
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    let names: Vec<&str> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["later"]);
 }
