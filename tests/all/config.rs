@@ -129,3 +129,23 @@ fn a_missing_or_invalid_module_fails_the_deploy_with_its_name() {
         );
     }
 }
+
+#[test]
+fn errors_about_a_secret_binding_never_show_its_value() {
+    let e = parse_err(
+        "[[namespace]]\nname = \"ns\"\n[[worker]]\nnamespace = \"ns\"\nname = \"w\"\nmodule = \"w.wasm\"\n\
+         bindings = [{ type = \"secret_text\", name = \"S\", text = \"do-not-echo-7c6b\", json = 1 }]\n",
+    );
+    assert!(e.contains("binding `S`"), "{e}");
+    assert!(!e.contains("do-not-echo-7c6b"), "{e}");
+}
+
+#[test]
+fn syntax_errors_on_a_secret_line_never_show_its_value() {
+    let e = parse_err(
+        "[[namespace]]\nname = \"ns\"\n[[worker]]\nnamespace = \"ns\"\nname = \"w\"\nmodule = \"w.wasm\"\n\
+         bindings = [{ type = \"secret_text\", name = \"S\", text = \"do-not-echo-8d7c\", bogus = 1 }]\n",
+    );
+    assert!(e.contains("bogus"), "{e}");
+    assert!(!e.contains("do-not-echo-8d7c"), "{e}");
+}
