@@ -51,9 +51,19 @@ impl Client {
         content_type: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<(Value, Value)> {
-        let url = self.url(path);
-        let (status, text) = self.send(method, &url, content_type, body)?;
-        Self::unwrap_envelope(method, &url, status, &text)
+        self.call_url(method, &self.url(path), content_type, body)
+    }
+
+    /// Sends a request to `url` and unwraps the envelope of the answer.
+    fn call_url(
+        &self,
+        method: &str,
+        url: &str,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<(Value, Value)> {
+        let (status, text) = self.send(method, url, content_type, body)?;
+        Self::unwrap_envelope(method, url, status, &text)
     }
 
     /// Sends a request; the status and the body.
@@ -142,9 +152,7 @@ impl Client {
         content_type: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<(Value, Value)> {
-        let url = self.kv_url(path);
-        let (status, body) = self.send(method, &url, content_type, body)?;
-        Self::unwrap_envelope(method, &url, status, &body)
+        self.call_url(method, &self.kv_url(path), content_type, body)
     }
 
     pub fn kv_namespaces(&self) -> anyhow::Result<Value> {

@@ -65,22 +65,9 @@ fn wasm(name: &str) -> Vec<u8> {
     std::fs::read(guest(name)).unwrap()
 }
 
-/// A `multipart/form-data` body with a `metadata` part and one module part.
+/// [`common::multipart`] with the metadata as a JSON value.
 fn multipart(metadata: Value, module_name: &str, module: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "----tenantry-test-boundary";
-    let mut body = Vec::new();
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\
-             Content-Type: application/json\r\n\r\n{metadata}\r\n--{boundary}\r\n\
-             Content-Disposition: form-data; name=\"{module_name}\"; filename=\"{module_name}\"\r\n\
-             Content-Type: application/wasm\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(module);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
+    crate::common::multipart(&metadata.to_string(), module_name, module)
 }
 
 fn error_code(v: &Value) -> u64 {

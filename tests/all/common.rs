@@ -239,3 +239,19 @@ pub fn request(
 pub fn get(addr: SocketAddr, host: &str, path: &str) -> Resp {
     request(addr, "GET", host, path, &[], b"")
 }
+
+/// A `multipart/form-data` upload as Cloudflare's API takes it: a `metadata` part (JSON text) and
+/// one module part named `module_name`. Returns the Content-Type and the body.
+pub fn multipart(metadata: &str, module_name: &str, module: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "----tenantry-test-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\
+         Content-Type: application/json\r\n\r\n{metadata}\r\n--{boundary}\r\n\
+         Content-Disposition: form-data; name=\"{module_name}\"; filename=\"{module_name}\"\r\n\
+         Content-Type: application/wasm\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(module);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}

@@ -281,17 +281,8 @@ fn dispatch_bindings_belong_to_platform_workers_only() {
     let a = n.node.as_ref().unwrap().admin_addr().unwrap();
     let base = "/client/v4/accounts/acct-1/workers/dispatch/namespaces";
     let auth = ("Authorization", "Bearer test-token");
-    let boundary = "b0undary";
     let metadata = r#"{"main_module": "w.wasm", "bindings": [{"type": "dispatch_namespace", "name": "D", "namespace": "customers"}]}"#;
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{metadata}\r\n\
-         --{boundary}\r\nContent-Disposition: form-data; name=\"w.wasm\"; filename=\"w.wasm\"\r\n\
-         Content-Type: application/wasm\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend(std::fs::read(guest("hello")).unwrap());
-    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let ct = format!("multipart/form-data; boundary={boundary}");
+    let (ct, body) = multipart(metadata, "w.wasm", &std::fs::read(guest("hello")).unwrap());
     let r = request(
         a,
         "PUT",
@@ -333,20 +324,6 @@ fn dispatch_bindings_belong_to_platform_workers_only() {
     }
 }
 
-/// A multipart upload: Cloudflare's `metadata` part and one wasm module.
-fn multipart(metadata: &str, wasm: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "b0undary";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{metadata}\r\n\
-         --{boundary}\r\nContent-Disposition: form-data; name=\"w.wasm\"; filename=\"w.wasm\"\r\n\
-         Content-Type: application/wasm\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(wasm);
-    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 #[test]
 fn platform_workers_are_managed_through_account_level_scripts() {
     // A route to a dispatcher that is not deployed yet.
@@ -363,7 +340,7 @@ fn platform_workers_are_managed_through_account_level_scripts() {
 
     // A binding to a namespace that does not exist is refused before anything is compiled.
     let dispatcher = std::fs::read(guest("dispatcher")).unwrap();
-    let (ct, body) = multipart(
+    let (ct, body) = multipart_wasm(
         r#"{"main_module": "w.wasm", "bindings": [{"type": "dispatch_namespace", "name": "CUSTOMERS", "namespace": "nope"}]}"#,
         &dispatcher,
     );
@@ -384,7 +361,7 @@ fn platform_workers_are_managed_through_account_level_scripts() {
     );
 
     // Upload it with Cloudflare's binding shape, outbound included: it serves at once.
-    let (ct, body) = multipart(
+    let (ct, body) = multipart_wasm(
         r#"{"main_module": "w.wasm", "bindings": [{"type": "dispatch_namespace", "name": "CUSTOMERS", "namespace": "customers",
             "outbound": {"worker": {"service": "outbound"}, "params": [{"name": "customer"}]}}]}"#,
         &dispatcher,
@@ -448,4 +425,9 @@ fn platform_workers_are_managed_through_account_level_scripts() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(get(n.addr, "alice.example.test", "/").status, 404);
+}
+
+/// An upload of `wasm` as `w.wasm` with `metadata`.
+fn multipart_wasm(metadata: &str, wasm: &[u8]) -> (String, Vec<u8>) {
+    multipart(metadata, "w.wasm", wasm)
 }

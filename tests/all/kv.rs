@@ -306,21 +306,9 @@ fn the_cloudflare_kv_api_manages_namespaces_and_values() {
         let metadata = format!(
             r#"{{"main_module": "w.wasm", "bindings": [{{"type": "kv_namespace", "name": "CACHE", "namespace_id": "{binding_id}"}}]}}"#
         );
-        let mut body = format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{metadata}\r\n\
-             --{boundary}\r\nContent-Disposition: form-data; name=\"w.wasm\"; filename=\"w.wasm\"\r\n\
-             Content-Type: application/wasm\r\n\r\n"
-        )
-        .into_bytes();
-        body.extend(std::fs::read(guest("kv_store")).unwrap());
-        body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
-        admin(
-            &n,
-            "PUT",
-            &format!("{scripts}/reader"),
-            &format!("multipart/form-data; boundary={boundary}"),
-            &body,
-        )
+        let wasm = std::fs::read(guest("kv_store")).unwrap();
+        let (ct, body) = multipart(&metadata, "w.wasm", &wasm);
+        admin(&n, "PUT", &format!("{scripts}/reader"), &ct, &body)
     };
     let r = upload("0123456789abcdef0123456789abcdef");
     assert_eq!(r.status, 400, "{}", r.text());
