@@ -386,3 +386,48 @@ fn response_bodies_stream_to_the_worker() {
     );
     assert_eq!((r.status, r.body.len()), (200, 200000));
 }
+
+#[test]
+fn subrequests_and_kv_work_on_the_legacy_driver_too() {
+    // The epoll driver: cross-thread wake-ups (the resolver, the KV threads) and the client's
+    // sockets must work there as well as on io_uring.
+    let up = Upstream::start();
+    let body = format!(
+        "{}[[kv_namespace]]\ntitle = \"k\"\n{}",
+        config("\"127.0.0.1\""),
+        worker(
+            "customers",
+            "kv",
+            "kv_store",
+            "bindings = [{ type = \"kv_namespace\", name = \"CACHE\", namespace = \"k\" }]"
+        )
+    );
+    let n = TestNode::start_with_driver(&body, "legacy");
+    let url = format!("http://localhost:{}/legacy", up.addr.port());
+    // `localhost` goes through the resolver thread, then the egress policy allows 127.0.0.1.
+    let r = get(n.addr, "direct.test", &format!("/?url={}", query(&url)));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().starts_with("upstream saw: GET /legacy HTTP/1.1\n"),
+        "{}",
+        r.text()
+    );
+    let r = request(
+        n.addr,
+        "PUT",
+        "x.example.test",
+        "/k/a",
+        &[("x-customer", "kv")],
+        b"1",
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = request(
+        n.addr,
+        "GET",
+        "x.example.test",
+        "/k/a",
+        &[("x-customer", "kv")],
+        b"",
+    );
+    assert_eq!((r.status, r.text()), (200, "1".to_string()));
+}
