@@ -118,6 +118,35 @@ pub struct KvPage {
     pub cursor: Option<String>,
 }
 
+/// One write of a [`KvStore::write_batch`].
+#[derive(Debug, Clone)]
+pub enum Write {
+    Put {
+        namespace: String,
+        key: String,
+        value: bytes::Bytes,
+        options: PutOptions,
+    },
+    Delete {
+        namespace: String,
+        key: String,
+    },
+}
+
+impl Write {
+    fn namespace(&self) -> &str {
+        match self {
+            Write::Put { namespace, .. } | Write::Delete { namespace, .. } => namespace,
+        }
+    }
+
+    fn key(&self) -> &str {
+        match self {
+            Write::Put { key, .. } | Write::Delete { key, .. } => key,
+        }
+    }
+}
+
 /// How long a value lives, and what metadata rides along with it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PutOptions {
@@ -419,6 +448,59 @@ impl KvStore {
         txn.commit().map_err(storage)
     }
 
+    /// Applies independent writes in one transaction (group commit): each gets its own result,
+    /// and an invalid write (bad key, oversized value, unknown namespace) fails alone. One
+    /// durable commit serves them all; if it fails, they all fail.
+    pub fn write_batch(&self, writes: &[Write], now: u64) -> Vec<Result<(), KvError>> {
+        // Validate and encode outside the transaction.
+        let mut prepared: Vec<Result<Option<Vec<u8>>, KvError>> = writes
+            .iter()
+            .map(|w| match w {
+                Write::Put {
+                    key,
+                    value,
+                    options,
+                    ..
+                } => record(key, value, options, now, self.min_ttl).map(Some),
+                Write::Delete { key, .. } => check_key(key).map(|()| None),
+            })
+            .collect();
+        let outcome = (|| -> Result<(), KvError> {
+            let txn = self.db.begin_write().map_err(storage)?;
+            {
+                let namespaces = txn.open_table(NAMESPACES).map_err(storage)?;
+                let mut entries = txn.open_table(ENTRIES).map_err(storage)?;
+                for (w, prep) in writes.iter().zip(prepared.iter_mut()) {
+                    let Ok(record) = prep else { continue };
+                    let ns = w.namespace();
+                    if namespaces.get(ns).map_err(storage)?.is_none() {
+                        *prep = Err(KvError::NamespaceNotFound(ns.to_string()));
+                        continue;
+                    }
+                    match (w, record) {
+                        (Write::Put { key, .. }, Some(record)) => {
+                            entries
+                                .insert((ns, key.as_str()), record.as_slice())
+                                .map_err(storage)?;
+                        }
+                        (w, _) => {
+                            entries.remove((ns, w.key())).map_err(storage)?;
+                        }
+                    }
+                }
+            }
+            txn.commit().map_err(storage)
+        })();
+        prepared
+            .into_iter()
+            .map(|p| match (&outcome, p) {
+                (_, Err(e)) => Err(e),
+                (Err(e), Ok(_)) => Err(e.clone()),
+                (Ok(()), Ok(_)) => Ok(()),
+            })
+            .collect()
+    }
+
     /// Removes several keys in one transaction.
     pub fn delete_many(&self, ns: &str, keys: &[&str]) -> Result<(), KvError> {
         for key in keys {
@@ -644,9 +726,41 @@ type Job = (
 /// (redb blocks on disk I/O), and a sweeper removes expired entries every [`SWEEP_INTERVAL`].
 pub struct KvService {
     store: KvStore,
+    /// Reads, for the reader threads.
     jobs: Option<crossbeam_channel::Sender<Job>>,
+    /// Puts and deletes, for the writer thread.
+    writes: Option<crossbeam_channel::Sender<Job>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     stop: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+/// The most writes one group commit takes.
+const MAX_WRITE_BATCH: usize = 256;
+
+/// A queued put or delete as a [`Write`]; `None` for reads.
+fn as_write(op: tenantry_core::kv::KvOp) -> Option<Write> {
+    use tenantry_core::kv::KvOp;
+    match op {
+        KvOp::Put {
+            namespace,
+            key,
+            value,
+            expiration,
+            expiration_ttl,
+            metadata,
+        } => Some(Write::Put {
+            namespace,
+            key,
+            value,
+            options: PutOptions {
+                expiration,
+                expiration_ttl,
+                metadata,
+            },
+        }),
+        KvOp::Delete { namespace, key } => Some(Write::Delete { namespace, key }),
+        _ => None,
+    }
 }
 
 /// How often expired entries are removed from disk by default (they are never returned meanwhile).
@@ -719,6 +833,33 @@ impl KvService {
     /// Starts `threads` KV threads, and the sweeper over `store` every `sweep_interval`.
     pub fn start(store: KvStore, threads: usize, sweep_interval: std::time::Duration) -> KvService {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        // Writes go to one writer thread, which commits whatever has queued meanwhile as one
+        // transaction: one fsync for many puts (redb admits one writer at a time anyway).
+        let (write_tx, write_rx) = crossbeam_channel::unbounded::<Job>();
+        let writer = {
+            let store = store.clone();
+            std::thread::Builder::new()
+                .name("tenantry-kv-write".into())
+                .spawn(move || {
+                    while let Ok(first) = write_rx.recv() {
+                        let mut batch = vec![first];
+                        batch.extend(write_rx.try_iter().take(MAX_WRITE_BATCH - 1));
+                        let (writes, replies): (Vec<Write>, Vec<_>) = batch
+                            .into_iter()
+                            .filter_map(|(op, reply)| Some((as_write(op)?, reply)))
+                            .unzip();
+                        let results = store.write_batch(&writes, unix_now());
+                        for (result, reply) in results.into_iter().zip(replies) {
+                            let _ = reply.send(
+                                result
+                                    .map(|()| tenantry_core::kv::KvReply::Done)
+                                    .map_err(failure),
+                            );
+                        }
+                    }
+                })
+                .expect("spawning the KV writer")
+        };
         let mut handles: Vec<_> = (0..threads.max(1))
             .map(|i| {
                 let rx = rx.clone();
@@ -760,9 +901,11 @@ impl KvService {
                 .expect("spawning the KV sweeper")
         };
         handles.push(sweeper);
+        handles.push(writer);
         KvService {
             store,
             jobs: Some(tx),
+            writes: Some(write_tx),
             threads: handles,
             stop,
         }
@@ -777,8 +920,14 @@ impl KvService {
 impl tenantry_core::kv::KvBackend for KvService {
     fn call(&self, op: tenantry_core::kv::KvOp) -> tenantry_core::kv::KvFuture {
         let (tx, rx) = futures_channel::oneshot::channel();
-        if let Some(jobs) = &self.jobs {
-            let _ = jobs.send((op, tx));
+        let queue = match op {
+            tenantry_core::kv::KvOp::Put { .. } | tenantry_core::kv::KvOp::Delete { .. } => {
+                &self.writes
+            }
+            _ => &self.jobs,
+        };
+        if let Some(queue) = queue {
+            let _ = queue.send((op, tx));
         }
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {
@@ -793,6 +942,7 @@ impl tenantry_core::kv::KvBackend for KvService {
 impl Drop for KvService {
     fn drop(&mut self) {
         self.jobs.take();
+        self.writes.take();
         let (lock, cvar) = &*self.stop;
         *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
         cvar.notify_all();
@@ -1004,5 +1154,47 @@ mod tests {
         data.scripts.clear();
         kv.seal_secrets("customers", &mut data).unwrap();
         assert!(kv.secrets("customers").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_write_batch_commits_the_valid_writes_and_fails_the_others_alone() {
+        let (_dir, kv, ns) = store();
+        let put = |ns: &str, key: &str| Write::Put {
+            namespace: ns.into(),
+            key: key.into(),
+            value: bytes::Bytes::from_static(b"v"),
+            options: PutOptions::default(),
+        };
+        kv.put(&ns, "old", b"x", &PutOptions::default(), NOW)
+            .unwrap();
+        let results = kv.write_batch(
+            &[
+                put(&ns, "a"),
+                put(&ns, ".."),
+                put("missing", "b"),
+                Write::Delete {
+                    namespace: ns.clone(),
+                    key: "old".into(),
+                },
+                put(&ns, "c"),
+            ],
+            NOW,
+        );
+        assert_eq!(results[0], Ok(()));
+        assert_eq!(results[1], Err(KvError::BadKey(2)));
+        assert_eq!(
+            results[2],
+            Err(KvError::NamespaceNotFound("missing".into()))
+        );
+        assert_eq!(results[3], Ok(()));
+        assert_eq!(results[4], Ok(()));
+        let names: Vec<String> = kv
+            .list(&ns, "", 10, None, NOW)
+            .unwrap()
+            .keys
+            .into_iter()
+            .map(|k| k.name)
+            .collect();
+        assert_eq!(names, ["a", "c"]);
     }
 }
