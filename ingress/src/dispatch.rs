@@ -187,12 +187,8 @@ fn with_secrets(
 /// dispatch Worker may use them, customer Workers never see them.
 pub const INTERNAL_HEADER_PREFIX: &[u8] = b"x-tenantry-";
 
-/// Removes platform-internal header fields before a Worker of `namespace` runs, unless it is a
-/// platform Worker.
-fn strip_internal(namespace: &str, req: &mut Request) {
-    if namespace == tenantry_loader::PLATFORM_NAMESPACE {
-        return;
-    }
+/// Removes platform-internal header fields before a customer (namespace) Worker runs.
+fn strip_internal(req: &mut Request) {
     let internal = |name: &[u8]| {
         name.len() >= INTERNAL_HEADER_PREFIX.len()
             && name[..INTERNAL_HEADER_PREFIX.len()].eq_ignore_ascii_case(INTERNAL_HEADER_PREFIX)
@@ -213,7 +209,9 @@ impl Invoker for CoreDispatch {
     ) -> CallFuture {
         let worker = self.worker(&self.snapshot(), namespace, script);
         let mut req = req;
-        strip_internal(namespace, &mut req);
+        if namespace != tenantry_loader::PLATFORM_NAMESPACE {
+            strip_internal(&mut req);
+        }
         Box::pin(async move {
             let worker = worker?;
             let limits = worker.limits().min(limits);
@@ -241,21 +239,21 @@ impl Dispatcher {
     /// Routes `req` and runs its Worker.
     pub async fn dispatch(&self, mut req: Request) -> Result<Response, Fault> {
         let snapshot = self.core.snapshot();
-        let (worker, namespace) = {
+        let (worker, platform) = {
             let Some(target) = snapshot.router.route(&req) else {
                 return Ok(Response::text(404, "No route matches this request\n"));
             };
             let worker = self
                 .core
                 .worker(&snapshot, target.namespace, &target.script)?;
-            // The namespace name, borrowed from the snapshot rather than the request.
-            let namespace = snapshot
-                .namespaces
-                .get_key_value(target.namespace)
-                .map_or("", |(k, _)| k.as_str());
-            (worker, namespace)
+            (
+                worker,
+                target.namespace == tenantry_loader::PLATFORM_NAMESPACE,
+            )
         };
-        strip_internal(namespace, &mut req);
+        if !platform {
+            strip_internal(&mut req);
+        }
         let limits = worker.limits();
         worker.invoke(req, limits).await
     }

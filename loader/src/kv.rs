@@ -778,6 +778,7 @@ fn failure(e: KvError) -> tenantry_core::kv::KvFailure {
     }
 }
 
+/// A read on a reader thread (writes go to the writer thread, `as_write`).
 fn execute(
     store: &KvStore,
     op: tenantry_core::kv::KvOp,
@@ -790,24 +791,12 @@ fn execute(
                 .get(&namespace, &key, now)?
                 .map(|e| (bytes::Bytes::from(e.value), e.metadata, e.expiration)),
         ),
-        KvOp::Put {
-            namespace,
-            key,
-            value,
-            expiration,
-            expiration_ttl,
-            metadata,
-        } => {
-            let options = PutOptions {
-                expiration,
-                expiration_ttl,
-                metadata,
-            };
-            store.put(&namespace, &key, &value, &options, now)?;
-            KvReply::Done
-        }
-        KvOp::Delete { namespace, key } => {
-            store.delete(&namespace, &key)?;
+        op @ (KvOp::Put { .. } | KvOp::Delete { .. }) => {
+            let write = as_write(op).expect("a put or delete");
+            store
+                .write_batch(std::slice::from_ref(&write), now)
+                .pop()
+                .expect("one result per write")?;
             KvReply::Done
         }
         KvOp::List {
