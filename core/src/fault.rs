@@ -25,6 +25,11 @@ pub enum Fault {
     /// `tenantry_fetch` returned a non-zero code, or `proc_exit` with one.
     #[error("Worker failed with code {0}")]
     GuestError(i32),
+    /// The Worker's response had a status that is not a final HTTP status (200–599): a 1xx
+    /// would make the client read the *next* response on the connection as the answer to this
+    /// request, so it is never sent.
+    #[error("Worker answered with status {0}, which is not a final HTTP status (200-599)")]
+    InvalidStatus(u16),
     /// The module does not have the exports the ABI requires.
     #[error("Worker is not a valid Tenantry Worker: {0}")]
     BadModule(String),
@@ -50,9 +55,11 @@ impl Fault {
             Fault::Overloaded => 503,
             Fault::NotFound => 404,
             Fault::Unavailable(_) | Fault::Subrequest(_) => 502,
-            Fault::StackOverflow | Fault::Trap(_) | Fault::GuestError(_) | Fault::BadModule(_) => {
-                500
-            }
+            Fault::StackOverflow
+            | Fault::Trap(_)
+            | Fault::GuestError(_)
+            | Fault::InvalidStatus(_)
+            | Fault::BadModule(_) => 500,
         }
     }
 

@@ -53,6 +53,19 @@ impl Request {
     }
 }
 
+/// The lowest status a Worker may answer with. RFC 9110 §15: 1xx responses are interim; they
+/// belong to the connection (the server sends `100 Continue` itself), and a 1xx sent as *the*
+/// answer would make the client take the next response on the connection for this request's.
+pub const FINAL_STATUS_MIN: u16 = 200;
+/// The highest status a Worker may answer with: three digits, and RFC 9110 defines no class
+/// above 5xx.
+pub const FINAL_STATUS_MAX: u16 = 599;
+
+/// Whether `status` may be the final answer to a request (`200..=599`).
+pub fn is_final_status(status: u16) -> bool {
+    (FINAL_STATUS_MIN..=FINAL_STATUS_MAX).contains(&status)
+}
+
 /// A response built by a guest (or by the host, for faults).
 #[derive(Debug, Clone)]
 pub struct Response {

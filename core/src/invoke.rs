@@ -188,7 +188,15 @@ impl Worker {
                 idle.push(live);
             }
         }
-        result.map(|()| response)
+        result?;
+        // `response_set_status` refuses anything else, but `response_forward` copies a fetched
+        // response's status as it came (an upstream may answer `101`).
+        if !crate::is_final_status(response.status) {
+            let fault = Fault::InvalidStatus(response.status);
+            tracing::warn!(worker = %self.ident.name, "{fault}; answered 500 instead");
+            return Err(fault);
+        }
+        Ok(response)
     }
 
     /// A fresh store and instance, initialised. Fuel is set before instantiation so that a start

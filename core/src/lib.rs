@@ -54,7 +54,7 @@ pub use engine::{
     MAX_FUNCTIONS,
 };
 pub use fault::Fault;
-pub use http::{Request, Response};
+pub use http::{FINAL_STATUS_MAX, FINAL_STATUS_MIN, Request, Response, is_final_status};
 pub use invoke::{Worker, WorkerSpec};
 pub use limits::{
     FUEL_PER_CPU_MS, HOST_COPY_BYTES_PER_FUEL, Limits, MAX_CALL_BYTES, MAX_CALL_HANDLES,

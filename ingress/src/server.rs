@@ -490,7 +490,10 @@ impl Conn {
     /// Serialises a response head (and a short body) into the write queue.
     fn queue_response(&mut self, r: &Response, is_head: bool, keep_alive: bool, minor: u8) {
         let out = &mut self.out;
-        let status = if (100..=999).contains(&r.status) {
+        // Workers can only produce final statuses (`tenantry_core::is_final_status`); this
+        // keeps any other handler from writing an interim one as the answer, which would
+        // desynchronise the connection.
+        let status = if tenantry_core::is_final_status(r.status) {
             r.status
         } else {
             500

@@ -11,5 +11,6 @@ mod hostile;
 mod http;
 mod kv;
 mod openapi;
+mod responses;
 mod serve;
 mod subrequests;

@@ -9,6 +9,7 @@ use wasmtime::{Caller, Linker};
 use super::{HostState, LogLevel, ResponseBuilder, charge_copy, emit_log, parts};
 use crate::abi::{WORKER_V1, code};
 use crate::guest_mem::{slice, slice_mut};
+use crate::http::{FINAL_STATUS_MAX, FINAL_STATUS_MIN};
 use crate::limits::{
     MAX_RESPONSE_BODY_BYTES, MAX_RESPONSE_HEADER_BYTES, MAX_RESPONSE_HEADER_FIELDS,
 };
@@ -174,7 +175,7 @@ fn response_set_status(mut caller: Ctx<'_>, resp: i32, status: i32) -> R {
         return Ok(code::BAD_HANDLE);
     }
     match u16::try_from(status) {
-        Ok(status @ 100..=999) => {
+        Ok(status @ FINAL_STATUS_MIN..=FINAL_STATUS_MAX) => {
             caller.data_mut().response.status = status;
             Ok(0)
         }

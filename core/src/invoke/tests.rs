@@ -203,15 +203,21 @@ fn invalid_arguments_and_handles() {
           (call $emit (call $set_status (i32.const 7) (i32.const 200)))
           (call $emit (call $log (i32.const 9) (i32.const 80) (i32.const 10)))
           (call $emit (call $log (i32.const 1) (i32.const 80) (i32.const 10)))
-          (call $emit (call $set_status (i32.const 0) (i32.const 999)))
+          (call $emit (call $set_status (i32.const 0) (i32.const 100)))
+          (call $emit (call $set_status (i32.const 0) (i32.const 101)))
+          (call $emit (call $set_status (i32.const 0) (i32.const 199)))
+          (call $emit (call $set_status (i32.const 0) (i32.const 600)))
+          (call $emit (call $set_status (i32.const 0) (i32.const 599)))
           (i32.const 0))"#,
     ));
     let resp = run(&w, get("/")).unwrap();
     assert_eq!(
         codes(&resp.body),
-        [-2, -2, -2, 0, -4, -4, -2, -2, -2, -4, -2, 0, 0]
+        [
+            -2, -2, -2, 0, -4, -4, -2, -2, -2, -4, -2, 0, -2, -2, -2, -2, 0
+        ]
     );
-    assert_eq!(resp.status, 999);
+    assert_eq!(resp.status, 599);
     // Content-Length from the guest is ignored; nothing else got through.
     assert!(resp.headers.is_empty(), "{:?}", resp.headers);
 }

@@ -11,7 +11,7 @@ pub enum Error {
     /// `-1`: no such header or binding.
     NotFound,
     /// `-2`: an argument is malformed (a header name that is not a token, a value with CR, LF or
-    /// NUL, a status outside `100..=999`, …).
+    /// NUL, a status outside `200..=599`, …).
     Invalid,
     /// `-3`: a limit would be exceeded (response header count or bytes, body bytes, the
     /// subrequest budget, call depth).

@@ -56,12 +56,12 @@ impl Response {
         Response::new()
     }
 
-    /// A response with `status` (`100..=999`).
+    /// A response with `status` (`200..=599`).
     pub fn with_status(status: u16) -> Response {
         Response::new().status(status)
     }
 
-    /// Sets the status (`100..=999`; checked by the host when sent).
+    /// Sets the status (`200..=599`; checked by the host when sent).
     pub fn status(mut self, status: u16) -> Response {
         self.status = status;
         self

@@ -91,7 +91,7 @@ unsafe extern "C" {
     pub fn request_headers(req: i32, out_ptr: *mut u8, out_cap: usize) -> i32;
     /// Writes the next body chunk (at most `out_cap` bytes) and returns how many; `0` at the end.
     pub fn request_body_read(req: i32, out_ptr: *mut u8, out_cap: usize) -> i32;
-    /// Sets the status (`100..=999`; default `200`).
+    /// Sets the status (`200..=599`; default `200`).
     pub fn response_set_status(resp: i32, status: i32) -> i32;
     /// Replaces every field named `name` with one field.
     pub fn response_header_set(
