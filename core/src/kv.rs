@@ -63,6 +63,8 @@ pub enum KvFailure {
     Limit(String),
     /// The store failed.
     Store(String),
+    /// The store's queue is full: the operation was not started; it may be retried.
+    Busy(String),
 }
 
 /// The future of a KV operation; `Send`, since it completes on the store's threads.

@@ -151,6 +151,23 @@ pub(crate) fn spawn_read(id: u64) -> oneshot::Receiver<Result<Option<Bytes>, Str
     rx
 }
 
+/// Runs `future` as a task on this core's runtime until `deadline`: the receiver gets
+/// `Some(output)`, or `None` if the deadline came first (the future is then dropped). For host
+/// calls that wait on something `Send` (a KV reply): wasmtime needs the host call's future to be
+/// `Send`, monoio's timers are not, so the timer lives in the local task. Must be called inside
+/// a monoio runtime with a timer.
+pub(crate) fn spawn_until<T: Send + 'static>(
+    future: impl Future<Output = T> + 'static,
+    deadline: Instant,
+) -> oneshot::Receiver<Option<T>> {
+    let (tx, rx) = oneshot::channel();
+    monoio::spawn(async move {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = tx.send(monoio::time::timeout(left, future).await.ok());
+    });
+    rx
+}
+
 /// Registers the invoker of the current thread's Workers (one per serving core). Without one,
 /// fetches fail with `UNSUPPORTED`.
 pub fn set_invoker(invoker: Rc<dyn Invoker>) {
@@ -193,10 +210,18 @@ pub(crate) fn spawn_call(
                 namespace,
                 script,
                 ctx,
-            } => invoker
-                .invoke(&namespace, &script, req, limits, ctx)
-                .await
-                .map(|r| (r, None)),
+            } => {
+                // The callee's own deadline is at most `limits.wall_ms` from now, but waiting to
+                // start (loading the Worker, queueing for a slot) must end by then too.
+                let wait = std::time::Duration::from_millis(u64::from(limits.wall_ms));
+                let call = invoker.invoke(&namespace, &script, req, limits, ctx);
+                match monoio::time::timeout(wait, call).await {
+                    Ok(result) => result.map(|r| (r, None)),
+                    Err(_) => Err(Fault::Deadline {
+                        wall_ms: limits.wall_ms,
+                    }),
+                }
+            }
             Target::Network { deadline } => invoker
                 .fetch(req, deadline)
                 .await
@@ -208,4 +233,139 @@ pub(crate) fn spawn_call(
         }
     });
     Some(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Waits end at the caller's wall-clock deadline, whatever they wait for.
+
+    use super::*;
+    use crate::kv::{KvBackend, KvFuture, KvOp, KvReply};
+    use crate::test_support::{block_on, engine, get, spec};
+    use crate::{BindingKind, Bindings, Worker};
+
+    /// A KV store that answers only after `delay` (a stalled disk), and Workers that never
+    /// answer for as long.
+    struct Stalled {
+        delay: std::time::Duration,
+        /// Set when a Worker call was given up before it finished.
+        abandoned: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    /// Sets its flag when dropped armed.
+    struct Abandon(Option<Arc<std::sync::atomic::AtomicBool>>);
+
+    impl Drop for Abandon {
+        fn drop(&mut self) {
+            if let Some(flag) = self.0.take() {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+
+    impl KvBackend for Stalled {
+        fn call(&self, _op: KvOp) -> KvFuture {
+            let (tx, rx) = oneshot::channel();
+            let delay = self.delay;
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let _ = tx.send(Ok(KvReply::Done));
+            });
+            Box::pin(async move { rx.await.unwrap_or(Ok(KvReply::Done)) })
+        }
+    }
+
+    impl Invoker for Stalled {
+        fn invoke(&self, _: &str, _: &str, _: Request, _: Limits, _: CallContext) -> CallFuture {
+            let delay = self.delay;
+            let mut guard = Abandon(Some(self.abandoned.clone()));
+            Box::pin(async move {
+                monoio::time::sleep(delay).await;
+                guard.0 = None;
+                Ok(Response::default())
+            })
+        }
+        fn fetch(&self, _: Request, _: Instant) -> FetchFuture {
+            Box::pin(async { Err(Fault::Subrequest("no network in this test".into())) })
+        }
+        fn kv(&self) -> Option<Arc<dyn KvBackend>> {
+            Some(Arc::new(Stalled {
+                delay: self.delay,
+                abandoned: self.abandoned.clone(),
+            }))
+        }
+    }
+
+    const GUEST: &str = r#"(module
+      (import "tenantry:worker/v1" "kv_delete" (func $kv_delete (param i32 i32 i32 i32) (result i32)))
+      (import "tenantry:worker/v1" "request_new" (func $request_new (result i32)))
+      (import "tenantry:worker/v1" "service_fetch" (func $service_fetch (param i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "KV")
+      (data (i32.const 16) "SVC")
+      (data (i32.const 32) "key")
+      (func (export "tenantry_fetch") (result i32)
+        (if (i32.eqz (call $env_is_svc))
+          (then (return (i32.sub (i32.const 0) (call $kv_delete (i32.const 0) (i32.const 2) (i32.const 32) (i32.const 3))))))
+        (i32.sub (i32.const 0) (call $service_fetch (i32.const 16) (i32.const 3) (call $request_new))))
+      (global $svc (mut i32) (i32.const 0))
+      (func $env_is_svc (result i32) (global.get $svc)))"#;
+
+    fn stalled_worker(service: bool) -> Worker {
+        let engine = engine();
+        let wat = if service {
+            GUEST.replace(
+                "(global $svc (mut i32) (i32.const 0))",
+                "(global $svc (mut i32) (i32.const 1))",
+            )
+        } else {
+            GUEST.to_string()
+        };
+        let mut spec = spec(&engine, &wat);
+        spec.bindings = Bindings::new(vec![
+            Binding {
+                name: "KV".into(),
+                kind: BindingKind::KvNamespace,
+                value: "ns".into(),
+            },
+            Binding {
+                name: "SVC".into(),
+                kind: BindingKind::Service,
+                value: "other".into(),
+            },
+        ]);
+        spec.limits = Limits {
+            wall_ms: 50,
+            ..Limits::DEFAULT
+        };
+        Worker::new(&engine, spec).expect("test Worker loads")
+    }
+
+    #[test]
+    fn kv_and_worker_calls_end_at_the_wall_clock_limit() {
+        for service in [false, true] {
+            let worker = stalled_worker(service);
+            let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let outcome = block_on(async {
+                set_invoker(Rc::new(Stalled {
+                    delay: std::time::Duration::from_secs(3),
+                    abandoned: abandoned.clone(),
+                }));
+                let outcome = worker.invoke(get("/"), worker.limits()).await;
+                clear_invoker();
+                outcome
+            });
+            // Without a deadline on the wait the store answers after 3 s and the guest returns
+            // normally (200).
+            assert_eq!(
+                outcome.unwrap_err(),
+                Fault::Deadline { wall_ms: 50 },
+                "service call: {service}"
+            );
+            if service {
+                // The call was given up at the deadline, not waited out.
+                assert!(abandoned.load(std::sync::atomic::Ordering::SeqCst));
+            }
+        }
+    }
 }

@@ -737,6 +737,34 @@ pub struct KvService {
 /// The most writes one group commit takes.
 const MAX_WRITE_BATCH: usize = 256;
 
+/// KV operations that may wait in each queue (reads, writes). A full queue answers the guest at
+/// once with `STORE` ("busy") rather than letting the queue, and host memory, grow without
+/// bound behind a slow disk: 16 group commits' worth of writes, the same depth for reads.
+pub const KV_QUEUE_DEPTH: usize = 16 * MAX_WRITE_BATCH;
+
+/// Queues `job`, or answers it at once when the queue is full or stopped.
+fn enqueue(queue: Option<&crossbeam_channel::Sender<Job>>, job: Job) {
+    use crossbeam_channel::TrySendError;
+    use tenantry_core::kv::KvFailure;
+    let Some(queue) = queue else {
+        let _ = job
+            .1
+            .send(Err(KvFailure::Store("the KV store stopped".into())));
+        return;
+    };
+    match queue.try_send(job) {
+        Ok(()) => {}
+        Err(TrySendError::Full((_, reply))) => {
+            let _ = reply.send(Err(KvFailure::Busy(format!(
+                "the KV store is busy ({KV_QUEUE_DEPTH} operations queued); try again"
+            ))));
+        }
+        Err(TrySendError::Disconnected((_, reply))) => {
+            let _ = reply.send(Err(KvFailure::Store("the KV store stopped".into())));
+        }
+    }
+}
+
 /// A queued put or delete as a [`Write`]; `None` for reads.
 fn as_write(op: tenantry_core::kv::KvOp) -> Option<Write> {
     use tenantry_core::kv::KvOp;
@@ -821,10 +849,10 @@ fn execute(
 impl KvService {
     /// Starts `threads` KV threads, and the sweeper over `store` every `sweep_interval`.
     pub fn start(store: KvStore, threads: usize, sweep_interval: std::time::Duration) -> KvService {
-        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(KV_QUEUE_DEPTH);
         // Writes go to one writer thread, which commits whatever has queued meanwhile as one
         // transaction: one fsync for many puts (redb admits one writer at a time anyway).
-        let (write_tx, write_rx) = crossbeam_channel::unbounded::<Job>();
+        let (write_tx, write_rx) = crossbeam_channel::bounded::<Job>(KV_QUEUE_DEPTH);
         let writer = {
             let store = store.clone();
             std::thread::Builder::new()
@@ -915,9 +943,7 @@ impl tenantry_core::kv::KvBackend for KvService {
             }
             _ => &self.jobs,
         };
-        if let Some(queue) = queue {
-            let _ = queue.send((op, tx));
-        }
+        enqueue(queue.as_ref(), (op, tx));
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {
                 Err(tenantry_core::kv::KvFailure::Store(
@@ -946,6 +972,34 @@ mod tests {
     use super::*;
 
     const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn a_full_queue_answers_busy_at_once_and_a_stopped_one_says_so() {
+        use tenantry_core::kv::{KvFailure, KvOp};
+        let op = || KvOp::Get {
+            namespace: "ns".into(),
+            key: "k".into(),
+        };
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(1);
+        let (first, mut first_reply) = futures_channel::oneshot::channel();
+        enqueue(Some(&tx), (op(), first));
+        assert!(
+            first_reply.try_recv().unwrap().is_none(),
+            "queued, not answered"
+        );
+        let (second, mut second_reply) = futures_channel::oneshot::channel();
+        enqueue(Some(&tx), (op(), second));
+        let answer = second_reply.try_recv().unwrap().expect("answered at once");
+        assert!(
+            matches!(&answer, Err(KvFailure::Busy(why)) if why.contains("busy")),
+            "{answer:?}"
+        );
+        drop(rx);
+        let (third, mut third_reply) = futures_channel::oneshot::channel();
+        enqueue(Some(&tx), (op(), third));
+        let answer = third_reply.try_recv().unwrap().expect("answered at once");
+        assert!(matches!(answer, Err(KvFailure::Store(_))), "{answer:?}");
+    }
 
     fn store() -> (tempfile::TempDir, KvStore, String) {
         let dir = tempfile::tempdir().unwrap();

@@ -653,6 +653,10 @@ async fn run(mut caller: Ctx<'_>, call: Result<Call, i32>) -> R {
     let outcome = pending
         .await
         .unwrap_or_else(|_| Err(Fault::Unavailable("the call was cancelled".into())));
+    // The call may have ended because this invocation's own time ran out: then so does it.
+    if Instant::now() >= caller.data().deadline {
+        return Err(super::DeadlineExceeded.into());
+    }
     let state = caller.data_mut();
     let (response, stream) = match outcome {
         Ok(done) => done,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use wasmtime::{Caller, Linker};
 
 use super::fetch::binding_value;
-use super::{HostState, charge_copy, parts};
+use super::{DeadlineExceeded, HostState, charge_copy, parts};
 use crate::abi::{WORKER_V1, code};
 use crate::guest_mem::slice;
 use crate::kv::{KvFailure, KvOp, KvReply};
@@ -107,21 +107,29 @@ fn target(
     Ok(Ok((namespace, key)))
 }
 
-/// Runs `op` on the node's KV store.
-async fn run(caller: &mut Ctx<'_>, op: KvOp) -> Result<KvReply, i32> {
+/// Runs `op` on the node's KV store. `Err` ends the invocation: its wall-clock limit passed
+/// while it waited.
+async fn run(caller: &mut Ctx<'_>, op: KvOp) -> wasmtime::Result<Result<KvReply, i32>> {
     let Some(backend) = crate::nested::kv_backend() else {
-        return Err(caller
+        return Ok(Err(caller
             .data_mut()
             .calls
-            .fail(code::UNSUPPORTED, "this node has no KV store"));
+            .fail(code::UNSUPPORTED, "this node has no KV store")));
     };
-    backend.call(op).await.map_err(|failure| {
-        let calls = &mut caller.data_mut().calls;
-        match failure {
+    // Every wait ends at the invocation's wall-clock deadline: a stalled store must not hold
+    // the guest (and its pool slot) past its limit.
+    let deadline = caller.data().deadline;
+    let reply = crate::nested::spawn_until(backend.call(op), deadline).await;
+    let calls = &mut caller.data_mut().calls;
+    Ok(match reply {
+        Ok(Some(Ok(reply))) => Ok(reply),
+        Ok(Some(Err(failure))) => Err(match failure {
             KvFailure::Invalid(why) => calls.fail(code::INVALID, why),
             KvFailure::Limit(why) => calls.fail(code::LIMIT, why),
-            KvFailure::Store(why) => calls.fail(code::STORE, why),
-        }
+            KvFailure::Store(why) | KvFailure::Busy(why) => calls.fail(code::STORE, why),
+        }),
+        Ok(None) => return Err(DeadlineExceeded.into()),
+        Err(_) => Err(calls.fail(code::STORE, "the KV operation was cancelled")),
     })
 }
 
@@ -150,7 +158,7 @@ async fn kv_get(mut caller: Ctx<'_>, binding: (i32, i32), key: (i32, i32)) -> R 
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
-    let reply = match run(&mut caller, KvOp::Get { namespace, key }).await {
+    let reply = match run(&mut caller, KvOp::Get { namespace, key }).await? {
         Ok(reply) => reply,
         Err(code) => return Ok(code),
     };
@@ -211,7 +219,7 @@ async fn kv_put(
             .filter(|m| !m.is_null())
             .map(Value::to_string),
     };
-    Ok(match run(&mut caller, op).await {
+    Ok(match run(&mut caller, op).await? {
         Ok(_) => 0,
         Err(code) => code,
     })
@@ -223,7 +231,7 @@ async fn kv_delete(mut caller: Ctx<'_>, binding: (i32, i32), key: (i32, i32)) ->
         Err(code) => return Ok(code),
     };
     Ok(
-        match run(&mut caller, KvOp::Delete { namespace, key }).await {
+        match run(&mut caller, KvOp::Delete { namespace, key }).await? {
             Ok(_) => 0,
             Err(code) => code,
         },
@@ -257,7 +265,7 @@ async fn kv_list(mut caller: Ctx<'_>, binding: (i32, i32), opts: (i32, i32)) -> 
         limit: limit as usize,
         cursor: text("cursor"),
     };
-    let (keys, cursor) = match run(&mut caller, op).await {
+    let (keys, cursor) = match run(&mut caller, op).await? {
         Ok(KvReply::Page { keys, cursor }) => (keys, cursor),
         Ok(_) => (Vec::new(), None),
         Err(code) => return Ok(code),
