@@ -255,6 +255,12 @@ mod tests {
     /// Sets its flag when dropped armed.
     struct Abandon(Option<Arc<std::sync::atomic::AtomicBool>>);
 
+    impl Abandon {
+        fn disarm(mut self) {
+            self.0 = None;
+        }
+    }
+
     impl Drop for Abandon {
         fn drop(&mut self) {
             if let Some(flag) = self.0.take() {
@@ -278,10 +284,10 @@ mod tests {
     impl Invoker for Stalled {
         fn invoke(&self, _: &str, _: &str, _: Request, _: Limits, _: CallContext) -> CallFuture {
             let delay = self.delay;
-            let mut guard = Abandon(Some(self.abandoned.clone()));
+            let guard = Abandon(Some(self.abandoned.clone()));
             Box::pin(async move {
                 monoio::time::sleep(delay).await;
-                guard.0 = None;
+                guard.disarm();
                 Ok(Response::default())
             })
         }
