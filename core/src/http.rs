@@ -10,9 +10,10 @@ use bytes::Bytes;
 pub struct Request {
     /// The method token, e.g. `GET`.
     pub method: Bytes,
-    /// The `Host` header's value (empty if absent).
+    /// The authority (host and optional port): the `Host` header's value, or an absolute-form
+    /// target's authority (empty only for an HTTP/1.0 request without either).
     pub host: Bytes,
-    /// The request target as received: origin form, e.g. `/hello?x=1`.
+    /// The request target in origin form, e.g. `/hello?x=1` (`*` for `OPTIONS *`).
     pub target: Bytes,
     /// Header fields in the order received, names as sent.
     pub headers: Vec<(Bytes, Bytes)>,
@@ -24,12 +25,16 @@ pub struct Request {
 }
 
 impl Request {
-    /// The absolute URL the guest sees: `http://` (or `https://`) + host + target.
+    /// The absolute URL the guest sees: `http://` (or `https://`) + host + target, built from
+    /// parts the ingress checked (a valid authority; an origin-form target). For `OPTIONS *`
+    /// the URL is the authority alone (RFC 9112 §3.3).
     pub fn url(&self) -> Vec<u8> {
         let mut url = Vec::with_capacity(8 + self.host.len() + self.target.len());
         url.extend_from_slice(if self.secure { b"https://" } else { b"http://" });
         url.extend_from_slice(&self.host);
-        url.extend_from_slice(&self.target);
+        if &self.target[..] != b"*" {
+            url.extend_from_slice(&self.target);
+        }
         url
     }
 

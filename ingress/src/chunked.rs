@@ -49,6 +49,8 @@ pub struct ChunkedDecoder {
     size: u64,
     /// Bytes of the current size line, bounded by [`MAX_CHUNK_LINE_BYTES`].
     line: usize,
+    /// The extensions of the current size line, checked against the grammar at its end.
+    ext: Vec<u8>,
     /// Bytes of trailer fields so far, bounded by `max_trailer`.
     trailer: usize,
     body: usize,
@@ -68,6 +70,7 @@ impl ChunkedDecoder {
             state: State::Size { digits: 0 },
             size: 0,
             line: 0,
+            ext: Vec::new(),
             trailer: 0,
             body: 0,
             max_body,
@@ -113,6 +116,8 @@ impl ChunkedDecoder {
                     } else if b == b'\r' {
                         self.state = State::SizeLf;
                     } else if matches!(b, b';' | b' ' | b'\t') {
+                        self.ext.clear();
+                        self.ext.push(b);
                         self.state = State::Extension;
                     } else {
                         return Err(bad("invalid character after the chunk size"));
@@ -124,9 +129,14 @@ impl ChunkedDecoder {
                         return Err(bad("chunk extensions too long"));
                     }
                     match b {
-                        b'\r' => self.state = State::SizeLf,
+                        b'\r' => {
+                            if !valid_extensions(&self.ext) {
+                                return Err(bad("invalid chunk extension"));
+                            }
+                            self.state = State::SizeLf;
+                        }
                         b'\n' => return Err(bad("bare LF in a chunk-size line")),
-                        _ => {}
+                        _ => self.ext.push(b),
                     }
                 }
                 State::SizeLf => {
@@ -213,6 +223,71 @@ impl ChunkedDecoder {
     }
 }
 
+/// RFC 9112 §7.1.1: `chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )`,
+/// names tokens and values tokens or quoted strings. Whatever else follows a chunk size (`5 junk`,
+/// a NUL) is refused: a proxy in front may read such a line differently.
+fn valid_extensions(mut s: &[u8]) -> bool {
+    let token = |s: &[u8]| s.iter().take_while(|&&c| is_tchar(c)).count();
+    if s.is_empty() {
+        return true;
+    }
+    loop {
+        let Some(rest) = ws(s).strip_prefix(b";") else {
+            return false;
+        };
+        let rest = ws(rest);
+        let name = token(rest);
+        if name == 0 {
+            return false;
+        }
+        s = ws(&rest[name..]);
+        if let Some(value) = s.strip_prefix(b"=") {
+            let value = ws(value);
+            let len = match value.strip_prefix(b"\"") {
+                Some(quoted) => match quoted_len(quoted) {
+                    Some(n) => n + 1,
+                    None => return false,
+                },
+                None => token(value),
+            };
+            if len == 0 {
+                return false;
+            }
+            s = ws(&value[len..]);
+        }
+        if s.is_empty() {
+            return true;
+        }
+    }
+}
+
+/// `s` without its leading spaces and tabs (RFC 9110 §5.6.3 `BWS`).
+fn ws(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
+    &s[n..]
+}
+
+/// The length of the rest of a quoted string (after its opening quote) up to and including the
+/// closing quote; `None` if it is not closed or holds a control character (RFC 9110 §5.6.4).
+fn quoted_len(s: &[u8]) -> Option<usize> {
+    let text = |c: u8| c == b'\t' || (c >= 0x20 && c != 0x7f);
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'"' => return Some(i + 1),
+            b'\\' if s.get(i + 1).is_some_and(|&c| text(c)) => i += 2,
+            c if text(c) && c != b'\\' => i += 1,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+pub(crate) fn is_tchar(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +329,34 @@ mod tests {
     }
 
     #[test]
+    fn extensions_follow_the_grammar() {
+        for ok in [
+            &b""[..],
+            b";a",
+            b" ; a = b ;c",
+            b";name=\"quoted; \\\"value\"",
+            b"\t;a=1",
+        ] {
+            assert!(valid_extensions(ok), "{:?}", String::from_utf8_lossy(ok));
+        }
+        for bad_ext in [
+            &b" junk"[..],
+            b";",
+            b";a=",
+            b";a b",
+            b";a=\"x",
+            b" ",
+            b";a\x00",
+        ] {
+            assert!(
+                !valid_extensions(bad_ext),
+                "{:?}",
+                String::from_utf8_lossy(bad_ext)
+            );
+        }
+    }
+
+    #[test]
     fn empty_body() {
         let (out, consumed) = decode_in_steps(b"0\r\n\r\n", 1, 10).unwrap();
         assert!(out.is_empty());
@@ -274,6 +377,13 @@ mod tests {
             b"1000000000000000\r\n",
             b"0\r\nTrailer: x\n\r\n",
             b"0\r\n\rX",
+            b"5 junk\r\nhello\r\n0\r\n\r\n",
+            b"5;a\x00b\r\nhello\r\n0\r\n\r\n",
+            b"5;\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"open\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b c\r\nhello\r\n0\r\n\r\n",
+            b"5 \r\nhello\r\n0\r\n\r\n",
         ] {
             let e = decode_in_steps(bad_input, bad_input.len(), 1 << 20).unwrap_err();
             assert!(

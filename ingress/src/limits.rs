@@ -14,6 +14,10 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 << 10;
 /// buffered before the Worker runs (docs/design.md), so this bounds memory per connection.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
 
+/// Longest request target accepted (`414` past it): Cloudflare's URL limit is 16 KiB, and a
+/// Worker gets its URL copied into its memory on every `request_url`.
+pub const MAX_REQUEST_TARGET_BYTES: usize = 16 << 10;
+
 /// Longest chunk-size line (size, extensions, CRLF) accepted in a chunked body. Extensions are
 /// ignored, so anything longer is only a way to make the server buffer bytes.
 pub const MAX_CHUNK_LINE_BYTES: usize = 4096;

@@ -12,7 +12,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use tenantry_core::Request;
 
-use crate::limits::{MAX_HEADERS, ServerLimits};
+use crate::limits::{MAX_HEADERS, MAX_REQUEST_TARGET_BYTES, ServerLimits};
 
 /// The outcome of parsing the bytes received so far.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,12 +36,20 @@ pub enum BodyFraming {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     pub method: Range<usize>,
+    /// The target in origin form (`/path?query`), or `*` (asterisk form, `OPTIONS` only). For an
+    /// absolute-form target (`http://authority/path?query`) the path and query part; the
+    /// authority became [`Head::host`].
     pub target: Range<usize>,
+    /// The absolute-form target had an empty path (`http://a.test?q`): the Worker's target gets
+    /// the `/` RFC 9110 §4.2.3 says it stands for.
+    pub target_slash: bool,
     /// The minor version: `HTTP/1.0` → 0, `HTTP/1.1` → 1.
     pub minor_version: u8,
     /// Name and value of every header field, in order.
     pub headers: Vec<(Range<usize>, Range<usize>)>,
-    /// The `Host` value (empty range when an HTTP/1.0 request has none).
+    /// The request's authority (host and optional port, syntax checked): the `Host` value, or the
+    /// authority of an absolute-form target, which wins (RFC 9112 §3.2.2). Empty only when an
+    /// HTTP/1.0 request has neither.
     pub host: Range<usize>,
     /// Bytes of the head, including the blank line that ends it.
     pub len: usize,
@@ -61,7 +69,14 @@ impl Head {
         Request {
             method: head.slice(self.method.clone()),
             host: head.slice(self.host.clone()),
-            target: head.slice(self.target.clone()),
+            target: if self.target_slash {
+                let mut target = Vec::with_capacity(self.target.len() + 1);
+                target.push(b'/');
+                target.extend_from_slice(&head[self.target.clone()]);
+                target.into()
+            } else {
+                head.slice(self.target.clone())
+            },
             headers: self
                 .headers
                 .iter()
@@ -108,6 +123,19 @@ pub enum ParseError {
     /// RFC 9112 §3.2: an HTTP/1.1 request must carry exactly one Host field.
     #[error("missing Host header")]
     MissingHost,
+    /// RFC 9112 §3.2: a Host value (or the authority of an absolute-form target) that is not
+    /// `host [":" port]` (RFC 3986 §3.2.2), e.g. empty, or with `@`, `/`, `?` or spaces.
+    #[error("invalid Host: {0}")]
+    InvalidHost(&'static str),
+    /// RFC 9112 §3.2: not an origin-form, absolute-form or (for `OPTIONS`) asterisk-form target.
+    #[error("invalid request target: {0}")]
+    InvalidTarget(&'static str),
+    /// RFC 9112 §3: the request target is longer than the server parses.
+    #[error("request target is longer than {limit} bytes")]
+    TargetTooLong { limit: usize },
+    /// RFC 9110 §10.1.1: an `Expect` other than `100-continue`.
+    #[error("unsupported expectation (only 100-continue is supported)")]
+    Expectation,
     #[error("more than one Host header")]
     DuplicateHost,
     /// The body (declared or de-chunked) is larger than the configured limit.
@@ -124,6 +152,8 @@ impl ParseError {
         match self {
             ParseError::HeadersTooLarge { .. } | ParseError::TooManyHeaders => 431,
             ParseError::BodyTooLarge { .. } => 413,
+            ParseError::TargetTooLong { .. } => 414,
+            ParseError::Expectation => 417,
             ParseError::Version => 505,
             _ => 400,
         }
@@ -137,6 +167,11 @@ pub fn parse_head(buf: &[u8], limits: &ServerLimits) -> Result<Parsed, ParseErro
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
+            if request_line_too_long(buf) {
+                return Err(ParseError::TargetTooLong {
+                    limit: MAX_REQUEST_TARGET_BYTES,
+                });
+            }
             return if buf.len() > limits.max_header_bytes {
                 Err(ParseError::HeadersTooLarge {
                     limit: limits.max_header_bytes,
@@ -145,12 +180,22 @@ pub fn parse_head(buf: &[u8], limits: &ServerLimits) -> Result<Parsed, ParseErro
                 Ok(Parsed::Partial)
             };
         }
+        Err(httparse::Error::Version) if target_has_whitespace(buf) => {
+            return Err(ParseError::InvalidTarget(
+                "whitespace in the request target",
+            ));
+        }
         Err(e) => return Err(from_httparse(e)),
     };
     if len > limits.max_header_bytes {
         return Err(ParseError::HeadersTooLarge {
             limit: limits.max_header_bytes,
         });
+    }
+    // RFC 9112 §2.2: httparse, like many parsers, also ends a line at a bare LF; a proxy in front
+    // that does not would see different header fields (`X: a\nTransfer-Encoding: chunked`).
+    if has_bare_lf(&buf[..len]) {
+        return Err(ParseError::Malformed("a line ends in LF without CR"));
     }
 
     let base = buf.as_ptr() as usize;
@@ -159,9 +204,21 @@ pub fn parse_head(buf: &[u8], limits: &ServerLimits) -> Result<Parsed, ParseErro
         start..start + s.len()
     };
     let method = req.method.map(|m| range(m.as_bytes())).unwrap_or_default();
-    let target = req.path.map(|p| range(p.as_bytes())).unwrap_or_default();
+    let path = req.path.unwrap_or_default().as_bytes();
     let minor_version = req.version.unwrap_or(1);
     let is_head = req.method == Some("HEAD");
+    if path.len() > MAX_REQUEST_TARGET_BYTES {
+        return Err(ParseError::TargetTooLong {
+            limit: MAX_REQUEST_TARGET_BYTES,
+        });
+    }
+    let target = parse_target(path, req.method == Some("OPTIONS"))?;
+    let (target, target_slash, target_authority) = match target {
+        Target::Origin => (range(path), false, None),
+        Target::Absolute { authority, path } => {
+            (range(path), !path.starts_with(b"/"), Some(range(authority)))
+        }
+    };
 
     let mut headers = Vec::with_capacity(req.headers.len());
     let mut host = None;
@@ -179,7 +236,8 @@ pub fn parse_head(buf: &[u8], limits: &ServerLimits) -> Result<Parsed, ParseErro
             if host.is_some() {
                 return Err(ParseError::DuplicateHost);
             }
-            host = Some(range(value));
+            check_authority(value)?;
+            host = Some(headers.len() - 1);
         } else if name.eq_ignore_ascii_case(b"content-length") {
             if length.is_some() {
                 return Err(ParseError::DuplicateLength);
@@ -201,7 +259,12 @@ pub fn parse_head(buf: &[u8], limits: &ServerLimits) -> Result<Parsed, ParseErro
                 keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if name.eq_ignore_ascii_case(b"expect") {
-            expect_continue = value.eq_ignore_ascii_case(b"100-continue");
+            for expectation in tokens(value) {
+                if !expectation.eq_ignore_ascii_case(b"100-continue") {
+                    return Err(ParseError::Expectation);
+                }
+                expect_continue = true;
+            }
         }
     }
 
@@ -227,10 +290,17 @@ pub fn parse_head(buf: &[u8], limits: &ServerLimits) -> Result<Parsed, ParseErro
         }
         BodyFraming::Length(n)
     };
-    let host = match host {
-        Some(h) => h,
-        None if minor_version == 0 => len..len,
-        None => return Err(ParseError::MissingHost),
+    let host = match (host, target_authority) {
+        (None, _) if minor_version == 1 => return Err(ParseError::MissingHost),
+        // RFC 9112 §3.2.2: the target's authority wins, and the Worker sees one host: the Host
+        // field says the same.
+        (Some(field), Some(authority)) => {
+            headers[field].1 = authority.clone();
+            authority
+        }
+        (None, Some(authority)) => authority,
+        (Some(field), None) => headers[field].1.clone(),
+        (None, None) => len..len,
     };
     // RFC 9112 §9.3: HTTP/1.1 persists unless `close`; HTTP/1.0 only with `keep-alive`.
     let keep_alive = !close && (minor_version == 1 || keep_alive_token);
@@ -238,6 +308,7 @@ pub fn parse_head(buf: &[u8], limits: &ServerLimits) -> Result<Parsed, ParseErro
     Ok(Parsed::Complete(Head {
         method,
         target,
+        target_slash,
         minor_version,
         headers,
         host,
@@ -247,6 +318,148 @@ pub fn parse_head(buf: &[u8], limits: &ServerLimits) -> Result<Parsed, ParseErro
         expect_continue,
         is_head,
     }))
+}
+
+/// The form of a request target (RFC 9112 §3.2).
+enum Target<'a> {
+    /// `/path?query`, or `*` for `OPTIONS`.
+    Origin,
+    /// `http://authority/path?query` (scheme `http` or `https`): the authority, and the path and
+    /// query (possibly empty).
+    Absolute { authority: &'a [u8], path: &'a [u8] },
+}
+
+fn parse_target(target: &[u8], options: bool) -> Result<Target<'_>, ParseError> {
+    let bad = |why| Err(ParseError::InvalidTarget(why));
+    // A fragment is never sent (RFC 9112 §3.2); `#` in a target is an attack or a broken client.
+    if target.contains(&b'#') {
+        return bad("a fragment (#) in the request target");
+    }
+    match target.first() {
+        Some(b'/') => return Ok(Target::Origin),
+        Some(b'*') if target.len() == 1 => {
+            return if options {
+                Ok(Target::Origin)
+            } else {
+                bad("the asterisk form is only for OPTIONS")
+            };
+        }
+        _ => {}
+    }
+    let rest = strip_prefix_ignore_case(target, b"http://")
+        .or_else(|| strip_prefix_ignore_case(target, b"https://"));
+    let Some(rest) = rest else {
+        return bad("expected /path, an absolute http(s) URL, or * for OPTIONS");
+    };
+    let end = rest
+        .iter()
+        .position(|&c| c == b'/' || c == b'?')
+        .unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    check_authority(authority)?;
+    Ok(Target::Absolute { authority, path })
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &s[prefix.len()..])
+}
+
+/// RFC 3986 §3.2.2-3 as RFC 9110 §4.2.1 narrows it for `http`: `host [":" port]`, the host a
+/// non-empty reg-name (unreserved, sub-delims, percent-encodings) or a bracketed IP literal, no
+/// userinfo. Anything else could make the authority the Worker sees differ from the one the
+/// request was routed by.
+pub fn check_authority(authority: &[u8]) -> Result<(), ParseError> {
+    let bad = |why| Err(ParseError::InvalidHost(why));
+    let (host, port) = if authority.first() == Some(&b'[') {
+        let Some(close) = authority.iter().position(|&c| c == b']') else {
+            return bad("unclosed IP literal");
+        };
+        let literal = &authority[1..close];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+        {
+            return bad("invalid IP literal");
+        }
+        (&authority[..=close], &authority[close + 1..])
+    } else {
+        match authority.iter().position(|&c| c == b':') {
+            Some(colon) => (&authority[..colon], &authority[colon..]),
+            None => (authority, &b""[..]),
+        }
+    };
+    if host.is_empty() {
+        return bad("empty host");
+    }
+    if host[0] != b'[' {
+        let mut i = 0;
+        while i < host.len() {
+            let c = host[i];
+            if c == b'%' {
+                if !(host.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && host.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+                {
+                    return bad("invalid percent-encoding");
+                }
+                i += 3;
+                continue;
+            }
+            let unreserved = c.is_ascii_alphanumeric() || b"-._~".contains(&c);
+            let sub_delim = b"!$&'()*+,;=".contains(&c);
+            if !(unreserved || sub_delim) {
+                return bad("a character that cannot be in a host name");
+            }
+            i += 1;
+        }
+    }
+    if let Some(digits) = port.strip_prefix(b":") {
+        if digits.is_empty() || digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
+            return bad("invalid port");
+        }
+    } else if !port.is_empty() {
+        return bad("junk after the IP literal");
+    }
+    Ok(())
+}
+
+/// Whether a line of `head` ends in a bare LF (RFC 9112 §2.2 allows servers to accept it; we
+/// do not, since a proxy in front may not).
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+}
+
+/// Bytes of method, spaces and version around a target on a request line (`OPTIONS ` and
+/// ` HTTP/1.1\r\n`, with room to spare).
+const REQUEST_LINE_SLACK: usize = 64;
+
+/// Whether the request line still arriving (no LF yet) is already too long for any target we
+/// accept: `414` at once rather than `431` once the whole head limit is spent.
+fn request_line_too_long(buf: &[u8]) -> bool {
+    let start = buf
+        .iter()
+        .position(|&c| c != b'\r' && c != b'\n')
+        .unwrap_or(buf.len());
+    let line = &buf[start..];
+    !line.contains(&b'\n') && line.len() > MAX_REQUEST_TARGET_BYTES + REQUEST_LINE_SLACK
+}
+
+/// Whether the request line has more than the two spaces that separate method, target and
+/// version: a space inside the target is a malformed request (400), not an unknown version.
+fn target_has_whitespace(buf: &[u8]) -> bool {
+    let start = buf
+        .iter()
+        .position(|&c| c != b'\r' && c != b'\n')
+        .unwrap_or(buf.len());
+    let line = &buf[start..];
+    let line = &line[..line
+        .iter()
+        .position(|&c| c == b'\r' || c == b'\n')
+        .unwrap_or(line.len())];
+    line.iter().filter(|&&c| c == b' ' || c == b'\t').count() > 2
 }
 
 /// RFC 9110 §8.6: `Content-Length = 1*DIGIT`. A list (`5, 5`) is refused rather than collapsed.
@@ -451,6 +664,168 @@ mod tests {
         many.push_str("\r\n");
         let e = error(many.as_bytes());
         assert_eq!((e.status(), e), (431, ParseError::TooManyHeaders));
+    }
+
+    #[test]
+    fn hosts_and_targets_of_rfc_9112_section_3() {
+        use ParseError::*;
+        let cases: &[(&[u8], ParseError)] = &[
+            (
+                b"GET / HTTP/1.1\r\nHost: \r\n\r\n",
+                InvalidHost("empty host"),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: echo.evil.test?.example.test\r\n\r\n",
+                InvalidHost("a character that cannot be in a host name"),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: user@a.test\r\n\r\n",
+                InvalidHost("a character that cannot be in a host name"),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a.test/x\r\n\r\n",
+                InvalidHost("a character that cannot be in a host name"),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a.test:\r\n\r\n",
+                InvalidHost("invalid port"),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a.test:8x\r\n\r\n",
+                InvalidHost("invalid port"),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+                InvalidHost("unclosed IP literal"),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n",
+                InvalidHost("invalid percent-encoding"),
+            ),
+            (
+                b"GET @evil.test/x HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                InvalidTarget("expected /path, an absolute http(s) URL, or * for OPTIONS"),
+            ),
+            (
+                b"GET http://user@evil.test/x HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                InvalidHost("a character that cannot be in a host name"),
+            ),
+            (
+                b"GET http:///x HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                InvalidHost("empty host"),
+            ),
+            (
+                b"GET ftp://a.test/x HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                InvalidTarget("expected /path, an absolute http(s) URL, or * for OPTIONS"),
+            ),
+            (
+                b"GET * HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                InvalidTarget("the asterisk form is only for OPTIONS"),
+            ),
+            (
+                b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                InvalidTarget("expected /path, an absolute http(s) URL, or * for OPTIONS"),
+            ),
+            (
+                b"GET /a#frag HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                InvalidTarget("a fragment (#) in the request target"),
+            ),
+            (
+                b"GET /a b HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                InvalidTarget("whitespace in the request target"),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a.test\r\nX: a\nTransfer-Encoding: chunked\r\n\r\n",
+                Malformed("a line ends in LF without CR"),
+            ),
+            (
+                b"GET / HTTP/1.1\nHost: a.test\r\n\r\n",
+                Malformed("a line ends in LF without CR"),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a.test\r\nExpect: foo\r\n\r\n",
+                Expectation,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue, foo\r\n\r\n",
+                Expectation,
+            ),
+        ];
+        for (raw, expected) in cases {
+            let got = error(raw);
+            assert_eq!(&got, expected, "{:?}", String::from_utf8_lossy(raw));
+        }
+        assert_eq!(
+            error(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: foo\r\n\r\n").status(),
+            417
+        );
+        assert_eq!(error(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n").status(), 400);
+
+        for ok in [
+            &b"a.test"[..],
+            b"A.Test:8080",
+            b"127.0.0.1:1",
+            b"[::1]:8080",
+            b"[2001:db8::1]",
+            b"xn--bcher-kva.test",
+            b"a%2Db.test",
+        ] {
+            assert_eq!(
+                check_authority(ok),
+                Ok(()),
+                "{:?}",
+                String::from_utf8_lossy(ok)
+            );
+        }
+    }
+
+    #[test]
+    fn an_absolute_target_s_authority_wins_and_the_worker_sees_one_host() {
+        let raw = b"GET http://Echo.Example.Test:8080/x?y=1 HTTP/1.1\r\nHost: other.test\r\n\r\n";
+        let head = check_every_split(raw);
+        let bytes = Bytes::from_static(raw);
+        let req = head.to_request(&bytes, Bytes::new());
+        assert_eq!(&req.host[..], b"Echo.Example.Test:8080");
+        assert_eq!(&req.target[..], b"/x?y=1");
+        assert_eq!(req.url(), b"http://Echo.Example.Test:8080/x?y=1");
+        assert_eq!(
+            req.header(b"host").as_deref(),
+            Some(&b"Echo.Example.Test:8080"[..])
+        );
+
+        let raw = b"GET HTTPS://a.test?q HTTP/1.1\r\nHost: a.test\r\n\r\n";
+        let head = check_every_split(raw);
+        let bytes = Bytes::from_static(raw);
+        let req = head.to_request(&bytes, Bytes::new());
+        assert_eq!(&req.target[..], b"/?q");
+        assert_eq!(req.url(), b"http://a.test/?q");
+
+        let raw = b"OPTIONS * HTTP/1.1\r\nHost: a.test\r\n\r\n";
+        let head = check_every_split(raw);
+        let bytes = Bytes::from_static(raw);
+        let req = head.to_request(&bytes, Bytes::new());
+        assert_eq!(req.url(), b"http://a.test");
+    }
+
+    #[test]
+    fn a_long_target_is_414_even_before_the_line_ends() {
+        let target = "/".to_string() + &"a".repeat(MAX_REQUEST_TARGET_BYTES + REQUEST_LINE_SLACK);
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+        let e = error(raw.as_bytes());
+        assert_eq!(
+            (e.status(), e),
+            (
+                414,
+                ParseError::TargetTooLong {
+                    limit: MAX_REQUEST_TARGET_BYTES
+                }
+            )
+        );
+        let e = error(&raw.as_bytes()[..MAX_REQUEST_TARGET_BYTES + REQUEST_LINE_SLACK + 8]);
+        assert_eq!(e.status(), 414);
+        // Just under the limit is fine.
+        let target = "/".to_string() + &"a".repeat(MAX_REQUEST_TARGET_BYTES - 1);
+        complete(format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
     }
 
     #[test]

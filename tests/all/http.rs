@@ -263,6 +263,37 @@ fn framing_violations_are_refused_and_close() {
 }
 
 #[test]
+fn hosts_targets_line_endings_and_expectations_are_strict() {
+    each_driver(|addr| {
+        for (raw, status, needle) in [
+            (&b"GET @evil.test/x HTTP/1.1\r\nHost: h\r\n\r\n"[..], 400, "invalid request target"),
+            (b"GET http://u@evil.test/x HTTP/1.1\r\nHost: h\r\n\r\n", 400, "invalid Host"),
+            (b"GET / HTTP/1.1\r\nHost: echo.evil.test?.example.test\r\n\r\n", 400, "invalid Host"),
+            (b"GET / HTTP/1.1\r\nHost: \r\n\r\n", 400, "invalid Host: empty host"),
+            (b"GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400, "only for OPTIONS"),
+            (b"GET /a b HTTP/1.1\r\nHost: h\r\n\r\n", 400, "whitespace"),
+            (b"GET / HTTP/1.1\r\nHost: h\r\nX: a\nTransfer-Encoding: chunked\r\n\r\n", 400, "LF without CR"),
+            (b"GET / HTTP/1.1\r\nHost: h\r\nExpect: foo\r\n\r\n", 417, "expectation"),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5 junk\r\nhello\r\n0\r\n\r\n", 400, "chunk extension"),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;a\x00b\r\nhello\r\n0\r\n\r\n", 400, "chunk extension"),
+        ] {
+            refused(addr, raw, status, needle);
+        }
+        let long = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(20 << 10));
+        refused(addr, long.as_bytes(), 414, "request target is longer");
+
+        // Absolute form: the target's authority is the one the handler sees.
+        let mut c = Conn::open(addr);
+        c.send(b"GET http://Other.Test:81/p?q HTTP/1.1\r\nHost: h\r\n\r\nOPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(
+            c.read_response(false).text(),
+            "GET /p?q Other.Test:81\nlen=0\n"
+        );
+        assert_eq!(c.read_response(false).text(), "OPTIONS * h\nlen=0\n");
+    });
+}
+
+#[test]
 fn size_limits_give_431_and_413() {
     let limits = ServerLimits {
         max_header_bytes: 1024,
