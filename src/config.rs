@@ -189,6 +189,8 @@ struct ServerFile {
     driver: Option<Spanned<String>>,
     max_body_bytes: Option<usize>,
     max_header_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    max_buffered_body_bytes: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -311,6 +313,12 @@ impl Config {
         }
         if let Some(n) = file.server.max_header_bytes {
             server.limits.max_header_bytes = n;
+        }
+        if let Some(n) = file.server.max_connections {
+            server.limits.max_connections = n.max(1);
+        }
+        if let Some(n) = file.server.max_buffered_body_bytes {
+            server.limits.max_buffered_body_bytes = n;
         }
 
         let mut engine = EngineSettings::default();

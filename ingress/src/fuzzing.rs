@@ -13,6 +13,7 @@ pub fn check_parse_head(data: &[u8]) {
     let limits = ServerLimits {
         max_header_bytes: 4096,
         max_body_bytes: 1 << 20,
+        ..ServerLimits::default()
     };
     let Ok(Parsed::Complete(head)) = parse_head(data, &limits) else {
         return;

@@ -63,6 +63,15 @@ pub struct Head {
 }
 
 impl Head {
+    /// The value of the first header field named `name` (case-insensitive), from the buffer the
+    /// head was parsed from.
+    pub fn header<'b>(&self, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| buf[n.clone()].eq_ignore_ascii_case(name))
+            .map(|(_, v)| &buf[v.clone()])
+    }
+
     /// Builds the [`Request`] the Worker sees. `head` is the frozen buffer the head was parsed from
     /// (at least `self.len` bytes); every field is a slice of it, not a copy.
     pub fn to_request(&self, head: &Bytes, body: Bytes) -> Request {
@@ -626,6 +635,7 @@ mod tests {
         let small = ServerLimits {
             max_header_bytes: 64,
             max_body_bytes: 10,
+            ..ServerLimits::default()
         };
         let long = format!(
             "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",

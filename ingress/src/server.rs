@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -28,7 +28,8 @@ use tenantry_core::{Request, Response};
 
 use crate::chunked::ChunkedDecoder;
 use crate::limits::{
-    COALESCE_BODY_BYTES, MAX_PENDING_WRITE_BYTES, READ_BUFFER_BYTES, ServerLimits, Timeouts,
+    BODY_RESERVATION_STEP, COALESCE_BODY_BYTES, MAX_PENDING_WRITE_BYTES, READ_BUFFER_BYTES,
+    ServerLimits, Timeouts,
 };
 use crate::parse::{BodyFraming, Head, ParseError, Parsed, parse_head};
 use crate::runtime::{Driver, Runtime};
@@ -42,6 +43,14 @@ pub trait Handler: 'static {
     /// (malformed, too large, too slow). Plain text unless the handler speaks another format.
     fn error_response(&self, status: u16, message: &str) -> Response {
         Response::text(status, message.to_string())
+    }
+
+    /// Looks at a request's head (`buf` holds it; see [`Head::header`]) before its body is read.
+    /// A response returned here is sent at once and the connection closed without reading the
+    /// body: for checks such as authentication, so that an unauthenticated client cannot make
+    /// the server buffer a body. The default admits every request.
+    fn check_head(&self, _head: &Head, _buf: &[u8]) -> Option<Response> {
+        None
     }
 }
 
@@ -132,6 +141,14 @@ where
     F: Fn(usize) -> H + Send + Sync + 'static,
 {
     let make_handler = Arc::new(make_handler);
+    let threads = config.threads.max(1);
+    let shared = Arc::new(Shared {
+        body_budget: BodyBudget {
+            used: AtomicUsize::new(0),
+            limit: config.limits.max_buffered_body_bytes,
+        },
+        connections_per_core: config.limits.max_connections.div_ceil(threads).max(1),
+    });
     let mut handle = ServerHandle {
         local_addr: config.addr,
         drivers: Vec::new(),
@@ -139,16 +156,26 @@ where
         listeners: Vec::new(),
         threads: Vec::new(),
     };
-    for core in 0..config.threads.max(1) {
+    for core in 0..threads {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Ready>();
         let mut core_config = config.clone();
         // The first core resolves port 0; the others bind the port it got.
         core_config.addr = handle.local_addr;
         let make_handler = make_handler.clone();
         let stopping = handle.stopping.clone();
+        let shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("tenantry-core-{core}"))
-            .spawn(move || run_core(core, core_config, &*make_handler, stopping, ready_tx))?;
+            .spawn(move || {
+                run_core(
+                    core,
+                    core_config,
+                    &*make_handler,
+                    stopping,
+                    shared,
+                    ready_tx,
+                )
+            })?;
         handle.threads.push(thread);
         match ready_rx.recv() {
             Ok(Ok((addr, fd, driver))) => {
@@ -168,6 +195,7 @@ fn run_core<H: Handler>(
     config: ServerConfig,
     make_handler: &(dyn Fn(usize) -> H + Send + Sync),
     stopping: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     ready: std::sync::mpsc::Sender<Ready>,
 ) {
     let mut rt = match Runtime::new(config.driver) {
@@ -193,7 +221,7 @@ fn run_core<H: Handler>(
             }
         };
         let handler = Rc::new(make_handler(core));
-        let state = Rc::new(CoreState::new(config.limits, config.timeouts));
+        let state = Rc::new(CoreState::new(config.limits, config.timeouts, shared));
         tracing::debug!(core, driver, "serving");
         accept_loop(&listener, &handler, &state, &stopping).await;
         state.stop();
@@ -211,33 +239,128 @@ async fn accept_loop<H: Handler>(
     state: &Rc<CoreState>,
     stopping: &AtomicBool,
 ) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut failures = 0u64;
+    let mut reported: Option<Instant> = None;
     loop {
+        // Back-pressure: at its share of the connection cap a core stops accepting until one of
+        // its connections closes; newcomers wait in the kernel's backlog.
+        while state.active.get() >= state.shared.connections_per_core {
+            if stopping.load(Ordering::Acquire) {
+                return;
+            }
+            // Bounded, so a shutdown is noticed even if no connection closes.
+            let _ = monoio::time::timeout(ACCEPT_BACKOFF_MAX, SlotFree(state)).await;
+        }
         match listener.accept().await {
             Ok((stream, _)) => {
                 if stopping.load(Ordering::Acquire) {
                     return;
                 }
+                backoff = ACCEPT_BACKOFF_MIN;
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(connection(stream, handler.clone(), state.clone()));
+                // Counted before the task first runs, so the cap check above sees it.
+                let active = Active::new(state.clone());
+                monoio::spawn(connection(stream, handler.clone(), active));
             }
             Err(e) => {
                 if stopping.load(Ordering::Acquire) {
                     return;
                 }
-                // EMFILE and friends pass; back off rather than spin.
-                tracing::warn!("accept failed: {e}");
-                monoio::time::sleep(Duration::from_millis(10)).await;
+                // EMFILE and friends pass: back off (doubling, bounded) rather than spin, and
+                // say so at most once per interval rather than once per failure.
+                failures += 1;
+                if reported.is_none_or(|at| at.elapsed() >= ACCEPT_REPORT_INTERVAL) {
+                    tracing::warn!("accept failed ({failures} times since the last report): {e}");
+                    failures = 0;
+                    reported = Some(Instant::now());
+                }
+                monoio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
         }
     }
+}
+
+/// First pause after a failed `accept`; doubled on each further failure up to
+/// [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Failed accepts are logged at most once per this interval (with a count).
+const ACCEPT_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// State every core shares: the node-wide budgets.
+struct Shared {
+    body_budget: BodyBudget,
+    /// This core's share of [`ServerLimits::max_connections`].
+    connections_per_core: usize,
+}
+
+/// Request-body bytes buffered on the node, against [`ServerLimits::max_buffered_body_bytes`].
+/// One atomic add per request that has a body; requests without one never touch it.
+struct BodyBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl BodyBudget {
+    fn try_reserve(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// Body bytes a request holds against the node's budget until it is answered.
+struct Reserved {
+    shared: Arc<Shared>,
+    bytes: usize,
+}
+
+impl Reserved {
+    /// Grows the reservation to `bytes`; `false` (and nothing reserved) if the budget is spent.
+    fn grow_to(&mut self, bytes: usize) -> bool {
+        if bytes <= self.bytes {
+            return true;
+        }
+        if !self.shared.body_budget.try_reserve(bytes - self.bytes) {
+            return false;
+        }
+        self.bytes = bytes;
+        true
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.shared.body_budget.release(self.bytes);
+        }
+    }
+}
+
+fn budget_spent() -> Closed {
+    Closed::With(
+        503,
+        "the server is buffering too many request bodies; try again\n".into(),
+    )
 }
 
 /// Per-core state shared by its connections.
 struct CoreState {
     limits: ServerLimits,
     timeouts: Timeouts,
+    shared: Arc<Shared>,
     /// Connections open on this core.
     active: Cell<usize>,
+    /// The accept loop, waiting for a connection to close (at the connection cap).
+    slot_waiter: RefCell<Option<Waker>>,
     stopped: Cell<bool>,
     /// Connections waiting for a next request, woken to close on shutdown.
     idle: RefCell<HashMap<u64, Waker>>,
@@ -247,11 +370,13 @@ struct CoreState {
 }
 
 impl CoreState {
-    fn new(limits: ServerLimits, timeouts: Timeouts) -> CoreState {
+    fn new(limits: ServerLimits, timeouts: Timeouts, shared: Arc<Shared>) -> CoreState {
         CoreState {
             limits,
             timeouts,
+            shared,
             active: Cell::new(0),
+            slot_waiter: RefCell::new(None),
             stopped: Cell::new(false),
             idle: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
@@ -308,9 +433,33 @@ impl Drop for Stopped<'_> {
 /// Counts a connection as active for as long as it lives.
 struct Active(Rc<CoreState>);
 
+impl Active {
+    fn new(state: Rc<CoreState>) -> Active {
+        state.active.set(state.active.get() + 1);
+        Active(state)
+    }
+}
+
 impl Drop for Active {
     fn drop(&mut self) {
         self.0.active.set(self.0.active.get() - 1);
+        if let Some(waker) = self.0.slot_waiter.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+}
+
+/// Resolves when the core has room for another connection.
+struct SlotFree<'a>(&'a CoreState);
+
+impl Future for SlotFree<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.active.get() < self.0.shared.connections_per_core {
+            return Poll::Ready(());
+        }
+        *self.0.slot_waiter.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
     }
 }
 
@@ -336,22 +485,30 @@ struct Conn {
     out: Vec<u8>,
     state: Rc<CoreState>,
     id: u64,
+    /// When the request being read began to arrive (for [`Timeouts::request_read`]).
+    request_started: Instant,
 }
 
-async fn connection<H: Handler>(stream: TcpStream, handler: Rc<H>, state: Rc<CoreState>) {
-    state.active.set(state.active.get() + 1);
+async fn connection<H: Handler>(stream: TcpStream, handler: Rc<H>, _active: Active) {
+    let state = _active.0.clone();
     let id = state.next_id.get();
     state.next_id.set(id + 1);
-    let _active = Active(state.clone());
     let mut conn = Conn {
         stream,
         buf: BytesMut::with_capacity(READ_BUFFER_BYTES),
         out: Vec::with_capacity(1024),
         state,
         id,
+        request_started: Instant::now(),
     };
     if let Err(Closed::With(status, message)) = conn.serve(&*handler).await {
-        let response = handler.error_response(status, &message);
+        let mut response = handler.error_response(status, &message);
+        if status == 503 {
+            response.headers.push((
+                bytes::Bytes::from_static(b"retry-after"),
+                bytes::Bytes::from_static(b"1"),
+            ));
+        }
         conn.queue_response(&response, false, false, 1);
         let _ = conn.flush().await;
     }
@@ -363,6 +520,12 @@ impl Conn {
             let Some(head) = self.read_head().await? else {
                 return Ok(());
             };
+            if let Some(response) = handler.check_head(&head, &self.buf) {
+                // The body is never read, so the connection cannot go on.
+                self.queue_response(&response, head.is_head, false, head.minor_version);
+                self.flush().await?;
+                return Ok(());
+            }
             if head.expect_continue
                 && head.framing != BodyFraming::Length(0)
                 && self.buf.len() == head.len
@@ -371,8 +534,9 @@ impl Conn {
                 self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 self.flush().await?;
             }
-            let req = self.read_request(&head).await?;
+            let (req, reserved) = self.read_request(&head).await?;
             let response = handler.call(req).await;
+            drop(reserved);
             let keep_alive = head.keep_alive && !self.state.stopped.get();
             self.queue_response(&response, head.is_head, keep_alive, head.minor_version);
             if response.body.len() > COALESCE_BODY_BYTES
@@ -380,8 +544,11 @@ impl Conn {
                 && has_body(response.status)
             {
                 self.flush().await?;
-                let (res, _) = self.stream.write_all(response.body).await;
-                res.map_err(|_| Closed::Quietly)?;
+                let write = self.stream.write_all(response.body);
+                match monoio::time::timeout(self.state.timeouts.write, write).await {
+                    Ok((Ok(_), _)) => {}
+                    _ => return Err(Closed::Quietly),
+                }
             }
             if !keep_alive {
                 self.flush().await?;
@@ -396,11 +563,13 @@ impl Conn {
     /// Reads until a whole head is buffered. `None` when the client closed (or went idle too long,
     /// or the core is stopping) between requests.
     async fn read_head(&mut self) -> Result<Option<Head>, Closed> {
-        let mut started: Option<Instant> = None;
+        // A pipelined request has begun already.
+        let mut started = (!self.buf.is_empty()).then(Instant::now);
         loop {
             if !self.buf.is_empty()
                 && let Parsed::Complete(head) = parse_head(&self.buf, &self.state.limits)?
             {
+                self.request_started = started.unwrap_or_else(Instant::now);
                 return Ok(Some(head));
             }
             // Nothing more to parse: send what is queued before waiting for the client.
@@ -419,10 +588,10 @@ impl Conn {
                 }
             } else {
                 let started = *started.get_or_insert_with(Instant::now);
-                let left = self
-                    .state
-                    .timeouts
+                let timeouts = &self.state.timeouts;
+                let left = timeouts
                     .header_read
+                    .min(timeouts.request_read)
                     .saturating_sub(started.elapsed());
                 monoio::time::timeout(left, read_more(&mut self.stream, &mut self.buf)).await
             };
@@ -443,9 +612,17 @@ impl Conn {
     }
 
     /// Reads the body of `head` and builds the request, leaving any pipelined bytes buffered.
-    async fn read_request(&mut self, head: &Head) -> Result<Request, Closed> {
+    /// The body's bytes are reserved against the node's budget until the returned guard drops.
+    async fn read_request(&mut self, head: &Head) -> Result<(Request, Reserved), Closed> {
+        let mut reserved = Reserved {
+            shared: self.state.shared.clone(),
+            bytes: 0,
+        };
         match head.framing {
             BodyFraming::Length(n) => {
+                if !reserved.grow_to(n as usize) {
+                    return Err(budget_spent());
+                }
                 let total = head.len + n as usize;
                 self.buf.reserve(total.saturating_sub(self.buf.len()));
                 while self.buf.len() < total {
@@ -454,7 +631,7 @@ impl Conn {
                 // Head and body share one allocation; every field is a slice of it.
                 let message = self.buf.split_to(total).freeze();
                 let body = message.slice(head.len..);
-                Ok(head.to_request(&message, body))
+                Ok((head.to_request(&message, body), reserved))
             }
             BodyFraming::Chunked => {
                 let message = self.buf.split_to(head.len).freeze();
@@ -465,18 +642,27 @@ impl Conn {
                 loop {
                     let progress = decoder.decode(&self.buf, &mut body)?;
                     self.buf.advance(progress.consumed);
+                    if body.len() > reserved.bytes
+                        && !reserved.grow_to(body.len().next_multiple_of(BODY_RESERVATION_STEP))
+                    {
+                        return Err(budget_spent());
+                    }
                     if progress.done {
                         break;
                     }
                     self.read_body_bytes().await?;
                 }
-                Ok(head.to_request(&message, body.freeze()))
+                Ok((head.to_request(&message, body.freeze()), reserved))
             }
         }
     }
 
     async fn read_body_bytes(&mut self) -> Result<(), Closed> {
-        let timeout = self.state.timeouts.body_read;
+        let timeouts = &self.state.timeouts;
+        let left = timeouts
+            .request_read
+            .saturating_sub(self.request_started.elapsed());
+        let timeout = timeouts.body_read.min(left);
         match monoio::time::timeout(timeout, read_more(&mut self.stream, &mut self.buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => Err(Closed::Quietly),
             Ok(Ok(_)) => Ok(()),
@@ -531,7 +717,13 @@ impl Conn {
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
-        let (res, mut out) = self.stream.write_all(out).await;
+        let write = self.stream.write_all(out);
+        // A client that does not read is dropped (its buffer with it) once the write deadline
+        // passes.
+        let Ok((res, mut out)) = monoio::time::timeout(self.state.timeouts.write, write).await
+        else {
+            return Err(Closed::Quietly);
+        };
         out.clear();
         self.out = out;
         res.map(|_| ()).map_err(|_| Closed::Quietly)

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tenantry_core::{Request, Response};
-use tenantry_ingress::Handler;
+use tenantry_ingress::{Handler, Head};
 
 pub use envelope::{ApiError, code};
 
@@ -40,8 +40,10 @@ pub struct Auth {
 }
 
 impl Auth {
-    fn check(&self, req: &Request) -> Result<(), ApiError> {
-        if let Some(value) = req.header(b"authorization") {
+    /// Checks the credentials among a request's header fields (`header(name)` gives a field's
+    /// value), so it can run on the head alone, before the body is read.
+    fn check<'h>(&self, header: impl Fn(&[u8]) -> Option<&'h [u8]>) -> Result<(), ApiError> {
+        if let Some(value) = header(b"authorization") {
             let token = value.strip_prefix(b"Bearer ").ok_or_else(|| {
                 ApiError::new(
                     401,
@@ -62,11 +64,11 @@ impl Auth {
                 "Authentication error: invalid token",
             ));
         }
-        match (req.header(b"x-auth-email"), req.header(b"x-auth-key")) {
+        match (header(b"x-auth-email"), header(b"x-auth-key")) {
             (Some(email), Some(key)) => {
                 let ok = self.keys.iter().any(|(e, k)| {
                     // Evaluate both comparisons so timing does not reveal which one failed.
-                    constant_time_eq(e.as_bytes(), &email) & constant_time_eq(k.as_bytes(), &key)
+                    constant_time_eq(e.as_bytes(), email) & constant_time_eq(k.as_bytes(), key)
                 });
                 if ok {
                     Ok(())
@@ -134,8 +136,25 @@ impl AdminHandler {
 }
 
 impl Handler for AdminHandler {
+    /// Credentials are checked from the head, so an unauthenticated client is refused before
+    /// the server reads (and buffers) a body of up to [`MAX_ADMIN_BODY_BYTES`].
+    fn check_head(&self, head: &Head, buf: &[u8]) -> Option<Response> {
+        self.auth
+            .check(|name| head.header(buf, name))
+            .err()
+            .map(|e| e.to_response())
+    }
+
     async fn call(&self, req: Request) -> Response {
-        if let Err(e) = self.auth.check(&req) {
+        // `check_head` admitted the request already; checked again so that this handler is
+        // safe whoever calls it.
+        let header = |name: &[u8]| {
+            req.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| &v[..])
+        };
+        if let Err(e) = self.auth.check(header) {
             return e.to_response();
         }
         handlers::route(&self.control, self.account_id.as_deref(), req)

@@ -695,3 +695,29 @@ fn a_restart_finds_everything_deployed_through_the_api() {
     assert_eq!(v["result"], json!(["t1"]));
     assert_eq!(get(n.addr, "dave.example.test", "/?name=K").text(), "v");
 }
+
+#[test]
+fn credentials_are_checked_before_a_body_is_read() {
+    let n = node();
+    // A 50 MB upload announced without credentials: refused from the head at once, without
+    // waiting for (or buffering) a body that never comes.
+    for auth in ["", "Authorization: Bearer wrong\r\n"] {
+        let mut c = Conn::open(admin(&n));
+        c.send(
+            format!(
+                "PUT {BASE}/customers/scripts/x HTTP/1.1\r\nHost: admin\r\n{auth}\
+                 Content-Type: application/wasm\r\nContent-Length: 50000000\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let r = c.read_response(false);
+        assert!(
+            r.status == 401 || r.status == 403,
+            "{}: {}",
+            r.status,
+            r.text()
+        );
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(r.text().contains("Auth"), "{}", r.text());
+    }
+}

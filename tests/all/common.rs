@@ -155,6 +155,11 @@ impl Conn {
         self.stream.write_all(bytes).unwrap();
     }
 
+    /// Another handle on the same socket, e.g. to write from a second thread.
+    pub fn try_clone_stream(&self) -> TcpStream {
+        self.stream.try_clone().unwrap()
+    }
+
     /// Reads one response (Content-Length framed; `head` = true for a HEAD request's response).
     pub fn read_response(&mut self, head: bool) -> Resp {
         loop {

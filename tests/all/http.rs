@@ -293,11 +293,159 @@ fn hosts_targets_line_endings_and_expectations_are_strict() {
     });
 }
 
+/// A server on one core (so its connection share is the whole cap) with these limits.
+fn one_core(limits: ServerLimits, timeouts: Timeouts) -> ServerHandle {
+    let config = ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        threads: 1,
+        driver: Driver::Auto,
+        limits,
+        timeouts,
+    };
+    tenantry_ingress::start(config, |_| Echo).expect("server starts")
+}
+
+#[test]
+fn a_trickling_body_is_cut_off_by_the_total_request_deadline() {
+    let timeouts = Timeouts {
+        body_read: Duration::from_secs(5),
+        request_read: Duration::from_millis(500),
+        ..Timeouts::default()
+    };
+    let s = one_core(ServerLimits::default(), timeouts);
+    let mut c = Conn::open(s.local_addr());
+    c.send(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n");
+    // One byte well inside the per-read timeout, again and again: only the total deadline ends
+    // it. The writer stops when the server has closed the connection.
+    let mut writer = c.try_clone_stream();
+    let trickle = std::thread::spawn(move || {
+        for _ in 0..100 {
+            if writer.write_all(b"x").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let r = c.read_response(false);
+    assert_eq!(r.status, 408, "{}", r.text());
+    trickle.join().unwrap();
+}
+
+#[test]
+fn a_client_that_never_reads_is_dropped_at_the_write_deadline() {
+    let timeouts = Timeouts {
+        write: Duration::from_millis(300),
+        ..Timeouts::default()
+    };
+    let s = one_core(ServerLimits::default(), timeouts);
+    let stream = TcpStream::connect(s.local_addr()).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    // Pipelined 1 MiB uploads whose 1 MiB answers are never read: the server's writes stall,
+    // then it stops reading, then this writer stalls, until the server gives up and closes.
+    let sender = std::thread::spawn(move || {
+        let mut request = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1048576\r\n\r\n".to_vec();
+        request.resize(request.len() + (1 << 20), b'p');
+        for _ in 0..256 {
+            if writer.write_all(&request).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    assert!(
+        sender.join().unwrap(),
+        "the server kept the connection although the client never read"
+    );
+    drop(stream);
+}
+
+#[test]
+fn connections_past_the_cap_wait_in_the_backlog() {
+    let limits = ServerLimits {
+        max_connections: 2,
+        ..ServerLimits::default()
+    };
+    let s = one_core(limits, Timeouts::default());
+    let mut first = Conn::open(s.local_addr());
+    let mut second = Conn::open(s.local_addr());
+    for c in [&mut first, &mut second] {
+        c.send(b"GET /held HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(c.read_response(false).status, 200);
+    }
+    // The third connects (the kernel's backlog), but is not served while two are open...
+    let third = TcpStream::connect(s.local_addr()).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    (&third)
+        .write_all(b"GET /third HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let waited = (&third).read(&mut byte);
+    assert!(
+        matches!(&waited, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "served past the cap: {waited:?}"
+    );
+    // ...and is as soon as one closes.
+    drop(first);
+    third
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let n = (&third).read(&mut byte).unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn the_body_budget_gives_503_with_retry_after_and_frees_itself() {
+    let limits = ServerLimits {
+        max_buffered_body_bytes: 1000,
+        ..ServerLimits::default()
+    };
+    let s = one_core(limits, Timeouts::default());
+    // Holds 800 bytes of budget while its body is incomplete.
+    let mut holder = Conn::open(s.local_addr());
+    holder.send(b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 800\r\n\r\nstart");
+    // Wait until the server has the first request's head (and so its reservation): a request
+    // on the same connection would queue behind it, so probe the budget with tiny requests.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut probe = Conn::open(s.local_addr());
+        probe.send(b"POST /probe HTTP/1.1\r\nHost: h\r\nContent-Length: 300\r\n\r\n");
+        probe.send(&[b'b'; 300]);
+        let r = probe.read_response(false);
+        if r.status == 503 {
+            assert_eq!(r.header("retry-after"), Some("1"));
+            assert!(r.text().contains("too many request bodies"), "{}", r.text());
+            break;
+        }
+        assert_eq!(r.status, 200);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the budget never filled"
+        );
+    }
+    // A request without a body needs no budget.
+    let mut c = Conn::open(s.local_addr());
+    c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(c.read_response(false).status, 200);
+    // The holder finishes; its reservation is returned.
+    holder.send(&[b'x'; 795]);
+    assert_eq!(holder.read_response(false).status, 200);
+    let mut c = Conn::open(s.local_addr());
+    c.send(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 900\r\n\r\n");
+    c.send(&[b'y'; 900]);
+    assert_eq!(c.read_response(false).status, 200);
+}
+
 #[test]
 fn size_limits_give_431_and_413() {
     let limits = ServerLimits {
         max_header_bytes: 1024,
         max_body_bytes: 100,
+        ..ServerLimits::default()
     };
     let s = server(Driver::Auto, limits, Timeouts::default());
     let addr = s.local_addr();
@@ -334,6 +482,7 @@ fn slow_heads_time_out_with_408_and_idle_connections_close() {
         body_read: Duration::from_millis(300),
         idle: Duration::from_millis(300),
         drain: Duration::from_secs(5),
+        ..Timeouts::default()
     };
     for driver in DRIVERS {
         let s = server(driver, ServerLimits::default(), timeouts);
