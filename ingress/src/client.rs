@@ -1,10 +1,11 @@
 //! Subrequests: the HTTP/1.1 client behind a Worker's `fetch`, one per serving core.
 //!
 //! ```text
-//!  fetch(req) ─ URL → host:port ─ resolve (resolver threads, never the core) ─ egress policy
+//!  fetch(req) ─ URL → host:port ─ resolve (cached; resolver threads, never the core) ─ egress policy
 //!      ─ idle connection for that address, or connect (timeout) ─ write head + body
 //!      ─ read head (httparse) ─ body by Content-Length, chunked, or to close, as the guest reads
-//!      ─ keep-alive: at the body's end the connection goes back to this core's idle list
+//!      ─ keep-alive: at the body's end the connection goes back to this core's idle list, which
+//!        closes connections idle for longer than MAX_IDLE_AGE
 //! ```
 //!
 //! The egress policy is checked on the *resolved* address, so a name that resolves to a private
@@ -19,7 +20,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,7 @@ use monoio::net::TcpStream;
 use tenantry_core::{Request, Response};
 
 use crate::chunked::ChunkedDecoder;
+use crate::resolve::Resolver;
 
 /// Largest response head accepted from an upstream.
 const MAX_RESPONSE_HEAD_BYTES: usize = 64 << 10;
@@ -37,6 +39,8 @@ const MAX_RESPONSE_HEAD_BYTES: usize = 64 << 10;
 const MAX_RESPONSE_HEADERS: usize = 100;
 /// Idle connections kept per upstream address, per core.
 const MAX_IDLE_PER_ADDR: usize = 8;
+/// Idle connections kept per core, to all upstreams together.
+const MAX_IDLE_TOTAL: usize = 256;
 /// An idle connection older than this is closed rather than reused (servers drop idle
 /// keep-alive connections after a few seconds; reusing a closed one costs a failed write).
 const MAX_IDLE_AGE: Duration = Duration::from_secs(4);
@@ -90,12 +94,14 @@ impl Cidr {
     }
 }
 
-/// Where subrequests may go, and how long they may take to connect.
+/// Where subrequests may go, how long they may take to connect, and the node's resolver.
 #[derive(Debug, Clone)]
 pub struct EgressPolicy {
     /// Networks reachable even though they are not public.
     pub allow: Vec<Cidr>,
     pub connect_timeout: Duration,
+    /// Shared by every core's client (clones share its threads and cache).
+    pub resolver: Resolver,
 }
 
 impl Default for EgressPolicy {
@@ -103,6 +109,7 @@ impl Default for EgressPolicy {
         EgressPolicy {
             allow: Vec::new(),
             connect_timeout: Duration::from_secs(5),
+            resolver: Resolver::default(),
         }
     }
 }
@@ -197,39 +204,34 @@ fn host_port(host: &[u8]) -> Result<(String, u16), Failure> {
     Ok((name.to_ascii_lowercase(), port))
 }
 
-/// Resolves on a thread of its own, so a slow DNS server never stalls a serving core.
-async fn resolve(name: String, port: u16) -> Result<Vec<SocketAddr>, Failure> {
-    if let Ok(ip) = name.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let (tx, rx) = futures_channel::oneshot::channel();
-    let query = name.clone();
-    std::thread::Builder::new()
-        .name("tenantry-resolve".into())
-        .spawn(move || {
-            let _ = tx.send((query.as_str(), port).to_socket_addrs().map(Vec::from_iter));
-        })
-        .map_err(|e| format!("cannot resolve `{name}`: {e}"))?;
-    match rx.await {
-        Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
-        Ok(Ok(_)) => Err(format!("`{name}` has no addresses")),
-        Ok(Err(e)) => Err(format!("cannot resolve `{name}`: {e}")),
-        Err(_) => Err(format!("cannot resolve `{name}`")),
-    }
-}
-
 /// One core's subrequest client: its policy and its idle keep-alive connections.
 pub struct Client {
     policy: EgressPolicy,
     idle: RefCell<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>>,
+    /// How long an idle connection is kept ([`MAX_IDLE_AGE`]).
+    idle_age: Duration,
+    /// Whether the task that closes expired idle connections runs.
+    sweeping: std::cell::Cell<bool>,
 }
 
 impl Client {
     pub fn new(policy: EgressPolicy) -> Client {
+        Client::with_idle_age(policy, MAX_IDLE_AGE)
+    }
+
+    /// A client keeping idle connections for `idle_age` (tests use a short one).
+    pub fn with_idle_age(policy: EgressPolicy, idle_age: Duration) -> Client {
         Client {
             policy,
             idle: RefCell::new(HashMap::new()),
+            idle_age,
+            sweeping: std::cell::Cell::new(false),
         }
+    }
+
+    /// Idle connections kept, to any upstream.
+    pub fn idle_connections(&self) -> usize {
+        self.idle.borrow().values().map(Vec::len).sum()
     }
 
     /// Sends `req` to the host it names and reads the response head (and whatever part of the
@@ -259,7 +261,7 @@ impl Client {
             ));
         }
         let (name, port) = host_port(&req.host)?;
-        let addrs = resolve(name.clone(), port).await?;
+        let addrs = self.policy.resolver.resolve(&name, port).await?;
         let mut refusal = None;
         let addr = addrs.into_iter().find(|a| match self.policy.check(a.ip()) {
             Ok(()) => true,
@@ -329,19 +331,50 @@ impl Client {
         }
     }
 
-    fn put_idle(&self, addr: SocketAddr, stream: TcpStream) {
-        let mut idle = self.idle.borrow_mut();
-        let list = idle.entry(addr).or_default();
-        if list.len() < MAX_IDLE_PER_ADDR {
+    fn put_idle(self: &Rc<Self>, addr: SocketAddr, stream: TcpStream) {
+        {
+            let mut idle = self.idle.borrow_mut();
+            let total: usize = idle.values().map(Vec::len).sum();
+            let list = idle.entry(addr).or_default();
+            if list.len() >= MAX_IDLE_PER_ADDR || total >= MAX_IDLE_TOTAL {
+                return; // dropped: closed
+            }
             list.push((stream, Instant::now()));
         }
+        if !self.sweeping.replace(true) {
+            // Connections to upstreams never asked again would otherwise stay open for good.
+            let client = Rc::downgrade(self);
+            let every = self.idle_age;
+            monoio::spawn(async move {
+                loop {
+                    monoio::time::sleep(every).await;
+                    let Some(client) = client.upgrade() else {
+                        return;
+                    };
+                    if client.close_expired() == 0 {
+                        client.sweeping.set(false);
+                        return;
+                    }
+                }
+            });
+        }
+    }
+
+    /// Closes idle connections older than the idle age; returns how many are left.
+    fn close_expired(&self) -> usize {
+        let mut idle = self.idle.borrow_mut();
+        for list in idle.values_mut() {
+            list.retain(|(_, since)| since.elapsed() < self.idle_age);
+        }
+        idle.retain(|_, list| !list.is_empty());
+        idle.values().map(Vec::len).sum()
     }
 
     fn take_idle(&self, addr: SocketAddr) -> Option<TcpStream> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         while let Some((stream, since)) = list.pop() {
-            if since.elapsed() < MAX_IDLE_AGE {
+            if since.elapsed() < self.idle_age {
                 return Some(stream);
             }
         }
@@ -708,6 +741,58 @@ async fn roundtrip(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_connections_to_an_upstream_never_asked_again_are_closed() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0);
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+            // The client closes the kept-alive connection once it has idled too long.
+            let _ = closed_tx.send(stream.read(&mut buf).map(|n| n == 0).unwrap_or(true));
+        });
+        let policy = EgressPolicy {
+            allow: vec![Cidr::parse("127.0.0.1").unwrap()],
+            ..EgressPolicy::default()
+        };
+        let client = Rc::new(Client::with_idle_age(policy, Duration::from_millis(100)));
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let req = Request {
+                    method: Bytes::from_static(b"GET"),
+                    host: Bytes::from(addr.to_string()),
+                    target: Bytes::from_static(b"/"),
+                    ..Request::default()
+                };
+                let deadline = Instant::now() + Duration::from_secs(20);
+                let (response, rest) = client.send(req, deadline).await.unwrap();
+                assert_eq!((response.status, &response.body[..]), (200, &b"ok"[..]));
+                assert!(rest.is_none());
+                assert_eq!(client.idle_connections(), 1);
+                while client.idle_connections() > 0 {
+                    assert!(
+                        Instant::now() < deadline,
+                        "the idle connection was never closed"
+                    );
+                    monoio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+        assert!(closed_rx.recv_timeout(Duration::from_secs(20)).unwrap());
+    }
 
     #[test]
     fn cidrs_parse_and_match() {

@@ -30,6 +30,7 @@ pub mod dispatch;
 pub mod fuzzing;
 pub mod limits;
 pub mod parse;
+pub mod resolve;
 pub mod route;
 mod runtime;
 mod server;
