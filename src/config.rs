@@ -99,8 +99,7 @@ pub struct ScriptLimitsConfig {
 
 /// Default number of Workers kept loaded per core.
 pub const DEFAULT_WORKERS_PER_CORE: usize = 1000;
-/// At most this many tags per script (Cloudflare's limit).
-pub const MAX_TAGS: usize = 8;
+pub use tenantry_loader::names::MAX_TAGS;
 
 // ---- the file shape ----
 
@@ -377,11 +376,8 @@ impl Config {
         let mut kv_namespaces: Vec<String> = Vec::new();
         for ns in &file.kv_namespace {
             let title = ns.title.get_ref();
-            if title.is_empty() || title.len() > 512 {
-                return Err(ctx.error(
-                    Some(ns.title.span()),
-                    "kv_namespace: a title is 1 to 512 characters".into(),
-                ));
+            if let Err(m) = valid_kv_title(title) {
+                return Err(ctx.error(Some(ns.title.span()), format!("kv_namespace: {m}")));
             }
             if kv_namespaces.contains(title) {
                 return Err(ctx.error(
@@ -435,19 +431,8 @@ impl Config {
                     format!("worker `{name}` is declared twice in namespace `{ns}`"),
                 ));
             }
-            if w.tags.len() > MAX_TAGS {
-                return Err(ctx.error(
-                    at,
-                    format!(
-                        "worker `{name}`: {} tags, at most {MAX_TAGS} allowed",
-                        w.tags.len()
-                    ),
-                ));
-            }
-            for tag in &w.tags {
-                if tag.is_empty() || tag.contains([',', '&']) {
-                    return Err(ctx.error(at.clone(), format!("worker `{name}`: tag `{tag}` must be non-empty and contain no `,` or `&`")));
-                }
+            if let Err(m) = valid_tags(&w.tags) {
+                return Err(ctx.error(at, format!("worker `{name}`: {m}")));
             }
             let mut bindings = Vec::new();
             for b in &w.bindings {
@@ -710,17 +695,7 @@ fn convert_binding(b: &BindingFile) -> Result<Binding, String> {
             b.name, b.kind
         )
     })?;
-    if b.name.is_empty()
-        || !b
-            .name
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'_')
-    {
-        return Err(format!(
-            "binding name `{}` must be non-empty [A-Za-z0-9_]",
-            b.name
-        ));
-    }
+    valid_binding_name(&b.name).map_err(|m| format!("binding `{}`: {m}", b.name))?;
     if kind == BindingKind::KvNamespace {
         let Some(title) = &b.namespace else {
             return Err(format!(
@@ -822,19 +797,8 @@ fn convert_binding(b: &BindingFile) -> Result<Binding, String> {
     })
 }
 
-/// Namespace and script names: 1 to 63 characters of `a-z 0-9 - _`, as Cloudflare allows.
-pub fn valid_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() || name.len() > 63 {
-        return Err("names are 1 to 63 characters long");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-    {
-        return Err("names may contain only lower-case letters, digits, `-` and `_`");
-    }
-    Ok(())
-}
+/// The name rules shared with the admin API and the CLI (`tenantry_loader::names`).
+pub use tenantry_loader::names::{valid_binding_name, valid_kv_title, valid_name, valid_tags};
 
 struct Ctx<'a> {
     text: &'a str,

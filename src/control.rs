@@ -113,9 +113,7 @@ impl Control {
     /// The platform namespace is reachable (the admin API's account-level scripts); other names
     /// starting with `_` cannot exist.
     pub fn index(&self, ns: &str) -> Result<Index, ControlError> {
-        if tenantry_loader::valid_name(ns).is_err()
-            || (ns.starts_with('_') && ns != tenantry_loader::PLATFORM_NAMESPACE)
-        {
+        if ns != tenantry_loader::PLATFORM_NAMESPACE && tenantry_loader::valid_name(ns).is_err() {
             return Err(ControlError::NamespaceNotFound(ns.to_string()));
         }
         self.store

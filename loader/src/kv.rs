@@ -52,8 +52,8 @@ pub enum KvError {
     NamespaceNotFound(String),
     #[error("a KV namespace titled `{0}` already exists")]
     TitleExists(String),
-    #[error("a KV namespace title is 1 to 512 characters")]
-    BadTitle,
+    #[error("{0}")]
+    BadTitle(&'static str),
     #[error("keys are 1 to {MAX_KEY_BYTES} bytes and not `.` or `..` (got {0} bytes)")]
     BadKey(usize),
     #[error("the value is {0} bytes, more than the limit of {MAX_VALUE_BYTES} bytes")]
@@ -257,9 +257,7 @@ impl KvStore {
     }
 
     pub fn create_namespace(&self, title: &str, now_ms: i64) -> Result<KvNamespace, KvError> {
-        if title.is_empty() || title.len() > 512 {
-            return Err(KvError::BadTitle);
-        }
+        crate::names::valid_kv_title(title).map_err(KvError::BadTitle)?;
         let txn = self.db.begin_write().map_err(storage)?;
         let id = {
             let mut table = txn.open_table(NAMESPACES).map_err(storage)?;
@@ -324,9 +322,7 @@ impl KvStore {
     }
 
     pub fn rename_namespace(&self, id: &str, title: &str) -> Result<KvNamespace, KvError> {
-        if title.is_empty() || title.len() > 512 {
-            return Err(KvError::BadTitle);
-        }
+        crate::names::valid_kv_title(title).map_err(KvError::BadTitle)?;
         let current = self.namespace(id)?;
         if self
             .namespaces()?

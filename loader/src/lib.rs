@@ -34,6 +34,7 @@ mod fsutil;
 pub mod index;
 pub mod kv;
 mod mmap;
+pub mod names;
 mod store;
 
 pub use artifacts::{ArtifactError, ArtifactId, ArtifactStore, MAX_MODULE_BYTES};
@@ -43,4 +44,5 @@ pub use index::{
     ArchivedBindingEntry, ArchivedIndexData, ArchivedScriptEntry, BindingEntry, Index, IndexData,
     IndexError, ScriptEntry, ScriptLimits,
 };
-pub use store::{PLATFORM_NAMESPACE, Store, StoreError, valid_name};
+pub use names::valid_name;
+pub use store::{PLATFORM_NAMESPACE, Store, StoreError};

@@ -40,21 +40,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
-/// Namespace (and script) names: 1 to 63 of `a-z 0-9 - _`, so they are safe as directory names.
 pub use tenantry_core::nested::PLATFORM_NAMESPACE;
 
-pub fn valid_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() || name.len() > 63 {
-        return Err("names are 1 to 63 characters long");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-    {
-        return Err("names may contain only lower-case letters, digits, `-` and `_`");
-    }
-    Ok(())
-}
+use crate::names::valid_name;
 
 /// A data directory opened for one engine. Cheap to clone.
 #[derive(Clone)]
@@ -115,7 +103,7 @@ impl Store {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            if valid_name(&name).is_ok() && self.index_path(&name).is_file() {
+            if check_name(&name).is_ok() && self.index_path(&name).is_file() {
                 names.push(name);
             }
         }
@@ -219,7 +207,11 @@ fn remove_leftovers(root: &Path) {
     }
 }
 
+/// A namespace's name, as [`valid_name`] has it, or the platform's own namespace.
 fn check_name(ns: &str) -> Result<(), StoreError> {
+    if ns == PLATFORM_NAMESPACE {
+        return Ok(());
+    }
     valid_name(ns).map_err(|reason| StoreError::InvalidName {
         name: ns.to_string(),
         reason,

@@ -18,6 +18,14 @@ use crate::control::{Control, ControlError};
 /// Scripts per page when a list does not say (and the most it may ask for).
 const DEFAULT_PAGE: usize = 1000;
 
+/// Percent-decodes one path segment (RFC 3986 §2.1); it must decode to UTF-8.
+fn decode_segment(s: &str) -> Result<String, ApiError> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|k| k.into_owned())
+        .map_err(|_| ApiError::bad_request("a path segment does not decode to UTF-8"))
+}
+
 /// Dispatches `req` to its endpoint.
 pub async fn route(
     control: &Control,
@@ -30,7 +38,15 @@ pub async fn route(
     let query: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    // Split first, then percent-decode each segment exactly once: a `%2F` in a KV key stays
+    // inside its segment, and every handler sees decoded names (`plan%20pro` is `plan pro`).
+    let decoded = path
+        .trim_end_matches('/')
+        .split('/')
+        .skip(1)
+        .map(decode_segment)
+        .collect::<Result<Vec<String>, ApiError>>()?;
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let no_route = || ApiError::new(404, 7003, format!("No route for that URI: {path}"));
     let check_account = |acct: &str| match account {
         Some(a) if a != acct => Err(ApiError::not_found(format!("account `{acct}` not found"))),
@@ -568,11 +584,8 @@ fn put_secret(c: &Control, ns: &str, name: &str, body: &Bytes) -> Result<Respons
     if s.kind.as_deref().is_some_and(|k| k != "secret_text") {
         return Err(ApiError::bad_request("secrets have type `secret_text`"));
     }
-    if s.name.is_empty() || s.name.len() > 256 {
-        return Err(ApiError::bad_request(
-            "secret names are 1 to 256 characters long",
-        ));
-    }
+    tenantry_loader::names::valid_binding_name(&s.name)
+        .map_err(|m| ApiError::bad_request(format!("secret `{}`: {m}", s.name)))?;
     let secret_name = s.name.clone();
     c.edit_script(ns, name, move |e, _| {
         e.bindings.retain(|b| b.name != s.name);
@@ -684,4 +697,16 @@ fn delete_by_tags(
         Value::Null,
         Some(json!({"deleted_count": deleted})),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_percent_decoded_once() {
+        assert_eq!(decode_segment("a%2Fb%20c").unwrap(), "a/b c");
+        assert_eq!(decode_segment("plan%2520pro").unwrap(), "plan%20pro");
+        assert!(decode_segment("bad%ff").is_err());
+    }
 }

@@ -45,14 +45,6 @@ fn namespace_json(ns: &KvNamespace) -> Value {
     })
 }
 
-/// Percent-decodes one path segment (keys may hold any character).
-fn decode_segment(s: &str) -> Result<String, ApiError> {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8()
-        .map(|k| k.into_owned())
-        .map_err(|_| ApiError::bad_request("a key must be UTF-8"))
-}
-
 fn json_body<T: for<'a> Deserialize<'a>>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
@@ -103,7 +95,7 @@ pub async fn route(
         }
         (b"GET", [id, "keys"]) => list_keys(kv, id, query),
         (b"GET", [id, "values", key]) => {
-            let key = decode_segment(key)?;
+            let key = *key;
             let entry = kv
                 .get(id, &key, unix_now())?
                 .ok_or_else(|| ApiError::new(404, 10009, format!("key `{key}` not found")))?;
@@ -124,7 +116,7 @@ pub async fn route(
             })
         }
         (b"GET", [id, "metadata", key]) => {
-            let key = decode_segment(key)?;
+            let key = *key;
             let entry = kv
                 .get(id, &key, unix_now())?
                 .ok_or_else(|| ApiError::new(404, 10009, format!("key `{key}` not found")))?;
@@ -135,7 +127,7 @@ pub async fn route(
             Ok(success(metadata))
         }
         (b"PUT", [id, "values", key]) => {
-            let key = decode_segment(key)?;
+            let key = *key;
             let (value, metadata) = value_and_metadata(req).await?;
             let options = PutOptions {
                 expiration: number(query, "expiration")?,
@@ -146,7 +138,7 @@ pub async fn route(
             Ok(success(Value::Null))
         }
         (b"DELETE", [id, "values", key]) => {
-            let key = decode_segment(key)?;
+            let key = *key;
             kv.delete(id, &key)?;
             Ok(success(Value::Null))
         }
@@ -342,12 +334,6 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_in_paths_are_percent_decoded() {
-        assert_eq!(decode_segment("a%2Fb%20c").unwrap(), "a/b c");
-        assert!(decode_segment("bad%ff").is_err());
-    }
 
     #[test]
     fn base64_decodes() {

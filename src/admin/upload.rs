@@ -9,7 +9,6 @@ use tenantry_core::BindingKind;
 use tenantry_loader::{BindingEntry, MAX_MODULE_BYTES};
 
 use super::envelope::{ApiError, code};
-use crate::config::MAX_TAGS;
 
 /// The `metadata` part. Fields Tenantry does not use (`compatibility_flags`, `logpush`,
 /// `observability`, `usage_model`, …) are accepted and ignored, as clients send them routinely.
@@ -226,25 +225,9 @@ fn checked_size(module: Vec<u8>) -> Result<Vec<u8>, ApiError> {
     Ok(module)
 }
 
-/// Checks tags: at most [`MAX_TAGS`], non-empty, without `,` or `&` (they separate tag filters).
+/// Checks a script's tags (`tenantry_loader::names`).
 pub fn validate_tags(tags: &[String]) -> Result<(), ApiError> {
-    if tags.len() > MAX_TAGS {
-        return Err(ApiError::bad_request(format!(
-            "{} tags given; a script may have at most {MAX_TAGS}",
-            tags.len()
-        )));
-    }
-    for t in tags {
-        if t.is_empty() || t.len() > 256 {
-            return Err(ApiError::bad_request("tags are 1 to 256 characters long"));
-        }
-        if t.contains(',') || t.contains('&') {
-            return Err(ApiError::bad_request(format!(
-                "tag `{t}` contains `,` or `&`, which are not allowed"
-            )));
-        }
-    }
-    Ok(())
+    tenantry_loader::names::valid_tags(tags).map_err(ApiError::bad_request)
 }
 
 /// Resolves metadata bindings into index entries. `existing` are the script's current bindings:
@@ -258,11 +241,8 @@ pub fn resolve_bindings(
     let mut out = Vec::new();
     let mut names = HashSet::new();
     for b in given {
-        if b.name.is_empty() || b.name.len() > 256 {
-            return Err(ApiError::bad_request(
-                "binding names are 1 to 256 characters long",
-            ));
-        }
+        tenantry_loader::names::valid_binding_name(&b.name)
+            .map_err(|m| ApiError::bad_request(format!("binding `{}`: {m}", b.name)))?;
         if !names.insert(b.name.clone()) {
             return Err(ApiError::bad_request(format!(
                 "binding `{}` is given twice",

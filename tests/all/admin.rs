@@ -471,7 +471,7 @@ fn secrets_and_tags() {
         v["errors"][0]["message"]
             .as_str()
             .unwrap()
-            .contains("not allowed")
+            .contains("may not contain `,` or `&`")
     );
 }
 
@@ -720,4 +720,59 @@ fn credentials_are_checked_before_a_body_is_read() {
         assert_eq!(r.header("connection"), Some("close"));
         assert!(r.text().contains("Auth"), "{}", r.text());
     }
+}
+
+#[test]
+fn one_set_of_name_rules_and_paths_decoded_once() {
+    let n = node();
+    let a = admin(&n);
+    // Reserved and malformed script names.
+    for bad in ["_platform", "-", "_x", "A"] {
+        let (s, v) = api(
+            a,
+            "PUT",
+            &format!("{BASE}/customers/scripts/{bad}"),
+            "application/wasm",
+            &wasm("hello"),
+        );
+        assert_eq!(s, 400, "{bad}: {v}");
+    }
+    let script = format!("{BASE}/customers/scripts/dave");
+    assert_eq!(
+        api(a, "PUT", &script, "application/wasm", &wasm("env_reader")).0,
+        200
+    );
+    // Secret names are binding names: JavaScript identifiers.
+    for bad in ["../etc/passwd", "A\nB", "2FA", "a-b", ""] {
+        let (s, v) = json_req(
+            a,
+            "PUT",
+            &format!("{script}/secrets"),
+            json!({"name": bad, "text": "x", "type": "secret_text"}),
+        );
+        assert_eq!(s, 400, "{bad:?}: {v}");
+    }
+    // A tag with a space, in a percent-encoded path: added and removed by the same name.
+    assert_eq!(
+        api(a, "PUT", &format!("{script}/tags/plan%20pro"), "", b"").0,
+        200
+    );
+    assert_eq!(
+        get_api(a, &format!("{script}/tags")).1["result"],
+        json!(["plan pro"])
+    );
+    assert_eq!(
+        api(a, "DELETE", &format!("{script}/tags/plan%20pro"), "", b"").0,
+        200
+    );
+    assert_eq!(get_api(a, &format!("{script}/tags")).1["result"], json!([]));
+    // Decoded once: `%2520` is the literal text `%20`, a different tag.
+    assert_eq!(
+        api(a, "PUT", &format!("{script}/tags/x%2520y"), "", b"").0,
+        200
+    );
+    assert_eq!(
+        get_api(a, &format!("{script}/tags")).1["result"],
+        json!(["x%20y"])
+    );
 }

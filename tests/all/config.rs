@@ -68,7 +68,7 @@ fn semantic_errors_are_specific() {
                 "{ns}[[worker]]\nnamespace = \"production\"\nname = \"a\"\nmodule = \"a.wasm\"\ntags = [\"a,b\"]\n"
             ),
             ":5: ",
-            "contain no `,`",
+            "may not contain `,`",
         ),
         (
             format!(
