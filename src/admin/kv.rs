@@ -95,9 +95,9 @@ pub async fn route(
         }
         (b"GET", [id, "keys"]) => list_keys(kv, id, query),
         (b"GET", [id, "values", key]) => {
-            let key = *key;
+            let key: &str = key;
             let entry = kv
-                .get(id, &key, unix_now())?
+                .get(id, key, unix_now())?
                 .ok_or_else(|| ApiError::new(404, 10009, format!("key `{key}` not found")))?;
             let mut headers = vec![(
                 Bytes::from_static(b"content-type"),
@@ -116,9 +116,9 @@ pub async fn route(
             })
         }
         (b"GET", [id, "metadata", key]) => {
-            let key = *key;
+            let key: &str = key;
             let entry = kv
-                .get(id, &key, unix_now())?
+                .get(id, key, unix_now())?
                 .ok_or_else(|| ApiError::new(404, 10009, format!("key `{key}` not found")))?;
             let metadata = entry
                 .metadata
@@ -127,19 +127,19 @@ pub async fn route(
             Ok(success(metadata))
         }
         (b"PUT", [id, "values", key]) => {
-            let key = *key;
+            let key: &str = key;
             let (value, metadata) = value_and_metadata(req).await?;
             let options = PutOptions {
                 expiration: number(query, "expiration")?,
                 expiration_ttl: number(query, "expiration_ttl")?,
                 metadata,
             };
-            kv.put(id, &key, &value, &options, unix_now())?;
+            kv.put(id, key, &value, &options, unix_now())?;
             Ok(success(Value::Null))
         }
         (b"DELETE", [id, "values", key]) => {
-            let key = *key;
-            kv.delete(id, &key)?;
+            let key: &str = key;
+            kv.delete(id, key)?;
             Ok(success(Value::Null))
         }
         (b"PUT", [id, "bulk"]) => bulk_write(kv, id, &req.body),
