@@ -200,6 +200,12 @@ impl Control {
         }
         let index = self.store.publish_index(ns, &data)?;
         self.swap(ns, Some(index));
+        // Only now may the secret versions the old index named go: see `KvStore::seal_secrets`.
+        if let Err(e) = self.kv.prune_secrets(ns, &data) {
+            tracing::warn!(
+                "removing old secret versions of `{ns}`: {e} (retried at its next change)"
+            );
+        }
         Ok(out)
     }
 

@@ -128,6 +128,9 @@ pub fn apply(config: &Config, store: &Store, kv: &KvStore) -> anyhow::Result<Rep
         store
             .publish_index(ns, &data)
             .with_context(|| format!("publishing the index of namespace `{ns}`"))?;
+        // Old secret versions go only once the index naming the new ones is durable.
+        kv.prune_secrets(ns, &data)
+            .with_context(|| format!("removing old secret versions of namespace `{ns}`"))?;
         report.namespaces += 1;
     }
     Ok(report)

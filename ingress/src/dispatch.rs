@@ -173,8 +173,8 @@ fn with_secrets(
             if !sealed(b) {
                 return Some(b.clone());
             }
-            let (token, value) = secrets?.get(&(script.to_string(), b.name.clone()))?;
-            (*token == b.value).then(|| Binding {
+            let value = secrets?.get(&(script.to_string(), b.name.clone(), b.value.clone()))?;
+            Some(Binding {
                 value: value.clone(),
                 ..b.clone()
             })

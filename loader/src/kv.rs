@@ -33,17 +33,24 @@ pub const MIN_EXPIRATION_TTL_S: u64 = 60;
 
 const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("kv_namespaces");
 const ENTRIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv_entries");
-/// `secret_text` values, apart from the namespace indexes: (namespace, script, binding name) ─►
-/// token length u8 ‖ token ‖ value. The index holds only the token (see [`SECRET_TOKEN_PREFIX`]).
+/// The first layout of `secret_text` values: (namespace, script, binding name) ─► token length
+/// u8 ‖ token ‖ value, one version per binding. Migrated into [`SECRET_VERSIONS`] on open.
 const SECRETS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("secrets");
+/// `secret_text` values, apart from the namespace indexes: (namespace, script, binding name,
+/// token) ─► value. The index holds only the token (see [`SECRET_TOKEN_PREFIX`]). Several
+/// versions of one binding coexist while an index that names the new one is being published, so
+/// that every crash point leaves the live index's tokens resolvable (see
+/// [`KvStore::seal_secrets`] and [`KvStore::prune_secrets`]).
+const SECRET_VERSIONS: TableDefinition<(&str, &str, &str, &str), &[u8]> =
+    TableDefinition::new("secret_versions");
 
 /// What an index holds in place of a `secret_text` value: this prefix and a random version, new
 /// for every value, so the index changes (and Workers reload) when a secret does, yet reveals
 /// nothing of it.
 pub const SECRET_TOKEN_PREFIX: &str = "tenantry-secret:";
 
-/// The secrets of one namespace: (script, binding name) ─► (token, value).
-pub type NamespaceSecrets = std::collections::HashMap<(String, String), (String, String)>;
+/// The secrets of one namespace: (script, binding name, token) ─► value.
+pub type NamespaceSecrets = std::collections::HashMap<(String, String, String), String>;
 
 /// Why a KV operation failed. Every variant but [`KvError::Storage`] is the caller's mistake.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -230,6 +237,53 @@ fn record(
     Ok(encode(value, options.metadata.as_deref(), expiration))
 }
 
+/// Moves secrets of the first layout ([`SECRETS`]) into [`SECRET_VERSIONS`], in the opening
+/// transaction (all or nothing), and drops the old table.
+fn migrate_secrets(txn: &redb::WriteTransaction) -> Result<(), KvError> {
+    use redb::ReadableTableMetadata;
+    let old: Vec<((String, String, String), Vec<u8>)> = match txn.open_table(SECRETS) {
+        Ok(table) => {
+            if table.len().map_err(storage)? == 0 {
+                Vec::new()
+            } else {
+                table
+                    .iter()
+                    .map_err(storage)?
+                    .map(|item| {
+                        let (k, v) = item.map_err(storage)?;
+                        let (ns, script, name) = k.value();
+                        Ok((
+                            (ns.to_string(), script.to_string(), name.to_string()),
+                            v.value().to_vec(),
+                        ))
+                    })
+                    .collect::<Result<_, KvError>>()?
+            }
+        }
+        Err(e) => return Err(storage(e)),
+    };
+    {
+        let mut table = txn.open_table(SECRET_VERSIONS).map_err(storage)?;
+        for ((ns, script, name), raw) in &old {
+            let len = *raw
+                .first()
+                .ok_or_else(|| storage("a corrupt secret record"))? as usize;
+            let token = raw
+                .get(1..1 + len)
+                .and_then(|t| std::str::from_utf8(t).ok())
+                .ok_or_else(|| storage("a corrupt secret record"))?;
+            table
+                .insert(
+                    (ns.as_str(), script.as_str(), name.as_str(), token),
+                    &raw[1 + len..],
+                )
+                .map_err(storage)?;
+        }
+    }
+    txn.delete_table(SECRETS).map_err(storage)?;
+    Ok(())
+}
+
 fn expired(expiration: Option<u64>, now: u64) -> bool {
     expiration.is_some_and(|e| e <= now)
 }
@@ -238,10 +292,17 @@ impl KvStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<KvStore, KvError> {
         let db = Database::create(path).map_err(storage)?;
+        // It holds secret values: the owner only, whatever the umask.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(storage)?;
+        }
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(NAMESPACES).map_err(storage)?;
         txn.open_table(ENTRIES).map_err(storage)?;
-        txn.open_table(SECRETS).map_err(storage)?;
+        txn.open_table(SECRET_VERSIONS).map_err(storage)?;
+        migrate_secrets(&txn)?;
         txn.commit().map_err(storage)?;
         Ok(KvStore {
             db: Arc::new(db),
@@ -589,76 +650,86 @@ impl KvStore {
     }
 
     /// Moves the `secret_text` values of `data` (the next index of namespace `ns`) here: each
-    /// binding whose value is not a token this store issued is stored, and replaced in `data` by
-    /// a new token. Secrets of `ns` that `data` no longer has are removed. Call it before
-    /// publishing `data`.
+    /// binding whose value is not a token this store issued is stored under a new token (or the
+    /// token of a stored version with the same value), and replaced in `data` by it. Nothing is
+    /// removed or overwritten: the index now live keeps resolving, whatever happens before `data`
+    /// is published. Call it before publishing `data`, and [`KvStore::prune_secrets`] after.
     pub fn seal_secrets(&self, ns: &str, data: &mut crate::IndexData) -> Result<(), KvError> {
         let secret = tenantry_core::BindingKind::SecretText as u8;
         let current = self.secrets(ns)?;
         let txn = self.db.begin_write().map_err(storage)?;
         {
-            let mut table = txn.open_table(SECRETS).map_err(storage)?;
-            let mut live = std::collections::HashSet::new();
+            let mut table = txn.open_table(SECRET_VERSIONS).map_err(storage)?;
             for (script, entry) in data.scripts.iter_mut() {
                 for b in entry.bindings.iter_mut().filter(|b| b.kind == secret) {
-                    let id = (script.clone(), b.name.clone());
-                    let stored = current.get(&id);
-                    let issued = stored.is_some_and(|(token, _)| *token == b.value);
-                    if let Some((token, value)) = stored
-                        && !issued
-                        && *value == b.value
-                    {
-                        // The same value again (e.g. a config deployed anew): keep its token.
-                        b.value = token.clone();
-                    } else if !issued {
-                        let mut raw = [0u8; 8];
-                        getrandom::fill(&mut raw).map_err(storage)?;
-                        let token = format!("{SECRET_TOKEN_PREFIX}{}", hex::encode(raw));
-                        let mut record = vec![token.len() as u8];
-                        record.extend_from_slice(token.as_bytes());
-                        record.extend_from_slice(b.value.as_bytes());
-                        table
-                            .insert((ns, script.as_str(), b.name.as_str()), record.as_slice())
-                            .map_err(storage)?;
-                        b.value = token;
+                    let issued =
+                        current.contains_key(&(script.clone(), b.name.clone(), b.value.clone()));
+                    if issued {
+                        continue;
                     }
-                    live.insert(id);
-                }
-            }
-            for (script, name) in current.keys() {
-                if !live.contains(&(script.clone(), name.clone())) {
+                    // The same value again (e.g. a config deployed anew): keep its token.
+                    let same = current
+                        .iter()
+                        .find(|((s, n, _), v)| s == script && *n == b.name && **v == b.value);
+                    if let Some(((_, _, token), _)) = same {
+                        b.value = token.clone();
+                        continue;
+                    }
+                    let mut raw = [0u8; 8];
+                    getrandom::fill(&mut raw).map_err(storage)?;
+                    let token = format!("{SECRET_TOKEN_PREFIX}{}", hex::encode(raw));
                     table
-                        .remove((ns, script.as_str(), name.as_str()))
+                        .insert(
+                            (ns, script.as_str(), b.name.as_str(), token.as_str()),
+                            b.value.as_bytes(),
+                        )
                         .map_err(storage)?;
+                    b.value = token;
                 }
             }
         }
         txn.commit().map_err(storage)
     }
 
+    /// Removes the secret versions of namespace `ns` that `live` (its index as published) does
+    /// not name: rotated values, removed bindings and scripts. Call it after publishing; if it
+    /// never runs (a crash), the next publish of `ns` removes them.
+    pub fn prune_secrets(&self, ns: &str, live: &crate::IndexData) -> Result<usize, KvError> {
+        let secret = tenantry_core::BindingKind::SecretText as u8;
+        let named: std::collections::HashSet<(&str, &str, &str)> = live
+            .scripts
+            .iter()
+            .flat_map(|(script, entry)| {
+                entry
+                    .bindings
+                    .iter()
+                    .filter(move |b| b.kind == secret)
+                    .map(move |b| (script.as_str(), b.name.as_str(), b.value.as_str()))
+            })
+            .collect();
+        let dead: Vec<(String, String, String)> = self
+            .secrets(ns)?
+            .into_keys()
+            .filter(|(s, n, t)| !named.contains(&(s.as_str(), n.as_str(), t.as_str())))
+            .collect();
+        self.remove_secrets(ns, &dead)?;
+        Ok(dead.len())
+    }
+
     /// The secrets of namespace `ns`.
     pub fn secrets(&self, ns: &str) -> Result<NamespaceSecrets, KvError> {
         let txn = self.db.begin_read().map_err(storage)?;
-        let table = txn.open_table(SECRETS).map_err(storage)?;
+        let table = txn.open_table(SECRET_VERSIONS).map_err(storage)?;
         let mut out = NamespaceSecrets::new();
-        for item in table.range((ns, "", "")..).map_err(storage)? {
+        for item in table.range((ns, "", "", "")..).map_err(storage)? {
             let (k, v) = item.map_err(storage)?;
-            let (item_ns, script, name) = k.value();
+            let (item_ns, script, name, token) = k.value();
             if item_ns != ns {
                 break;
             }
-            let raw = v.value();
-            let len = *raw
-                .first()
-                .ok_or_else(|| storage("a corrupt secret record"))? as usize;
-            let token = raw
-                .get(1..1 + len)
-                .and_then(|t| std::str::from_utf8(t).ok())
-                .ok_or_else(|| storage("a corrupt secret record"))?;
-            let value = String::from_utf8_lossy(&raw[1 + len..]).into_owned();
             out.insert(
-                (script.to_string(), name.to_string()),
-                (token.to_string(), value),
+                (script.to_string(), name.to_string(), token.to_string()),
+                String::from_utf8_lossy(v.value()).into_owned(),
             );
         }
         Ok(out)
@@ -666,13 +737,20 @@ impl KvStore {
 
     /// Removes every secret of namespace `ns` (the namespace is being deleted).
     pub fn delete_secrets(&self, ns: &str) -> Result<(), KvError> {
-        let keys: Vec<(String, String)> = self.secrets(ns)?.into_keys().collect();
+        let keys: Vec<(String, String, String)> = self.secrets(ns)?.into_keys().collect();
+        self.remove_secrets(ns, &keys)
+    }
+
+    fn remove_secrets(&self, ns: &str, keys: &[(String, String, String)]) -> Result<(), KvError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
         let txn = self.db.begin_write().map_err(storage)?;
         {
-            let mut table = txn.open_table(SECRETS).map_err(storage)?;
-            for (script, name) in &keys {
+            let mut table = txn.open_table(SECRET_VERSIONS).map_err(storage)?;
+            for (script, name, token) in keys {
                 table
-                    .remove((ns, script.as_str(), name.as_str()))
+                    .remove((ns, script.as_str(), name.as_str(), token.as_str()))
                     .map_err(storage)?;
             }
         }
@@ -1173,11 +1251,13 @@ mod tests {
         kv.seal_secrets("customers", &mut data).unwrap();
         let token = data.scripts["alice"].bindings[0].value.clone();
         assert!(token.starts_with(SECRET_TOKEN_PREFIX) && !token.contains("s3cret"));
-        let secrets = kv.secrets("customers").unwrap();
-        assert_eq!(
-            secrets[&("alice".into(), "API_KEY".into())],
-            (token.clone(), "s3cret".into())
-        );
+        let value = |kv: &KvStore, token: &str| {
+            kv.secrets("customers")
+                .unwrap()
+                .get(&("alice".into(), "API_KEY".into(), token.to_string()))
+                .cloned()
+        };
+        assert_eq!(value(&kv, &token).as_deref(), Some("s3cret"));
 
         // Sealing again (a token, or the same value) keeps the token; a new value gets a new one.
         kv.seal_secrets("customers", &mut data).unwrap();
@@ -1187,12 +1267,55 @@ mod tests {
         assert_eq!(data.scripts["alice"].bindings[0].value, token);
         data.scripts.insert("alice".into(), entry("rotated"));
         kv.seal_secrets("customers", &mut data).unwrap();
-        assert_ne!(data.scripts["alice"].bindings[0].value, token);
+        let rotated = data.scripts["alice"].bindings[0].value.clone();
+        assert_ne!(rotated, token);
 
-        // A removed script's secrets go with it.
+        // Until the new index is published and pruned, the old token still resolves: a crash
+        // here leaves the live (old) index whole.
+        assert_eq!(value(&kv, &token).as_deref(), Some("s3cret"));
+        assert_eq!(value(&kv, &rotated).as_deref(), Some("rotated"));
+        assert_eq!(kv.prune_secrets("customers", &data).unwrap(), 1);
+        assert_eq!(value(&kv, &token), None);
+        assert_eq!(value(&kv, &rotated).as_deref(), Some("rotated"));
+
+        // A removed script's secrets go with it, at the prune after the publish.
         data.scripts.clear();
         kv.seal_secrets("customers", &mut data).unwrap();
+        assert_eq!(kv.secrets("customers").unwrap().len(), 1);
+        kv.prune_secrets("customers", &data).unwrap();
         assert!(kv.secrets("customers").unwrap().is_empty());
+    }
+
+    #[test]
+    fn secrets_of_the_first_layout_are_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut table = txn.open_table(SECRETS).unwrap();
+                let token = format!("{SECRET_TOKEN_PREFIX}0011223344556677");
+                let mut record = vec![token.len() as u8];
+                record.extend_from_slice(token.as_bytes());
+                record.extend_from_slice(b"old-value");
+                table
+                    .insert(("customers", "alice", "API_KEY"), record.as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let kv = KvStore::open(&path).unwrap();
+        let secrets = kv.secrets("customers").unwrap();
+        let key = (
+            "alice".to_string(),
+            "API_KEY".to_string(),
+            format!("{SECRET_TOKEN_PREFIX}0011223344556677"),
+        );
+        assert_eq!(secrets.get(&key).map(String::as_str), Some("old-value"));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

@@ -62,14 +62,17 @@ impl Store {
     pub fn open(root: &Path, engine: Engine) -> Result<Store, StoreError> {
         let namespaces = root.join("namespaces");
         std::fs::create_dir_all(&namespaces).map_err(io(&namespaces))?;
-        // Indexes hold secret bindings: only the node's user may enter the namespaces directory.
+        let artifacts_dir = root.join("artifacts");
+        std::fs::create_dir_all(&artifacts_dir).map_err(io(&artifacts_dir))?;
+        // The data directory holds the secret store, indexes and customers' code: only the
+        // node's user may enter it or its directories (files are created 0600).
         #[cfg(unix)]
-        {
+        for dir in [root, &namespaces, &artifacts_dir] {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&namespaces, std::fs::Permissions::from_mode(0o700))
-                .map_err(io(&namespaces))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io(dir))?;
         }
-        let artifacts = ArtifactStore::open(&root.join("artifacts"), engine.clone())?;
+        let artifacts = ArtifactStore::open(&artifacts_dir, engine.clone())?;
         remove_leftovers(root);
         Ok(Store {
             inner: Arc::new(Inner {
@@ -282,15 +285,22 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn only_the_owner_may_enter_the_namespaces_directory() {
+    fn only_the_owner_may_enter_the_data_directory_or_read_its_files() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let _s = store(dir.path());
-        let mode = std::fs::metadata(dir.path().join("namespaces"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o700);
+        let s = store(dir.path());
+        s.publish_index("production", &IndexData::new("production", 0))
+            .unwrap();
+        for sub in ["", "namespaces", "artifacts"] {
+            let mode = std::fs::metadata(dir.path().join(sub))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700, "{sub}");
+        }
+        let index = s.index_path("production");
+        let mode = std::fs::metadata(index).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]
