@@ -9,8 +9,8 @@ use anyhow::Context;
 use tenantry_core::Engine;
 use tenantry_ingress::ServerHandle;
 use tenantry_ingress::dispatch::Plane;
-use tenantry_loader::Store;
 use tenantry_loader::kv::{KvService, KvStore};
+use tenantry_loader::{ARTIFACT_GC_INTERVAL, ARTIFACT_GRACE, Store};
 
 use crate::admin::{AdminConfig, AdminHandler, MAX_ADMIN_BODY_BYTES, TOKEN_ENV};
 use crate::config::Config;
@@ -24,6 +24,45 @@ pub struct Node {
     admin: Option<ServerHandle>,
     plane: Arc<Plane>,
     control: Arc<Control>,
+    gc: ArtifactGc,
+}
+
+/// The thread that removes artifacts no index names, every [`ARTIFACT_GC_INTERVAL`].
+struct ArtifactGc {
+    /// Dropping it stops the thread.
+    stop: Option<crossbeam_channel::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ArtifactGc {
+    fn start(store: Store) -> anyhow::Result<ArtifactGc> {
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let thread = std::thread::Builder::new()
+            .name("tenantry-artifact-gc".into())
+            .spawn(move || {
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(ARTIFACT_GC_INTERVAL)
+                {
+                    if let Err(e) = store.collect_artifacts(ARTIFACT_GRACE) {
+                        tracing::warn!("collecting unused artifacts: {e}");
+                    }
+                }
+            })
+            .context("starting the artifact collector")?;
+        Ok(ArtifactGc {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ArtifactGc {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Node {
@@ -61,6 +100,7 @@ impl Node {
             config.egress.clone(),
             Some(kv.clone() as Arc<dyn tenantry_core::kv::KvBackend>),
         );
+        let gc = ArtifactGc::start(store.clone())?;
         let control = Arc::new(Control::new(
             store,
             plane.clone(),
@@ -93,6 +133,7 @@ impl Node {
             admin,
             plane,
             control,
+            gc,
         })
     }
 
@@ -122,6 +163,7 @@ impl Node {
             admin.join();
         }
         self.server.join();
+        drop(self.gc);
     }
 }
 

@@ -157,6 +157,18 @@ impl ArtifactStore {
         let id = ArtifactId::of(wasm);
         let compiled = self.compiled_path(&id);
         if compiled.exists() {
+            // Young again: the index about to name it must find it (`Store::collect_artifacts`).
+            for path in [&compiled, &self.original_path(&id)] {
+                let touched = std::fs::File::options()
+                    .write(true)
+                    .open(path)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                if let Err(e) = touched
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(io(path)(e));
+                }
+            }
             return Ok(id);
         }
         let cwasm = self.inner.engine.precompile(wasm)?;

@@ -45,4 +45,4 @@ pub use index::{
     IndexError, ScriptEntry, ScriptLimits,
 };
 pub use names::valid_name;
-pub use store::{PLATFORM_NAMESPACE, Store, StoreError};
+pub use store::{ARTIFACT_GC_INTERVAL, ARTIFACT_GRACE, PLATFORM_NAMESPACE, Store, StoreError};

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tenantry_core::Engine;
 
@@ -190,6 +191,69 @@ impl Store {
     }
 }
 
+/// How long an artifact no index names is kept before [`Store::collect_artifacts`] removes it.
+/// An upload compiles (or touches) its artifact before publishing the index that names it, so
+/// this must exceed the longest compile plus publish: an hour leaves a wide margin.
+pub const ARTIFACT_GRACE: Duration = Duration::from_secs(60 * 60);
+
+/// How often a serving node collects unreferenced artifacts.
+pub const ARTIFACT_GC_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+impl Store {
+    /// Removes the artifact files (uploads and compiled modules) that no namespace's current index
+    /// names and that were last written or used more than `grace` ago; returns how many files
+    /// went. Runs under the publishing lock, so no index changes meanwhile; an artifact being
+    /// uploaded is younger than `grace` (storing touches an existing one), so it survives until
+    /// the index that names it is published. A module still mapped by a serving core stays valid
+    /// after its file is removed (the mapping holds the inode).
+    pub fn collect_artifacts(&self, grace: Duration) -> Result<usize, StoreError> {
+        let _publishing = self
+            .inner
+            .publishing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut named = std::collections::HashSet::new();
+        for ns in self.namespaces()? {
+            let Some(index) = self.open_index(&ns)? else {
+                continue;
+            };
+            for entry in index.data().scripts.values() {
+                named.insert(ArtifactId::from_bytes(entry.artifact).to_hex());
+            }
+        }
+        let dir = self.inner.root.join("artifacts");
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some((id, _)) = name.split_once('.') else {
+                continue;
+            };
+            if is_temporary(name) || id.len() != 64 || named.contains(id) {
+                continue;
+            }
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok());
+            if age.is_some_and(|age| age >= grace) {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(&entry.path())(e)),
+                }
+            }
+        }
+        if removed > 0 {
+            sync_dir(&dir).map_err(io(&dir))?;
+            tracing::info!(removed, "removed artifacts no index names");
+        }
+        Ok(removed)
+    }
+}
+
 /// Deletes temporary files an interrupted publish left behind (they were never renamed into
 /// place, so nothing refers to them). Best effort: a failure only leaves garbage.
 fn remove_leftovers(root: &Path) {
@@ -281,6 +345,50 @@ mod tests {
         assert!(s.delete_namespace("staging").unwrap());
         assert!(!s.delete_namespace("staging").unwrap());
         assert_eq!(s.namespaces().unwrap(), ["production"]);
+    }
+
+    #[test]
+    fn unreferenced_artifacts_are_collected_after_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let data = data_with(&s, "production");
+        let kept = ArtifactId::of(WAT.as_bytes());
+        let other = WAT.replace("i32.const 0", "i32.const 1");
+        let dropped = s.artifacts().put(other.as_bytes()).unwrap();
+        s.publish_index("production", &data).unwrap();
+        let files = |id: &ArtifactId| {
+            [
+                s.artifacts().original_path(id),
+                s.artifacts().compiled_path(id),
+            ]
+            .iter()
+            .filter(|p| p.exists())
+            .count()
+        };
+        // Within the grace period nothing goes: an upload not yet published looks like this.
+        assert_eq!(s.collect_artifacts(ARTIFACT_GRACE).unwrap(), 0);
+        assert_eq!(files(&dropped), 2);
+        assert_eq!(s.collect_artifacts(Duration::ZERO).unwrap(), 2);
+        assert_eq!((files(&kept), files(&dropped)), (2, 0));
+
+        // Storing an artifact that is already there makes it young again.
+        let old = std::time::SystemTime::now() - 2 * ARTIFACT_GRACE;
+        for path in [
+            s.artifacts().original_path(&kept),
+            s.artifacts().compiled_path(&kept),
+        ] {
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        s.publish_index("production", &IndexData::new("production", 0))
+            .unwrap();
+        assert_eq!(s.artifacts().put(WAT.as_bytes()).unwrap(), kept);
+        assert_eq!(s.collect_artifacts(ARTIFACT_GRACE).unwrap(), 0);
+        assert_eq!(files(&kept), 2);
     }
 
     #[cfg(unix)]
