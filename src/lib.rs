@@ -13,4 +13,6 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod deploy;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod serve;

@@ -170,3 +170,56 @@ impl Handler for AdminHandler {
         ApiError::new(status, code, message.trim_end()).to_response()
     }
 }
+
+/// Upload parsing, for the fuzz oracles (`crate::fuzzing`).
+#[doc(hidden)]
+pub async fn fuzz_parse_upload(content_type: &[u8], body: bytes::Bytes) -> Result<(), ApiError> {
+    upload::parse(Some(content_type), body, "metadata")
+        .await
+        .map(|_| ())
+}
+
+/// Sends `body` to the KV endpoints that take JSON, on a store of their own, for the fuzz
+/// oracles; returns the errors they answered.
+#[doc(hidden)]
+pub fn fuzz_json_bodies(body: &[u8]) -> Vec<ApiError> {
+    use std::sync::OnceLock;
+    static STORE: OnceLock<(tempfile::TempDir, tenantry_loader::kv::KvStore, String)> =
+        OnceLock::new();
+    let (_, kv, id) = STORE.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let kv =
+            tenantry_loader::kv::KvStore::open(&dir.path().join("kv.redb")).expect("a KV store");
+        let id = kv.create_namespace("fuzz", 0).expect("a namespace").id;
+        (dir, kv, id)
+    });
+    let body = bytes::Bytes::copy_from_slice(body);
+    let req = Request {
+        method: bytes::Bytes::from_static(b"PUT"),
+        headers: vec![(
+            bytes::Bytes::from_static(b"content-type"),
+            bytes::Bytes::from_static(b"application/json"),
+        )],
+        body,
+        ..Request::default()
+    };
+    let query = std::collections::HashMap::new();
+    let id = id.as_str();
+    let routes: [(&[u8], Vec<&str>); 4] = [
+        (b"POST", vec![]),
+        (b"PUT", vec![id, "bulk"]),
+        (b"POST", vec![id, "bulk", "delete"]),
+        (b"PUT", vec![id]),
+    ];
+    let mut errors = Vec::new();
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .build()
+        .expect("a monoio runtime");
+    for (method, rest) in routes {
+        let answer = rt.block_on(kv::route(kv, method, &rest, &query, &req, "/fuzz"));
+        if let Err(e) = answer {
+            errors.push(e);
+        }
+    }
+    errors
+}
