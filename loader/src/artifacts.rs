@@ -245,6 +245,12 @@ impl ArtifactStore {
         self.inner.modules.len()
     }
 
+    /// Whether `id` is in the module cache (does not count as a use).
+    #[cfg(test)]
+    pub(crate) fn inner_cached(&self, id: &ArtifactId) -> bool {
+        self.inner.modules.contains(id)
+    }
+
     /// Forgets mapped modules (tests, and a future GC of unused artifacts).
     pub fn clear_cache(&self) {
         self.inner.modules.clear();

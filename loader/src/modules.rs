@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use tenantry_core::{Engine, EngineSettings};
+use tenantry_core::{Engine, EngineSettings, LoadError};
 use wasmtime::Module;
 
 use crate::artifacts::{ArtifactError, ArtifactId};
@@ -29,6 +29,11 @@ use crate::artifacts::{ArtifactError, ArtifactId};
 /// system calls (a few `mmap`/`mprotect`), so two threads keep up with thousands of cold loads
 /// a second while leaving the cores to serve.
 pub const MODULE_LOADER_THREADS: usize = 2;
+
+/// When mapping a module fails, the cache evicts `1 / SHED_DIVISOR` of its modules (at least one)
+/// before retrying once: enough to free mappings for many loads, few enough that the hot set
+/// mostly stays.
+const SHED_DIVISOR: usize = 4;
 
 /// A map bounded to `capacity` entries that evicts the least recently used one.
 ///
@@ -78,8 +83,15 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
         let now = self.tick();
         self.order.insert(now, key.clone());
         self.entries.insert(key, (value.clone(), now));
+        let over = self.entries.len().saturating_sub(self.capacity);
+        (value, self.evict_oldest(over))
+    }
+
+    /// Removes the `n` least recently used entries, returning them to be dropped outside any
+    /// lock.
+    pub fn evict_oldest(&mut self, n: usize) -> Vec<V> {
         let mut evicted = Vec::new();
-        while self.entries.len() > self.capacity {
+        while evicted.len() < n {
             let Some((_, oldest)) = self.order.pop_first() else {
                 break;
             };
@@ -87,7 +99,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
                 evicted.push(v);
             }
         }
-        (value, evicted)
+        evicted
     }
 
     /// Removes every entry, returning them to be dropped outside any lock.
@@ -163,19 +175,48 @@ impl ModuleCache {
         if !path.exists() {
             return Err(ArtifactError::Missing(*id));
         }
-        // SAFETY: `path` holds what `Engine::precompile` of an engine with this compat hash wrote
-        // (the hash is in the name), and artifact files are only ever created by renaming a
-        // complete, fsynced temporary file into place, never modified afterwards.
-        let module = unsafe { self.engine.load_artifact(&path) }?;
+        let module = match self.map(&path) {
+            Err(LoadError::Io { message, .. }) => {
+                // The likeliest cause is that the process ran out of mappings or memory: the
+                // cache then sheds its least recently used quarter and tries once more, so that
+                // a node at the limit recovers instead of failing every new Worker for good.
+                let shed = {
+                    let mut modules = self.lock();
+                    let n = (modules.len() / SHED_DIVISOR).max(1);
+                    modules.evict_oldest(n)
+                };
+                tracing::warn!(
+                    artifact = %id,
+                    evicted = shed.len(),
+                    "mapping a module failed ({message}); evicted modules and retrying"
+                );
+                drop(shed);
+                self.map(&path)?
+            }
+            other => other?,
+        };
         let (module, evicted) = self.lock().insert(*id, module);
         drop(evicted);
         Ok(module)
+    }
+
+    fn map(&self, path: &std::path::Path) -> Result<Module, LoadError> {
+        // SAFETY: `path` holds what `Engine::precompile` of an engine with this compat hash wrote
+        // (the hash is in the name), and artifact files are only ever created by renaming a
+        // complete, fsynced temporary file into place, never modified afterwards.
+        unsafe { self.engine.load_artifact(path) }
     }
 
     /// Forgets every mapped module (the last holder unmaps it).
     pub(crate) fn clear(&self) {
         let evicted = self.lock().clear();
         drop(evicted);
+    }
+
+    /// Whether `id` is cached (does not count as a use).
+    #[cfg(test)]
+    pub(crate) fn contains(&self, id: &ArtifactId) -> bool {
+        self.lock().contains(id)
     }
 
     /// Modules in the cache.
@@ -360,6 +401,9 @@ mod tests {
         assert_eq!(lru.insert("b", 4), (4, vec![1]));
         assert_eq!(lru.len(), 2);
         assert_eq!(lru.capacity(), 2);
+        assert_eq!(lru.evict_oldest(1), vec![3]); // `c`, older than the new `b`
+        assert_eq!(lru.evict_oldest(5), vec![4]);
+        assert!(lru.is_empty());
     }
 
     #[test]
@@ -518,6 +562,29 @@ mod mapping_tests {
         // Loading again after eviction works (and maps again).
         assert!(block_on(s.load_async(&ids[0])).is_ok());
         assert!(mappings_under(dir.path()) > 0);
+    }
+
+    #[test]
+    fn a_failed_mapping_sheds_old_modules_and_is_not_cached() {
+        let (_dir, s) = store(8, 4);
+        let ids: Vec<_> = (0..9).map(|i| s.put(wat(i).as_bytes()).unwrap()).collect();
+        for id in &ids[..8] {
+            s.load(id).unwrap();
+        }
+        assert_eq!(s.loaded_modules(), 8);
+        // An artifact that cannot be mapped (here: truncated) fails to load like one the
+        // kernel refuses to map; the cache frees a quarter of its mappings for the retry.
+        let broken = s.compiled_path(&ids[8]);
+        let bytes = std::fs::read(&broken).unwrap();
+        std::fs::write(&broken, &bytes[..bytes.len() / 3]).unwrap();
+        let e = block_on(s.load_async(&ids[8])).unwrap_err();
+        assert!(matches!(e, crate::ArtifactError::Load(_)), "{e}");
+        assert_eq!(s.loaded_modules(), 6);
+        // The hottest modules stayed; the failure was not cached.
+        assert!(s.inner_cached(&ids[7]));
+        std::fs::write(&broken, &bytes).unwrap();
+        assert!(block_on(s.load_async(&ids[8])).is_ok());
+        assert_eq!(s.loaded_modules(), 7);
     }
 
     #[test]
