@@ -102,3 +102,16 @@ fn many_distinct_workers_all_answer_within_the_mapping_bound() {
         "{most} mappings of .cwasm files, more than the bound of {bound}"
     );
 }
+
+#[test]
+fn a_cache_too_large_for_the_kernel_mapping_limit_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenantry.toml");
+    let text = config_text("max_loaded_modules = 100000000\n", "auto");
+    let config = tenantry::config::Config::parse(&text, &path).unwrap();
+    let e = format!("{:#}", tenantry::serve::Node::start(&config).err().unwrap());
+    assert!(
+        e.contains("max_loaded_modules = 100000000") && e.contains("vm.max_map_count"),
+        "{e}"
+    );
+}
