@@ -313,7 +313,11 @@ pub const DEFAULT_MAX_MAP_COUNT: u64 = 65_530;
 /// - warm pool slots hold copy-on-write images of live modules only (dropping a module purges
 ///   them), so they are counted with the slots.
 ///
-/// So at most `max_loaded_modules + cores × workers_per_core + max_instances` modules are mapped,
+/// - a loader thread, for a moment, one module beyond the cache's bound: at most
+///   [`MODULE_LOADER_THREADS`].
+///
+/// So at most `max_loaded_modules + loader threads + cores × workers_per_core + max_instances`
+/// modules are mapped,
 /// each with [`VMAS_PER_MODULE`] mappings, beside `max_instances ×` [`VMAS_PER_SLOT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MappingBudget {
@@ -361,7 +365,10 @@ impl MappingBudget {
         let allowed = max_map_count * MAPPING_BUDGET_PERCENT / 100;
         let slots = u64::from(settings.max_instances);
         let cores = cores.max(1) as u64;
-        let fixed = settings.max_loaded_modules as u64 + slots;
+        // Each loader thread may hold one module it just mapped beyond the cache's bound (a
+        // duplicate of one another core loaded, or the one whose insert evicts another) until
+        // it drops it.
+        let fixed = settings.max_loaded_modules as u64 + MODULE_LOADER_THREADS as u64 + slots;
         let fixed_mappings = fixed * VMAS_PER_MODULE + slots * VMAS_PER_SLOT;
         let per_core_room = allowed.saturating_sub(fixed_mappings) / VMAS_PER_MODULE / cores;
         if per_core_room == 0 {
@@ -460,12 +467,12 @@ mod tests {
 
     #[test]
     fn per_core_pools_are_clamped_and_an_impossible_budget_is_refused() {
-        // 1000 modules + 100 slots: 1100 × 3 + 100 × 6 = 3900 of the 10000 allowed, leaving
-        // room for 6100 / 3 / 2 = 1016 Workers per core.
+        // 1000 modules + 2 on loader threads + 100 slots: 1102 × 3 + 100 × 6 = 3906 of the
+        // 10000 allowed, leaving room for 6094 / 3 / 2 = 1015 Workers per core.
         let (budget, workers) =
             MappingBudget::check(&settings(1000, 100), 2, 5000, 20_000).unwrap();
-        assert_eq!(workers, 1016);
-        assert_eq!(budget.modules, 1100 + 2 * 1016);
+        assert_eq!(workers, 1015);
+        assert_eq!(budget.modules, 1102 + 2 * 1015);
         assert!(budget.mappings <= 10_000);
         let (_, workers) = MappingBudget::check(&settings(1000, 100), 2, 10, 20_000).unwrap();
         assert_eq!(workers, 10);

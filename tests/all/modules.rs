@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::thread;
 
-use tenantry_loader::VMAS_PER_MODULE;
+use tenantry_loader::{MODULE_LOADER_THREADS, VMAS_PER_MODULE};
 
 use crate::common::*;
 
@@ -65,10 +65,12 @@ fn many_distinct_workers_all_answer_within_the_mapping_bound() {
     let node = TestNode::start(&config);
     let data = node.dir.path().to_path_buf();
 
-    // Modules alive at once: the process-wide cache, each core's Workers, and one in flight per
-    // client on a Worker its core may have evicted meanwhile (docs/design.md). Warm pool slots
-    // map a copy-on-write image of a live module's `.cwasm`: at most one per slot.
-    let modules_alive = MAX_LOADED_MODULES + CORES * WORKERS_PER_CORE + CLIENTS;
+    // Modules alive at once: the process-wide cache, one just mapped per loader thread, each
+    // core's Workers, and one in flight per client on a Worker its core may have evicted
+    // meanwhile (docs/design.md). Warm pool slots map a copy-on-write image of a live module's
+    // `.cwasm`: at most one per slot.
+    let modules_alive =
+        MAX_LOADED_MODULES + MODULE_LOADER_THREADS + CORES * WORKERS_PER_CORE + CLIENTS;
     let bound = modules_alive * VMAS_PER_MODULE as usize + MAX_INSTANCES;
     assert!(
         bound < WORKERS,
