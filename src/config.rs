@@ -201,6 +201,7 @@ struct EngineFile {
     workers_per_core: Option<usize>,
     keep_resident_kb: Option<u32>,
     pagemap_scan: Option<bool>,
+    max_loaded_modules: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -335,6 +336,15 @@ impl Config {
         }
         if let Some(kb) = file.engine.max_wasm_stack_kb {
             engine.max_wasm_stack = (kb as usize) << 10;
+        }
+        if let Some(n) = &file.engine.max_loaded_modules {
+            if *n.get_ref() == 0 {
+                return Err(ctx.error(
+                    Some(n.span()),
+                    "engine.max_loaded_modules must be at least 1".into(),
+                ));
+            }
+            engine.max_loaded_modules = *n.get_ref();
         }
         let workers_per_core = file
             .engine

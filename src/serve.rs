@@ -10,12 +10,40 @@ use tenantry_core::Engine;
 use tenantry_ingress::ServerHandle;
 use tenantry_ingress::dispatch::Plane;
 use tenantry_loader::kv::{KvService, KvStore};
-use tenantry_loader::{ARTIFACT_GC_INTERVAL, ARTIFACT_GRACE, Store};
+use tenantry_loader::{ARTIFACT_GC_INTERVAL, ARTIFACT_GRACE, MappingBudget, Store};
 
 use crate::admin::{AdminConfig, AdminHandler, MAX_ADMIN_BODY_BYTES, TOKEN_ENV};
 use crate::config::Config;
 use crate::control::Control;
 use crate::deploy;
+
+/// Checks that every holder of mapped modules fits the kernel's `vm.max_map_count`
+/// (docs/design.md); returns the Workers to keep per core, lowered with a warning if the
+/// configured number does not fit.
+fn mapping_budget(config: &Config) -> anyhow::Result<usize> {
+    let max_map_count = MappingBudget::kernel_max_map_count();
+    let (budget, workers_per_core) = MappingBudget::check(
+        &config.engine,
+        config.server.threads,
+        config.workers_per_core,
+        max_map_count,
+    )?;
+    if workers_per_core < config.workers_per_core {
+        tracing::warn!(
+            configured = config.workers_per_core,
+            workers_per_core,
+            max_map_count,
+            "[engine] workers_per_core lowered so that loaded modules fit vm.max_map_count"
+        );
+    }
+    tracing::debug!(
+        modules = budget.modules,
+        mappings = budget.mappings,
+        max_map_count,
+        "mapping budget"
+    );
+    Ok(workers_per_core)
+}
 
 /// A running node: the data plane on every core, serving what the data directory holds, and
 /// the admin API that changes it.
@@ -69,6 +97,7 @@ impl Node {
     /// Deploys `config` into its data directory and starts serving. Returns once every core
     /// listens.
     pub fn start(config: &Config) -> anyhow::Result<Node> {
+        let workers_per_core = mapping_budget(config)?;
         let engine = Engine::new(&config.engine)?;
         engine.start_epoch_ticker();
         let store = Store::open(&config.data_dir, engine.clone())
@@ -96,7 +125,7 @@ impl Node {
             snapshot,
             engine,
             store.artifacts().clone(),
-            config.workers_per_core,
+            workers_per_core,
             config.egress.clone(),
             Some(kv.clone() as Arc<dyn tenantry_core::kv::KvBackend>),
         );

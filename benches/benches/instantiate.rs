@@ -10,20 +10,21 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use tenantry_benches::{HELLO_WAT, engine};
 use tenantry_core::{Bindings, Limits, Request, Worker, WorkerPool, WorkerSpec};
 
-fn worker(pool: &WorkerPool, key: &str, reuse: u32) -> Rc<Worker> {
+async fn worker(pool: &WorkerPool, key: &str, reuse: u32) -> Rc<Worker> {
     let engine = engine();
     let cwasm = engine.precompile(HELLO_WAT.as_bytes()).unwrap();
     // SAFETY: the bytes were produced by `precompile` of this very engine, just above.
     let module = unsafe { wasmtime::Module::deserialize(engine.wasmtime(), &cwasm) }.unwrap();
     pool.get_or_load(key, || {
-        Ok(WorkerSpec {
+        std::future::ready(Ok(WorkerSpec {
             name: format!("bench/{key}"),
             module,
             bindings: Bindings::default(),
             limits: Limits::DEFAULT,
             reuse_instances: reuse,
-        })
+        }))
     })
+    .await
     .unwrap()
 }
 
@@ -46,7 +47,7 @@ fn bench(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("invoke");
     for (label, reuse) in [("fresh_instance", 0), ("reused_instance", 4)] {
-        let w = worker(&pool, label, reuse);
+        let w = rt.block_on(worker(&pool, label, reuse));
         group.bench_function(label, |b| {
             b.iter(|| {
                 rt.block_on(async {

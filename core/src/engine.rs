@@ -44,6 +44,13 @@ pub struct EngineSettings {
     /// this off and setting `keep_resident_bytes` to their memory size is ~7% faster; for 1 MiB+
     /// guests keep it on. Default: on (docs/performance.md has the measurements).
     pub pagemap_scan: bool,
+    /// Modules kept mapped by the process-wide module cache (least recently used evicted first).
+    /// Each mapped module costs a few kernel mappings (VMAs) and the kernel allows a process
+    /// `vm.max_map_count` (65530 by default) in all, so this bounds the node however many Workers
+    /// are requested; re-mapping an evicted module costs tens of µs, off the serving thread.
+    /// The start-up check (`tenantry_loader::MappingBudget`) counts it together with the per-core
+    /// pools and the instance slots (docs/design.md). Default: 2048.
+    pub max_loaded_modules: usize,
 }
 
 impl Default for EngineSettings {
@@ -55,6 +62,7 @@ impl Default for EngineSettings {
             epoch_tick: Duration::from_millis(1),
             keep_resident_bytes: 1 << 20,
             pagemap_scan: true,
+            max_loaded_modules: 2048,
         }
     }
 }

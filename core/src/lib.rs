@@ -16,18 +16,20 @@
 //!
 //! // On each serving core (one monoio runtime per thread):
 //! let pool = WorkerPool::new(engine.clone(), 1000);
-//! let worker = pool
-//!     .get_or_load("ns/hello@v1", || {
-//!         Ok(WorkerSpec {
+//! let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
+//! // On a miss the spec's future maps the module (serving: `ArtifactStore::load_async`, off
+//! // the core); the Worker is then linked on this core and kept in its LRU.
+//! let worker = rt
+//!     .block_on(pool.get_or_load("ns/hello@v1", || {
+//!         std::future::ready(Ok(WorkerSpec {
 //!             name: "ns/hello".into(),
 //!             module: engine.compile(wat).unwrap(), // serving uses `Engine::load_artifact`
 //!             bindings: Bindings::default(),
 //!             limits: Limits::DEFAULT,
 //!             reuse_instances: 0,
-//!         })
-//!     })
+//!         }))
+//!     }))
 //!     .unwrap();
-//! let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
 //! let response = rt.block_on(worker.invoke(Request::default(), worker.limits().min(Limits::DEFAULT)));
 //! assert_eq!(response.unwrap().status, 200);
 //! ```

@@ -4,10 +4,21 @@
 //! costs mappings (`vm.max_map_count`) and pool slots, while reloading one from its mmapped
 //! artifact costs tens of µs. One [`WorkerPool`] lives on each serving thread: it is `Rc`-based,
 //! takes no lock and is never shared.
+//!
+//! ```text
+//!  get_or_load(key, spec)
+//!    ├─ hit ─────────────────────────────────────────► Rc<Worker>   (sync: one hash lookup)
+//!    ├─ another request of this core is loading key ─► wait for its result
+//!    └─ miss ─ spec().await (the module is mapped off this thread) ─ link + pre-warm here
+//!              ─ insert, evicting the least recently used ─► Rc<Worker>, and to every waiter
+//! ```
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::rc::Rc;
+
+use futures_channel::oneshot;
 
 use crate::{Engine, Fault, Worker, WorkerSpec};
 
@@ -19,14 +30,23 @@ use crate::{Engine, Fault, Worker, WorkerSpec};
 /// µs, far more than scanning a few thousand entries). This keeps the crate free of an LRU
 /// dependency and of `unsafe` linked lists.
 pub struct WorkerPool {
+    shared: Rc<Shared>,
+}
+
+struct Shared {
     engine: Engine,
     capacity: usize,
     inner: RefCell<Inner>,
 }
 
+type LoadResult = Result<Rc<Worker>, Fault>;
+
 struct Inner {
     workers: HashMap<Box<str>, Entry>,
     clock: u64,
+    /// Keys being loaded, with the requests waiting for them, so that concurrent misses of one
+    /// Worker on this core load it once.
+    loading: HashMap<Box<str>, Vec<oneshot::Sender<LoadResult>>>,
 }
 
 struct Entry {
@@ -34,51 +54,21 @@ struct Entry {
     last_used: u64,
 }
 
-impl WorkerPool {
-    /// A pool keeping at most `capacity` Workers loaded on this core.
-    pub fn new(engine: Engine, capacity: usize) -> Self {
-        WorkerPool {
-            engine,
-            capacity,
-            inner: RefCell::new(Inner {
-                workers: HashMap::new(),
-                clock: 0,
-            }),
-        }
+impl Inner {
+    fn hit(&mut self, key: &str) -> Option<Rc<Worker>> {
+        self.clock += 1;
+        let now = self.clock;
+        let entry = self.workers.get_mut(key)?;
+        entry.last_used = now;
+        Some(entry.worker.clone())
     }
 
-    /// The Worker for `key` (the unique id of one deployed version), loading it with `load` on a
-    /// miss. Loading links the module and pre-warms a pool slot ([`Worker::new`]); a failed load
-    /// is not cached, so the next request retries. An evicted Worker stays alive until its
-    /// in-flight requests finish (they hold an `Rc`).
-    pub fn get_or_load(
-        &self,
-        key: &str,
-        load: impl FnOnce() -> Result<WorkerSpec, Fault>,
-    ) -> Result<Rc<Worker>, Fault> {
-        {
-            let mut inner = self.inner.borrow_mut();
-            inner.clock += 1;
-            let now = inner.clock;
-            if let Some(entry) = inner.workers.get_mut(key) {
-                entry.last_used = now;
-                return Ok(entry.worker.clone());
-            }
-        }
-        // The borrow is released: `load` may take a while and must not see the pool locked.
-        let worker = Rc::new(Worker::new(&self.engine, load()?)?);
-        let mut inner = self.inner.borrow_mut();
-        inner.clock += 1;
-        let last_used = inner.clock;
-        inner.workers.insert(
-            key.into(),
-            Entry {
-                worker: worker.clone(),
-                last_used,
-            },
-        );
-        while inner.workers.len() > self.capacity {
-            let Some(oldest) = inner
+    fn insert(&mut self, key: Box<str>, worker: Rc<Worker>, capacity: usize) {
+        self.clock += 1;
+        let last_used = self.clock;
+        self.workers.insert(key, Entry { worker, last_used });
+        while self.workers.len() > capacity {
+            let Some(oldest) = self
                 .workers
                 .iter()
                 .min_by_key(|(_, e)| e.last_used)
@@ -86,14 +76,139 @@ impl WorkerPool {
             else {
                 break;
             };
-            inner.workers.remove(&oldest);
+            self.workers.remove(&oldest);
         }
-        Ok(worker)
+    }
+}
+
+/// Marks `key` as loading on this core while alive. Dropped without [`Loading::finish`] (the
+/// request that was loading went away), it wakes the waiters, which then load it themselves.
+struct Loading {
+    shared: Rc<Shared>,
+    key: Box<str>,
+}
+
+impl Loading {
+    fn finish(self, result: &LoadResult) {
+        let waiters = {
+            let mut inner = self.shared.inner.borrow_mut();
+            if let Ok(worker) = result {
+                inner.insert(self.key.clone(), worker.clone(), self.shared.capacity);
+            }
+            inner.loading.remove(&self.key).unwrap_or_default()
+        };
+        for waiter in waiters {
+            let _ = waiter.send(result.clone());
+        }
+    }
+}
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        // After `finish` the entry is gone already; otherwise dropping the senders wakes the
+        // waiters with `Canceled`.
+        let waiters = self.shared.inner.borrow_mut().loading.remove(&self.key);
+        drop(waiters);
+    }
+}
+
+impl WorkerPool {
+    /// A pool keeping at most `capacity` Workers loaded on this core.
+    pub fn new(engine: Engine, capacity: usize) -> Self {
+        WorkerPool {
+            shared: Rc::new(Shared {
+                engine,
+                capacity: capacity.max(1),
+                inner: RefCell::new(Inner {
+                    workers: HashMap::new(),
+                    clock: 0,
+                    loading: HashMap::new(),
+                }),
+            }),
+        }
+    }
+
+    /// The Worker for `key` if it is loaded on this core (counts as a use).
+    pub fn get(&self, key: &str) -> Option<Rc<Worker>> {
+        self.shared.inner.borrow_mut().hit(key)
+    }
+
+    /// The Worker for `key` (the unique id of one deployed version): [`WorkerPool::get`], else
+    /// [`WorkerPool::load`] with the future `spec()` returns.
+    pub fn get_or_load<S, F>(
+        &self,
+        key: &str,
+        spec: S,
+    ) -> impl Future<Output = Result<Rc<Worker>, Fault>> + use<S, F>
+    where
+        S: FnOnce() -> F,
+        F: Future<Output = Result<WorkerSpec, Fault>>,
+    {
+        let found = match self.get(key) {
+            Some(worker) => Ok(worker),
+            None => Err(self.load(key, spec())),
+        };
+        async move {
+            match found {
+                Ok(worker) => Ok(worker),
+                Err(loading) => loading.await,
+            }
+        }
+    }
+
+    /// Loads the Worker for `key` (the unique id of one deployed version) after a miss: awaits
+    /// `spec` (which should map the module off this thread, e.g. `ArtifactStore::load_async`),
+    /// then links the module and pre-warms a pool slot here ([`Worker::new`]) and keeps the
+    /// Worker, evicting the least recently used one past capacity. Concurrent loads of one key
+    /// on this core share the first one (the others' `spec` is never awaited). A failed load is
+    /// not cached, so the next request retries. An evicted Worker stays alive until its
+    /// in-flight requests finish (they hold an `Rc`).
+    pub fn load<F>(&self, key: &str, spec: F) -> impl Future<Output = LoadResult> + use<F>
+    where
+        F: Future<Output = Result<WorkerSpec, Fault>>,
+    {
+        let shared = self.shared.clone();
+        let key: Box<str> = key.into();
+        async move {
+            loop {
+                let waiting = {
+                    let mut inner = shared.inner.borrow_mut();
+                    if let Some(worker) = inner.hit(&key) {
+                        return Ok(worker);
+                    }
+                    match inner.loading.get_mut(&key) {
+                        Some(waiters) => {
+                            let (tx, rx) = oneshot::channel();
+                            waiters.push(tx);
+                            rx
+                        }
+                        None => {
+                            inner.loading.insert(key.clone(), Vec::new());
+                            break;
+                        }
+                    }
+                };
+                // `Canceled`: the loading request went away; look again, and load if no one is.
+                if let Ok(result) = waiting.await {
+                    return result;
+                }
+            }
+            let loading = Loading {
+                shared: shared.clone(),
+                key,
+            };
+            let result = match spec.await {
+                Ok(spec) => Worker::new(&shared.engine, spec).map(Rc::new),
+                Err(fault) => Err(fault),
+            };
+            loading.finish(&result);
+            result
+        }
     }
 
     /// Workers currently loaded.
     pub fn len(&self) -> usize {
-        self.inner.borrow().workers.len()
+        self.shared.inner.borrow().workers.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -102,6 +217,132 @@ impl WorkerPool {
 
     /// Whether `key` is loaded (does not count as a use).
     pub fn contains(&self, key: &str) -> bool {
-        self.inner.borrow().workers.contains_key(key)
+        self.shared.inner.borrow().workers.contains_key(key)
+    }
+
+    /// Keys being loaded on this core now.
+    pub fn loading(&self) -> usize {
+        self.shared.inner.borrow().loading.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::test_support::{block_on, engine, spec};
+
+    const WAT: &str = r#"(module (memory (export "memory") 1)
+        (func (export "tenantry_fetch") (result i32) i32.const 0))"#;
+
+    /// Yields to the runtime once, as a load waiting on a loader thread does.
+    async fn yield_once() {
+        let mut yielded = false;
+        std::future::poll_fn(|cx| {
+            if yielded {
+                std::task::Poll::Ready(())
+            } else {
+                yielded = true;
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+
+    #[test]
+    fn concurrent_misses_of_one_key_load_once() {
+        let engine = engine();
+        let pool = WorkerPool::new(engine.clone(), 4);
+        let loads = Rc::new(Cell::new(0));
+        let load = || {
+            let loads = loads.clone();
+            let spec = spec(&engine, WAT);
+            pool.get_or_load("k", move || async move {
+                loads.set(loads.get() + 1);
+                yield_once().await;
+                Ok(spec)
+            })
+        };
+        let (a, b, c) = block_on(async {
+            let (a, b) = futures_join(load(), load()).await;
+            (a, b, load().await)
+        });
+        assert_eq!(loads.get(), 1);
+        assert!(Rc::ptr_eq(&a.unwrap(), &b.unwrap()));
+        assert!(c.is_ok());
+        assert_eq!(pool.loading(), 0);
+    }
+
+    #[test]
+    fn waiters_take_over_when_the_loading_request_goes_away() {
+        let engine = engine();
+        let pool = WorkerPool::new(engine.clone(), 4);
+        let spec_of = || {
+            let spec = spec(&engine, WAT);
+            move || async move {
+                yield_once().await;
+                Ok(spec)
+            }
+        };
+        let result = block_on(async {
+            let mut first = Box::pin(pool.get_or_load("k", spec_of()));
+            // Start the first load, then drop it half way (its client went away).
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            assert!(first.as_mut().poll(&mut cx).is_pending());
+            let mut second = Box::pin(pool.get_or_load("k", spec_of()));
+            assert!(second.as_mut().poll(&mut cx).is_pending()); // waits for the first
+            drop(first);
+            second.await
+        });
+        assert!(result.is_ok());
+        assert!(pool.contains("k"));
+        assert_eq!(pool.loading(), 0);
+    }
+
+    #[test]
+    fn a_failed_load_wakes_every_waiter_with_its_fault() {
+        let engine = engine();
+        let pool = WorkerPool::new(engine.clone(), 4);
+        let fail = || async {
+            yield_once().await;
+            Err(Fault::Unavailable("no such artifact".into()))
+        };
+        let (a, b) = block_on(futures_join(
+            pool.get_or_load("k", fail),
+            pool.get_or_load("k", fail),
+        ));
+        assert_eq!(a.err(), Some(Fault::Unavailable("no such artifact".into())));
+        assert_eq!(b.err(), Some(Fault::Unavailable("no such artifact".into())));
+        assert!(!pool.contains("k"));
+        assert_eq!(pool.loading(), 0);
+    }
+
+    /// Polls two futures until both are ready.
+    async fn futures_join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+        let mut a = std::pin::pin!(a);
+        let mut b = std::pin::pin!(b);
+        let (mut ra, mut rb) = (None, None);
+        std::future::poll_fn(|cx| {
+            if ra.is_none()
+                && let std::task::Poll::Ready(v) = a.as_mut().poll(cx)
+            {
+                ra = Some(v);
+            }
+            if rb.is_none()
+                && let std::task::Poll::Ready(v) = b.as_mut().poll(cx)
+            {
+                rb = Some(v);
+            }
+            if ra.is_some() && rb.is_some() {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        (ra.take().expect("ready"), rb.take().expect("ready"))
     }
 }

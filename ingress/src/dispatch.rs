@@ -15,6 +15,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -127,31 +128,50 @@ impl CoreDispatch {
         cached.1.clone()
     }
 
-    /// The Worker `script` of `namespace` in `snapshot`, loaded on this core.
+    /// The Worker `script` of `namespace` in `snapshot`, loaded on this core. A hit is ready at
+    /// once; on a miss a loader thread maps the module while this core serves other requests,
+    /// and the Worker is linked here when it is mapped. The returned future owns what it needs,
+    /// so `snapshot` is only borrowed for the lookup.
     fn worker(
         &self,
         snapshot: &Snapshot,
         namespace: &str,
         script: &str,
-    ) -> Result<Rc<Worker>, Fault> {
-        let index = snapshot.namespaces.get(namespace).ok_or(Fault::NotFound)?;
-        let entry = index.get(script).ok_or(Fault::NotFound)?;
-        let defaults = snapshot.default_limits;
-        let secrets = snapshot.secrets.get(namespace);
-        self.pool.get_or_load(entry.etag.as_str(), || {
+    ) -> impl Future<Output = Result<Rc<Worker>, Fault>> + use<> {
+        let found = (|| {
+            let index = snapshot.namespaces.get(namespace).ok_or(Fault::NotFound)?;
+            let entry = index.get(script).ok_or(Fault::NotFound)?;
+            if let Some(worker) = self.pool.get(entry.etag.as_str()) {
+                return Ok(Ok(worker));
+            }
             let module = self
                 .plane
                 .artifacts
-                .load(&tenantry_loader::artifact_id(entry))
-                .map_err(|e| Fault::Unavailable(e.to_string()))?;
-            Ok(WorkerSpec {
-                name: format!("{namespace}/{script}"),
-                module,
-                bindings: with_secrets(tenantry_loader::bindings(entry), script, secrets),
-                limits: tenantry_loader::limits(entry, defaults),
-                reuse_instances: entry.reuse_instances.to_native(),
-            })
-        })
+                .load_async(&tenantry_loader::artifact_id(entry));
+            let name = format!("{namespace}/{script}");
+            let secrets = snapshot.secrets.get(namespace);
+            let bindings = with_secrets(tenantry_loader::bindings(entry), script, secrets);
+            let limits = tenantry_loader::limits(entry, snapshot.default_limits);
+            let reuse_instances = entry.reuse_instances.to_native();
+            Ok(Err(self.pool.load(entry.etag.as_str(), async move {
+                let module = module
+                    .await
+                    .map_err(|e| Fault::Unavailable(e.to_string()))?;
+                Ok(WorkerSpec {
+                    name,
+                    module,
+                    bindings,
+                    limits,
+                    reuse_instances,
+                })
+            })))
+        })();
+        async move {
+            match found? {
+                Ok(worker) => Ok(worker),
+                Err(loading) => loading.await,
+            }
+        }
     }
 }
 
@@ -213,7 +233,7 @@ impl Invoker for CoreDispatch {
             strip_internal(&mut req);
         }
         Box::pin(async move {
-            let worker = worker?;
+            let worker = worker.await?;
             let limits = worker.limits().min(limits);
             worker.invoke_with(req, limits, ctx).await
         })
@@ -245,7 +265,8 @@ impl Dispatcher {
             };
             let worker = self
                 .core
-                .worker(&snapshot, target.namespace, &target.script)?;
+                .worker(&snapshot, target.namespace, &target.script)
+                .await?;
             (
                 worker,
                 target.namespace == tenantry_loader::PLATFORM_NAMESPACE,

@@ -8,16 +8,17 @@
 //! `Module::deserialize_file` maps it: changing a mapped file would change code under a running
 //! guest. A new engine writes new `.cwasm` names beside the old ones.
 
-use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 
 use sha2::{Digest, Sha256};
 use tenantry_core::{CompileError, Engine, LoadError};
 use wasmtime::Module;
 
 use crate::fsutil::write_durably;
+use crate::modules::{Loader, ModuleCache};
 
 /// Largest module accepted for upload. Cloudflare's own limit for a compressed Worker is 10 MB
 /// (paid plans); uncompressed wasm of big language runtimes (a JS engine) reaches tens of MB, and
@@ -93,6 +94,9 @@ pub enum ArtifactError {
     /// The compile thread died (a compiler bug); the upload may be retried.
     #[error("the compiler failed unexpectedly: {0}")]
     Internal(String),
+    /// The module loader threads could not be started or have stopped.
+    #[error("the module loader is not running: {0}")]
+    LoaderStopped(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArtifactError + '_ {
@@ -111,20 +115,26 @@ pub struct ArtifactStore {
 struct Inner {
     dir: PathBuf,
     engine: Engine,
-    /// Modules already mapped, shared by every core. Cores keep their own LRU of ready Workers and
-    /// come here only on a miss, so a mutex costs nothing on the steady-state path.
-    modules: Mutex<HashMap<ArtifactId, Module>>,
+    /// Modules already mapped, shared by every core and bounded (LRU). Cores keep their own LRU
+    /// of ready Workers and come here only on a miss; the lock is held for a lookup or an
+    /// insert, never while a module is mapped.
+    modules: Arc<ModuleCache>,
+    /// The threads that map modules for serving cores, started on the first
+    /// [`ArtifactStore::load_async`] (the admin API and tests never need them).
+    loader: OnceLock<Result<Loader, String>>,
 }
 
 impl ArtifactStore {
-    /// Uses (and creates) `dir` for artifacts compiled by `engine`.
+    /// Uses (and creates) `dir` for artifacts compiled by `engine`. Keeps at most
+    /// `engine.settings().max_loaded_modules` modules mapped.
     pub fn open(dir: &Path, engine: Engine) -> Result<ArtifactStore, ArtifactError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         Ok(ArtifactStore {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
+                modules: Arc::new(ModuleCache::new(dir.to_path_buf(), engine.clone())),
                 engine,
-                modules: Mutex::new(HashMap::new()),
+                loader: OnceLock::new(),
             }),
         })
     }
@@ -140,9 +150,7 @@ impl ArtifactStore {
 
     /// Where the `.cwasm` of `id` for this engine lives.
     pub fn compiled_path(&self, id: &ArtifactId) -> PathBuf {
-        self.inner
-            .dir
-            .join(format!("{id}.{}.cwasm", self.inner.engine.compat_hash()))
+        self.inner.modules.compiled_path(id)
     }
 
     /// Validates, compiles and stores an upload; returns its id. Already-stored uploads are not
@@ -205,35 +213,59 @@ impl ArtifactStore {
         write_durably(&compiled, &[&cwasm]).map_err(io(&compiled))
     }
 
-    /// The compiled module of `id`, mapped from disk on first use and shared afterwards.
+    /// The compiled module of `id`, mapped from disk on first use and shared afterwards, on the
+    /// calling thread (the admin API and tests; serving cores use [`ArtifactStore::load_async`]).
     pub fn load(&self, id: &ArtifactId) -> Result<Module, ArtifactError> {
-        let mut modules = self
-            .inner
-            .modules
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(module) = modules.get(id) {
-            return Ok(module.clone());
+        self.inner.modules.load(id)
+    }
+
+    /// The compiled module of `id`: at once if it is mapped, else mapped by a loader thread
+    /// while the caller's core serves other requests (the returned future is woken from that
+    /// thread). A failed load is not cached; the next request tries again.
+    pub fn load_async(
+        &self,
+        id: &ArtifactId,
+    ) -> impl Future<Output = Result<Module, ArtifactError>> + use<> {
+        let queued = match self.inner.modules.cached(id) {
+            Some(module) => Ok(module),
+            None => match self.loader() {
+                Ok(loader) => Err(Ok(loader.submit(*id))),
+                Err(e) => Err(Err(e)),
+            },
+        };
+        async move {
+            match queued {
+                Ok(module) => Ok(module),
+                Err(Ok(reply)) => reply.await.unwrap_or_else(|_| {
+                    Err(ArtifactError::LoaderStopped("a loader thread died".into()))
+                }),
+                Err(Err(e)) => Err(e),
+            }
         }
-        let path = self.compiled_path(id);
-        if !path.exists() {
-            return Err(ArtifactError::Missing(*id));
-        }
-        // SAFETY: `path` holds what `Engine::precompile` of an engine with this compat hash wrote
-        // (the hash is in the name), and artifact files are only ever created by renaming a
-        // complete, fsynced temporary file into place, never modified afterwards.
-        let module = unsafe { self.inner.engine.load_artifact(&path) }?;
-        modules.insert(*id, module.clone());
-        Ok(module)
+    }
+
+    fn loader(&self) -> Result<&Loader, ArtifactError> {
+        self.inner
+            .loader
+            .get_or_init(|| Loader::start(&self.inner.modules).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| ArtifactError::LoaderStopped(e.clone()))
+    }
+
+    /// Modules mapped by the cache now.
+    pub fn loaded_modules(&self) -> usize {
+        self.inner.modules.len()
+    }
+
+    /// Whether `id` is in the module cache (does not count as a use).
+    #[cfg(test)]
+    pub(crate) fn inner_cached(&self, id: &ArtifactId) -> bool {
+        self.inner.modules.contains(id)
     }
 
     /// Forgets mapped modules (tests, and a future GC of unused artifacts).
     pub fn clear_cache(&self) {
-        self.inner
-            .modules
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clear();
+        self.inner.modules.clear();
     }
 }
 

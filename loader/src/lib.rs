@@ -1,7 +1,9 @@
 //! Tenantry storage: everything on disk.
 //!
 //! - [`ArtifactStore`]: uploads compiled into content-addressed `.cwasm` artifacts (the original kept
-//!   beside them), mapped at load with `Module::deserialize_file`.
+//!   beside them), mapped at load with `Module::deserialize_file` by loader threads into a
+//!   bounded LRU of modules ([`MappingBudget`] keeps every holder of mappings within the kernel's
+//!   `vm.max_map_count`).
 //! - [`Compiler`]: the compile threads; Cranelift never runs on a serving core.
 //! - [`Index`]: a namespace's scripts as an rkyv archive, validated once on open, then read in
 //!   place from the mapping (format drawn in [`index`]).
@@ -34,6 +36,7 @@ mod fsutil;
 pub mod index;
 pub mod kv;
 mod mmap;
+mod modules;
 pub mod names;
 mod store;
 
@@ -43,6 +46,10 @@ pub use entry::{artifact_id, bindings, limits};
 pub use index::{
     ArchivedBindingEntry, ArchivedIndexData, ArchivedScriptEntry, BindingEntry, Index, IndexData,
     IndexError, ScriptEntry, ScriptLimits,
+};
+pub use modules::{
+    DEFAULT_MAX_MAP_COUNT, Lru, MAPPING_BUDGET_PERCENT, MODULE_LOADER_THREADS, MappingBudget,
+    MappingBudgetError, VMAS_PER_MODULE, VMAS_PER_SLOT,
 };
 pub use names::valid_name;
 pub use store::{ARTIFACT_GC_INTERVAL, ARTIFACT_GRACE, PLATFORM_NAMESPACE, Store, StoreError};

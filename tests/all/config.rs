@@ -97,6 +97,11 @@ fn semantic_errors_are_specific() {
             ":2: ",
             "expected auto, io_uring or legacy",
         ),
+        (
+            "[engine]\nmax_loaded_modules = 0\n".to_string(),
+            ":2: ",
+            "max_loaded_modules must be at least 1",
+        ),
     ];
     for (text, line, needle) in cases {
         let e = parse_err(&text);

@@ -10,6 +10,7 @@ mod dispatch;
 mod hostile;
 mod http;
 mod kv;
+mod modules;
 mod openapi;
 mod responses;
 mod serve;

@@ -590,12 +590,12 @@ fn pool_caches_and_evicts_least_recently_used() {
     let wat = guest(r#"(func (export "tenantry_fetch") (result i32) (i32.const 0))"#);
     let loads = Cell::new(0);
     let load = |key: &str| {
-        pool.get_or_load(key, || {
+        block_on(pool.get_or_load(key, || {
             loads.set(loads.get() + 1);
             let mut s = spec(&engine, &wat);
             s.name = format!("ns/{key}");
-            Ok(s)
-        })
+            std::future::ready(Ok(s))
+        }))
         .unwrap()
     };
     assert_eq!(load("a").name(), "ns/a");
@@ -610,10 +610,11 @@ fn pool_caches_and_evicts_least_recently_used() {
     assert!(!pool.contains("a"));
 
     // A failed load is reported and not cached.
-    let err = pool.get_or_load("d", || Err(Fault::NotFound)).err();
+    let err = block_on(pool.get_or_load("d", || std::future::ready(Err(Fault::NotFound)))).err();
     assert_eq!(err, Some(Fault::NotFound));
     assert!(!pool.contains("d"));
-    let w = pool.get_or_load("d", || Ok(spec(&engine, &wat))).unwrap();
+    let w =
+        block_on(pool.get_or_load("d", || std::future::ready(Ok(spec(&engine, &wat))))).unwrap();
     assert_eq!(&run(&w, get("/")).unwrap().body[..], b"");
 }
 
