@@ -13,4 +13,5 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod deploy;
+pub mod logging;
 pub mod serve;

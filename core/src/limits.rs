@@ -24,9 +24,10 @@ pub const MAX_RESPONSE_BODY_BYTES: usize = 32 << 20;
 /// Request handles a guest may create, and responses it may receive, per invocation.
 pub const MAX_CALL_HANDLES: usize = 128;
 
-/// Bytes of request bodies a guest may build, plus bytes of responses its fetches return, per
-/// invocation: host memory a guest can make the node hold, outside its own memory limit.
-pub const MAX_CALL_BYTES: usize = 64 << 20;
+/// Bytes one request or response handle counts against the invocation's host memory budget
+/// besides its method, URL, headers and body: the `Request`/`Response` value, its header
+/// vector and the handle's slot, rounded up. Without it, empty handles would be free.
+pub const HANDLE_OVERHEAD_BYTES: usize = 256;
 
 /// KV operations one invocation may make (Cloudflare's limit for paid plans).
 pub const MAX_KV_OPS: u32 = 1000;
@@ -34,6 +35,20 @@ pub const MAX_KV_OPS: u32 = 1000;
 /// A guest log line (`log`, or one `fd_write` to stdout/stderr) is cut at this many bytes, so a
 /// Worker cannot flood the node's log with one call.
 pub const MAX_LOG_LINE_BYTES: usize = 4 << 10;
+
+/// Bytes of log lines one invocation may emit (`log` and `fd_write` to stdout/stderr together);
+/// lines past it are dropped and counted, and one line at the end of the invocation says how
+/// many. 256 KiB, Cloudflare's per-invocation log size limit for Workers Logs.
+pub const MAX_LOG_BYTES_PER_INVOCATION: usize = 256 << 10;
+
+/// Each log line counts this many bytes against [`MAX_LOG_BYTES_PER_INVOCATION`] on top of its
+/// text: about what the timestamp, level, target and namespace/script fields add to a line of
+/// the node's log. It also keeps empty lines from being free.
+pub const LOG_LINE_OVERHEAD_BYTES: usize = 64;
+
+/// Fuel one log line costs besides its bytes: formatting the event and queueing it for the log
+/// writer takes ~1 µs, i.e. ~12 000 fuel at [`FUEL_PER_CPU_MS`].
+pub const LOG_LINE_FUEL: u64 = 12_000;
 
 /// Bytes the host copies into or out of guest memory per unit of fuel charged. Host calls run
 /// outside wasm, so without this a guest could spend unmetered CPU by asking for a large value
@@ -50,7 +65,9 @@ pub struct Limits {
     pub cpu_ms: u32,
     /// Wall-clock time in milliseconds, enforced with epoch interruption and a timer.
     pub wall_ms: u32,
-    /// Linear memory in bytes, enforced by `StoreLimits` (`memory.grow` fails past it).
+    /// Linear memory in bytes, enforced by `StoreLimits` (`memory.grow` fails past it). The same
+    /// number is also the budget of host memory the invocation may cause (handles, fetched
+    /// responses, the response it builds), counted apart: see `host::budget`.
     pub memory_bytes: u64,
     /// Fetches one invocation may make through its bindings (service and dispatch calls);
     /// the next one fails with `LIMIT`.

@@ -131,6 +131,7 @@ fn options(
     opts: (i32, i32),
     call: &'static str,
 ) -> wasmtime::Result<Result<Value, i32>> {
+    charge_copy(caller, opts.1 as u32 as usize)?;
     let (mem, state) = parts(caller)?;
     let raw = slice(mem, opts.0, opts.1, call)?;
     if raw.is_empty() {
@@ -154,7 +155,8 @@ async fn kv_get(mut caller: Ctx<'_>, binding: (i32, i32), key: (i32, i32)) -> R 
         Ok(reply) => reply,
         Err(code) => return Ok(code),
     };
-    let calls = &mut caller.data_mut().calls;
+    let state = caller.data_mut();
+    let calls = &mut state.calls;
     let Some((value, metadata, expiration)) = (match reply {
         KvReply::Value(v) => v,
         _ => None,
@@ -171,11 +173,14 @@ async fn kv_get(mut caller: Ctx<'_>, binding: (i32, i32), key: (i32, i32)) -> R 
             Bytes::from(e.to_string()),
         ));
     }
-    Ok(calls.push_response(Response {
-        status: 200,
-        headers,
-        body: value,
-    }))
+    Ok(calls.push_response(
+        &mut state.budget,
+        Response {
+            status: 200,
+            headers,
+            body: value,
+        },
+    ))
 }
 
 async fn kv_put(
@@ -288,5 +293,8 @@ async fn kv_list(mut caller: Ctx<'_>, binding: (i32, i32), opts: (i32, i32)) -> 
         )],
         body: Bytes::from(body.to_string()),
     };
-    Ok(caller.data_mut().calls.push_response(response))
+    // Building the list result.
+    charge_copy(&mut caller, response.body.len())?;
+    let state = caller.data_mut();
+    Ok(state.calls.push_response(&mut state.budget, response))
 }
