@@ -268,24 +268,22 @@ impl Worker {
 
 /// The outcome of the guest's `tenantry_fetch`. A host call refused for want of host memory
 /// (`host::budget`) ends the invocation with the memory-limit answer whatever the guest did
-/// after it (returned normally, another code, or trapped), unless it then ran out of CPU or
-/// wall-clock time, which are reported as such.
+/// after it (returned normally or with another code, trapped, or went on until it ran out of
+/// CPU or wall-clock time): the first limit it hit is the one reported.
 fn conclude(
     outcome: wasmtime::Result<i32>,
     state: &HostState,
     limits: Limits,
 ) -> Result<(), Fault> {
-    let result = match outcome {
+    if state.budget.exceeded() {
+        return Err(Fault::MemoryLimit {
+            limit_bytes: limits.memory_bytes,
+        });
+    }
+    match outcome {
         Ok(0) => Ok(()),
         Ok(code) => Err(Fault::GuestError(code)),
         Err(e) => classify(&e, state, limits),
-    };
-    match result {
-        Err(fault @ (Fault::OutOfFuel { .. } | Fault::Deadline { .. })) => Err(fault),
-        _ if state.budget.exceeded() => Err(Fault::MemoryLimit {
-            limit_bytes: limits.memory_bytes,
-        }),
-        other => other,
     }
 }
 

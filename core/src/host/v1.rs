@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use wasmtime::{Caller, Linker};
 
-use super::{HostState, LogLevel, ResponseBuilder, charge_copy, charge_log, parts};
+use super::{HostState, LogLevel, ResponseBuilder, charge_alloc, charge_copy, charge_log, parts};
 use crate::abi::{WORKER_V1, code};
 use crate::guest_mem::{slice, slice_mut};
 use crate::http::{header_value, header_value_len};
@@ -89,7 +89,7 @@ fn request_url(mut caller: Ctx<'_>, req: i32, out_ptr: i32, out_cap: i32) -> R {
     };
     // The URL is built on every call (a guest asks for the size first, then the bytes).
     let size = request.host.len() + request.target.len() + "https://".len();
-    charge_copy(&mut caller, size)?;
+    charge_alloc(&mut caller, size)?;
     let Some(request) = caller.data().request_by_handle(req) else {
         return Ok(code::BAD_HANDLE);
     };
@@ -116,7 +116,7 @@ fn request_header(
         name.len() + header_value_len(headers, name)
     };
     // Comparing the name with every field, and joining several values.
-    charge_copy(&mut caller, value)?;
+    charge_alloc(&mut caller, value)?;
     let value = {
         let (mem, state) = parts(&mut caller)?;
         let name = slice(mem, name_ptr, name_len, CALL)?;
@@ -142,7 +142,7 @@ fn request_headers(mut caller: Ctx<'_>, req: i32, out_ptr: i32, out_cap: i32) ->
         return Ok(code::BAD_HANDLE);
     };
     if !cached {
-        charge_copy(&mut caller, size)?;
+        charge_alloc(&mut caller, size)?;
     }
     let state = caller.data_mut();
     let text = if req == REQUEST {
@@ -261,7 +261,7 @@ fn header_write(
     if resp != RESPONSE {
         return Ok(code::BAD_HANDLE);
     }
-    charge_copy(
+    charge_alloc(
         &mut caller,
         (name.1 as u32 as usize).saturating_add(value.1 as u32 as usize),
     )?;
@@ -368,7 +368,7 @@ fn response_body_write(mut caller: Ctx<'_>, resp: i32, ptr: i32, len: i32) -> R 
             return Ok(code::LIMIT);
         }
     }
-    charge_copy(&mut caller, len as u32 as usize)?;
+    charge_alloc(&mut caller, len as u32 as usize)?;
     let (mem, state) = parts(&mut caller)?;
     let bytes = slice(mem, ptr, len, CALL)?;
     if !state.budget.reserve(bytes.len()) {

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::limits::{HOST_COPY_BYTES_PER_FUEL, LOG_LINE_OVERHEAD_BYTES};
+use crate::limits::{HOST_ALLOC_FUEL_PER_BYTE, LOG_LINE_OVERHEAD_BYTES};
 use crate::test_support::{block_on, get, worker};
 use crate::{FUEL_PER_CPU_MS, MAX_LOG_BYTES_PER_INVOCATION, MAX_RESPONSE_BODY_BYTES};
 
@@ -49,7 +49,8 @@ fn fill_url(at: usize, len: usize) -> String {
 #[test]
 fn setting_a_huge_url_again_and_again_runs_out_of_fuel() {
     // 100 MiB of URL, set 50 times: before host calls paid for their bytes, 200 OK after
-    // seconds of CPU with `cpu_ms = 50`. The URL replaces itself, so host memory stays flat.
+    // seconds of CPU with `cpu_ms = 50`. Now the first call cannot pay (100 Mi bytes at
+    // HOST_ALLOC_FUEL_PER_BYTE is ~70 ms of CPU) and does nothing.
     let url = 100 * MIB;
     let w = worker(&guest(
         (url / 65536 + 1) as u32,
@@ -150,13 +151,14 @@ fn a_response_body_past_the_host_memory_budget_is_a_memory_limit() {
 
 #[test]
 fn building_a_body_by_appends_is_linear() {
-    // 32 MiB in 4 KiB appends. Linear, it costs ~1 unit of fuel per byte: 32 Mi units, under
-    // 3 ms of CPU. Re-copying the body on every append (as before) would copy ~137 G bytes,
-    // which at the same per-byte price is over 11 s of CPU: far past the 10 ms allowed here.
+    // 32 MiB in 4 KiB appends. Linear, each byte is taken in once: 32 Mi bytes at
+    // HOST_ALLOC_FUEL_PER_BYTE, ~22 ms of CPU. Re-copying the body on every append (as before)
+    // would copy ~137 G bytes, which at the same per-byte price is ~90 s of CPU: far past the
+    // 50 ms allowed here.
     let appends = MAX_RESPONSE_BODY_BYTES / 4096;
-    let cpu_ms = 10;
+    let cpu_ms = 50;
     assert!(
-        (MAX_RESPONSE_BODY_BYTES as u64 / HOST_COPY_BYTES_PER_FUEL) * 2
+        MAX_RESPONSE_BODY_BYTES as u64 * HOST_ALLOC_FUEL_PER_BYTE * 2
             < u64::from(cpu_ms) * FUEL_PER_CPU_MS,
         "linear appends fit the CPU limit with room to spare"
     );
