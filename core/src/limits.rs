@@ -52,15 +52,16 @@ pub const LOG_LINE_FUEL: u64 = 12_000;
 
 /// Bytes the host copies into or out of guest memory (or scans) per unit of fuel charged. Host
 /// calls run outside wasm, so without this a guest could spend unmetered CPU by asking for a
-/// large value again and again. Copying between pages already resident measured 0.11 ns/byte
-/// (100 MiB, user + sys time, reference machine), ~1.3 fuel at [`FUEL_PER_CPU_MS`]: one byte
-/// per unit of fuel.
+/// large value again and again. Copying between pages already resident measured 0.14 ns/byte
+/// (100 MiB, user + sys time, reference machine, `host-copy-cost` in docs/performance.md),
+/// ~1.7 fuel at [`FUEL_PER_CPU_MS`]: one byte per unit of fuel, on the lenient side.
 pub const HOST_COPY_BYTES_PER_FUEL: u64 = 1;
 
 /// Fuel per byte a host call copies into memory it allocates for the invocation (a URL, method,
 /// header, body or KV value taken from the guest, a header list or joined value built for it, a
-/// forwarded body): allocating and filling fresh pages measured 0.68 ns/byte (100 MiB,
-/// user + sys time, page faults included, reference machine), ~8 fuel at [`FUEL_PER_CPU_MS`].
+/// forwarded body): allocating and filling fresh pages measured 0.64 ns/byte, appending to a
+/// growing buffer 0.74 (100 MiB, user + sys time, page faults included, reference machine,
+/// `host-copy-cost` in docs/performance.md), ~8 fuel at [`FUEL_PER_CPU_MS`].
 /// Setting a 100 MiB URL thus costs ~70 ms of CPU, and is charged as such.
 pub const HOST_ALLOC_FUEL_PER_BYTE: u64 = 8;
 

@@ -7,7 +7,8 @@
 //!   invocation's memory limit ([`crate::Limits::memory_bytes`]), counted apart from the guest's
 //!   own linear memory: a Worker can make the node hold at most twice its memory limit. Past it
 //!   the host call that asked returns `LIMIT`, allocates nothing, and the invocation ends with the
-//!   memory-limit answer whatever the guest does next (`crate::invoke`).
+//!   memory-limit answer whatever the guest does next (`crate::invoke`). Buffers count by
+//!   length; a growing buffer's spare capacity (at most as much again) is not counted.
 //! - [`LogAllowance`]: bytes of log lines an invocation may emit
 //!   ([`crate::limits::MAX_LOG_BYTES_PER_INVOCATION`]); lines past it are dropped and counted, and
 //!   one line says so when the invocation ends.

@@ -357,7 +357,7 @@ impl UrlTarget<'_> {
 /// host) into authority and target. `None` for anything else, or bytes a request line or a
 /// `Host` field cannot carry.
 fn split_url(url: &[u8]) -> Option<(Option<Authority<'_>>, UrlTarget<'_>)> {
-    // Without an early exit the scan vectorises: ~0.003 ns/byte rather than ~0.5.
+    // Without an early exit the scan vectorises: 0.06 ns/byte rather than ~0.5 (host-copy-cost).
     let bad = url
         .iter()
         .fold(false, |bad, &c| bad | (c <= b' ') | (c == 0x7f));
