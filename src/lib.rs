@@ -15,4 +15,5 @@ pub mod control;
 pub mod deploy;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod logging;
 pub mod serve;

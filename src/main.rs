@@ -274,13 +274,8 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Kept until `run` returns: flushes the log and reports dropped lines then.
+    let _log = tenantry::logging::init();
     let cli = Cli::parse();
 
     match cli.command {

@@ -40,21 +40,7 @@ impl Request {
 
     /// The value of a header (case-insensitive name); several fields are joined with `", "`.
     pub fn header(&self, name: &[u8]) -> Option<Bytes> {
-        let mut found = self
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v);
-        let first = found.next()?;
-        let Some(second) = found.next() else {
-            return Some(first.clone());
-        };
-        let mut joined = Vec::from(&first[..]);
-        for v in std::iter::once(second).chain(found) {
-            joined.extend_from_slice(b", ");
-            joined.extend_from_slice(v);
-        }
-        Some(joined.into())
+        header_value(&self.headers, name)
     }
 }
 
@@ -69,6 +55,39 @@ pub const FINAL_STATUS_MAX: u16 = 599;
 /// Whether `status` may be the final answer to a request (`200..=599`).
 pub fn is_final_status(status: u16) -> bool {
     (FINAL_STATUS_MIN..=FINAL_STATUS_MAX).contains(&status)
+}
+
+/// The value of field `name` in `headers` (case-insensitive); several fields are joined with
+/// `", "`.
+pub(crate) fn header_value(headers: &[(Bytes, Bytes)], name: &[u8]) -> Option<Bytes> {
+    let mut found = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v);
+    let first = found.next()?;
+    let Some(second) = found.next() else {
+        return Some(first.clone());
+    };
+    let mut joined = Vec::from(&first[..]);
+    for v in std::iter::once(second).chain(found) {
+        joined.extend_from_slice(b", ");
+        joined.extend_from_slice(v);
+    }
+    Some(joined.into())
+}
+
+/// The length of what [`header_value`] returns for `name`, without building it (0 if absent).
+pub(crate) fn header_value_len(headers: &[(Bytes, Bytes)], name: &[u8]) -> usize {
+    let (count, bytes) = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .fold((0usize, 0usize), |(c, b), (_, v)| (c + 1, b + v.len()));
+    bytes + 2 * count.saturating_sub(1)
+}
+
+/// Bytes of header names and values together.
+pub(crate) fn headers_bytes(headers: &[(Bytes, Bytes)]) -> usize {
+    headers.iter().map(|(n, v)| n.len() + v.len()).sum()
 }
 
 /// A response built by a guest (or by the host, for faults).

@@ -174,13 +174,11 @@ impl Worker {
         };
 
         let outcome = live.fetch.call_async(&mut live.store, ()).await;
+        let state = live.store.data();
         // Only an instance that finished normally and never hit a limit is reused.
-        let clean = matches!(outcome, Ok(0)) && !live.store.data().limiter.denied;
-        let result = match outcome {
-            Ok(0) => Ok(()),
-            Ok(code) => Err(Fault::GuestError(code)),
-            Err(e) => classify(&e, live.store.data(), limits),
-        };
+        let clean = matches!(outcome, Ok(0)) && !state.limiter.denied && !state.budget.exceeded();
+        let result = conclude(outcome, state, limits);
+        state.report_dropped_logs();
         let response = live.store.data_mut().response.take();
         if clean && self.reuse > 0 {
             let mut idle = self.idle.borrow_mut();
@@ -276,6 +274,27 @@ impl Worker {
     }
 }
 
+/// The outcome of the guest's `tenantry_fetch`. A host call refused for want of host memory
+/// (`host::budget`) ends the invocation with the memory-limit answer whatever the guest did
+/// after it (returned normally or with another code, trapped, or went on until it ran out of
+/// CPU or wall-clock time): the first limit it hit is the one reported.
+fn conclude(
+    outcome: wasmtime::Result<i32>,
+    state: &HostState,
+    limits: Limits,
+) -> Result<(), Fault> {
+    if state.budget.exceeded() {
+        return Err(Fault::MemoryLimit {
+            limit_bytes: limits.memory_bytes,
+        });
+    }
+    match outcome {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(Fault::GuestError(code)),
+        Err(e) => classify(&e, state, limits),
+    }
+}
+
 /// Maps a wasmtime error from instantiation or a guest call to the outcome of the invocation.
 /// `Ok(())` only for `proc_exit(0)`, which completes the response.
 fn classify(err: &wasmtime::Error, state: &HostState, limits: Limits) -> Result<(), Fault> {
@@ -333,3 +352,6 @@ fn internal(err: &wasmtime::Error) -> Fault {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hostile_tests;

@@ -24,9 +24,10 @@ pub const MAX_RESPONSE_BODY_BYTES: usize = 32 << 20;
 /// Request handles a guest may create, and responses it may receive, per invocation.
 pub const MAX_CALL_HANDLES: usize = 128;
 
-/// Bytes of request bodies a guest may build, plus bytes of responses its fetches return, per
-/// invocation: host memory a guest can make the node hold, outside its own memory limit.
-pub const MAX_CALL_BYTES: usize = 64 << 20;
+/// Bytes one request or response handle counts against the invocation's host memory budget
+/// besides its method, URL, headers and body: the `Request`/`Response` value, its header
+/// vector and the handle's slot, rounded up. Without it, empty handles would be free.
+pub const HANDLE_OVERHEAD_BYTES: usize = 256;
 
 /// KV operations one invocation may make (Cloudflare's limit for paid plans).
 pub const MAX_KV_OPS: u32 = 1000;
@@ -35,12 +36,34 @@ pub const MAX_KV_OPS: u32 = 1000;
 /// Worker cannot flood the node's log with one call.
 pub const MAX_LOG_LINE_BYTES: usize = 4 << 10;
 
-/// Bytes the host copies into or out of guest memory per unit of fuel charged. Host calls run
-/// outside wasm, so without this a guest could spend unmetered CPU by asking for a large value
-/// again and again. `memcpy` moves ~16 bytes/ns, i.e. 16 M bytes per ms against
-/// [`FUEL_PER_CPU_MS`] (12 M) fuel per ms: one byte per unit of fuel keeps host copies within
-/// the same CPU budget as wasm code, slightly on the strict side.
+/// Bytes of log lines one invocation may emit (`log` and `fd_write` to stdout/stderr together);
+/// lines past it are dropped and counted, and one line at the end of the invocation says how
+/// many. 256 KiB, Cloudflare's per-invocation log size limit for Workers Logs.
+pub const MAX_LOG_BYTES_PER_INVOCATION: usize = 256 << 10;
+
+/// Each log line counts this many bytes against [`MAX_LOG_BYTES_PER_INVOCATION`] on top of its
+/// text: about what the timestamp, level, target and namespace/script fields add to a line of
+/// the node's log. It also keeps empty lines from being free.
+pub const LOG_LINE_OVERHEAD_BYTES: usize = 64;
+
+/// Fuel one log line costs besides its bytes: formatting the event and queueing it for the log
+/// writer takes ~1 µs, i.e. ~12 000 fuel at [`FUEL_PER_CPU_MS`].
+pub const LOG_LINE_FUEL: u64 = 12_000;
+
+/// Bytes the host copies into or out of guest memory (or scans) per unit of fuel charged. Host
+/// calls run outside wasm, so without this a guest could spend unmetered CPU by asking for a
+/// large value again and again. Copying between pages already resident measured 0.14 ns/byte
+/// (100 MiB, user + sys time, reference machine, `host-copy-cost` in docs/performance.md),
+/// ~1.7 fuel at [`FUEL_PER_CPU_MS`]: one byte per unit of fuel, on the lenient side.
 pub const HOST_COPY_BYTES_PER_FUEL: u64 = 1;
+
+/// Fuel per byte a host call copies into memory it allocates for the invocation (a URL, method,
+/// header, body or KV value taken from the guest, a header list or joined value built for it, a
+/// forwarded body): allocating and filling fresh pages measured 0.64 ns/byte, appending to a
+/// growing buffer 0.74 (100 MiB, user + sys time, page faults included, reference machine,
+/// `host-copy-cost` in docs/performance.md), ~8 fuel at [`FUEL_PER_CPU_MS`].
+/// Setting a 100 MiB URL thus costs ~70 ms of CPU, and is charged as such.
+pub const HOST_ALLOC_FUEL_PER_BYTE: u64 = 8;
 
 /// The limits one invocation runs under. The lower of a script's own limits and the per-call (or
 /// platform default) limits applies: see [`Limits::min`].
@@ -50,7 +73,9 @@ pub struct Limits {
     pub cpu_ms: u32,
     /// Wall-clock time in milliseconds, enforced with epoch interruption and a timer.
     pub wall_ms: u32,
-    /// Linear memory in bytes, enforced by `StoreLimits` (`memory.grow` fails past it).
+    /// Linear memory in bytes, enforced by `StoreLimits` (`memory.grow` fails past it). The same
+    /// number is also the budget of host memory the invocation may cause (handles, fetched
+    /// responses, the response it builds), counted apart: see `host::budget`.
     pub memory_bytes: u64,
     /// Fetches one invocation may make through its bindings (service and dispatch calls);
     /// the next one fails with `LIMIT`.

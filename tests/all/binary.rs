@@ -134,3 +134,65 @@ fn secrets_never_reach_the_log() {
         "a secret reached the log:\n{logged}"
     );
 }
+
+#[test]
+fn a_stuck_log_sink_blocks_no_core() {
+    // A Worker that logs 60 lines of 4 KiB per request (within its log allowance), and a node
+    // whose stderr is a pipe nobody reads: it fills after the first request. Logging is
+    // queued for a writer thread, so every request is still answered; were it written on the
+    // serving core, that core would block in write(2) and these requests would time out.
+    let dir = tempfile::tempdir().unwrap();
+    let loud = r#"(module
+        (import "tenantry:worker/v1" "log" (func $log (param i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "tenantry_fetch") (result i32)
+          (local $i i32)
+          (memory.fill (i32.const 0) (i32.const 76) (i32.const 4096))
+          (block $d (loop $l
+            (br_if $d (i32.eq (local.get $i) (i32.const 60)))
+            (drop (call $log (i32.const 1) (i32.const 0) (i32.const 4096)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $l)))
+          (i32.const 0)))"#;
+    let body = format!(
+        "[[namespace]]\nname = \"production\"\n{}{}[[route]]\nhost = \"*.example.test\"\n\
+         namespace = \"production\"\nscript_from = \"host_label\"\n",
+        worker("production", "alice", "hello", ""),
+        wat_worker(dir.path(), "production", "loud", loud, ""),
+    );
+    let config = dir.path().join("tenantry.toml");
+    std::fs::write(&config, config_text(&body, "auto")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Held, never read, until the end.
+    let stuck_stderr = child.stderr.take();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("tenantry listening on http://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 30 requests log ~7 MiB, far past what the pipe holds; every get() gives up after
+    // IO_TIMEOUT, so a blocked core shows as a failure here, not a hang.
+    let answered: Vec<u16> = (0..30)
+        .flat_map(|_| {
+            [
+                get(addr, "loud.example.test", "/").status,
+                get(addr, "alice.example.test", "/").status,
+            ]
+        })
+        .collect();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stuck_stderr);
+    assert!(answered.iter().all(|&s| s == 200), "{answered:?}");
+}

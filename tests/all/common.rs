@@ -260,3 +260,13 @@ pub fn multipart(metadata: &str, module_name: &str, module: &[u8]) -> (String, V
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
+
+/// A `[[worker]]` table for a guest written as WAT in a test: compiled to `dir/{name}.wasm`.
+pub fn wat_worker(dir: &Path, ns: &str, name: &str, wat: &str, extra: &str) -> String {
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::write(&path, wat::parse_str(wat).expect("test WAT parses")).unwrap();
+    format!(
+        "[[worker]]\nnamespace = \"{ns}\"\nname = \"{name}\"\nmodule = \"{}\"\n{extra}\n",
+        path.display()
+    )
+}

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use wasmtime::{Caller, Linker};
 
 use super::fetch::binding_value;
-use super::{DeadlineExceeded, HostState, charge_copy, parts};
+use super::{DeadlineExceeded, HostState, charge_alloc, parts};
 use crate::abi::{WORKER_V1, code};
 use crate::guest_mem::slice;
 use crate::kv::{KvFailure, KvOp, KvReply};
@@ -84,7 +84,7 @@ fn target(
     let key = match key {
         None => String::new(),
         Some((ptr, len)) => {
-            charge_copy(caller, len as u32 as usize)?;
+            charge_alloc(caller, len as u32 as usize)?;
             let (mem, state) = parts(caller)?;
             match std::str::from_utf8(slice(mem, ptr, len, call)?) {
                 Ok(k) => k.to_string(),
@@ -139,6 +139,7 @@ fn options(
     opts: (i32, i32),
     call: &'static str,
 ) -> wasmtime::Result<Result<Value, i32>> {
+    charge_alloc(caller, opts.1 as u32 as usize)?;
     let (mem, state) = parts(caller)?;
     let raw = slice(mem, opts.0, opts.1, call)?;
     if raw.is_empty() {
@@ -162,7 +163,8 @@ async fn kv_get(mut caller: Ctx<'_>, binding: (i32, i32), key: (i32, i32)) -> R 
         Ok(reply) => reply,
         Err(code) => return Ok(code),
     };
-    let calls = &mut caller.data_mut().calls;
+    let state = caller.data_mut();
+    let calls = &mut state.calls;
     let Some((value, metadata, expiration)) = (match reply {
         KvReply::Value(v) => v,
         _ => None,
@@ -179,11 +181,14 @@ async fn kv_get(mut caller: Ctx<'_>, binding: (i32, i32), key: (i32, i32)) -> R 
             Bytes::from(e.to_string()),
         ));
     }
-    Ok(calls.push_response(Response {
-        status: 200,
-        headers,
-        body: value,
-    }))
+    Ok(calls.push_response(
+        &mut state.budget,
+        Response {
+            status: 200,
+            headers,
+            body: value,
+        },
+    ))
 }
 
 async fn kv_put(
@@ -202,7 +207,7 @@ async fn kv_put(
         Ok(o) => o,
         Err(code) => return Ok(code),
     };
-    charge_copy(&mut caller, value.1 as u32 as usize)?;
+    charge_alloc(&mut caller, value.1 as u32 as usize)?;
     let value = {
         let (mem, _) = parts(&mut caller)?;
         Bytes::copy_from_slice(slice(mem, value.0, value.1, CALL)?)
@@ -296,5 +301,8 @@ async fn kv_list(mut caller: Ctx<'_>, binding: (i32, i32), opts: (i32, i32)) -> 
         )],
         body: Bytes::from(body.to_string()),
     };
-    Ok(caller.data_mut().calls.push_response(response))
+    // Building the list result.
+    charge_alloc(&mut caller, response.body.len())?;
+    let state = caller.data_mut();
+    Ok(state.calls.push_response(&mut state.budget, response))
 }

@@ -8,6 +8,7 @@
 //! - once per request: a [`HostState`] carries the request, the response being built and the
 //!   limits (in reuse mode it is [`HostState::reset`] instead).
 
+pub(crate) mod budget;
 pub(crate) mod fetch;
 pub(crate) mod kv;
 pub(crate) mod v1;
@@ -20,8 +21,12 @@ use bytes::Bytes;
 use wasmtime::{Caller, Extern, Linker, Memory, Module, ResourceLimiter, Trap, Val};
 
 use crate::abi::{self, ImportUse};
-use crate::limits::{HOST_COPY_BYTES_PER_FUEL, MAX_LOG_LINE_BYTES};
+use crate::limits::{
+    HOST_ALLOC_FUEL_PER_BYTE, HOST_COPY_BYTES_PER_FUEL, LOG_LINE_FUEL,
+    MAX_LOG_BYTES_PER_INVOCATION, MAX_LOG_LINE_BYTES,
+};
 use crate::{Bindings, Limits, Request, Response};
+use budget::{HostBudget, LogAllowance};
 
 /// Who a store belongs to, for log lines: `namespace` and `script` fields.
 #[derive(Debug)]
@@ -67,6 +72,10 @@ pub(crate) struct HostState {
     pub outbound: Option<Arc<crate::nested::Outbound>>,
     /// Outgoing requests, responses of fetches and the error detail of the last failed fetch.
     pub calls: fetch::Calls,
+    /// Host memory this invocation holds, against its memory limit.
+    pub budget: HostBudget,
+    /// Log volume of this invocation.
+    pub logs: LogAllowance,
 }
 
 impl HostState {
@@ -90,6 +99,8 @@ impl HostState {
             depth: 0,
             outbound: None,
             calls: fetch::Calls::default(),
+            budget: HostBudget::new(limits.memory_bytes),
+            logs: LogAllowance::default(),
         }
     }
 
@@ -99,6 +110,15 @@ impl HostState {
             Some(&self.request)
         } else {
             self.calls.request(handle)
+        }
+    }
+
+    /// The request a handle names, with its body complete: to clone or send.
+    pub fn request_to_send(&mut self, handle: i32) -> Option<&Request> {
+        if handle == 0 {
+            Some(&self.request)
+        } else {
+            self.calls.frozen(handle)
         }
     }
 
@@ -113,6 +133,36 @@ impl HostState {
         self.deadline = deadline(limits);
         self.limits = limits;
         self.calls = fetch::Calls::default();
+        self.budget = HostBudget::new(limits.memory_bytes);
+        self.logs = LogAllowance::default();
+    }
+
+    /// Emits one guest log line, if the invocation's log allowance has room for it; otherwise
+    /// the line is dropped and counted. The caller has charged fuel with [`charge_log`].
+    pub fn log(&mut self, level: LogLevel, line: &[u8]) {
+        let line = &line[..line.len().min(MAX_LOG_LINE_BYTES + 1)];
+        if self.logs.admit(line.len().min(MAX_LOG_LINE_BYTES)) {
+            emit_log(&self.ident, level, line);
+        }
+    }
+
+    /// Says in one line how much of this invocation's log was dropped, if any; called once
+    /// when the invocation ends.
+    pub fn report_dropped_logs(&self) {
+        let logs = &self.logs;
+        if logs.dropped_lines > 0 {
+            tracing::warn!(
+                target: "tenantry::guest",
+                namespace = %self.ident.namespace,
+                script = %self.ident.script,
+                dropped_lines = logs.dropped_lines,
+                dropped_bytes = logs.dropped_bytes,
+                "dropped {} log lines ({} bytes) of this invocation: past its allowance of {} bytes",
+                logs.dropped_lines,
+                logs.dropped_bytes,
+                MAX_LOG_BYTES_PER_INVOCATION
+            );
+        }
     }
 }
 
@@ -251,13 +301,30 @@ pub(crate) fn parts<'a>(
     Ok(memory.data_and_store_mut(caller))
 }
 
-/// Charges fuel for `bytes` copied by the host (see [`HOST_COPY_BYTES_PER_FUEL`]); runs out of
-/// fuel exactly like wasm code would.
+/// Charges fuel for `bytes` copied, parsed or allocated by the host (see
+/// [`HOST_COPY_BYTES_PER_FUEL`]); runs out of fuel exactly like wasm code would. Host calls
+/// charge before they do the work, so a call that cannot pay does nothing.
 pub(crate) fn charge_copy(
     caller: &mut Caller<'_, HostState>,
     bytes: usize,
 ) -> wasmtime::Result<()> {
-    let units = bytes as u64 / HOST_COPY_BYTES_PER_FUEL;
+    charge_fuel(caller, bytes as u64 / HOST_COPY_BYTES_PER_FUEL)
+}
+
+/// Charges fuel for `bytes` the host copies into memory it allocates for the invocation (see
+/// [`HOST_ALLOC_FUEL_PER_BYTE`]), before it allocates them.
+pub(crate) fn charge_alloc(
+    caller: &mut Caller<'_, HostState>,
+    bytes: usize,
+) -> wasmtime::Result<()> {
+    charge_fuel(
+        caller,
+        (bytes as u64).saturating_mul(HOST_ALLOC_FUEL_PER_BYTE),
+    )
+}
+
+/// Takes `units` of fuel from the store; out of fuel (a trap) if there is not that much left.
+pub(crate) fn charge_fuel(caller: &mut Caller<'_, HostState>, units: u64) -> wasmtime::Result<()> {
     if units == 0 {
         return Ok(());
     }
@@ -269,6 +336,13 @@ pub(crate) fn charge_copy(
             Err(Trap::OutOfFuel.into())
         }
     }
+}
+
+/// Charges fuel for one log line of `bytes` (before the per-line cut, as far as the host reads
+/// them): [`LOG_LINE_FUEL`] plus its bytes.
+pub(crate) fn charge_log(caller: &mut Caller<'_, HostState>, bytes: usize) -> wasmtime::Result<()> {
+    let bytes = bytes.min(MAX_LOG_LINE_BYTES + 1) as u64;
+    charge_fuel(caller, LOG_LINE_FUEL + bytes / HOST_COPY_BYTES_PER_FUEL)
 }
 
 /// Guest log levels, as `log` numbers them.

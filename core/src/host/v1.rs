@@ -6,10 +6,10 @@
 use bytes::Bytes;
 use wasmtime::{Caller, Linker};
 
-use super::{HostState, LogLevel, ResponseBuilder, charge_copy, emit_log, parts};
+use super::{HostState, LogLevel, ResponseBuilder, charge_alloc, charge_copy, charge_log, parts};
 use crate::abi::{WORKER_V1, code};
 use crate::guest_mem::{slice, slice_mut};
-use crate::http::{FINAL_STATUS_MAX, FINAL_STATUS_MIN};
+use crate::http::{FINAL_STATUS_MAX, FINAL_STATUS_MIN, header_value, header_value_len};
 use crate::limits::{
     MAX_RESPONSE_BODY_BYTES, MAX_RESPONSE_HEADER_BYTES, MAX_RESPONSE_HEADER_FIELDS,
 };
@@ -87,6 +87,12 @@ fn request_url(mut caller: Ctx<'_>, req: i32, out_ptr: i32, out_cap: i32) -> R {
     let Some(request) = caller.data().request_by_handle(req) else {
         return Ok(code::BAD_HANDLE);
     };
+    // The URL is built on every call (a guest asks for the size first, then the bytes).
+    let size = request.host.len() + request.target.len() + "https://".len();
+    charge_alloc(&mut caller, size)?;
+    let Some(request) = caller.data().request_by_handle(req) else {
+        return Ok(code::BAD_HANDLE);
+    };
     let url = request.url();
     return_value(&mut caller, &url, out_ptr, out_cap, "request_url")
 }
@@ -106,7 +112,16 @@ fn request_header(
     let value = {
         let (mem, state) = parts(&mut caller)?;
         let name = slice(mem, name_ptr, name_len, CALL)?;
-        state.request_by_handle(req).and_then(|r| r.header(name))
+        let headers = &state.request_by_handle(req).expect("checked above").headers;
+        name.len() + header_value_len(headers, name)
+    };
+    // Comparing the name with every field, and joining several values.
+    charge_alloc(&mut caller, value)?;
+    let value = {
+        let (mem, state) = parts(&mut caller)?;
+        let name = slice(mem, name_ptr, name_len, CALL)?;
+        let headers = &state.request_by_handle(req).expect("checked above").headers;
+        header_value(headers, name)
     };
     match value {
         Some(value) => return_value(&mut caller, &value, out_ptr, out_cap, CALL),
@@ -119,10 +134,25 @@ fn request_header(
 
 fn request_headers(mut caller: Ctx<'_>, req: i32, out_ptr: i32, out_cap: i32) -> R {
     let state = caller.data_mut();
+    let cached = req == REQUEST && state.headers_text.is_some();
+    let Some(size) = state
+        .request_by_handle(req)
+        .map(|r| headers_text_len(&r.headers))
+    else {
+        return Ok(code::BAD_HANDLE);
+    };
+    if !cached {
+        charge_alloc(&mut caller, size)?;
+    }
+    let state = caller.data_mut();
     let text = if req == REQUEST {
         match &state.headers_text {
             Some(text) => text.clone(),
             None => {
+                // Kept for the invocation: host memory it holds.
+                if !state.budget.reserve(size) {
+                    return Ok(code::LIMIT);
+                }
                 let text = headers_text(&state.request.headers);
                 state.headers_text = Some(text.clone());
                 text
@@ -135,6 +165,11 @@ fn request_headers(mut caller: Ctx<'_>, req: i32, out_ptr: i32, out_cap: i32) ->
         }
     };
     return_value(&mut caller, &text, out_ptr, out_cap, "request_headers")
+}
+
+/// The length of [`headers_text`] for `headers`, without building it.
+pub(crate) fn headers_text_len(headers: &[(Bytes, Bytes)]) -> usize {
+    headers.iter().map(|(n, v)| n.len() + v.len() + 3).sum()
 }
 
 /// Header fields as `name: value\n` lines, the form `request_headers` and `response_headers`
@@ -226,14 +261,24 @@ fn header_write(
     if resp != RESPONSE {
         return Ok(code::BAD_HANDLE);
     }
-    charge_copy(
+    charge_alloc(
         &mut caller,
         (name.1 as u32 as usize).saturating_add(value.1 as u32 as usize),
     )?;
     let (mem, state) = parts(&mut caller)?;
     let name = slice(mem, name.0, name.1, call)?;
     let value = slice(mem, value.0, value.1, call)?;
-    Ok(put_header(&mut state.response, name, value, replace))
+    // Reserve the most the field can add, then give back what it did not.
+    let most = name.len() + value.len() + 4;
+    if !state.budget.reserve(most) {
+        return Ok(code::LIMIT);
+    }
+    let before = state.response.header_bytes;
+    let result = put_header(&mut state.response, name, value, replace);
+    state
+        .budget
+        .settle(most, before, state.response.header_bytes);
+    Ok(result)
 }
 
 /// Adds (or, with `replace`, sets) a response header field, applying the ABI's validation and
@@ -323,9 +368,12 @@ fn response_body_write(mut caller: Ctx<'_>, resp: i32, ptr: i32, len: i32) -> R 
             return Ok(code::LIMIT);
         }
     }
-    charge_copy(&mut caller, len as u32 as usize)?;
+    charge_alloc(&mut caller, len as u32 as usize)?;
     let (mem, state) = parts(&mut caller)?;
     let bytes = slice(mem, ptr, len, CALL)?;
+    if !state.budget.reserve(bytes.len()) {
+        return Ok(code::LIMIT);
+    }
     state.response.body.extend_from_slice(bytes);
     // The bounds check passed, and the body limit is far below i32::MAX.
     Ok(len)
@@ -333,6 +381,7 @@ fn response_body_write(mut caller: Ctx<'_>, resp: i32, ptr: i32, len: i32) -> R 
 
 fn env_get(mut caller: Ctx<'_>, name_ptr: i32, name_len: i32, out_ptr: i32, out_cap: i32) -> R {
     const CALL: &str = "env_get";
+    charge_copy(&mut caller, name_len as u32 as usize)?;
     // An `Arc` clone, so the binding outlives the borrow of guest memory its name came from.
     let bindings = caller.data().bindings.clone();
     let binding = {
@@ -350,6 +399,7 @@ fn env_get(mut caller: Ctx<'_>, name_ptr: i32, name_len: i32, out_ptr: i32, out_
 }
 
 fn env_kind(mut caller: Ctx<'_>, name_ptr: i32, name_len: i32) -> R {
+    charge_copy(&mut caller, name_len as u32 as usize)?;
     let (mem, state) = parts(&mut caller)?;
     let name = slice(mem, name_ptr, name_len, "env_kind")?;
     Ok(state
@@ -366,9 +416,10 @@ fn log(mut caller: Ctx<'_>, level: i32, ptr: i32, len: i32) -> R {
         3 => LogLevel::Error,
         _ => return Ok(code::INVALID),
     };
+    charge_log(&mut caller, len as u32 as usize)?;
     let (mem, state) = parts(&mut caller)?;
     let line = slice(mem, ptr, len, "log")?;
-    emit_log(&state.ident, level, line);
+    state.log(level, line);
     Ok(0)
 }
 

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use wasmtime::{Caller, Linker};
 
-use super::{HostState, LogLevel, ProcExit, charge_copy, emit_log, parts};
+use super::{HostState, LogLevel, ProcExit, charge_copy, charge_log, parts};
 use crate::abi::{WASI_P1, errno};
 use crate::guest_mem::{read_u32, slice, slice_mut, write_u32, write_u64};
 use crate::limits::MAX_LOG_LINE_BYTES;
@@ -61,7 +61,8 @@ fn empty_sizes(call: &'static str) -> impl Fn(Ctx<'_>, i32, i32) -> R + Send + S
 }
 
 /// `fd_write(fd, iovs, iovs_len, nwritten)`: stdout and stderr become log lines (info and warn),
-/// one per call, cut at [`MAX_LOG_LINE_BYTES`]; every byte still counts as written.
+/// one per call, cut at [`MAX_LOG_LINE_BYTES`] and counted against the invocation's log
+/// allowance like `log`; every byte still counts as written.
 fn fd_write(mut caller: Ctx<'_>, fd: i32, iovs: i32, iovs_len: i32, nwritten: i32) -> R {
     const CALL: &str = "fd_write";
     let level = match fd {
@@ -69,6 +70,8 @@ fn fd_write(mut caller: Ctx<'_>, fd: i32, iovs: i32, iovs_len: i32, nwritten: i3
         2 => LogLevel::Warn,
         _ => return Ok(errno::BADF),
     };
+    // The iovec array is walked before anything else: pay for it first.
+    charge_copy(&mut caller, (iovs_len as u32 as usize).saturating_mul(8))?;
     let (line, total) = {
         let (mem, _) = parts(&mut caller)?;
         // The whole iovec array must be in memory (8 bytes each: ptr, len).
@@ -92,11 +95,11 @@ fn fd_write(mut caller: Ctx<'_>, fd: i32, iovs: i32, iovs_len: i32, nwritten: i3
     let Ok(total32) = u32::try_from(total) else {
         return Ok(errno::INVAL);
     };
-    // The loop walked `iovs_len` entries; the bytes themselves were only looked at up to the cap.
-    charge_copy(&mut caller, (iovs_len as u32 as usize) * 8 + line.len())?;
+    // The bytes themselves were only looked at up to the cap.
+    charge_log(&mut caller, line.len())?;
     let (mem, state) = parts(&mut caller)?;
     write_u32(mem, nwritten, total32, CALL)?;
-    emit_log(&state.ident, level, &line);
+    state.log(level, &line);
     Ok(errno::SUCCESS)
 }
 
