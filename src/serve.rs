@@ -60,6 +60,7 @@ impl Node {
             config.workers_per_core,
             config.egress.clone(),
             Some(kv.clone() as Arc<dyn tenantry_core::kv::KvBackend>),
+            config.admission,
         );
         let control = Arc::new(Control::new(
             store,

@@ -4,6 +4,7 @@
 use std::hash::Hasher;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -44,6 +45,19 @@ pub struct EngineSettings {
     /// this off and setting `keep_resident_bytes` to their memory size is ~7% faster; for 1 MiB+
     /// guests keep it on. Default: on (docs/performance.md has the measurements).
     pub pagemap_scan: bool,
+    /// Idle instances that reuse-mode Workers (`WorkerSpec::reuse_instances`) may keep, for all
+    /// cores together. Each pins a pool slot that no other Worker can get while it idles, so
+    /// past this cap a finished instance is dropped instead of kept, and a core that runs out of
+    /// slots drops its own idle instances first (`WorkerPool::evict_idle`). `None`: a quarter of
+    /// `max_instances`, which leaves three quarters of the pool to requests in flight.
+    pub max_idle_instances: Option<u32>,
+}
+
+impl EngineSettings {
+    /// [`EngineSettings::max_idle_instances`], its default applied.
+    pub fn idle_cap(&self) -> usize {
+        self.max_idle_instances.unwrap_or(self.max_instances / 4) as usize
+    }
 }
 
 impl Default for EngineSettings {
@@ -55,6 +69,7 @@ impl Default for EngineSettings {
             epoch_tick: Duration::from_millis(1),
             keep_resident_bytes: 1 << 20,
             pagemap_scan: true,
+            max_idle_instances: None,
         }
     }
 }
@@ -144,6 +159,8 @@ struct Inner {
     /// Every host function of the Worker ABI, defined once per engine and shared by all Workers
     /// (defining them costs a type registration each; sharing makes a Worker load a lookup).
     linker: Linker<HostState>,
+    /// Idle reuse-mode instances on every core together (see [`EngineSettings::idle_cap`]).
+    idle: AtomicUsize,
 }
 
 impl Engine {
@@ -189,6 +206,7 @@ impl Engine {
                 settings: settings.clone(),
                 compat_hash,
                 linker,
+                idle: AtomicUsize::new(0),
             }),
         })
     }
@@ -205,6 +223,24 @@ impl Engine {
 
     pub fn settings(&self) -> &EngineSettings {
         &self.inner.settings
+    }
+
+    /// Idle reuse-mode instances kept on every core together.
+    pub fn idle_instances(&self) -> usize {
+        self.inner.idle.load(Ordering::Relaxed)
+    }
+
+    /// Counts one more idle instance against the cap; `None` when the cap is reached (the
+    /// instance is then dropped rather than kept). The count falls when the token is dropped.
+    pub(crate) fn hold_idle(&self) -> Option<IdleToken> {
+        let cap = self.inner.settings.idle_cap();
+        self.inner
+            .idle
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| IdleToken(self.inner.clone()))
     }
 
     /// 16 hex digits identifying the wasmtime version and every setting that changes compiled
@@ -268,6 +304,15 @@ impl Engine {
                 }
             })
             .expect("spawning the epoch thread");
+    }
+}
+
+/// One idle instance counted against [`EngineSettings::idle_cap`] while it lives.
+pub(crate) struct IdleToken(Arc<Inner>);
+
+impl Drop for IdleToken {
+    fn drop(&mut self) {
+        self.0.idle.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -53,7 +53,7 @@ pub use engine::{
     CompileError, Engine, EngineError, EngineSettings, LoadError, MAX_FUNCTION_BODY_BYTES,
     MAX_FUNCTIONS,
 };
-pub use fault::Fault;
+pub use fault::{Fault, OVERLOADED_RETRY_AFTER_S};
 pub use http::{Request, Response};
 pub use invoke::{Worker, WorkerSpec};
 pub use limits::{

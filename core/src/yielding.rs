@@ -1,4 +1,5 @@
-//! Fair yielding of a CPU-bound guest to the other tasks of its monoio thread.
+//! Fair yielding of CPU-bound guests to the other tasks of their monoio thread, and between
+//! Workers.
 //!
 //! On every epoch tick a running guest yields (see `Worker::new_store`). wasmtime's built-in
 //! `UpdateDeadline::Yield` wakes the task from inside its own poll; monoio 0.2 puts a task that
@@ -9,38 +10,60 @@
 //!
 //! [`yield_now`] instead parks the waker in a per-thread list and spawns one small *pump* task at
 //! the back of the queue; when the pump runs, every task that was ready before it has had its
-//! turn, and it wakes the parked guests, which go to the back in turn: round robin. One pump
-//! serves all guests that yield in the same round; it costs one task allocation per round.
+//! turn, and it wakes parked guests, which go to the back in turn: round robin.
+//!
+//! The round robin is **per Worker, not per guest**. wasmtime grants a resumed guest a whole tick
+//! (1 ms), so with one rotation slot per guest a request arriving on the core waited about
+//! (number of CPU-bound guests on the core) × 1 ms: a tenant running 128 copies of a 5 ms loop
+//! pushed another tenant's hello from 0.7 ms to 550 ms (issue 9). So guests park in a FIFO per
+//! Worker ([`YieldKey`]) and each pump wakes only the *oldest* parked guest of each Worker: every
+//! round, each CPU-bound Worker runs one slice, however many of its requests are in flight, and
+//! its other guests wait behind their own Worker's. Guests that do not run a whole tick (I/O-bound
+//! or short requests) never park and are not slowed. One pump serves a whole round; it costs one
+//! task allocation per round, and re-queues itself while guests stay parked.
 //!
 //! Everything here is safe code, and the future handed to wasmtime is genuinely `Send` (it holds a
 //! `bool`): the `!Send` parts live in a thread-local and in a monoio task.
 
 use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+/// Which rotation a yielding guest joins: one per loaded Worker (the address of its identity,
+/// which lives as long as any of its stores).
+pub(crate) type YieldKey = usize;
+
 thread_local! {
-    static PARKED: RefCell<Parked> = const {
-        RefCell::new(Parked { wakers: Vec::new(), pump_queued: false })
-    };
+    static PARKED: RefCell<Parked> = RefCell::new(Parked::default());
 }
 
+#[derive(Default)]
 struct Parked {
-    /// Tasks waiting for the pump to wake them.
-    wakers: Vec<Waker>,
+    /// Each Worker's parked guests, oldest first.
+    queues: HashMap<YieldKey, VecDeque<Waker>>,
+    /// Workers with parked guests, in the order they get their next slice.
+    order: VecDeque<YieldKey>,
     /// Whether a pump task is already queued for them.
     pump_queued: bool,
 }
 
-/// A future that completes after every other task ready on this monoio thread has run once.
+/// A future that completes once every other task ready on this monoio thread has run, and every
+/// other Worker with parked guests has had one slice.
 ///
 /// Must be polled inside a monoio runtime (it spawns the pump task there).
-pub(crate) fn yield_now() -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    Box::pin(YieldNow { parked: false })
+pub(crate) fn yield_now(key: YieldKey) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(YieldNow { key, parked: false })
+}
+
+/// How many guests of `key` are parked on this thread.
+pub(crate) fn parked(key: YieldKey) -> usize {
+    PARKED.with_borrow(|p| p.queues.get(&key).map_or(0, VecDeque::len))
 }
 
 struct YieldNow {
+    key: YieldKey,
     parked: bool,
 }
 
@@ -52,8 +75,13 @@ impl Future for YieldNow {
             return Poll::Ready(());
         }
         self.parked = true;
+        let key = self.key;
         let spawn_pump = PARKED.with_borrow_mut(|p| {
-            p.wakers.push(cx.waker().clone());
+            let queue = p.queues.entry(key).or_default();
+            if queue.is_empty() {
+                p.order.push_back(key);
+            }
+            queue.push_back(cx.waker().clone());
             !std::mem::replace(&mut p.pump_queued, true)
         });
         if spawn_pump {
@@ -64,7 +92,8 @@ impl Future for YieldNow {
     }
 }
 
-/// Wakes the parked tasks. It is not running them itself: each goes to the back of the queue.
+/// Wakes the oldest parked guest of each Worker. It is not running them itself: each goes to the
+/// back of the queue.
 struct Pump {
     ran: bool,
 }
@@ -74,13 +103,35 @@ impl Future for Pump {
 
     fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
         self.ran = true;
-        let wakers = PARKED.with_borrow_mut(|p| {
-            p.pump_queued = false;
-            std::mem::take(&mut p.wakers)
+        let (wakers, again) = PARKED.with_borrow_mut(|p| {
+            let mut wakers = Vec::with_capacity(p.order.len());
+            for _ in 0..p.order.len() {
+                let Some(key) = p.order.pop_front() else {
+                    break;
+                };
+                let Some(queue) = p.queues.get_mut(&key) else {
+                    continue;
+                };
+                if let Some(waker) = queue.pop_front() {
+                    wakers.push(waker);
+                }
+                if queue.is_empty() {
+                    p.queues.remove(&key);
+                } else {
+                    p.order.push_back(key);
+                }
+            }
+            // Guests still parked need another round even if none of the woken ones yields again.
+            let again = !p.order.is_empty();
+            p.pump_queued = again;
+            (wakers, again)
         });
         // Outside the borrow: waking schedules tasks, which must not find the list borrowed.
         for waker in wakers {
             waker.wake();
+        }
+        if again {
+            drop(monoio::spawn(Pump { ran: false }));
         }
         Poll::Ready(())
     }
@@ -93,8 +144,7 @@ impl Drop for Pump {
         if !self.ran {
             let _ = PARKED.try_with(|p| {
                 if let Ok(mut p) = p.try_borrow_mut() {
-                    p.pump_queued = false;
-                    p.wakers.clear();
+                    *p = Parked::default();
                 }
             });
         }
