@@ -34,7 +34,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_channel::oneshot;
@@ -122,7 +122,11 @@ pub enum Shed {
     /// The core's queue is full.
     CoreQueueFull { worker: String, queued: usize },
     /// This Worker's queue on the core is full.
-    WorkerQueueFull { worker: String, queued: usize },
+    WorkerQueueFull {
+        worker: String,
+        running: usize,
+        queued: usize,
+    },
     /// No room came within the maximum queue wait.
     Waited { worker: String, waited: Duration },
 }
@@ -135,9 +139,13 @@ impl Shed {
                 "This node is over capacity: {queued} requests already wait on this core; \
                  `{worker}` was not run"
             ),
-            Shed::WorkerQueueFull { worker, queued } => format!(
-                "Worker `{worker}` is over its share of this node: {queued} of its requests \
-                 already wait on this core"
+            Shed::WorkerQueueFull {
+                worker,
+                running,
+                queued,
+            } => format!(
+                "Worker `{worker}` is over its share of this node: {running} of its requests \
+                 run and {queued} wait on this core"
             ),
             Shed::Waited { worker, waited } => format!(
                 "Worker `{worker}` found no capacity on this node within {} ms",
@@ -184,7 +192,10 @@ struct PerWorker {
 struct Waiter {
     id: u64,
     class: Class,
-    granted: oneshot::Sender<()>,
+    /// When it is shed if still waiting.
+    deadline: Instant,
+    /// `true`: granted a permit; `false`: shed, it waited too long.
+    outcome: oneshot::Sender<bool>,
 }
 
 impl Admission {
@@ -212,9 +223,10 @@ impl Admission {
         class: Class,
     ) -> Result<Permit, Shed> {
         let key: Rc<str> = Rc::from(worker.name());
-        let (id, granted) = {
+        let (id, outcome) = {
             let mut s = self.state.borrow_mut();
             let s = &mut *s;
+            Self::expire(s);
             let entry = s.workers.entry(key.clone()).or_insert_with(|| PerWorker {
                 in_flight: 0,
                 capped: class != Class::Platform,
@@ -233,6 +245,7 @@ impl Admission {
             if entry.waiters.len() >= self.limits.max_queued_per_worker {
                 return Err(Shed::WorkerQueueFull {
                     worker: name(),
+                    running: entry.in_flight,
                     queued: entry.waiters.len(),
                 });
             }
@@ -251,7 +264,8 @@ impl Admission {
             entry.waiters.push_back(Waiter {
                 id,
                 class,
-                granted: tx,
+                deadline: Instant::now() + self.limits.max_queue_wait,
+                outcome: tx,
             });
             s.queued += 1;
             (id, rx)
@@ -261,12 +275,23 @@ impl Admission {
             key: key.clone(),
             id,
             class,
+            outcome,
             done: false,
         };
-        let waited = monoio::time::timeout(self.limits.max_queue_wait, granted).await;
+        // The timer covers a quiet core. It does not fire while CPU-bound guests keep the run
+        // queue busy (monoio processes timers only when it parks), so waiters past their deadline
+        // are also shed whenever a request arrives or ends on the core (`expire`).
+        let waited = monoio::time::timeout(self.limits.max_queue_wait, &mut queued.outcome).await;
         queued.done = true;
-        // Granted, or the wait ended just as a permit was handed over: either way it is ours.
-        if matches!(waited, Ok(Ok(()))) || !self.withdraw(&key, id) {
+        let granted = match waited {
+            Ok(outcome) => outcome == Ok(true),
+            // Still queued: withdraw. Not queued any more: a permit (or the shedding) was
+            // handed over just as the timer fired.
+            Err(_) => {
+                !self.withdraw(&key, id) && matches!(queued.outcome.try_recv(), Ok(Some(true)))
+            }
+        };
+        if granted {
             return Ok(self.permit(key, class));
         }
         Err(Shed::Waited {
@@ -337,9 +362,40 @@ impl Admission {
         self.serve_waiters(s);
     }
 
+    /// Sheds the waiters whose deadline passed. Each Worker's queue is in deadline order.
+    fn expire(s: &mut State) {
+        if s.queued == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut at = 0;
+        while at < s.order.len() {
+            let key = s.order[at].clone();
+            let Some(entry) = s.workers.get_mut(&key) else {
+                s.order.remove(at);
+                continue;
+            };
+            while entry.waiters.front().is_some_and(|w| w.deadline <= now) {
+                if let Some(waiter) = entry.waiters.pop_front() {
+                    let _ = waiter.outcome.send(false);
+                    s.queued -= 1;
+                }
+            }
+            if entry.waiters.is_empty() {
+                s.order.remove(at);
+                if entry.in_flight == 0 {
+                    s.workers.remove(&key);
+                }
+            } else {
+                at += 1;
+            }
+        }
+    }
+
     /// Hands free room to waiters: Workers in turn, one request each per pass, until a pass
     /// grants nothing.
     fn serve_waiters(&self, s: &mut State) {
+        Self::expire(s);
         let mut progress = true;
         while progress && !s.order.is_empty() {
             progress = false;
@@ -359,7 +415,7 @@ impl Admission {
                     s.queued -= 1;
                     // The receiver lives as long as the waiter is queued (`Queued` withdraws it
                     // on drop), so this send is received.
-                    let _ = waiter.granted.send(());
+                    let _ = waiter.outcome.send(true);
                     Self::grant(s, &key, class);
                     progress = true;
                 }
@@ -378,12 +434,16 @@ struct Queued<'a> {
     key: Rc<str>,
     id: u64,
     class: Class,
+    outcome: oneshot::Receiver<bool>,
     done: bool,
 }
 
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        if !self.done && !self.admission.withdraw(&self.key, self.id) {
+        if !self.done
+            && !self.admission.withdraw(&self.key, self.id)
+            && matches!(self.outcome.try_recv(), Ok(Some(true)))
+        {
             self.admission.release(&self.key, self.class);
         }
     }

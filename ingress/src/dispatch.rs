@@ -88,6 +88,11 @@ impl Plane {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
+    /// Idle reuse-mode instances kept on every core together.
+    pub fn idle_instances(&self) -> usize {
+        self.engine.idle_instances()
+    }
+
     /// The current snapshot.
     pub fn load(&self) -> Arc<Snapshot> {
         self.current.load_full()
