@@ -150,3 +150,47 @@ impl Drop for Pump {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::test_support::block_on;
+
+    /// Eight always-busy guests of one Worker get, together, the slices one guest of another
+    /// Worker gets: the rotation is per Worker.
+    #[test]
+    fn each_worker_gets_one_slice_per_round() {
+        let (many, one) = block_on(async {
+            let many = Rc::new(Cell::new(0u32));
+            let one = Rc::new(Cell::new(0u32));
+            for _ in 0..8 {
+                let many = many.clone();
+                drop(monoio::spawn(async move {
+                    loop {
+                        many.set(many.get() + 1);
+                        yield_now(1).await;
+                    }
+                }));
+            }
+            let counter = one.clone();
+            monoio::spawn(async move {
+                for _ in 0..100 {
+                    counter.set(counter.get() + 1);
+                    yield_now(2).await;
+                }
+            })
+            .await;
+            (many.get(), one.get())
+        });
+        assert_eq!(one, 100);
+        // Each of the eight ran once before parking; after that, one slice per round.
+        assert!(
+            many <= 8 + 100,
+            "{many} slices for the busy Worker's guests"
+        );
+        assert!(many >= 100, "{many}");
+    }
+}
