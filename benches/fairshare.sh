@@ -6,7 +6,8 @@
 #
 #   benches/fairshare.sh [duration=10s] [hostile_connections=256] [victim_connections=4]
 #
-# TENANTRY_BIN=path runs another build of the node (e.g. the one before admission control).
+# TENANTRY_BIN=path runs another build of the node (e.g. the one before admission control);
+# FAIRSHARE_CONFIG='[admission]\nmax_queued_per_worker = 0' appends TOML to the node's config.
 # Reports: the victim's p50/p99 and throughput alone and under attack, the hostile Worker's
 # admitted (200) latency alone (1 connection) and under attack, its 503s, and the node's RSS.
 set -euo pipefail
@@ -19,7 +20,8 @@ source benches/common.sh
 
 build_all
 rm -rf target/fairshare-data
-start_server benches/load/fairshare.toml 18084
+printf '%s\n%b\n' "$(cat benches/load/fairshare.toml)" "${FAIRSHARE_CONFIG:-}" > benches/load/.fairshare.toml
+start_server benches/load/.fairshare.toml 18084
 addr=127.0.0.1:18084
 loadgen() { taskset -c 1 target/release/loadgen "$addr" "$1.example.test" / "$2" "$3"; }
 victim() {

@@ -5,7 +5,7 @@
   (memory (export "memory") 1)
   (func (export "tenantry_fetch") (result i32)
     (local $i i32)
-    (local.set $i (i32.const 2500000))
+    (local.set $i (i32.const 5000000))
     (block $done
       (loop $spin
         (br_if $done (i32.eqz (local.get $i)))
