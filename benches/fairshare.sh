@@ -4,7 +4,11 @@
 # run at once with bounded latency) while another tenant's hello Worker is measured with a
 # low-concurrency wrk. One pinned serving thread (CPU 0); both load generators on CPU 1.
 #
-#   benches/fairshare.sh [duration=10s] [hostile_connections=256] [victim_connections=4]
+#   benches/fairshare.sh [duration=10s] [hostile_connections=256] [victim_connections=4] [hostile_rate]
+#
+# With hostile_rate (requests/s), the hostile connections offer that fixed load (e.g. 800 = 4x
+# the ~200 requests/s one core completes of a 5 ms Worker); without it each sends again as soon
+# as it is answered, so instant 503s turn it into a flood.
 #
 # TENANTRY_BIN=path runs another build of the node (e.g. the one before admission control);
 # FAIRSHARE_CONFIG='[admission]\nmax_queued_per_worker = 0' appends TOML to the node's config.
@@ -15,6 +19,7 @@ cd "$(dirname "$0")/.."
 duration=${1:-10s}
 hconns=${2:-256}
 vconns=${3:-4}
+hrate=${4:-}
 secs=${duration%s}
 source benches/common.sh
 
@@ -23,7 +28,7 @@ rm -rf target/fairshare-data
 printf '%s\n%b\n' "$(cat benches/load/fairshare.toml)" "${FAIRSHARE_CONFIG:-}" > benches/load/.fairshare.toml
 start_server benches/load/.fairshare.toml 18084
 addr=127.0.0.1:18084
-loadgen() { taskset -c 1 target/release/loadgen "$addr" "$1.example.test" / "$2" "$3"; }
+loadgen() { taskset -c 1 target/release/loadgen "$addr" "$1.example.test" / "$2" "$3" ${4:-}; }
 victim() {
   local out
   out=$(mktemp)
@@ -41,8 +46,8 @@ echo "== alone =="
 victim
 echo -n "hog, 1 connection: "; loadgen hog 1 "$secs" | grep '^status'
 echo "RSS before the attack: $(rss_kb VmRSS) KiB"
-echo "== hog at $hconns connections, victim measured meanwhile =="
-loadgen hog "$hconns" "$((secs + 2))" > target/fairshare-hog.txt &
+echo "== hog at $hconns connections${hrate:+, $hrate requests/s offered}, victim measured meanwhile =="
+loadgen hog "$hconns" "$((secs + 2))" $hrate > target/fairshare-hog.txt &
 attacker=$!
 sleep 1
 victim

@@ -2,9 +2,12 @@
 //! the fair-share benchmark (`benches/fairshare.sh`) needs the latency of the requests a node
 //! admitted (200) apart from the ones it shed at once (503).
 //!
-//! `loadgen ADDR HOST PATH CONNECTIONS SECONDS`: CONNECTIONS keep-alive connections on one
-//! thread, each sending `GET PATH` with `Host: HOST` as soon as the previous response arrived.
-//! Prints, per status: the count, the rate, and p50 / p99 / max latency.
+//! `loadgen ADDR HOST PATH CONNECTIONS SECONDS [RATE]`: CONNECTIONS keep-alive connections on
+//! one thread, each sending `GET PATH` with `Host: HOST` as soon as the previous response
+//! arrived, or, with RATE (requests/s, all connections together), no sooner than its next slot
+//! of a fixed schedule: an offered load that does not grow when the server answers fast (e.g.
+//! with `503`). Latency is measured from the send. Prints, per status: the count, the rate, and
+//! p50 / p99 / max latency.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -23,10 +26,15 @@ type Samples = Rc<RefCell<BTreeMap<u16, Vec<Duration>>>>;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, addr, host, path, conns, secs] = &args[..] else {
-        eprintln!("usage: loadgen ADDR HOST PATH CONNECTIONS SECONDS");
-        std::process::exit(2);
+    let (addr, host, path, conns, secs, rate) = match &args[..] {
+        [_, a, h, p, c, s] => (a, h, p, c, s, None),
+        [_, a, h, p, c, s, r] => (a, h, p, c, s, Some(r)),
+        _ => {
+            eprintln!("usage: loadgen ADDR HOST PATH CONNECTIONS SECONDS [RATE]");
+            std::process::exit(2);
+        }
     };
+    let rate: Option<f64> = rate.map(|r| r.parse().expect("RATE is requests/s"));
     let addr: SocketAddr = addr.parse().expect("ADDR is host:port");
     let conns: usize = conns.parse().expect("CONNECTIONS is a number");
     let secs: f64 = secs
@@ -36,15 +44,26 @@ fn main() {
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes();
     let samples: Samples = Rc::default();
     let errors = Rc::new(RefCell::new(0u64));
-    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(secs);
+    // Each connection's interval between sends; connections start staggered across it.
+    let interval = rate.map(|r| Duration::from_secs_f64(conns as f64 / r));
     let mut rt = Runtime::new(Driver::Auto).expect("building the runtime");
     rt.block_on(async {
         let tasks: Vec<_> = (0..conns)
-            .map(|_| {
+            .map(|i| {
                 let (request, samples, errors) = (request.clone(), samples.clone(), errors.clone());
+                let pace = interval.map(|every| Pace {
+                    next: start + every.mul_f64(i as f64 / conns as f64),
+                    every,
+                });
                 monoio::spawn(async move {
+                    let mut pace = pace;
                     while Instant::now() < until {
-                        if drive(addr, &request, until, &samples).await.is_err() {
+                        if drive(addr, &request, until, &samples, &mut pace)
+                            .await
+                            .is_err()
+                        {
                             *errors.borrow_mut() += 1;
                             monoio::time::sleep(Duration::from_millis(10)).await;
                         }
@@ -72,17 +91,32 @@ fn main() {
     println!("connection errors: {}", errors.borrow());
 }
 
+/// A connection's send schedule under a fixed offered rate.
+struct Pace {
+    next: Instant,
+    every: Duration,
+}
+
 /// Sends requests on one connection until `until` or until it fails.
 async fn drive(
     addr: SocketAddr,
     request: &[u8],
     until: Instant,
     samples: &Samples,
+    pace: &mut Option<Pace>,
 ) -> std::io::Result<()> {
     let mut stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let mut buf = BytesMut::with_capacity(16 * 1024);
     while Instant::now() < until {
+        if let Some(pace) = pace {
+            let now = Instant::now();
+            if pace.next > now {
+                monoio::time::sleep(pace.next - now).await;
+            }
+            // A slot missed while a response was late is skipped, not sent in a burst.
+            pace.next = pace.next.max(Instant::now() - pace.every) + pace.every;
+        }
         let sent = Instant::now();
         let (res, _) = stream.write_all(request.to_vec()).await;
         res?;
