@@ -265,3 +265,55 @@ fn idle_instances_stay_under_the_node_wide_cap() {
     let plane = node.node.as_ref().unwrap().plane();
     assert!(plane.idle_instances() <= 16, "{}", plane.idle_instances());
 }
+
+#[test]
+fn behind_a_dispatcher_the_share_is_the_customer_workers() {
+    let wat = tempfile::tempdir().unwrap();
+    // The dispatcher routes both tenants by host label; `hog` may run one request per core and
+    // queue none, so concurrent hog calls are shed — by the customer's share, not the
+    // dispatcher's, so `alice` behind the same dispatcher is served.
+    let body = format!(
+        "[admission]\nmax_in_flight_per_worker = 1\nmax_queued_per_worker = 0\n\
+         [[namespace]]\nname = \"tenants\"\n{}{}\
+         [[platform_worker]]\nname = \"dispatcher\"\nmodule = \"{}\"\n\
+         bindings = [{{ type = \"dispatch_namespace\", name = \"CUSTOMERS\", namespace = \"tenants\" }}]\n\
+         [[route]]\nhost = \"*.example.test\"\nworker = \"dispatcher\"\n",
+        wat_worker(
+            wat.path(),
+            "hog",
+            &spinner(100_000_000),
+            "limits = { cpu_ms = 30000 }"
+        ),
+        worker("tenants", "alice", "hello", ""),
+        guest("dispatcher").display(),
+    );
+    let node = TestNode::start(&body);
+    let addr = node.addr;
+    let clients = 12;
+    let start = Arc::new(Barrier::new(clients));
+    let hogs: Vec<_> = (0..clients)
+        .map(|_| {
+            let start = start.clone();
+            thread::spawn(move || {
+                start.wait();
+                get(addr, "hog.example.test", "/")
+            })
+        })
+        .collect();
+    for _ in 0..10 {
+        let resp = get(addr, "alice.example.test", "/");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    let resps: Vec<Resp> = hogs.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(
+        resps.iter().any(|r| r.status == 200),
+        "no hog call was admitted"
+    );
+    let shed: Vec<_> = resps.iter().filter(|r| r.status == 503).collect();
+    assert!(!shed.is_empty(), "no hog call was shed");
+    for r in shed {
+        // The dispatcher forwards the shed response, Retry-After included.
+        assert_shed(r);
+        assert!(r.text().contains("tenants/hog"), "{}", r.text());
+    }
+}
