@@ -219,6 +219,7 @@ struct EngineFile {
     keep_resident_kb: Option<u32>,
     pagemap_scan: Option<bool>,
     max_idle_instances: Option<u32>,
+    epoch_tick_us: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -347,6 +348,15 @@ impl Config {
         }
         if let Some(n) = file.engine.max_idle_instances {
             engine.max_idle_instances = Some(n);
+        }
+        if let Some(us) = file.engine.epoch_tick_us {
+            if !(100..=100_000).contains(&us) {
+                return Err(ctx.error(
+                    None,
+                    "engine.epoch_tick_us must be between 100 and 100000".into(),
+                ));
+            }
+            engine.epoch_tick = std::time::Duration::from_micros(us);
         }
         let admission = admission_limits(&file.admission, engine.max_instances, server.threads)
             .map_err(|m| ctx.error(None, m))?;

@@ -28,7 +28,11 @@ pub struct EngineSettings {
     /// Maximum wasm stack in bytes; deeper recursion traps with a stack overflow. Default: 512 KiB.
     pub max_wasm_stack: usize,
     /// How often the epoch ticks: the granularity of wall-clock deadlines and of cooperative
-    /// yielding of a running guest to other tasks on its core. Default: 1 ms.
+    /// yielding of a running guest to other tasks on its core. Default: 250 µs. A core reaps
+    /// I/O completions only every few task polls, so a request on a core with CPU-bound guests
+    /// waits several slices: with 1 ms slices another tenant's hello had a p99 of 69 ms beside a
+    /// 4×-overloaded 5 ms Worker, with 250 µs 7.5 ms, at the same throughput of the hog
+    /// (`benches/fairshare.sh`, docs/performance.md).
     pub epoch_tick: Duration,
     /// Bytes of each freed slot's linear memory reset in place and kept resident for the next
     /// instance instead of being returned to the kernel, which saves a page fault (and the
@@ -66,7 +70,7 @@ impl Default for EngineSettings {
             max_instances: 1000,
             max_memory_bytes: 128 << 20,
             max_wasm_stack: 512 << 10,
-            epoch_tick: Duration::from_millis(1),
+            epoch_tick: Duration::from_micros(250),
             keep_resident_bytes: 1 << 20,
             pagemap_scan: true,
             max_idle_instances: None,

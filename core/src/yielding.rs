@@ -13,7 +13,7 @@
 //! turn, and it wakes parked guests, which go to the back in turn: round robin.
 //!
 //! The round robin is **per Worker, not per guest**. wasmtime grants a resumed guest a whole tick
-//! (1 ms), so with one rotation slot per guest a request arriving on the core waited about
+//! (then 1 ms, now 250 µs), so with one rotation slot per guest a request arriving on the core waited about
 //! (number of CPU-bound guests on the core) × 1 ms: a tenant running 128 copies of a 5 ms loop
 //! pushed another tenant's hello from 0.7 ms to 550 ms (issue 9). So guests park in a FIFO per
 //! Worker ([`YieldKey`]) and each pump wakes only the *oldest* parked guest of each Worker: every

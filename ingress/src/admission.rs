@@ -53,7 +53,7 @@ pub struct AdmissionLimits {
     pub max_in_flight_per_worker: usize,
     /// Requests of one Worker on one core that may be CPU-bound (ran a whole epoch tick) while
     /// another one of it is admitted. A core runs its CPU-bound Workers round robin, one slice
-    /// (1 ms) per Worker per round, so a CPU-bound Worker's requests take this many times their
+    /// (an epoch tick) per Worker per round, so a CPU-bound Worker's requests take this many times their
     /// CPU time; more would only make each of them slower without adding throughput. Default: 2.
     pub max_cpu_bound_per_worker: usize,
     /// Requests waiting for room on one core, all Workers together. Default: `max_in_flight`.
