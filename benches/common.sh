@@ -14,7 +14,7 @@ trap stop_server EXIT
 
 # start_server CONFIG PORT: `tenantry serve` pinned to CPU 0; returns once PORT accepts.
 start_server() {
-  RUST_LOG=warn taskset -c 0 target/release/tenantry serve --config "$1" >/dev/null &
+  RUST_LOG=warn taskset -c 0 "${TENANTRY_BIN:-target/release/tenantry}" serve --config "$1" >/dev/null 2>>target/bench-server.log &
   server_pid=$!
   for _ in $(seq 1 200); do
     (exec 3<>/dev/tcp/127.0.0.1/"$2") 2>/dev/null && return 0

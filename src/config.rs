@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use tenantry_core::{Binding, BindingKind, DispatchSpec, EngineSettings, Limits, OutboundSpec};
+use tenantry_ingress::admission::AdmissionLimits;
 use tenantry_ingress::client::{Cidr, EgressPolicy};
 use tenantry_ingress::route::{HostPattern, Route, ScriptSource};
 use tenantry_ingress::{Driver, ServerConfig};
@@ -73,6 +74,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Where Workers' subrequests may go.
     pub egress: EgressPolicy,
+    /// Per-core admission control and fair queueing (`[admission]`).
+    pub admission: AdmissionLimits,
 }
 
 /// A Worker deployed from the config file.
@@ -130,6 +133,21 @@ struct FileShape {
     route: Vec<RouteFile>,
     #[serde(default)]
     admin: AdminFile,
+    #[serde(default)]
+    admission: AdmissionFile,
+}
+
+/// `[admission]`: overrides of [`AdmissionLimits::derive`], each per serving core.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AdmissionFile {
+    max_in_flight: Option<usize>,
+    max_in_flight_per_worker: Option<usize>,
+    max_cpu_bound_per_worker: Option<usize>,
+    max_queued: Option<usize>,
+    max_queued_per_worker: Option<usize>,
+    max_queue_wait_ms: Option<u64>,
+    retry_after_s: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -202,6 +220,8 @@ struct EngineFile {
     keep_resident_kb: Option<u32>,
     pagemap_scan: Option<bool>,
     max_loaded_modules: Option<Spanned<usize>>,
+    max_idle_instances: Option<u32>,
+    epoch_tick_us: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -334,6 +354,20 @@ impl Config {
         if let Some(on) = file.engine.pagemap_scan {
             engine.pagemap_scan = on;
         }
+        if let Some(n) = file.engine.max_idle_instances {
+            engine.max_idle_instances = Some(n);
+        }
+        if let Some(us) = file.engine.epoch_tick_us {
+            if !(100..=100_000).contains(&us) {
+                return Err(ctx.error(
+                    None,
+                    "engine.epoch_tick_us must be between 100 and 100000".into(),
+                ));
+            }
+            engine.epoch_tick = std::time::Duration::from_micros(us);
+        }
+        let admission = admission_limits(&file.admission, engine.max_instances, server.threads)
+            .map_err(|m| ctx.error(None, m))?;
         if let Some(kb) = file.engine.max_wasm_stack_kb {
             engine.max_wasm_stack = (kb as usize) << 10;
         }
@@ -666,6 +700,7 @@ impl Config {
             ),
             kv_namespaces,
             egress,
+            admission,
             admin,
             data_dir: base.join(file.data_dir.as_deref().unwrap_or("data")),
             server,
@@ -684,6 +719,54 @@ impl WorkerConfig {
     pub fn effective_limits(&self, defaults: Limits) -> Limits {
         apply_limits(defaults, &self.limits)
     }
+}
+
+/// The admission limits: [`AdmissionLimits::derive`] for this pool and thread count, with the
+/// file's overrides. In-flight counts must be at least 1 (0 would shed everything).
+fn admission_limits(
+    file: &AdmissionFile,
+    max_instances: u32,
+    threads: usize,
+) -> Result<AdmissionLimits, String> {
+    let mut limits = AdmissionLimits::derive(max_instances, threads);
+    let counts = [
+        (
+            "max_in_flight",
+            file.max_in_flight,
+            &mut limits.max_in_flight,
+        ),
+        (
+            "max_in_flight_per_worker",
+            file.max_in_flight_per_worker,
+            &mut limits.max_in_flight_per_worker,
+        ),
+        (
+            "max_cpu_bound_per_worker",
+            file.max_cpu_bound_per_worker,
+            &mut limits.max_cpu_bound_per_worker,
+        ),
+    ];
+    for (name, value, field) in counts {
+        match value {
+            Some(0) => return Err(format!("admission.{name} must be at least 1")),
+            Some(n) => *field = n,
+            None => {}
+        }
+    }
+    // 0 is allowed for the queues: shed at once instead of waiting.
+    if let Some(n) = file.max_queued {
+        limits.max_queued = n;
+    }
+    if let Some(n) = file.max_queued_per_worker {
+        limits.max_queued_per_worker = n;
+    }
+    if let Some(ms) = file.max_queue_wait_ms {
+        limits.max_queue_wait = std::time::Duration::from_millis(ms);
+    }
+    if let Some(s) = file.retry_after_s {
+        limits.retry_after_s = s;
+    }
+    Ok(limits)
 }
 
 fn apply_limits(base: Limits, l: &ScriptLimitsConfig) -> Limits {

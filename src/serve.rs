@@ -128,6 +128,7 @@ impl Node {
             workers_per_core,
             config.egress.clone(),
             Some(kv.clone() as Arc<dyn tenantry_core::kv::KvBackend>),
+            config.admission,
         );
         let gc = ArtifactGc::start(store.clone())?;
         let control = Arc::new(Control::new(

@@ -4,6 +4,7 @@
 use std::hash::Hasher;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -27,7 +28,11 @@ pub struct EngineSettings {
     /// Maximum wasm stack in bytes; deeper recursion traps with a stack overflow. Default: 512 KiB.
     pub max_wasm_stack: usize,
     /// How often the epoch ticks: the granularity of wall-clock deadlines and of cooperative
-    /// yielding of a running guest to other tasks on its core. Default: 1 ms.
+    /// yielding of a running guest to other tasks on its core. Default: 250 µs. A core reaps
+    /// I/O completions only every few task polls, so a request on a core with CPU-bound guests
+    /// waits several slices: with 1 ms slices another tenant's hello had a p99 of 69 ms beside a
+    /// 4×-overloaded 5 ms Worker, with 250 µs 7.5 ms, at the same throughput of the hog
+    /// (`benches/fairshare.sh`, docs/performance.md).
     pub epoch_tick: Duration,
     /// Bytes of each freed slot's linear memory reset in place and kept resident for the next
     /// instance instead of being returned to the kernel, which saves a page fault (and the
@@ -51,6 +56,19 @@ pub struct EngineSettings {
     /// The start-up check (`tenantry_loader::MappingBudget`) counts it together with the per-core
     /// pools and the instance slots (docs/design.md). Default: 2048.
     pub max_loaded_modules: usize,
+    /// Idle instances that reuse-mode Workers (`WorkerSpec::reuse_instances`) may keep, for all
+    /// cores together. Each pins a pool slot that no other Worker can get while it idles, so
+    /// past this cap a finished instance is dropped instead of kept, and a core that runs out of
+    /// slots drops its own idle instances first (`WorkerPool::evict_idle`). `None`: a quarter of
+    /// `max_instances`, which leaves three quarters of the pool to requests in flight.
+    pub max_idle_instances: Option<u32>,
+}
+
+impl EngineSettings {
+    /// [`EngineSettings::max_idle_instances`], its default applied.
+    pub fn idle_cap(&self) -> usize {
+        self.max_idle_instances.unwrap_or(self.max_instances / 4) as usize
+    }
 }
 
 impl Default for EngineSettings {
@@ -59,10 +77,11 @@ impl Default for EngineSettings {
             max_instances: 1000,
             max_memory_bytes: 128 << 20,
             max_wasm_stack: 512 << 10,
-            epoch_tick: Duration::from_millis(1),
+            epoch_tick: Duration::from_micros(250),
             keep_resident_bytes: 1 << 20,
             pagemap_scan: true,
             max_loaded_modules: 2048,
+            max_idle_instances: None,
         }
     }
 }
@@ -152,6 +171,8 @@ struct Inner {
     /// Every host function of the Worker ABI, defined once per engine and shared by all Workers
     /// (defining them costs a type registration each; sharing makes a Worker load a lookup).
     linker: Linker<HostState>,
+    /// Idle reuse-mode instances on every core together (see [`EngineSettings::idle_cap`]).
+    idle: AtomicUsize,
 }
 
 impl Engine {
@@ -197,6 +218,7 @@ impl Engine {
                 settings: settings.clone(),
                 compat_hash,
                 linker,
+                idle: AtomicUsize::new(0),
             }),
         })
     }
@@ -213,6 +235,24 @@ impl Engine {
 
     pub fn settings(&self) -> &EngineSettings {
         &self.inner.settings
+    }
+
+    /// Idle reuse-mode instances kept on every core together.
+    pub fn idle_instances(&self) -> usize {
+        self.inner.idle.load(Ordering::Relaxed)
+    }
+
+    /// Counts one more idle instance against the cap; `None` when the cap is reached (the
+    /// instance is then dropped rather than kept). The count falls when the token is dropped.
+    pub(crate) fn hold_idle(&self) -> Option<IdleToken> {
+        let cap = self.inner.settings.idle_cap();
+        self.inner
+            .idle
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| IdleToken(self.inner.clone()))
     }
 
     /// 16 hex digits identifying the wasmtime version and every setting that changes compiled
@@ -276,6 +316,15 @@ impl Engine {
                 }
             })
             .expect("spawning the epoch thread");
+    }
+}
+
+/// One idle instance counted against [`EngineSettings::idle_cap`] while it lives.
+pub(crate) struct IdleToken(Arc<Inner>);
+
+impl Drop for IdleToken {
+    fn drop(&mut self) {
+        self.0.idle.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

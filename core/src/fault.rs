@@ -2,6 +2,11 @@
 
 use crate::Response;
 
+/// The `Retry-After` (seconds) sent with [`Fault::Overloaded`] and with requests the ingress
+/// sheds before they run: long enough for a core's in-flight requests to turn over (a request's
+/// CPU limit is 50 ms by default), short enough that a client comes back soon.
+pub const OVERLOADED_RETRY_AFTER_S: u32 = 1;
+
 /// Why an invocation produced no guest response. Callers map it to HTTP with [`Fault::status`] and
 /// [`Fault::to_response`]; nobody matches on message strings.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -72,7 +77,15 @@ impl Fault {
     }
 
     /// The plain-text response the client gets: the status and a message naming the limit or trap.
+    /// [`Fault::Overloaded`] also says when to retry (RFC 9110 §10.2.3).
     pub fn to_response(&self) -> Response {
-        Response::text(self.status(), format!("{self}\n"))
+        let mut response = Response::text(self.status(), format!("{self}\n"));
+        if *self == Fault::Overloaded {
+            response.headers.push((
+                bytes::Bytes::from_static(b"retry-after"),
+                bytes::Bytes::from(OVERLOADED_RETRY_AFTER_S.to_string()),
+            ));
+        }
+        response
     }
 }

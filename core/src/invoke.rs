@@ -19,6 +19,7 @@ use wasmtime::{
     InstancePre, ModuleExport, PoolConcurrencyLimitError, Store, Trap, TypedFunc, UpdateDeadline,
 };
 
+use crate::engine::IdleToken;
 use crate::host::{self, DeadlineExceeded, HostState, NoMemory, ProcExit, WorkerIdent};
 use crate::nested::CallContext;
 use crate::{Bindings, Engine, Fault, Limits, Request, Response, abi, yielding};
@@ -50,7 +51,8 @@ pub struct Worker {
     bindings: Bindings,
     limits: Limits,
     reuse: usize,
-    idle: RefCell<Vec<Live>>,
+    /// Idle instances, each counted against the engine's idle cap by its token.
+    idle: RefCell<Vec<(Live, IdleToken)>>,
 }
 
 /// An instantiated, initialised guest and its store.
@@ -138,6 +140,23 @@ impl Worker {
         self.idle.borrow().len()
     }
 
+    /// Idle reuse-mode instances on every core together (any Worker's).
+    pub fn engine_idle_instances(&self) -> usize {
+        self.engine.idle_instances()
+    }
+
+    /// Drops this Worker's idle instances, freeing their pool slots; returns how many.
+    pub fn evict_idle(&self) -> usize {
+        let idle = std::mem::take(&mut *self.idle.borrow_mut());
+        idle.len()
+    }
+
+    /// This Worker's requests on the current core that ran a whole epoch tick and wait for their
+    /// next slice (see `yielding`): how many of its requests are CPU-bound right now.
+    pub fn cpu_bound_requests(&self) -> usize {
+        yielding::parked(Arc::as_ptr(&self.ident) as yielding::YieldKey)
+    }
+
     /// Runs one request. `limits` is the effective limit (the caller already applied
     /// [`Limits::min`]); the wall-clock deadline starts now and covers instantiation.
     ///
@@ -156,7 +175,8 @@ impl Worker {
         ctx: CallContext,
     ) -> Result<Response, Fault> {
         let reused = if self.reuse > 0 {
-            self.idle.borrow_mut().pop()
+            // The token goes with the pop: the instance is busy, no longer idle.
+            self.idle.borrow_mut().pop().map(|(live, _token)| live)
         } else {
             None
         };
@@ -182,8 +202,10 @@ impl Worker {
         let response = live.store.data_mut().response.take();
         if clean && self.reuse > 0 {
             let mut idle = self.idle.borrow_mut();
-            if idle.len() < self.reuse {
-                idle.push(live);
+            if idle.len() < self.reuse
+                && let Some(token) = self.engine.hold_idle()
+            {
+                idle.push((live, token));
             }
         }
         result?;
@@ -263,11 +285,14 @@ impl Worker {
         store.limiter(|state| &mut state.limiter);
         // Every epoch tick: past the deadline, stop the guest; otherwise let the core's other
         // tasks run (fairly: see `yielding`), then continue for one more tick.
+        // The guests of one Worker share one rotation slot, so a Worker with many requests in
+        // flight gets one slice per round like any other (see `yielding`).
         store.epoch_deadline_callback(|ctx| {
             if Instant::now() >= ctx.data().deadline {
                 Err(DeadlineExceeded.into())
             } else {
-                Ok(UpdateDeadline::YieldCustom(1, yielding::yield_now()))
+                let key = Arc::as_ptr(&ctx.data().ident) as yielding::YieldKey;
+                Ok(UpdateDeadline::YieldCustom(1, yielding::yield_now(key)))
             }
         });
         store

@@ -55,7 +55,7 @@ pub use engine::{
     CompileError, Engine, EngineError, EngineSettings, LoadError, MAX_FUNCTION_BODY_BYTES,
     MAX_FUNCTIONS,
 };
-pub use fault::Fault;
+pub use fault::{Fault, OVERLOADED_RETRY_AFTER_S};
 pub use http::{FINAL_STATUS_MAX, FINAL_STATUS_MIN, Request, Response, is_final_status};
 pub use invoke::{Worker, WorkerSpec};
 pub use limits::{

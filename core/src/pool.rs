@@ -215,6 +215,21 @@ impl WorkerPool {
         self.len() == 0
     }
 
+    /// Drops the idle instances of every Worker loaded on this core, so that their pool slots
+    /// serve requests; returns how many were dropped. Called when an instantiation found the
+    /// pool full.
+    pub fn evict_idle(&self) -> usize {
+        let workers: Vec<Rc<Worker>> = self
+            .shared
+            .inner
+            .borrow()
+            .workers
+            .values()
+            .map(|e| e.worker.clone())
+            .collect();
+        workers.iter().map(|w| w.evict_idle()).sum()
+    }
+
     /// Whether `key` is loaded (does not count as a use).
     pub fn contains(&self, key: &str) -> bool {
         self.shared.inner.borrow().workers.contains_key(key)

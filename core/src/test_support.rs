@@ -23,10 +23,11 @@ pub(crate) fn engine() -> Engine {
         .clone()
 }
 
-/// A separate engine with `max_instances` slots (no ticker).
+/// A separate engine with `max_instances` slots, all of which may idle (no ticker).
 pub(crate) fn small_engine(max_instances: u32) -> Engine {
     Engine::new(&EngineSettings {
         max_instances,
+        max_idle_instances: Some(max_instances),
         ..EngineSettings::default()
     })
     .expect("test engine")

@@ -33,6 +33,7 @@ use tenantry_loader::kv::{NamespaceSecrets, SECRET_TOKEN_PREFIX};
 use tenantry_loader::{ArtifactStore, Index};
 
 use crate::Handler;
+use crate::admission::{Admission, AdmissionLimits, Class};
 use crate::client::{Client, EgressPolicy};
 use crate::route::Router;
 
@@ -57,6 +58,7 @@ pub struct Plane {
     workers_per_core: usize,
     egress: EgressPolicy,
     kv: Option<Arc<dyn KvBackend>>,
+    admission: AdmissionLimits,
 }
 
 impl Plane {
@@ -67,6 +69,7 @@ impl Plane {
         workers_per_core: usize,
         egress: EgressPolicy,
         kv: Option<Arc<dyn KvBackend>>,
+        admission: AdmissionLimits,
     ) -> Arc<Plane> {
         Arc::new(Plane {
             generation: AtomicU64::new(1),
@@ -76,6 +79,7 @@ impl Plane {
             workers_per_core,
             egress,
             kv,
+            admission,
         })
     }
 
@@ -83,6 +87,11 @@ impl Plane {
     pub fn publish(&self, snapshot: Snapshot) {
         self.current.store(Arc::new(snapshot));
         self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Idle reuse-mode instances kept on every core together.
+    pub fn idle_instances(&self) -> usize {
+        self.engine.idle_instances()
     }
 
     /// The current snapshot.
@@ -96,8 +105,9 @@ impl Plane {
         let core = Rc::new(CoreDispatch {
             plane: self.clone(),
             cached: RefCell::new((self.generation.load(Ordering::Acquire), self.load())),
-            pool: WorkerPool::new(self.engine.clone(), self.workers_per_core),
+            pool: Rc::new(WorkerPool::new(self.engine.clone(), self.workers_per_core)),
             client: Rc::new(Client::new(self.egress.clone())),
+            admission: Admission::new(self.admission),
         });
         tenantry_core::nested::set_invoker(core.clone());
         Dispatcher { core }
@@ -112,9 +122,11 @@ pub struct Dispatcher {
 struct CoreDispatch {
     plane: Arc<Plane>,
     cached: RefCell<(u64, Arc<Snapshot>)>,
-    pool: WorkerPool,
+    pool: Rc<WorkerPool>,
     /// This core's subrequest client.
     client: Rc<Client>,
+    /// This core's admission control (see `admission`).
+    admission: Rc<Admission>,
 }
 
 impl CoreDispatch {
@@ -175,6 +187,27 @@ impl CoreDispatch {
     }
 }
 
+/// Runs `worker` under `permit`. If the pool had no free slot and this core holds idle
+/// reuse-mode instances, those are evicted and the request is tried once more: a slot pinned by
+/// an idle instance must not turn a request away.
+async fn run(
+    pool: &WorkerPool,
+    worker: &Worker,
+    req: Request,
+    limits: Limits,
+    ctx: CallContext,
+) -> Result<Response, Fault> {
+    // Kept for the retry only when eviction could free something (the count is node-wide).
+    let spare = (worker.engine_idle_instances() > 0).then(|| (req.clone(), ctx.clone()));
+    match worker.invoke_with(req, limits, ctx).await {
+        Err(Fault::Overloaded) => match spare {
+            Some((req, ctx)) if pool.evict_idle() > 0 => worker.invoke_with(req, limits, ctx).await,
+            _ => Err(Fault::Overloaded),
+        },
+        outcome => outcome,
+    }
+}
+
 /// Replaces the tokens of `secret_text` bindings by their values. A token without a value (the
 /// secret store lost it) drops the binding, so the guest sees "no such binding", never a token.
 fn with_secrets(
@@ -232,10 +265,22 @@ impl Invoker for CoreDispatch {
         if namespace != tenantry_loader::PLATFORM_NAMESPACE {
             strip_internal(&mut req);
         }
+        let admission = self.admission.clone();
+        let pool = self.pool.clone();
+        // A platform Worker called by another (an outbound Worker) runs on its caller's permit;
+        // a customer Worker gets its own per-Worker share, also when a dispatcher calls it.
+        let class = (namespace != tenantry_loader::PLATFORM_NAMESPACE).then_some(Class::Nested);
         Box::pin(async move {
             let worker = worker.await?;
             let limits = worker.limits().min(limits);
-            worker.invoke_with(req, limits, ctx).await
+            let _permit = match class {
+                Some(class) => match admission.acquire(&worker, class).await {
+                    Ok(permit) => Some(permit),
+                    Err(shed) => return Ok(shed.to_response(admission.limits().retry_after_s)),
+                },
+                None => None,
+            };
+            run(&pool, &worker, req, limits, ctx).await
         })
     }
 
@@ -275,8 +320,25 @@ impl Dispatcher {
         if !platform {
             strip_internal(&mut req);
         }
+        let admission = &self.core.admission;
+        let class = if platform {
+            Class::Platform
+        } else {
+            Class::Direct
+        };
+        let _permit = match admission.acquire(&worker, class).await {
+            Ok(permit) => permit,
+            Err(shed) => return Ok(shed.to_response(admission.limits().retry_after_s)),
+        };
         let limits = worker.limits();
-        worker.invoke(req, limits).await
+        run(
+            &self.core.pool,
+            &worker,
+            req,
+            limits,
+            CallContext::default(),
+        )
+        .await
     }
 }
 

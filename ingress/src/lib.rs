@@ -23,6 +23,7 @@
 //! server.join();
 //! ```
 
+pub mod admission;
 pub mod chunked;
 pub mod client;
 pub mod dispatch;

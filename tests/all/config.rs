@@ -154,3 +154,38 @@ fn syntax_errors_on_a_secret_line_never_show_its_value() {
     assert!(e.contains("bogus"), "{e}");
     assert!(!e.contains("do-not-echo-8d7c"), "{e}");
 }
+
+#[test]
+fn admission_defaults_follow_the_pool_and_overrides_apply() {
+    let path = Path::new("/etc/tenantry.toml");
+    let config = Config::parse(
+        "[server]\nthreads = 2\n[engine]\nmax_instances = 1000\n",
+        path,
+    )
+    .unwrap();
+    let a = config.admission;
+    // Half of each core's 500 slots for requests from the network, a quarter of that per Worker.
+    assert_eq!((a.max_in_flight, a.max_in_flight_per_worker), (250, 62));
+    assert_eq!(a.max_queued, 250);
+    assert_eq!(config.engine.idle_cap(), 250);
+
+    let config = Config::parse(
+        "[server]\nthreads = 2\n[engine]\nmax_idle_instances = 7\n\
+         [admission]\nmax_in_flight = 9\nmax_queued_per_worker = 0\nmax_queue_wait_ms = 5\nretry_after_s = 3\n",
+        path,
+    )
+    .unwrap();
+    let a = config.admission;
+    assert_eq!((a.max_in_flight, a.max_queued_per_worker), (9, 0));
+    assert_eq!(a.max_queue_wait, std::time::Duration::from_millis(5));
+    assert_eq!(a.retry_after_s, 3);
+    assert_eq!(config.engine.idle_cap(), 7);
+
+    let e = parse_err("[admission]\nmax_in_flight_per_worker = 0\n");
+    assert!(
+        e.contains("admission.max_in_flight_per_worker must be at least 1"),
+        "{e}"
+    );
+    let e = parse_err("[admission]\nmax_in_fligth = 3\n");
+    assert!(e.contains("max_in_fligth"), "{e}");
+}

@@ -162,8 +162,11 @@ fn accounting_node(dir: &std::path::Path) -> TestNode {
         fill = url_at_zero(big),
         name = 2 * big,
     );
+    // Room for every hostile request at once: these tests are about what each one gets, not
+    // about admission (tests/all/admission.rs).
     TestNode::start(&format!(
-        "[[namespace]]\nname = \"production\"\n{}{}{}\
+        "[admission]\nmax_cpu_bound_per_worker = 8\nmax_queue_wait_ms = 20000\n\
+         [[namespace]]\nname = \"production\"\n{}{}{}\
          [[route]]\nhost = \"*.example.test\"\nnamespace = \"production\"\nscript_from = \"host_label\"\n",
         worker("production", "alice", "hello", ""),
         wat_worker(

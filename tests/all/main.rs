@@ -2,6 +2,7 @@
 //! 127.0.0.1 port 0 and speaks real HTTP/1.1 to it.
 
 mod admin;
+mod admission;
 mod binary;
 mod cli;
 mod common;

@@ -547,6 +547,11 @@ fn overloaded_when_the_pool_is_exhausted() {
     );
     let other = Worker::new(&engine, spec(&engine, &wat)).unwrap();
     assert_eq!(run(&other, get("/")).unwrap_err(), Fault::Overloaded);
+    // Evicting the idle instance gives its slot back.
+    assert_eq!(engine.idle_instances(), 1);
+    assert_eq!(keeper.evict_idle(), 1);
+    assert_eq!(engine.idle_instances(), 0);
+    assert_eq!(run(&other, get("/")).unwrap().status, 200);
 }
 
 /// A CPU-bound guest yields on every epoch tick, so other tasks of the same monoio thread run
@@ -569,7 +574,7 @@ fn cpu_hog_yields_to_other_tasks() {
             loop {
                 counter.set(counter.get() + 1);
                 // A fair yield: monoio would run a task that wakes itself again at once.
-                crate::yielding::yield_now().await;
+                crate::yielding::yield_now(0).await;
             }
         });
         monoio::spawn(async move {
