@@ -52,6 +52,30 @@ pub const FINAL_STATUS_MIN: u16 = 200;
 /// above 5xx.
 pub const FINAL_STATUS_MAX: u16 = 599;
 
+/// RFC 9110 §5.6.2 `tchar`: the characters of a token (methods, field names, chunk extensions).
+pub fn is_tchar(c: u8) -> bool {
+    // A `match`, not a search of the list: it runs for every byte of every header name a guest
+    // writes.
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}
+
 /// Whether `status` may be the final answer to a request (`200..=599`).
 pub fn is_final_status(status: u16) -> bool {
     (FINAL_STATUS_MIN..=FINAL_STATUS_MAX).contains(&status)

@@ -56,7 +56,7 @@ pub use engine::{
     MAX_FUNCTIONS,
 };
 pub use fault::{Fault, OVERLOADED_RETRY_AFTER_S};
-pub use http::{FINAL_STATUS_MAX, FINAL_STATUS_MIN, Request, Response, is_final_status};
+pub use http::{FINAL_STATUS_MAX, FINAL_STATUS_MIN, Request, Response, is_final_status, is_tchar};
 pub use invoke::{Worker, WorkerSpec};
 pub use limits::{
     FUEL_PER_CPU_MS, HANDLE_OVERHEAD_BYTES, HOST_ALLOC_FUEL_PER_BYTE, HOST_COPY_BYTES_PER_FUEL,

@@ -8,6 +8,8 @@
 
 use bytes::BytesMut;
 
+use tenantry_core::is_tchar;
+
 use crate::limits::MAX_CHUNK_LINE_BYTES;
 use crate::parse::ParseError;
 
@@ -281,11 +283,6 @@ fn quoted_len(s: &[u8]) -> Option<usize> {
         }
     }
     None
-}
-
-/// RFC 9110 §5.6.2 `tchar`.
-pub(crate) fn is_tchar(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
 }
 
 #[cfg(test)]

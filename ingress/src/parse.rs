@@ -445,29 +445,31 @@ fn has_bare_lf(head: &[u8]) -> bool {
 /// ` HTTP/1.1\r\n`, with room to spare).
 const REQUEST_LINE_SLACK: usize = 64;
 
-/// Whether the request line still arriving (no LF yet) is already too long for any target we
-/// accept: `414` at once rather than `431` once the whole head limit is spent.
-fn request_line_too_long(buf: &[u8]) -> bool {
+/// The request line at the start of `buf` (after the empty lines RFC 9112 §2.2 lets a server
+/// skip), without its line ending, and whether its LF has arrived.
+fn request_line(buf: &[u8]) -> (&[u8], bool) {
     let start = buf
         .iter()
         .position(|&c| c != b'\r' && c != b'\n')
         .unwrap_or(buf.len());
     let line = &buf[start..];
-    !line.contains(&b'\n') && line.len() > MAX_REQUEST_TARGET_BYTES + REQUEST_LINE_SLACK
+    match line.iter().position(|&c| c == b'\r' || c == b'\n') {
+        Some(end) => (&line[..end], line[end..].contains(&b'\n')),
+        None => (line, false),
+    }
+}
+
+/// Whether the request line still arriving (no LF yet) is already too long for any target we
+/// accept: `414` at once rather than `431` once the whole head limit is spent.
+fn request_line_too_long(buf: &[u8]) -> bool {
+    let (line, ended) = request_line(buf);
+    !ended && line.len() > MAX_REQUEST_TARGET_BYTES + REQUEST_LINE_SLACK
 }
 
 /// Whether the request line has more than the two spaces that separate method, target and
 /// version: a space inside the target is a malformed request (400), not an unknown version.
 fn target_has_whitespace(buf: &[u8]) -> bool {
-    let start = buf
-        .iter()
-        .position(|&c| c != b'\r' && c != b'\n')
-        .unwrap_or(buf.len());
-    let line = &buf[start..];
-    let line = &line[..line
-        .iter()
-        .position(|&c| c == b'\r' || c == b'\n')
-        .unwrap_or(line.len())];
+    let (line, _) = request_line(buf);
     line.iter().filter(|&&c| c == b' ' || c == b'\t').count() > 2
 }
 

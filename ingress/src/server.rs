@@ -317,21 +317,26 @@ impl BodyBudget {
     }
 }
 
-/// Body bytes a request holds against the node's budget until it is answered.
+/// Body bytes a request holds against the node's budget until it is answered. A request without
+/// a body never touches the budget (nor clones its `Arc`).
+#[derive(Default)]
 struct Reserved {
-    shared: Arc<Shared>,
+    /// Set once something is reserved.
+    shared: Option<Arc<Shared>>,
     bytes: usize,
 }
 
 impl Reserved {
-    /// Grows the reservation to `bytes`; `false` (and nothing reserved) if the budget is spent.
-    fn grow_to(&mut self, bytes: usize) -> bool {
+    /// Grows the reservation to `bytes`; `false` (and nothing more reserved) if the budget is
+    /// spent.
+    fn grow_to(&mut self, shared: &Arc<Shared>, bytes: usize) -> bool {
         if bytes <= self.bytes {
             return true;
         }
-        if !self.shared.body_budget.try_reserve(bytes - self.bytes) {
+        if !shared.body_budget.try_reserve(bytes - self.bytes) {
             return false;
         }
+        self.shared.get_or_insert_with(|| shared.clone());
         self.bytes = bytes;
         true
     }
@@ -339,8 +344,8 @@ impl Reserved {
 
 impl Drop for Reserved {
     fn drop(&mut self) {
-        if self.bytes > 0 {
-            self.shared.body_budget.release(self.bytes);
+        if let Some(shared) = &self.shared {
+            shared.body_budget.release(self.bytes);
         }
     }
 }
@@ -614,13 +619,13 @@ impl Conn {
     /// Reads the body of `head` and builds the request, leaving any pipelined bytes buffered.
     /// The body's bytes are reserved against the node's budget until the returned guard drops.
     async fn read_request(&mut self, head: &Head) -> Result<(Request, Reserved), Closed> {
-        let mut reserved = Reserved {
-            shared: self.state.shared.clone(),
-            bytes: 0,
-        };
+        let mut reserved = Reserved::default();
+        // An `Rc` clone (this core's state), so the budget can be reached while `self` reads.
+        let state = self.state.clone();
+        let shared = &state.shared;
         match head.framing {
             BodyFraming::Length(n) => {
-                if !reserved.grow_to(n as usize) {
+                if !reserved.grow_to(shared, n as usize) {
                     return Err(budget_spent());
                 }
                 let total = head.len + n as usize;
@@ -643,7 +648,8 @@ impl Conn {
                     let progress = decoder.decode(&self.buf, &mut body)?;
                     self.buf.advance(progress.consumed);
                     if body.len() > reserved.bytes
-                        && !reserved.grow_to(body.len().next_multiple_of(BODY_RESERVATION_STEP))
+                        && !reserved
+                            .grow_to(shared, body.len().next_multiple_of(BODY_RESERVATION_STEP))
                     {
                         return Err(budget_spent());
                     }

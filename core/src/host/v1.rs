@@ -321,27 +321,7 @@ pub(crate) fn put_header(
 
 /// RFC 9110 §5.1: a field name is a `token`, 1*tchar.
 pub(crate) fn is_token(name: &[u8]) -> bool {
-    !name.is_empty()
-        && name.iter().all(|&c| {
-            c.is_ascii_alphanumeric()
-                || matches!(
-                    c,
-                    b'!' | b'#'
-                        | b'$'
-                        | b'%'
-                        | b'&'
-                        | b'\''
-                        | b'*'
-                        | b'+'
-                        | b'-'
-                        | b'.'
-                        | b'^'
-                        | b'_'
-                        | b'`'
-                        | b'|'
-                        | b'~'
-                )
-        })
+    !name.is_empty() && name.iter().all(|&c| crate::is_tchar(c))
 }
 
 /// RFC 9110 §5.5: CR, LF and NUL in a field value must be rejected (they would let a guest
