@@ -8,7 +8,10 @@ use crate::error::{Error, check};
 
 /// Reads a buffer-returning value. `first` is the capacity of the first attempt (sized per call so
 /// that the common case needs one call); `call(out_ptr, out_cap)` makes the host call.
-pub(crate) fn read_value(
+///
+/// Public for guests that declare imports of their own with the same rule (e.g. the JS engine's
+/// `tenantry:js/v1` `code_read`).
+pub fn read_value(
     first: usize,
     mut call: impl FnMut(*mut u8, usize) -> i32,
 ) -> Result<Vec<u8>, Error> {

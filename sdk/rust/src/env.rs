@@ -9,6 +9,8 @@ use crate::sys;
 
 /// First-attempt buffer size for a binding's value.
 const VALUE_FIRST: usize = 256;
+/// First-attempt buffer size for the list of binding names.
+const NAMES_FIRST: usize = 256;
 
 /// The kind of a binding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,9 +77,54 @@ pub fn try_var(name: &str) -> Result<String, Error> {
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
+/// The names of the Worker's bindings, in declaration order (empty if it has none or the host
+/// refused the call, as off wasm32).
+pub fn names() -> Vec<String> {
+    try_names().unwrap_or_default()
+}
+
+/// The names of the Worker's bindings, or the host's error.
+pub fn try_names() -> Result<Vec<String>, Error> {
+    // SAFETY: `read_value` passes a pointer to `cap` writable bytes it owns.
+    let bytes = read_value(NAMES_FIRST, |ptr, cap| unsafe { sys::env_list(ptr, cap) })?;
+    Ok(split_names(&bytes))
+}
+
+/// Splits `env_list`'s answer: names joined by `\n`; the empty string is no names.
+fn split_names(bytes: &[u8]) -> Vec<String> {
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    bytes
+        .split(|&b| b == b'\n')
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+        .collect()
+}
+
 /// The kind of the binding `name`, or `None` if the Worker has no such binding.
 pub fn kind(name: &str) -> Option<Kind> {
     // SAFETY: `name` is a live `&str` the host only reads.
     let code = unsafe { sys::env_kind(name.as_ptr(), name.len()) };
     (code > 0).then(|| Kind::from_code(code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split_on_newlines() {
+        assert!(split_names(b"").is_empty());
+        assert_eq!(split_names(b"GREETING"), ["GREETING"]);
+        assert_eq!(split_names(b"A\nB\nc_d"), ["A", "B", "c_d"]);
+    }
+
+    #[test]
+    fn off_wasm_names_are_empty() {
+        if cfg!(target_arch = "wasm32") {
+            return;
+        }
+        assert!(names().is_empty());
+        assert_eq!(try_names(), Err(Error::Unsupported));
+    }
 }

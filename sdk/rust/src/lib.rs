@@ -53,6 +53,7 @@ mod request;
 mod response;
 pub mod sys;
 
+pub use buf::read_value;
 pub use entry::{EXIT_HANDLER_ERROR, EXIT_SEND_ERROR, Outcome};
 pub use error::Error;
 pub use request::{BodyReader, Request, parse_header_list, query_param};

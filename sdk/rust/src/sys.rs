@@ -115,6 +115,9 @@ unsafe extern "C" {
     pub fn env_get(name_ptr: *const u8, name_len: usize, out_ptr: *mut u8, out_cap: usize) -> i32;
     /// Returns a binding's kind (`KIND_*`), or `NOT_FOUND`.
     pub fn env_kind(name_ptr: *const u8, name_len: usize) -> i32;
+    /// Writes the Worker's binding names joined by `\n`, in declaration order (empty if none).
+    /// Buffer rule as above.
+    pub fn env_list(out_ptr: *mut u8, out_cap: usize) -> i32;
     /// Logs one line at `level` (`LOG_*`); the host truncates it at 4 KiB.
     pub fn log(level: i32, ptr: *const u8, len: usize) -> i32;
     /// Creates an outgoing request (`GET /`, no headers); returns its handle (`>= 1`).
@@ -277,6 +280,10 @@ mod fallback {
     }
     /// Off wasm32: returns `UNSUPPORTED`.
     pub unsafe fn env_kind(_name_ptr: *const u8, _name_len: usize) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn env_list(_out_ptr: *mut u8, _out_cap: usize) -> i32 {
         UNSUPPORTED
     }
     /// Off wasm32: returns `UNSUPPORTED`.
