@@ -1,0 +1,273 @@
+//! The one QuickJS runtime and context of an instance, made once (in `wizer.initialize`, so in the
+//! snapshot) and never dropped; the native helpers the prelude is given; the event loop.
+//!
+//! Lifecycle, mapped onto the host's: *engine* = this runtime and context with the Web APIs and
+//! the prelude installed (snapshotted once per node); *worker* = the evaluated bundle
+//! ([`crate::run`], kept for reuse); *request* = one handler call and its event loop.
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::time::{Duration, Instant};
+
+use rquickjs::context::EvalOptions;
+use rquickjs::function::{Constructor, Func};
+use rquickjs::{Context, Ctx, Function, Object, Persistent, Promise, Runtime, Value};
+
+use crate::host;
+use crate::modules::{BundleLoader, BundleResolver};
+
+/// The prelude: console, timers, addEventListener and the invocation glue (see the file).
+const PRELUDE: &str = include_str!("prelude.js");
+/// Its file name in stack traces.
+const PRELUDE_NAME: &str = "tenantry:prelude";
+
+/// A timer's delay is capped here (about 24.8 days, as browsers do) so `Instant` arithmetic never
+/// overflows; the host's wall-clock limit ends the invocation long before.
+const MAX_TIMER_MS: f64 = 2_147_483_647.0;
+
+/// The runtime and context. Leaked on purpose: they live as long as the instance, and a
+/// `thread_local` destructor would run `JS_FreeRuntime` after values that still point into it.
+pub struct Engine {
+    /// Kept so the runtime outlives the context (it is never dropped, see above).
+    _rt: Runtime,
+    pub ctx: Context,
+    /// The object the prelude returned (`runModule`, `runServiceWorker`, `takeWaits`, …).
+    pub internals: Persistent<Object<'static>>,
+    /// The `Request` class of the Web APIs, taken before any Worker code could replace it.
+    pub request_class: Persistent<Constructor<'static>>,
+}
+
+thread_local! {
+    static ENGINE: OnceCell<&'static Engine> = const { OnceCell::new() };
+    static TIMERS: RefCell<Timers> = RefCell::new(Timers::default());
+    static RANDOM: Cell<[u64; 2]> = const { Cell::new([0x9e37_79b9_7f4a_7c15, 0x6a09_e667_f3bc_c909]) };
+}
+
+/// The engine of this instance, made on first use (by `wizer.initialize` when pre-initialised).
+pub fn get() -> Result<&'static Engine, String> {
+    ENGINE.with(|cell| {
+        if let Some(engine) = cell.get() {
+            return Ok(*engine);
+        }
+        let engine: &'static Engine = Box::leak(Box::new(
+            Engine::new().map_err(|e| format!("engine start-up failed: {e}"))?,
+        ));
+        let _ = cell.set(engine);
+        Ok(engine)
+    })
+}
+
+impl Engine {
+    fn new() -> rquickjs::Result<Engine> {
+        let rt = Runtime::new()?;
+        rt.set_loader(BundleResolver, BundleLoader);
+        let ctx = Context::full(&rt)?;
+        let (internals, request_class) = ctx.with(|ctx| -> rquickjs::Result<_> {
+            tenantry_js_web::install(&ctx)?;
+            let request_class: Constructor = ctx.globals().get("Request")?;
+            let native = Object::new(ctx.clone())?;
+            native.set("log", Func::from(native_log))?;
+            native.set("setTimer", Func::from(set_timer))?;
+            native.set("clearTimer", Func::from(clear_timer))?;
+            native.set("random", Func::from(random))?;
+            let mut options = EvalOptions::default();
+            options.global = true;
+            options.strict = true;
+            options.filename = Some(PRELUDE_NAME.to_string());
+            let prelude: Function = ctx
+                .eval_with_options(PRELUDE, options)
+                .map_err(|e| describe(&ctx, e))?;
+            let internals: Object = prelude.call((native,)).map_err(|e| describe(&ctx, e))?;
+            Ok((
+                Persistent::save(&ctx, internals),
+                Persistent::save(&ctx, request_class),
+            ))
+        })?;
+        Ok(Engine {
+            _rt: rt,
+            ctx,
+            internals,
+            request_class,
+        })
+    }
+}
+
+/// Turns a pending exception into an error that carries its text (start-up failures only).
+fn describe(ctx: &Ctx<'_>, e: rquickjs::Error) -> rquickjs::Error {
+    if e.is_exception() {
+        let text = crate::error::Thrown::catch(ctx).text();
+        return rquickjs::Error::new_from_js_message("prelude", "engine", text);
+    }
+    e
+}
+
+/// Starts an invocation: a fresh `Math.random` seed from the host, and no timers left from an
+/// earlier request on this instance (reuse mode).
+pub fn begin_invocation() {
+    let mut seed = [0u8; 16];
+    host::random_fill(&mut seed);
+    let a = u64::from_le_bytes(seed[..8].try_into().unwrap_or_default());
+    let b = u64::from_le_bytes(seed[8..].try_into().unwrap_or_default());
+    // xorshift128+ must not start from all zeroes.
+    RANDOM.with(|r| r.set(if a | b == 0 { [1, 2] } else { [a, b] }));
+    TIMERS.with(|t| t.borrow_mut().clear());
+}
+
+fn native_log(level: i32, text: String) {
+    host::log(level, &text);
+}
+
+/// `Math.random`: xorshift128+, the generator V8 uses, over 53 bits.
+fn random() -> f64 {
+    RANDOM.with(|r| {
+        let [mut s1, s0] = r.get();
+        let result = s0.wrapping_add(s1);
+        s1 ^= s1 << 23;
+        s1 ^= s1 >> 17;
+        s1 ^= s0;
+        s1 ^= s0 >> 26;
+        r.set([s0, s1]);
+        (result >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+/// The pending timers of the current invocation.
+#[derive(Default)]
+struct Timers {
+    next_id: u32,
+    list: Vec<Timer>,
+}
+
+struct Timer {
+    id: u32,
+    due: Instant,
+    /// `Some` for `setInterval`.
+    every: Option<Duration>,
+    callback: Persistent<Function<'static>>,
+}
+
+impl Timers {
+    fn clear(&mut self) {
+        self.list.clear();
+    }
+
+    /// The index of the timer due first (ties: the one set first, as the list keeps order).
+    fn earliest(&self) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for (i, t) in self.list.iter().enumerate() {
+            if best.is_none_or(|b| t.due < self.list[b].due) {
+                best = Some(i);
+            }
+        }
+        best
+    }
+}
+
+fn set_timer<'js>(ctx: Ctx<'js>, callback: Function<'js>, ms: f64, repeat: bool) -> u32 {
+    let ms = if ms.is_finite() {
+        ms.clamp(0.0, MAX_TIMER_MS)
+    } else {
+        0.0
+    };
+    let delay = Duration::from_micros((ms * 1000.0) as u64);
+    let callback = Persistent::save(&ctx, callback);
+    TIMERS.with(|t| {
+        let mut t = t.borrow_mut();
+        t.next_id = t.next_id.wrapping_add(1).max(1);
+        let id = t.next_id;
+        t.list.push(Timer {
+            id,
+            due: Instant::now() + delay,
+            every: repeat.then_some(delay),
+            callback,
+        });
+        id
+    })
+}
+
+fn clear_timer(id: f64) {
+    if id.fract() != 0.0 || !(1.0..=f64::from(u32::MAX)).contains(&id) {
+        return;
+    }
+    let id = id as u32;
+    TIMERS.with(|t| t.borrow_mut().list.retain(|timer| timer.id != id));
+}
+
+/// How a drive of the event loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The promise settled.
+    Yes,
+    /// Nothing is left to run and no timer is pending, but the promise has not settled: it never
+    /// will.
+    Never,
+}
+
+/// Runs microtasks, then timers (sleeping until the next is due: the host's `poll_oneoff` bounds
+/// the sleep by the wall-clock limit), until `promise` settles or nothing is left that could
+/// settle it. An exception thrown by a timer callback is logged as uncaught and the loop goes on.
+pub fn drive<'js>(ctx: &Ctx<'js>, promise: &Promise<'js>) -> Settled {
+    loop {
+        while ctx.execute_pending_job() {}
+        if promise.state() != rquickjs::promise::PromiseState::Pending {
+            return Settled::Yes;
+        }
+        let Some(timer) = take_due_timer() else {
+            return Settled::Never;
+        };
+        let Ok(callback) = timer.restore(ctx) else {
+            continue;
+        };
+        if let Err(e) = callback.call::<_, Value>(()) {
+            if e.is_exception() {
+                let thrown = crate::error::Thrown::catch(ctx);
+                host::log(
+                    host::LOG_ERROR,
+                    &crate::error::uncaught(&thrown, "Uncaught"),
+                );
+            }
+        }
+    }
+}
+
+/// Waits for the earliest timer and takes it out (re-arming an interval). `None` if no timer is
+/// pending.
+fn take_due_timer() -> Option<Persistent<Function<'static>>> {
+    let due = TIMERS.with(|t| {
+        let t = t.borrow();
+        t.earliest().map(|i| t.list[i].due)
+    })?;
+    let now = Instant::now();
+    if due > now {
+        std::thread::sleep(due - now);
+    }
+    TIMERS.with(|t| {
+        let mut t = t.borrow_mut();
+        // The earliest may have changed only if the list did, which needs JS to run; it did not.
+        let i = t.earliest()?;
+        match t.list[i].every {
+            Some(every) => {
+                let timer = &mut t.list[i];
+                timer.due = Instant::now() + every.max(Duration::from_millis(1));
+                Some(timer.callback.clone())
+            }
+            None => Some(t.list.remove(i).callback),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_is_uniform_enough_and_reseeded() {
+        begin_invocation();
+        let a: Vec<f64> = (0..1000).map(|_| random()).collect();
+        assert!(a.iter().all(|x| (0.0..1.0).contains(x)));
+        let mean = a.iter().sum::<f64>() / a.len() as f64;
+        assert!((0.4..0.6).contains(&mean), "mean {mean}");
+        begin_invocation();
+        let b: Vec<f64> = (0..4).map(|_| random()).collect();
+        assert_ne!(&a[..4], &b[..]);
+    }
+}

@@ -1,0 +1,383 @@
+//! Run mode (`tenantry_fetch`): load the compiled bundle once per instance, then per request
+//! build a `Request`, call the handler, drive the event loop, write the `Response`, and finish the
+//! `waitUntil` work.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use rquickjs::function::Constructor;
+use rquickjs::promise::PromiseState;
+use rquickjs::{Array, ArrayBuffer, Ctx, Function, Module, Object, Persistent, Promise, Value};
+
+use crate::bundle::{Bundle, Format, Kind};
+use crate::engine::{self, Settled};
+use crate::error::{Thrown, uncaught};
+use crate::{bytecode, host, modules};
+
+/// What workerd answers for an uncaught exception and for a handler that never responds
+/// (checked with workerd 1.20261117.1: `500 Internal Server Error`, `Content-Length: 21`, no
+/// content type; workerd also sends `Connection: close`, which is the host's to decide).
+pub const INTERNAL_ERROR_STATUS: i32 = 500;
+pub const INTERNAL_ERROR_BODY: &[u8] = b"Internal Server Error";
+
+/// workerd's log line for a handler whose promise can never settle.
+pub const HUNG: &str = "The Workers runtime canceled this request because it detected that your Worker's code had hung and would never generate a response.";
+
+/// An evaluated Worker, kept for the next request on this instance (reuse mode).
+struct Worker {
+    format: Format,
+    /// Modules: the default export. Service worker: undefined (the listeners are in the prelude).
+    handler: Persistent<Value<'static>>,
+    /// Modules: the `env` object, made once (bindings do not change within an instance).
+    env: Persistent<Value<'static>>,
+}
+
+thread_local! {
+    static WORKER: RefCell<Option<Rc<Worker>>> = const { RefCell::new(None) };
+}
+
+/// Why a request could not reach the handler.
+enum Failure {
+    /// JS threw (e.g. at the module's top level): logged as uncaught, answered as workerd does.
+    Thrown(Thrown),
+    /// Anything else (a bad bundle from the host, a failed host call).
+    Other(String),
+}
+
+/// The export.
+pub fn export() -> i32 {
+    engine::begin_invocation();
+    let engine = match engine::get() {
+        Ok(engine) => engine,
+        Err(message) => return fail(Failure::Other(message)),
+    };
+    engine.ctx.with(|ctx| {
+        let worker = match worker(&ctx) {
+            Ok(worker) => worker,
+            Err(failure) => return fail(failure),
+        };
+        let promise = match call_handler(&ctx, engine, &worker) {
+            Ok(promise) => promise,
+            Err(failure) => return fail(failure),
+        };
+        let code = match engine::drive(&ctx, &promise) {
+            Settled::Never => {
+                host::log(host::LOG_ERROR, HUNG);
+                internal_error()
+            }
+            Settled::Yes => match promise.state() {
+                PromiseState::Resolved => match promise.result::<Array>().and_then(Result::ok) {
+                    Some(parts) => write_response(&parts),
+                    None => fail(Failure::Other("the response could not be read".into())),
+                },
+                _ => {
+                    let reason = promise.result::<Value>().and_then(Result::err);
+                    let thrown = match reason {
+                        Some(e) if e.is_exception() => Thrown::catch(&ctx),
+                        _ => Thrown::default(),
+                    };
+                    fail(Failure::Thrown(thrown))
+                }
+            },
+        };
+        finish_wait_until(&ctx, engine);
+        code
+    })
+}
+
+/// Logs a failure and answers as workerd does for an uncaught exception.
+fn fail(failure: Failure) -> i32 {
+    let line = match failure {
+        Failure::Thrown(thrown) => uncaught(&thrown, "Uncaught"),
+        Failure::Other(message) => message,
+    };
+    host::log(host::LOG_ERROR, &line);
+    internal_error()
+}
+
+/// Writes workerd's `500` answer. Returns the export's code: `0`, or `1` if even that failed.
+fn internal_error() -> i32 {
+    let written = host::response_status(INTERNAL_ERROR_STATUS)
+        .and_then(|()| host::response_body(INTERNAL_ERROR_BODY));
+    i32::from(written.is_err())
+}
+
+/// The evaluated Worker of this instance, loading it on the first request.
+fn worker(ctx: &Ctx<'_>) -> Result<Rc<Worker>, Failure> {
+    if let Some(worker) = WORKER.with(|w| w.borrow().clone()) {
+        return Ok(worker);
+    }
+    let worker = Rc::new(load(ctx)?);
+    WORKER.with(|w| *w.borrow_mut() = Some(worker.clone()));
+    Ok(worker)
+}
+
+fn load(ctx: &Ctx<'_>) -> Result<Worker, Failure> {
+    let code = host::code_read().map_err(|e| Failure::Other(format!("code_read failed: {e:?}")))?;
+    let bytes: Rc<[u8]> = code.into();
+    let bundle = Bundle::parse(&bytes).map_err(|e| Failure::Other(e.to_string()))?;
+    let thrown = |e: rquickjs::Error| {
+        if e.is_exception() {
+            Failure::Thrown(Thrown::catch(ctx))
+        } else {
+            Failure::Other(e.to_string())
+        }
+    };
+    let undefined = || Persistent::save(ctx, Value::new_undefined(ctx.clone()));
+    match bundle.format {
+        Format::ServiceWorker => {
+            let main = bundle.main();
+            if main.kind != Kind::ScriptBytecode {
+                return Err(Failure::Other(format!("{}: not compiled", main.name)));
+            }
+            install_global_bindings(ctx).map_err(thrown)?;
+            bytecode::run_script(ctx, main.data).map_err(thrown)?;
+            Ok(Worker {
+                format: Format::ServiceWorker,
+                handler: undefined(),
+                env: undefined(),
+            })
+        }
+        Format::Modules => {
+            let main = bundle.main().name.to_string();
+            modules::register(bytes.clone(), &bundle, false);
+            let promise = Module::import(ctx, main.as_str()).map_err(thrown)?;
+            if engine::drive(ctx, &promise) == Settled::Never {
+                return Err(Failure::Other(format!(
+                    "{main}: the module's top-level await never settles"
+                )));
+            }
+            let namespace: Object = match promise.result::<Object>() {
+                Some(Ok(namespace)) => namespace,
+                Some(Err(e)) => return Err(thrown(e)),
+                None => return Err(Failure::Other(format!("{main}: not evaluated"))),
+            };
+            let handler: Value = namespace.get("default").map_err(thrown)?;
+            let env = env_object(ctx).map_err(thrown)?;
+            Ok(Worker {
+                format: Format::Modules,
+                handler: Persistent::save(ctx, handler),
+                env: Persistent::save(ctx, env.into_value()),
+            })
+        }
+    }
+}
+
+/// Calls the handler with a `Request` for the incoming request; the promise of
+/// `[status, [name, value, …], ArrayBuffer | null]`.
+fn call_handler<'js>(
+    ctx: &Ctx<'js>,
+    engine: &engine::Engine,
+    worker: &Worker,
+) -> Result<Promise<'js>, Failure> {
+    let thrown = |e: rquickjs::Error| {
+        if e.is_exception() {
+            Failure::Thrown(Thrown::catch(ctx))
+        } else {
+            Failure::Other(e.to_string())
+        }
+    };
+    let internals = engine.internals.clone().restore(ctx).map_err(thrown)?;
+    let request = build_request(ctx, engine)?;
+    match worker.format {
+        Format::Modules => {
+            let run: Function = internals.get("runModule").map_err(thrown)?;
+            let handler = worker.handler.clone().restore(ctx).map_err(thrown)?;
+            let env = worker.env.clone().restore(ctx).map_err(thrown)?;
+            run.call((handler, request, env)).map_err(thrown)
+        }
+        Format::ServiceWorker => {
+            let run: Function = internals.get("runServiceWorker").map_err(thrown)?;
+            run.call((request,)).map_err(thrown)
+        }
+    }
+}
+
+/// `new Request(url, { method, headers, body })`: the body an `ArrayBuffer` that takes over
+/// the bytes read from the host (no copy), or `null` for `GET`/`HEAD` and empty bodies.
+fn build_request<'js>(ctx: &Ctx<'js>, engine: &engine::Engine) -> Result<Value<'js>, Failure> {
+    let js = |e: rquickjs::Error| {
+        if e.is_exception() {
+            Failure::Thrown(Thrown::catch(ctx))
+        } else {
+            Failure::Other(format!("building the Request: {e}"))
+        }
+    };
+    let method = host::request_method();
+    let url = host::request_url();
+    let head = host::request_headers();
+    let headers = Array::new(ctx.clone()).map_err(js)?;
+    let mut n = 0;
+    for line in head.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let value = line[colon + 1..].trim_ascii();
+        let pair = Array::new(ctx.clone()).map_err(js)?;
+        pair.set(0, latin1(ctx, &line[..colon]).map_err(js)?)
+            .map_err(js)?;
+        pair.set(1, latin1(ctx, value).map_err(js)?).map_err(js)?;
+        headers.set(n, pair).map_err(js)?;
+        n += 1;
+    }
+    let init = Object::new(ctx.clone()).map_err(js)?;
+    init.set("method", latin1(ctx, &method).map_err(js)?)
+        .map_err(js)?;
+    init.set("headers", headers).map_err(js)?;
+    if method != b"GET" && method != b"HEAD" {
+        let body = host::request_body()
+            .map_err(|e| Failure::Other(format!("reading the request body: {e:?}")))?;
+        if !body.is_empty() {
+            init.set("body", ArrayBuffer::new(ctx.clone(), body).map_err(js)?)
+                .map_err(js)?;
+        }
+    }
+    let request: Constructor = engine.request_class.clone().restore(ctx).map_err(js)?;
+    request
+        .construct((latin1(ctx, &url).map_err(js)?, init))
+        .map_err(js)
+}
+
+/// A header name or value as a JS string: bytes as Latin-1 code points, as the Fetch standard's
+/// `ByteString` (ASCII, the common case, maps to itself).
+fn latin1<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<rquickjs::String<'js>> {
+    if bytes.is_ascii() {
+        // SAFETY-free: ASCII is valid UTF-8.
+        return rquickjs::String::from_str(ctx.clone(), std::str::from_utf8(bytes).unwrap_or(""));
+    }
+    let text: String = bytes.iter().map(|&b| char::from(b)).collect();
+    rquickjs::String::from_str(ctx.clone(), &text)
+}
+
+/// Writes `[status, headers, body]` through the ABI.
+fn write_response(parts: &Array<'_>) -> i32 {
+    let status: i32 = parts.get(0).unwrap_or(INTERNAL_ERROR_STATUS);
+    if status != 200 {
+        if let Err(code) = host::response_status(status) {
+            host::log(
+                host::LOG_ERROR,
+                &format!(
+                    "the Worker's response has status {status}, which the host refuses ({code}); a Worker answers with 200..=599"
+                ),
+            );
+            return internal_error();
+        }
+    }
+    let headers: Array = match parts.get(1) {
+        Ok(headers) => headers,
+        Err(_) => return internal_error(),
+    };
+    let mut i = 0;
+    while i + 1 < headers.len() {
+        let name: Option<String> = headers.get(i).ok();
+        let value: Option<String> = headers.get(i + 1).ok();
+        i += 2;
+        let (Some(name), Some(value)) = (name, value) else {
+            continue;
+        };
+        if let Err(code) = host::response_header(&to_bytes(&name), &to_bytes(&value)) {
+            host::log(
+                host::LOG_ERROR,
+                &format!("the host refused the response header {name:?} ({code})"),
+            );
+            return 1;
+        }
+    }
+    let body: Option<ArrayBuffer> = parts.get(2).ok().flatten();
+    if let Some(raw) = body.as_ref().and_then(ArrayBuffer::as_raw) {
+        // SAFETY: the buffer is live (`body` holds it) and no JS runs while the host copies it,
+        // so it can be neither detached nor resized under the slice.
+        let bytes = unsafe { raw.as_ref() };
+        if let Err(code) = host::response_body(bytes) {
+            host::log(
+                host::LOG_ERROR,
+                &format!("the host refused the response body ({code})"),
+            );
+            return 1;
+        }
+    }
+    0
+}
+
+/// A header string back to bytes: Latin-1 code points as single bytes (see [`latin1`]).
+fn to_bytes(s: &str) -> std::borrow::Cow<'_, [u8]> {
+    if s.is_ascii() {
+        return s.as_bytes().into();
+    }
+    s.chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// Runs the `waitUntil` promises to completion, after the response is written (same limits).
+fn finish_wait_until(ctx: &Ctx<'_>, engine: &engine::Engine) {
+    let Ok(internals) = engine.internals.clone().restore(ctx) else {
+        return;
+    };
+    let Ok(take): rquickjs::Result<Function> = internals.get("takeWaits") else {
+        return;
+    };
+    let Ok(all): rquickjs::Result<Promise> = take.call(()) else {
+        return;
+    };
+    if engine::drive(ctx, &all) == Settled::Never {
+        host::log(
+            host::LOG_WARN,
+            "a promise passed to waitUntil() never settled; its work was dropped",
+        );
+    }
+}
+
+/// The Worker's bindings as JS values, in declaration order: `plain_text`/`secret_text` as
+/// strings, `json` parsed; other kinds a placeholder that throws on use (issue 12 brings them).
+fn bindings<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Vec<(String, Value<'js>)>> {
+    use tenantry_sdk::env::{self, Kind as Binding};
+    let Ok(names) = env::try_names() else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let value = match env::kind(&name) {
+            Some(Binding::PlainText | Binding::SecretText) => {
+                let text = env::var(&name).unwrap_or_default();
+                rquickjs::String::from_str(ctx.clone(), &text)?.into_value()
+            }
+            Some(Binding::Json) => ctx.json_parse(env::var(&name).unwrap_or_default())?,
+            Some(kind) => unsupported_binding(ctx, kind.as_str())?,
+            None => continue,
+        };
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// A stand-in for a binding of a kind this engine does not serve yet (the prelude's
+/// `unsupportedBinding`: any use throws an Error naming the kind).
+fn unsupported_binding<'js>(ctx: &Ctx<'js>, kind: &str) -> rquickjs::Result<Value<'js>> {
+    let internals = engine::get()
+        .map_err(|e| rquickjs::Error::new_from_js_message("engine", "binding", e))?
+        .internals
+        .clone()
+        .restore(ctx)?;
+    let make: Function = internals.get("unsupportedBinding")?;
+    make.call((kind,))
+}
+
+/// The `env` object of a module Worker.
+fn env_object<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Object<'js>> {
+    let env = Object::new(ctx.clone())?;
+    for (name, value) in bindings(ctx)? {
+        env.set(name, value)?;
+    }
+    Ok(env)
+}
+
+/// Service-worker format: the bindings become globals.
+pub fn install_global_bindings(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
+    let globals = ctx.globals();
+    for (name, value) in bindings(ctx)? {
+        globals.set(name, value)?;
+    }
+    Ok(())
+}
