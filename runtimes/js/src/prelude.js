@@ -185,8 +185,10 @@
     }
   }
 
+  // The handler's result as [status, [name, value, ...], ArrayBuffer | null]. Every await here
+  // costs a microtask turn, so a handler that returns a Response (not a promise) is not awaited.
   async function respond(result) {
-    const response = await result;
+    const response = result instanceof ResponseClass ? result : await result;
     if (!(response instanceof ResponseClass))
       throw new TypeError("Incorrect type for Promise: the Promise did not resolve to 'Response'.");
     const headers = [];
@@ -197,7 +199,8 @@
 
   // `default` is the module's default export: an object with `fetch`, or a class whose
   // instances have one (constructed per request with (ctx, env), as WorkerEntrypoint is).
-  async function runModule(handler, request, env) {
+  // A synchronous throw propagates to Rust as an exception, answered like a rejection.
+  function runModule(handler, request, env) {
     waits = [];
     const ctx = new ExecutionContext();
     if (typeof handler === "function") {
@@ -207,7 +210,7 @@
     return respond(handler.fetch(request, env, ctx));
   }
 
-  async function runServiceWorker(request) {
+  function runServiceWorker(request) {
     waits = [];
     const event = new FetchEvent(request);
     for (const listener of listeners) {
@@ -262,7 +265,9 @@
     runServiceWorker,
     hasHandler,
     hasListener: () => listeners.length > 0,
+    // The waitUntil promises of the invocation, all settled; null if there were none.
     takeWaits: () => {
+      if (waits.length === 0) return null;
       const all = Promise.allSettled(waits);
       waits = [];
       return all;

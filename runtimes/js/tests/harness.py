@@ -18,6 +18,7 @@ import wasmtime
 from wasmtime import Engine, FuncType, Linker, Module, Store, ValType, WasiConfig
 
 I32 = ValType.i32()
+FUEL = 10**12  # fuel counts wasm instructions: the engine's work per request, independent of Python
 NOT_FOUND, INVALID, LIMIT = -1, -2, -3
 KINDS = {"plain_text": 1, "json": 2, "secret_text": 3, "service": 4, "dispatch_namespace": 5, "kv_namespace": 6}
 
@@ -54,6 +55,8 @@ class Host:
 
     def __init__(self, engine, module):
         self.store = Store(engine)
+        if FUEL:
+            self.store.set_fuel(FUEL)
         self.store.set_wasi(WasiConfig())
         linker = Linker(engine)
         linker.define_wasi()
@@ -61,8 +64,16 @@ class Host:
         self.env = []  # [(name, kind, value)]
         self.reset(b"GET", b"http://example.test/", [], b"")
 
+        self.host_time = 0.0
+
         def fn(name, params, imp, module="tenantry:worker/v1"):
-            linker.define_func(module, name, FuncType([I32] * params, [I32]), imp, access_caller=True)
+            def timed(*args):
+                t = time.perf_counter()
+                try:
+                    return imp(*args)
+                finally:
+                    self.host_time += time.perf_counter() - t
+            linker.define_func(module, name, FuncType([I32] * params, [I32]), timed, access_caller=True)
 
         fn("request_method", 3, lambda c, h, p, n: self.out(c, self.req_method, p, n))
         fn("request_url", 3, lambda c, h, p, n: self.out(c, self.req_url, p, n))
@@ -151,7 +162,9 @@ class Host:
 def main():
     wasm = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(__file__), "../../../target/guests/wasm32-wasip1/release/tenantry_js.wasm")
-    engine = Engine()
+    config = wasmtime.Config()
+    config.consume_fuel = True
+    engine = Engine(config)
     module = Module.from_file(engine, wasm)
     passed = []
 
@@ -315,19 +328,29 @@ export default {
         status, body = h.compile(bundle(0, [(0, "worker.js", 'import x from "./missing.js";\nexport default { fetch() {} }')]))
         assert (status, body) == (400, b'worker.js:1:15: cannot resolve import "./missing.js"'), body
 
-    # Timing: per-request cost of a fresh instance is dominated here by Python; this measures the
-    # engine's own work in reuse mode only roughly. The node's benchmark is the real figure.
-    h = fresh()
-    h.code = code
-    n = 300
-    t = time.perf_counter()
-    for _ in range(n):
-        h.fetch("/")
-    print(f"reuse mode, hello: {(time.perf_counter() - t) / n * 1e6:.0f} us/request (incl. Python host calls)")
-    t = time.perf_counter()
+    # Cost of the engine's own work per request, Python's host calls excluded: fuel (about one
+    # unit per wasm instruction) and wall time minus the time spent in host callbacks.
+    def measure(h, path="/"):
+        fuel, t0, host0 = h.store.get_fuel(), time.perf_counter(), h.host_time
+        rc, status, _, body, logs = h.fetch(path)
+        assert (rc, status) == (0, 200), (rc, status, body, logs)
+        wall = time.perf_counter() - t0 - (h.host_time - host0)
+        return fuel - h.store.get_fuel(), wall
+
+    first = []
     for _ in range(20):
+        h = fresh()
+        h.code = code
+        first.append(measure(h))
+    reuse = [measure(h) for _ in range(200)]
+    med = lambda xs, i: sorted(x[i] for x in xs)[len(xs) // 2]
+    print(f"hello, first request on a fresh instance (load bundle + evaluate + handle): "
+          f"{med(first, 0)} fuel, {med(first, 1) * 1e6:.0f} us engine time")
+    print(f"hello, later requests on the same instance (reuse): {med(reuse, 0)} fuel, {med(reuse, 1) * 1e6:.0f} us engine time")
+    t = time.perf_counter()
+    for _ in range(10):
         fresh()
-    print(f"instantiate + wizer.initialize (what the snapshot saves): {(time.perf_counter() - t) / 20 * 1e3:.1f} ms")
+    print(f"instantiate + wizer.initialize (what the snapshot saves): {(time.perf_counter() - t) / 10 * 1e3:.1f} ms")
     print(f"{len(passed)} checks passed")
 
 
