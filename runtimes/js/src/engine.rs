@@ -39,6 +39,7 @@ pub struct Engine {
 thread_local! {
     static ENGINE: OnceCell<&'static Engine> = const { OnceCell::new() };
     static TIMERS: RefCell<Timers> = RefCell::new(Timers::default());
+    static UNHANDLED: RefCell<Vec<Rejection>> = const { RefCell::new(Vec::new()) };
     static RANDOM: Cell<[u64; 2]> = const { Cell::new([0x9e37_79b9_7f4a_7c15, 0x6a09_e667_f3bc_c909]) };
 }
 
@@ -60,6 +61,7 @@ impl Engine {
     fn new() -> rquickjs::Result<Engine> {
         let rt = Runtime::new()?;
         rt.set_loader(BundleResolver, BundleLoader);
+        rt.set_host_promise_rejection_tracker(Some(Box::new(track_rejection)));
         let ctx = Context::full(&rt)?;
         let (internals, request_class) = ctx.with(|ctx| -> rquickjs::Result<_> {
             tenantry_js_web::install(&ctx)?;
@@ -110,6 +112,48 @@ pub fn begin_invocation() {
     // xorshift128+ must not start from all zeroes.
     RANDOM.with(|r| r.set(if a | b == 0 { [1, 2] } else { [a, b] }));
     TIMERS.with(|t| t.borrow_mut().clear());
+    UNHANDLED.with(|list| list.borrow_mut().clear());
+}
+
+/// A promise rejected with no handler attached (yet).
+struct Rejection {
+    promise: Persistent<Value<'static>>,
+    reason: Persistent<Value<'static>>,
+}
+
+/// QuickJS reports a rejection without a handler, and again if a handler is attached later
+/// (e.g. `await` of an async call that already threw): keep the ones still unhandled.
+fn track_rejection<'js>(ctx: Ctx<'js>, promise: Value<'js>, reason: Value<'js>, handled: bool) {
+    UNHANDLED.with(|list| {
+        let mut list = list.borrow_mut();
+        if handled {
+            list.retain(|r| r.promise.clone().restore(&ctx).is_ok_and(|p| p != promise));
+        } else {
+            list.push(Rejection {
+                promise: Persistent::save(&ctx, promise),
+                reason: Persistent::save(&ctx, reason),
+            });
+        }
+    });
+}
+
+/// Logs, as workerd does, each promise rejected during the invocation that nobody handled,
+/// except `skip` (the response promise, already reported).
+pub fn report_unhandled<'js>(ctx: &Ctx<'js>, skip: Option<&Promise<'js>>) {
+    let list = UNHANDLED.with(|list| std::mem::take(&mut *list.borrow_mut()));
+    for r in list {
+        let (Ok(promise), Ok(reason)) = (r.promise.restore(ctx), r.reason.restore(ctx)) else {
+            continue;
+        };
+        if skip.is_some_and(|s| s.as_value() == &promise) {
+            continue;
+        }
+        let thrown = crate::error::Thrown::from_value(&reason);
+        host::log(
+            host::LOG_ERROR,
+            &crate::error::uncaught(&thrown, "Uncaught (in promise)"),
+        );
+    }
 }
 
 fn native_log(level: i32, text: String) {

@@ -255,6 +255,12 @@
   define("addEventListener", addEventListener);
   define("removeEventListener", removeEventListener);
   define("FetchEvent", FetchEvent);
+  // Subrequests come with the platform bindings (issue 12); until then fetch() says so.
+  if (typeof globalThis.fetch !== "function") {
+    define("fetch", function fetch() {
+      return Promise.reject(new Error("fetch() is not supported yet: this node's JavaScript Workers cannot make subrequests"));
+    });
+  }
   define("ExecutionContext", ExecutionContext);
   // QuickJS seeds Math.random once, when the context is made: in a snapshot every instance would
   // draw the same sequence. The native one is reseeded from the host at each invocation.

@@ -81,6 +81,7 @@ pub fn export() -> i32 {
             },
         };
         finish_wait_until(&ctx, engine);
+        engine::report_unhandled(&ctx, Some(&promise));
         code
     })
 }

@@ -209,6 +209,8 @@ export default {
       case "/count": return new Response(String(count));
       case "/status": return new Response(null, { status: 99 });
       case "/kv": return new Response(String(env.KV.get));
+      case "/unhandled": Promise.reject(new Error("lost")); (async () => { throw new Error("awaited"); })().catch(() => {}); return new Response("u");
+      case "/fetch": return await fetch("http://example.test/");
     }
     return new Response("not found", { status: 404 });
   },
@@ -292,6 +294,17 @@ export default {
         rc, status, _, body, logs = run("/log")
         assert logs[0] == (1, "a 1 { b: [ 1, 2, { c: 'd' } ], e: 'f' } [ 1, 'x' ] null undefined Map(1) { 1 => 2 } [Function: foo] -0 10n Uint8Array(2) [ 1, 2 ]"), logs[0]
         assert logs[1:] == [(2, "w"), (3, "e"), (0, "d")], logs
+
+    @check("unhandled rejections are logged as workerd does; handled ones are not")
+    def _():
+        rc, status, _, body, logs = run("/unhandled")
+        assert body == b"u" and [l for l in logs] == [(3, logs[0][1])], logs
+        assert logs[0][1].startswith("Uncaught (in promise) Error: lost\n    at fetch (worker.js:"), logs
+
+    @check("fetch() is not there yet and says so")
+    def _():
+        rc, status, _, body, logs = run("/fetch")
+        assert status == 500 and "fetch() is not supported yet" in logs[-1][1], logs
 
     @check("a status the host refuses is a 500, logged")
     def _():
