@@ -261,14 +261,14 @@ pub fn drive<'js>(ctx: &Ctx<'js>, promise: &Promise<'js>) -> Settled {
         let Ok(callback) = timer.restore(ctx) else {
             continue;
         };
-        if let Err(e) = callback.call::<_, Value>(()) {
-            if e.is_exception() {
-                let thrown = crate::error::Thrown::catch(ctx);
-                host::log(
-                    host::LOG_ERROR,
-                    &crate::error::uncaught(&thrown, "Uncaught"),
-                );
-            }
+        if let Err(e) = callback.call::<_, Value>(())
+            && e.is_exception()
+        {
+            let thrown = crate::error::Thrown::catch(ctx);
+            host::log(
+                host::LOG_ERROR,
+                &crate::error::uncaught(&thrown, "Uncaught"),
+            );
         }
     }
 }

@@ -103,10 +103,8 @@ pub fn write_options() -> WriteOptions {
 pub fn normalize(base: &str, specifier: &str) -> Option<String> {
     let mut parts: Vec<&str> = Vec::new();
     let relative = specifier.starts_with("./") || specifier.starts_with("../");
-    if relative {
-        if let Some((dir, _)) = base.rsplit_once('/') {
-            parts.extend(dir.split('/'));
-        }
+    if relative && let Some((dir, _)) = base.rsplit_once('/') {
+        parts.extend(dir.split('/'));
     }
     for segment in specifier.split('/') {
         match segment {

@@ -266,16 +266,16 @@ fn latin1<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<rquickjs::Strin
 /// Writes `[status, headers, body]` through the ABI.
 fn write_response(parts: &Array<'_>) -> i32 {
     let status: i32 = parts.get(0).unwrap_or(INTERNAL_ERROR_STATUS);
-    if status != 200 {
-        if let Err(code) = host::response_status(status) {
-            host::log(
-                host::LOG_ERROR,
-                &format!(
-                    "the Worker's response has status {status}, which the host refuses ({code}); a Worker answers with 200..=599"
-                ),
-            );
-            return internal_error();
-        }
+    if status != 200
+        && let Err(code) = host::response_status(status)
+    {
+        host::log(
+            host::LOG_ERROR,
+            &format!(
+                "the Worker's response has status {status}, which the host refuses ({code}); a Worker answers with 200..=599"
+            ),
+        );
+        return internal_error();
     }
     let headers: Array = match parts.get(1) {
         Ok(headers) => headers,
