@@ -9,7 +9,7 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::time::{Duration, Instant};
 
 use rquickjs::context::EvalOptions;
-use rquickjs::function::{Constructor, Func};
+use rquickjs::function::Func;
 use rquickjs::{Context, Ctx, Function, Object, Persistent, Promise, Runtime, Value};
 
 use crate::host;
@@ -32,8 +32,6 @@ pub struct Engine {
     pub ctx: Context,
     /// The object the prelude returned (`runModule`, `runServiceWorker`, `takeWaits`, …).
     pub internals: Persistent<Object<'static>>,
-    /// The `Request` class of the Web APIs, taken before any Worker code could replace it.
-    pub request_class: Persistent<Constructor<'static>>,
 }
 
 thread_local! {
@@ -63,9 +61,8 @@ impl Engine {
         rt.set_loader(BundleResolver, BundleLoader);
         rt.set_host_promise_rejection_tracker(Some(Box::new(track_rejection)));
         let ctx = Context::full(&rt)?;
-        let (internals, request_class) = ctx.with(|ctx| -> rquickjs::Result<_> {
+        let internals = ctx.with(|ctx| -> rquickjs::Result<_> {
             tenantry_js_web::install(&ctx)?;
-            let request_class: Constructor = ctx.globals().get("Request")?;
             let native = Object::new(ctx.clone())?;
             native.set("log", Func::from(native_log))?;
             native.set("setTimer", Func::from(set_timer))?;
@@ -79,16 +76,12 @@ impl Engine {
                 .eval_with_options(PRELUDE, options)
                 .map_err(|e| describe(&ctx, e))?;
             let internals: Object = prelude.call((native,)).map_err(|e| describe(&ctx, e))?;
-            Ok((
-                Persistent::save(&ctx, internals),
-                Persistent::save(&ctx, request_class),
-            ))
+            Ok(Persistent::save(&ctx, internals))
         })?;
         Ok(Engine {
             _rt: rt,
             ctx,
             internals,
-            request_class,
         })
     }
 }

@@ -10,6 +10,12 @@
   const IDENT = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
   // Taken now, before any Worker code could replace the globals.
   const ResponseClass = globalThis.Response;
+  const RequestClass = globalThis.Request;
+  // The Web APIs' entry points for the engine, when they offer them (tenantry-js-web's
+  // `__tenantry_web`): cheaper than the standard shapes, which are the fallback.
+  const web = globalThis.__tenantry_web;
+  const fast = !!web && ["newRequest", "responseParts", "isResponse", "readAllBytes"].every((f) => typeof web[f] === "function");
+  const isResponse = fast ? web.isResponse : (v) => v instanceof ResponseClass;
 
   // ---- console: formats its arguments like workerd (Node's util.inspect, on one line) ----
   function errorText(e) {
@@ -185,16 +191,44 @@
     }
   }
 
-  // The handler's result as [status, [name, value, ...], ArrayBuffer | null]. Every await here
-  // costs a microtask turn, so a handler that returns a Response (not a promise) is not awaited.
-  async function respond(result) {
-    const response = result instanceof ResponseClass ? result : await result;
-    if (!(response instanceof ResponseClass))
+  // The incoming request: `headers` a flat [name, value, ...] list as received, `body` an
+  // ArrayBuffer or null.
+  function makeRequest(method, url, headers, body) {
+    if (fast) return web.newRequest(method, url, headers, body === null ? null : new Uint8Array(body), undefined);
+    const pairs = [];
+    for (let i = 0; i < headers.length; i += 2) pairs.push([headers[i], headers[i + 1]]);
+    return new RequestClass(url, { method, headers: pairs, body });
+  }
+
+  // The handler's result as [status, [name, value, ...], body], body null, a string, a
+  // Uint8Array or an ArrayBuffer; or a promise of it. A handler that returns a Response whose
+  // body is at hand is answered without a promise or a microtask turn (the common case, and each
+  // turn costs thousands of instructions).
+  function respond(result) {
+    return isResponse(result) ? parts(result) : respondLater(result);
+  }
+
+  async function respondLater(result) {
+    const response = await result;
+    if (!isResponse(response))
       throw new TypeError("Incorrect type for Promise: the Promise did not resolve to 'Response'.");
+    return parts(response);
+  }
+
+  function parts(response) {
     const headers = [];
+    if (fast) {
+      // [status, statusText, [lower-case name, value, name as written, ...], body]
+      const p = web.responseParts(response);
+      const list = p[2];
+      for (let i = 0; i < list.length; i += 3) headers.push(list[i + 2], list[i + 1]);
+      const body = p[3];
+      if (body === null || typeof body === "string" || body instanceof Uint8Array) return [p[0], headers, body];
+      return web.readAllBytes(body).then((bytes) => [p[0], headers, bytes]);
+    }
     for (const [name, value] of response.headers) headers.push(name, value);
-    const body = response.body === null ? null : await response.arrayBuffer();
-    return [response.status, headers, body];
+    if (response.body === null) return [response.status, headers, null];
+    return response.arrayBuffer().then((bytes) => [response.status, headers, bytes]);
   }
 
   // `default` is the module's default export: an object with `fetch`, or a class whose
@@ -267,6 +301,7 @@
   Object.defineProperty(Math, "random", { value: native.random, writable: true, configurable: true, enumerable: false });
 
   return {
+    makeRequest,
     runModule,
     runServiceWorker,
     hasHandler,

@@ -5,9 +5,10 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use rquickjs::function::Constructor;
 use rquickjs::promise::PromiseState;
-use rquickjs::{Array, ArrayBuffer, Ctx, Function, Module, Object, Persistent, Promise, Value};
+use rquickjs::{
+    Array, ArrayBuffer, Ctx, Function, Module, Object, Persistent, Promise, TypedArray, Value,
+};
 
 use crate::bundle::{Bundle, Format, Kind};
 use crate::engine::{self, Settled};
@@ -56,9 +57,19 @@ pub fn export() -> i32 {
             Ok(worker) => worker,
             Err(failure) => return fail(failure),
         };
-        let promise = match call_handler(&ctx, engine, &worker) {
-            Ok(promise) => promise,
+        let result = match call_handler(&ctx, engine, &worker) {
+            Ok(result) => result,
             Err(failure) => return fail(failure),
+        };
+        // The parts, at once when the handler's Response was at hand, else a promise of them.
+        let Some(promise) = result.as_promise().cloned() else {
+            let code = match result.into_array() {
+                Some(parts) => write_response(&parts),
+                None => fail(Failure::Other("the response could not be read".into())),
+            };
+            finish_wait_until(&ctx, engine);
+            engine::report_unhandled(&ctx, None);
+            return code;
         };
         let code = match engine::drive(&ctx, &promise) {
             Settled::Never => {
@@ -164,13 +175,13 @@ fn load(ctx: &Ctx<'_>) -> Result<Worker, Failure> {
     }
 }
 
-/// Calls the handler with a `Request` for the incoming request; the promise of
-/// `[status, [name, value, …], ArrayBuffer | null]`.
+/// Calls the handler with a `Request` for the incoming request; `[status, [name, value, …],
+/// body]`, or a promise of it.
 fn call_handler<'js>(
     ctx: &Ctx<'js>,
     engine: &engine::Engine,
     worker: &Worker,
-) -> Result<Promise<'js>, Failure> {
+) -> Result<Value<'js>, Failure> {
     let thrown = |e: rquickjs::Error| {
         if e.is_exception() {
             Failure::Thrown(Thrown::catch(ctx))
@@ -179,7 +190,7 @@ fn call_handler<'js>(
         }
     };
     let internals = engine.internals.clone().restore(ctx).map_err(thrown)?;
-    let request = build_request(ctx, engine)?;
+    let request = build_request(ctx, &internals)?;
     match worker.format {
         Format::Modules => {
             let run: Function = internals.get("runModule").map_err(thrown)?;
@@ -194,9 +205,11 @@ fn call_handler<'js>(
     }
 }
 
-/// `new Request(url, { method, headers, body })`: the body an `ArrayBuffer` that takes over
-/// the bytes read from the host (no copy), or `null` for `GET`/`HEAD` and empty bodies.
-fn build_request<'js>(ctx: &Ctx<'js>, engine: &engine::Engine) -> Result<Value<'js>, Failure> {
+/// The incoming request as a JS `Request`, through the prelude's `makeRequest` (the Web APIs'
+/// `newRequest` when they have it, else `new Request(url, { method, headers, body })`): headers a
+/// flat `[name, value, ...]` list as received, the body an `ArrayBuffer` that takes over the bytes
+/// read from the host (no copy), or `null` for `GET`/`HEAD` and empty bodies.
+fn build_request<'js>(ctx: &Ctx<'js>, internals: &Object<'js>) -> Result<Value<'js>, Failure> {
     let js = |e: rquickjs::Error| {
         if e.is_exception() {
             Failure::Thrown(Thrown::catch(ctx))
@@ -207,49 +220,42 @@ fn build_request<'js>(ctx: &Ctx<'js>, engine: &engine::Engine) -> Result<Value<'
     let method = host::request_method();
     let url = host::request_url();
     let head = host::request_headers();
-    let headers = header_record(ctx, &head).map_err(js)?;
-    let init = Object::new(ctx.clone()).map_err(js)?;
-    init.set("method", latin1(ctx, &method).map_err(js)?)
-        .map_err(js)?;
-    init.set("headers", headers).map_err(js)?;
-    if method != b"GET" && method != b"HEAD" {
-        let body = host::request_body()
-            .map_err(|e| Failure::Other(format!("reading the request body: {e:?}")))?;
-        if !body.is_empty() {
-            init.set("body", ArrayBuffer::new(ctx.clone(), body).map_err(js)?)
-                .map_err(js)?;
-        }
-    }
-    let request: Constructor = engine.request_class.clone().restore(ctx).map_err(js)?;
-    request
-        .construct((latin1(ctx, &url).map_err(js)?, init))
-        .map_err(js)
-}
-
-/// The request's header fields as a record `{ name: value }` (names lowercased, as `Headers`
-/// keeps them; repeated fields joined with ", ", as `Headers.append` does). A record is cheaper to
-/// build and for `Headers` to read than a sequence of pairs (no iterator protocol per field).
-fn header_record<'js>(ctx: &Ctx<'js>, head: &[u8]) -> rquickjs::Result<Object<'js>> {
-    let record = Object::new(ctx.clone())?;
-    let mut seen: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let headers = Array::new(ctx.clone()).map_err(js)?;
+    let mut n = 0;
     for line in head.split(|&b| b == b'\n') {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
-        let name = line[..colon].to_ascii_lowercase();
         let value = line[colon + 1..].trim_ascii();
-        match seen.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, joined)) => {
-                joined.extend_from_slice(b", ");
-                joined.extend_from_slice(value);
-            }
-            None => seen.push((name, value.to_vec())),
+        headers
+            .set(n, latin1(ctx, &line[..colon]).map_err(js)?)
+            .map_err(js)?;
+        headers
+            .set(n + 1, latin1(ctx, value).map_err(js)?)
+            .map_err(js)?;
+        n += 2;
+    }
+    let body = if method != b"GET" && method != b"HEAD" {
+        let body = host::request_body()
+            .map_err(|e| Failure::Other(format!("reading the request body: {e:?}")))?;
+        if body.is_empty() {
+            Value::new_null(ctx.clone())
+        } else {
+            ArrayBuffer::new(ctx.clone(), body)
+                .map_err(js)?
+                .into_value()
         }
-    }
-    for (name, value) in seen {
-        record.set(latin1(ctx, &name)?, latin1(ctx, &value)?)?;
-    }
-    Ok(record)
+    } else {
+        Value::new_null(ctx.clone())
+    };
+    let make: Function = internals.get("makeRequest").map_err(js)?;
+    make.call((
+        latin1(ctx, &method).map_err(js)?,
+        latin1(ctx, &url).map_err(js)?,
+        headers,
+        body,
+    ))
+    .map_err(js)
 }
 
 /// A header name or value as a JS string: bytes as Latin-1 code points, as the Fetch standard's
@@ -297,20 +303,40 @@ fn write_response(parts: &Array<'_>) -> i32 {
             return 1;
         }
     }
-    let body: Option<ArrayBuffer> = parts.get(2).ok().flatten();
-    if let Some(raw) = body.as_ref().and_then(ArrayBuffer::as_raw) {
+    let body: Value = match parts.get(2) {
+        Ok(body) => body,
+        Err(_) => return internal_error(),
+    };
+    if let Err(code) = write_body(&body) {
+        host::log(
+            host::LOG_ERROR,
+            &format!("the host refused the response body ({code})"),
+        );
+        return 1;
+    }
+    0
+}
+
+/// Writes a response body: `null`, a string (as UTF-8), a `Uint8Array` or an `ArrayBuffer`.
+fn write_body(body: &Value<'_>) -> Result<(), i32> {
+    if let Some(text) = body.as_string() {
+        let text = text.to_string().map_err(|_| tenantry_sdk::sys::INVALID)?;
+        return host::response_body(text.as_bytes());
+    }
+    let raw = if let Some(buffer) = ArrayBuffer::from_value(body.clone()) {
+        buffer.as_raw()
+    } else if let Ok(view) = TypedArray::<u8>::from_value(body.clone()) {
+        view.as_raw()
+    } else {
+        None
+    };
+    if let Some(raw) = raw {
         // SAFETY: the buffer is live (`body` holds it) and no JS runs while the host copies it,
         // so it can be neither detached nor resized under the slice.
         let bytes = unsafe { raw.as_ref() };
-        if let Err(code) = host::response_body(bytes) {
-            host::log(
-                host::LOG_ERROR,
-                &format!("the host refused the response body ({code})"),
-            );
-            return 1;
-        }
+        return host::response_body(bytes);
     }
-    0
+    Ok(())
 }
 
 /// A header string back to bytes: Latin-1 code points as single bytes (see [`latin1`]).

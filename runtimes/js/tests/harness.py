@@ -123,7 +123,8 @@ class Host:
         return 0
 
     def header(self, c, np, nl, vp, vl):
-        self.headers.append((self.read(c, np, nl).decode("latin-1"), self.read(c, vp, vl).decode("latin-1")))
+        # Names compared lower-cased: the Web APIs may hand over names as the Worker wrote them.
+        self.headers.append((self.read(c, np, nl).decode("latin-1").lower(), self.read(c, vp, vl).decode("latin-1")))
         return 0
 
     def body_write(self, c, p, n):
