@@ -4,6 +4,10 @@ host side of the contract (tenantry:worker/v1, tenantry:js/v1 code_read, WASI in
     pip install wasmtime            # the bindings ship their own wasmtime
     scripts/build-js.sh
     python3 runtimes/js/tests/harness.py [path/to/tenantry_js.wasm]
+    python3 runtimes/js/tests/harness.py --cost 'export default { fetch() { return new Response("hello") } }' [wasm]
+
+The second form prints, for that module Worker, the wasm instructions (fuel) of the first request
+on a fresh instance, of the loading of its bundle, and of a later request on the same instance.
 
 It is a test tool for the engine alone: the node's own end-to-end tests (tests/all) are the
 real proof. Each check below fails loudly (assert) when the engine misbehaves.
@@ -160,9 +164,44 @@ class Host:
         return rc, self.status, self.headers, self.body, self.logs
 
 
+DEFAULT_WASM = os.path.join(os.path.dirname(__file__), "../../../target/guests/wasm32-wasip1/release/tenantry_js.wasm")
+
+
+def cost(source, wasm):
+    config = wasmtime.Config()
+    config.consume_fuel = True
+    engine = Engine(config)
+    module = Module.from_file(engine, wasm)
+    status, code = Host(engine, module).compile(bundle(0, [(0, "worker.js", source)]))
+    assert status == 200, code
+    h = Host(engine, module)
+    h.code = code
+    loaded = []
+    out = h.out  # code_read starts the loading; env_list is the first call after it
+
+    def spy(c, value, p, n):
+        if value == h.code:
+            loaded.append(h.store.get_fuel())
+        elif not loaded[1:] and loaded:
+            loaded.append(h.store.get_fuel())
+        return out(c, value, p, n)
+
+    h.out = spy
+    counts = []
+    for _ in range(5):
+        before = h.store.get_fuel()
+        rc, status, _, body, logs = h.fetch("/")
+        assert (rc, status) == (0, 200), (rc, status, body, logs)
+        counts.append(before - h.store.get_fuel())
+    print(f"first request on a fresh instance: {counts[0]} instructions (fuel)")
+    print(f"  of which loading and evaluating the bundle: {loaded[0] - loaded[1]}")
+    print(f"later requests on the same instance: {min(counts[1:])}")
+
+
 def main():
-    wasm = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-        os.path.dirname(__file__), "../../../target/guests/wasm32-wasip1/release/tenantry_js.wasm")
+    if sys.argv[1:2] == ["--cost"]:
+        return cost(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else DEFAULT_WASM)
+    wasm = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_WASM
     config = wasmtime.Config()
     config.consume_fuel = True
     engine = Engine(config)
