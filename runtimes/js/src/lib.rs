@@ -41,6 +41,15 @@ pub extern "C" fn tenantry_fetch() -> i32 {
     run::export()
 }
 
+/// Optional, for a host that snapshots an instance per Worker: loads and evaluates the compiled
+/// bundle (`code_read`, bindings through `env_list`/`env_kind`/`env_get`) as the first
+/// `tenantry_fetch` would, so requests start from an evaluated Worker. Not part of the contract's
+/// required exports; a host that does not call it loses nothing.
+#[unsafe(no_mangle)]
+pub extern "C" fn tenantry_js_preload() -> i32 {
+    run::preload()
+}
+
 /// Compile mode, at upload: `200` + compiled bundle, or `400` + a one-line reason.
 #[unsafe(no_mangle)]
 pub extern "C" fn tenantry_js_compile() -> i32 {

@@ -114,6 +114,31 @@ fn internal_error() -> i32 {
     i32::from(written.is_err())
 }
 
+/// The `tenantry_js_preload` export: loads and evaluates the Worker now, so that a host may
+/// snapshot an instance per Worker and start every request from an evaluated Worker. `0` when
+/// loaded; `1` (and the reason logged) when it could not be, which the first request meets again.
+pub fn preload() -> i32 {
+    engine::begin_invocation();
+    let loaded = engine::get().map_err(Failure::Other).and_then(|engine| {
+        engine.ctx.with(|ctx| {
+            let worker = worker(&ctx).map(drop);
+            engine::report_unhandled(&ctx, None);
+            worker
+        })
+    });
+    match loaded {
+        Ok(()) => 0,
+        Err(failure) => {
+            let line = match failure {
+                Failure::Thrown(thrown) => uncaught(&thrown, "Uncaught"),
+                Failure::Other(message) => message,
+            };
+            host::log(host::LOG_ERROR, &line);
+            1
+        }
+    }
+}
+
 /// The evaluated Worker of this instance, loading it on the first request.
 fn worker(ctx: &Ctx<'_>) -> Result<Rc<Worker>, Failure> {
     if let Some(worker) = WORKER.with(|w| w.borrow().clone()) {

@@ -196,6 +196,12 @@ def cost(source, wasm):
     print(f"first request on a fresh instance: {counts[0]} instructions (fuel)")
     print(f"  of which loading and evaluating the bundle: {loaded[0] - loaded[1]}")
     print(f"later requests on the same instance: {min(counts[1:])}")
+    h = Host(engine, module)
+    h.code = code
+    assert h.exports["tenantry_js_preload"](h.store) == 0
+    before = h.store.get_fuel()
+    h.fetch("/")
+    print(f"first request after tenantry_js_preload (a per-Worker snapshot): {before - h.store.get_fuel()}")
 
 
 def main():
@@ -251,6 +257,8 @@ export default {
       case "/kv": return new Response(String(env.KV.get));
       case "/unhandled": Promise.reject(new Error("lost")); (async () => { throw new Error("awaited"); })().catch(() => {}); return new Response("u");
       case "/fetch": return await fetch("http://example.test/");
+      case "/interval": { let n = 0; return new Promise((r) => { const id = setInterval((x) => { n += x; if (n === 3) { clearInterval(id); r(new Response(String(n))); } }, 1, 1); }); }
+      case "/leak": setTimeout(() => console.log("leaked"), 1); return new Response("l");
     }
     return new Response("not found", { status: 404 });
   },
@@ -345,6 +353,26 @@ export default {
     def _():
         rc, status, _, body, logs = run("/fetch")
         assert status == 500 and "fetch() is not supported yet" in logs[-1][1], logs
+
+    @check("setInterval with arguments, clearInterval")
+    def _():
+        rc, status, _, body, logs = run("/interval")
+        assert body == b"3", (body, logs)
+
+    @check("timers left at the response do not fire later on a reused instance")
+    def _():
+        h = fresh()
+        h.env, h.code = env, code
+        first, second = h.fetch("/leak"), h.fetch("/")
+        assert first[3] == b"l" and first[4] == [] and second[4] == [], (first, second)
+
+    @check("tenantry_js_preload evaluates the Worker once, before the first request")
+    def _():
+        h = fresh()
+        h.env, h.code = env, code
+        assert h.exports["tenantry_js_preload"](h.store) == 0
+        h.code = b"not a bundle: the Worker must not be read again"
+        assert h.fetch("/count")[3] == b"1"
 
     @check("a status the host refuses is a 500, logged")
     def _():
