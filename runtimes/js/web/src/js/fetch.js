@@ -1,0 +1,376 @@
+// Request and Response (Fetch Standard §5.3–5.5) and their Body mixin.
+//
+// A body is either absent (null) or a small record { src, stream, used }: `src` is the string
+// or the Uint8Array it was built from (kept as is, so text() of a string body and the engine
+// writing it out need no conversion), `stream` the ReadableStream once one exists (made lazily
+// when `.body` is read, or given by the Worker).
+(function (native, internal, global) {
+  "use strict";
+  const { requireArgs, usv, toU8, Headers, URL, URLSearchParams, DOMException } = internal;
+  const { headersList, headersFromList, freezeHeaders } = internal;
+
+  const TEXT_PLAIN = "text/plain;charset=UTF-8";
+  const FORM = "application/x-www-form-urlencoded;charset=UTF-8";
+  const USED = "Body has already been used. It can only be used once. Use tee() first if you need to read it twice.";
+  const unsupported = (what) => new Error(`${what} is not supported by Tenantry yet`);
+
+  // Fetch "extract a body": [record, content type or null].
+  const extract = (init) => {
+    if (typeof init === "string") return [{ src: init, stream: null, used: false }, TEXT_PLAIN];
+    const u8 = toU8(init);
+    if (u8 !== undefined) return [{ src: u8.slice(), stream: null, used: false }, null];
+    if (init instanceof URLSearchParams) return [{ src: init.toString(), stream: null, used: false }, FORM];
+    if (internal.isReadableStream(init)) {
+      if (internal.streamUnusable(init)) throw new TypeError("This ReadableStream is disturbed or locked and cannot be used as a body.");
+      return [{ src: null, stream: init, used: false }, null];
+    }
+    return [{ src: usv(init), stream: null, used: false }, TEXT_PLAIN];
+  };
+
+  const addContentType = (headers, type) => {
+    if (type === null) return;
+    const list = headersList(headers);
+    for (let i = 0; i < list.length; i += 2) if (list[i] === "content-type") return;
+    list.push("content-type", type);
+  };
+
+  const isUsed = (b) => b !== null && (b.used || (b.stream !== null && internal.streamDisturbed(b.stream)));
+
+  const streamOf = (b) => {
+    if (b === null) return null;
+    if (b.stream === null) {
+      const bytes = typeof b.src === "string" ? internal.utf8Encode(b.src) : b.src;
+      b.stream = internal.streamFromBytes(bytes);
+      b.src = null;
+      if (b.used) internal.streamTakeBytes(b.stream); // a used body's stream is disturbed
+    }
+    return b.stream;
+  };
+
+  // Fetch "consume body": resolves to a string (text) or a Uint8Array the caller owns.
+  const consume = (b, asText) => {
+    if (b === null) return Promise.resolve(asText ? "" : new Uint8Array(0));
+    if (isUsed(b) || (b.stream !== null && internal.streamUnusable(b.stream))) {
+      return Promise.reject(new TypeError(USED));
+    }
+    b.used = true;
+    if (b.stream === null) {
+      const src = b.src;
+      b.src = null;
+      if (typeof src === "string") return Promise.resolve(asText ? src : internal.utf8Encode(src));
+      return Promise.resolve(asText ? internal.utf8Decode(src) : src);
+    }
+    return internal.readAllBytes(b.stream).then((u8) => (asText ? internal.utf8Decode(u8) : u8.slice()));
+  };
+
+  const toArrayBuffer = (u8) =>
+    u8.byteOffset === 0 && u8.byteLength === u8.buffer.byteLength ? u8.buffer : internal.copyToArrayBuffer(u8);
+
+  // A second record for clone(): bytes are shared (consumers copy), a stream is teed.
+  const cloneBody = (b) => {
+    if (b === null) return null;
+    if (isUsed(b)) throw new TypeError("Body has already been used. It can only be used once.");
+    if (b.stream === null) return { src: b.src, stream: null, used: false };
+    if (internal.streamUnusable(b.stream)) throw new TypeError("This body's stream is locked.");
+    const [a, c] = b.stream.tee();
+    b.stream = a;
+    return { src: null, stream: c, used: false };
+  };
+
+  // The Body mixin's methods, the same for Request and Response; `body(this)` brand-checks.
+  const bodyMethods = (body, name) => ({
+    get body() { return streamOf(body(this)); },
+    get bodyUsed() { return isUsed(body(this)); },
+    arrayBuffer() {
+      try {
+        return consume(body(this), false).then((u8) => (u8.buffer === undefined ? u8 : toArrayBuffer(u8)));
+      } catch (e) { return Promise.reject(e); }
+    },
+    bytes() {
+      try { return consume(body(this), false); } catch (e) { return Promise.reject(e); }
+    },
+    text() {
+      try { return consume(body(this), true); } catch (e) { return Promise.reject(e); }
+    },
+    json() {
+      try { return consume(body(this), true).then(JSON.parse); } catch (e) { return Promise.reject(e); }
+    },
+    formData() { return Promise.reject(unsupported(`${name}.formData()`)); },
+    blob() { return Promise.reject(unsupported(`${name}.blob()`)); },
+  });
+
+  const installBody = (cls, body, name) => {
+    const methods = bodyMethods(body, name);
+    for (const key of Object.keys(methods)) {
+      const d = Object.getOwnPropertyDescriptor(methods, key);
+      d.enumerable = true;
+      Object.defineProperty(cls.prototype, key, d);
+    }
+  };
+
+  // ---- Request -----------------------------------------------------------------------------
+  const NORMALIZED_METHODS = ["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"];
+  const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+  const normalizeMethod = (m) => {
+    const s = String(m);
+    if (!TOKEN.test(s)) throw new TypeError(`Invalid HTTP method string: ${s}`);
+    const upper = s.toUpperCase();
+    if (upper === "CONNECT" || upper === "TRACE" || upper === "TRACK") {
+      throw new TypeError(`Forbidden HTTP method: ${s}`);
+    }
+    return NORMALIZED_METHODS.includes(upper) ? upper : s;
+  };
+  const REDIRECTS = ["follow", "manual", "error"];
+  // Passed as `input` by the prelude's own fast constructors; Workers can never reach it.
+  const TRUSTED = Object.freeze({});
+  let trusted = null;
+
+  class Request {
+    #method = "GET";
+    #url;
+    #headers;
+    #body = null;
+    #redirect = "follow";
+    #cf = undefined;
+
+    constructor(input, init = undefined) {
+      if (input === TRUSTED) {
+        const t = trusted;
+        trusted = null;
+        this.#method = t.method;
+        this.#url = t.url;
+        this.#headers = t.headers;
+        this.#body = t.body;
+        this.#cf = t.cf;
+        this.#redirect = t.redirect;
+        return;
+      }
+      requireArgs(arguments.length, 1, "Request");
+      let inputBody = null;
+      let inputHeaders = null;
+      if (input instanceof Request) {
+        this.#url = input.#url;
+        this.#method = input.#method;
+        this.#redirect = input.#redirect;
+        this.#cf = input.#cf;
+        inputHeaders = input.#headers;
+        inputBody = input.#body;
+      } else {
+        const parsed = native.urlParse(usv(input));
+        if (parsed === undefined) throw new TypeError(`Failed to parse URL from ${String(input)}`);
+        this.#url = parsed[0];
+      }
+      const opts = init ?? {};
+      if (typeof opts !== "object" && typeof opts !== "function") {
+        throw new TypeError("Failed to construct 'Request': The provided value is not of type 'RequestInit'.");
+      }
+      if (opts.method !== undefined) this.#method = normalizeMethod(opts.method);
+      if (opts.redirect !== undefined) {
+        const r = String(opts.redirect);
+        if (!REDIRECTS.includes(r)) throw new TypeError(`Invalid redirect value: ${r}`);
+        this.#redirect = r;
+      }
+      if (opts.cf !== undefined) this.#cf = opts.cf;
+      if (opts.headers !== undefined) this.#headers = new Headers(opts.headers);
+      else this.#headers = new Headers(inputHeaders ?? undefined);
+      const hasInitBody = opts.body !== undefined && opts.body !== null;
+      if ((hasInitBody || inputBody !== null) && (this.#method === "GET" || this.#method === "HEAD")) {
+        throw new TypeError("Request with a GET or HEAD method cannot have a body.");
+      }
+      if (hasInitBody) {
+        const [record, type] = extract(opts.body);
+        this.#body = record;
+        addContentType(this.#headers, type);
+      } else if (inputBody !== null) {
+        if (isUsed(inputBody)) throw new TypeError(USED);
+        // The new request takes the body over; the input's is used up (Fetch "create a proxy").
+        this.#body = { src: inputBody.src, stream: inputBody.stream, used: false };
+        inputBody.used = true;
+      }
+    }
+
+    get method() { return this.#method; }
+    get url() { return this.#url; }
+    get headers() { return this.#headers; }
+    get redirect() { return this.#redirect; }
+    get cf() { return this.#cf; }
+    get integrity() { return ""; }
+    get keepalive() { return false; }
+    get signal() { throw unsupported("Request.signal (AbortSignal)"); }
+
+    clone() {
+      const body = cloneBody(this.#body);
+      trusted = {
+        method: this.#method, url: this.#url, headers: new Headers(this.#headers), body,
+        cf: this.#cf, redirect: this.#redirect,
+      };
+      return new Request(TRUSTED);
+    }
+
+    static {
+      installBody(Request, (r) => r.#body, "Request");
+      internal.requestBody = (r) => r.#body;
+      // The engine's incoming request: headers immutable, as workerd gives them.
+      internal.newRequest = (method, url, headers, body, cf) => {
+        const list = [];
+        for (let i = 0; i < headers.length; i += 2) list.push(String(headers[i]).toLowerCase(), String(headers[i + 1]));
+        let record = null;
+        if (body !== null && body !== undefined) {
+          record = internal.isReadableStream(body)
+            ? { src: null, stream: body, used: false }
+            : { src: typeof body === "string" ? body : toU8(body), stream: null, used: false };
+        }
+        const parsed = native.urlParse(usv(url));
+        if (parsed === undefined) throw new TypeError(`Invalid request URL: ${url}`);
+        trusted = {
+          method: String(method), url: parsed[0], headers: headersFromList(list, true), body: record,
+          cf, redirect: "follow",
+        };
+        return new Request(TRUSTED);
+      };
+    }
+  }
+  internal.tag(Request.prototype, "Request");
+  for (const name of ["method", "url", "headers", "redirect", "cf", "integrity", "keepalive", "clone"]) {
+    const d = Object.getOwnPropertyDescriptor(Request.prototype, name);
+    d.enumerable = true;
+    Object.defineProperty(Request.prototype, name, d);
+  }
+
+  // ---- Response ----------------------------------------------------------------------------
+  const NULL_BODY_STATUS = [101, 204, 205, 304];
+  const REDIRECT_STATUS = [301, 302, 303, 307, 308];
+  const REASON_PHRASE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+  class Response {
+    #status = 200;
+    #statusText = "";
+    #headers;
+    #body = null;
+    #type = "default";
+    #cf = undefined;
+
+    constructor(body = null, init = undefined) {
+      if (body === TRUSTED) {
+        const t = trusted;
+        trusted = null;
+        this.#status = t.status;
+        this.#headers = t.headers;
+        this.#type = t.type;
+        return;
+      }
+      const opts = init ?? {};
+      if (typeof opts !== "object" && typeof opts !== "function") {
+        throw new TypeError("Failed to construct 'Response': The provided value is not of type 'ResponseInit'.");
+      }
+      if (opts.status !== undefined) {
+        const status = Number(opts.status);
+        if (!Number.isInteger(status) || status < 200 || status > 599) {
+          throw new RangeError(`Responses may only be constructed with status codes in the range 200 to 599, inclusive.`);
+        }
+        this.#status = status;
+      }
+      if (opts.statusText !== undefined) {
+        const text = String(opts.statusText);
+        if (!REASON_PHRASE.test(text)) throw new TypeError(`Invalid statusText: "${text}"`);
+        this.#statusText = text;
+      }
+      if (opts.cf !== undefined) this.#cf = opts.cf;
+      this.#headers = new Headers(opts.headers);
+      if (body !== null && body !== undefined) {
+        if (NULL_BODY_STATUS.includes(this.#status)) {
+          throw new TypeError(`Response with null body status (${this.#status}) cannot have a body.`);
+        }
+        const [record, type] = extract(body);
+        this.#body = record;
+        addContentType(this.#headers, type);
+      }
+    }
+
+    static json(data, init = undefined) {
+      const text = JSON.stringify(data);
+      if (text === undefined) throw new TypeError("The data is not JSON serializable.");
+      const r = new Response(null, init);
+      if (NULL_BODY_STATUS.includes(r.#status)) {
+        throw new TypeError(`Response with null body status (${r.#status}) cannot have a body.`);
+      }
+      r.#body = { src: text, stream: null, used: false };
+      addContentType(r.#headers, "application/json");
+      return r;
+    }
+
+    static redirect(url, status = 302) {
+      requireArgs(arguments.length, 1, "redirect");
+      const parsed = native.urlParse(usv(url));
+      if (parsed === undefined) throw new TypeError(`Unable to parse URL: ${String(url)}`);
+      const code = Number(status);
+      if (!REDIRECT_STATUS.includes(code)) throw new RangeError(`Invalid redirect status code: ${status}`);
+      trusted = { status: code, headers: headersFromList(["location", parsed[0]], true), type: "default" };
+      return new Response(TRUSTED);
+    }
+
+    static error() {
+      trusted = { status: 0, headers: headersFromList([], true), type: "error" };
+      return new Response(TRUSTED);
+    }
+
+    get type() { return this.#type; }
+    get url() { return ""; }
+    get redirected() { return false; }
+    get status() { return this.#status; }
+    get ok() { return this.#status >= 200 && this.#status <= 299; }
+    get statusText() { return this.#statusText; }
+    get headers() { return this.#headers; }
+    get cf() { return this.#cf; }
+    get webSocket() { return null; }
+
+    clone() {
+      const body = cloneBody(this.#body);
+      const r = new Response(null, { status: this.#status === 0 ? 200 : this.#status });
+      r.#status = this.#status;
+      r.#statusText = this.#statusText;
+      r.#headers = new Headers(this.#headers);
+      r.#type = this.#type;
+      r.#cf = this.#cf;
+      r.#body = body;
+      return r;
+    }
+
+    static {
+      installBody(Response, (r) => r.#body, "Response");
+      // For the engine: [status, statusText, headers (flat, lower-case names), body] where body
+      // is null, a string, a Uint8Array or a ReadableStream (read it with readAllBytes). The
+      // body is marked used.
+      internal.responseParts = (r) => {
+        if (!(#body in r)) throw new TypeError("The handler did not return a Response.");
+        const b = r.#body;
+        let body = null;
+        if (b !== null) {
+          if (isUsed(b)) throw new TypeError(USED);
+          b.used = true;
+          body = b.stream !== null ? (internal.streamTakeBytes(b.stream) ?? b.stream) : b.src;
+          b.src = null;
+        }
+        return [r.#status, r.#statusText, headersList(r.#headers), body];
+      };
+      internal.isResponse = (r) => r !== null && typeof r === "object" && #body in r;
+    }
+  }
+  internal.tag(Response.prototype, "Response");
+  for (const name of ["type", "url", "redirected", "status", "ok", "statusText", "headers", "cf", "webSocket", "clone"]) {
+    const d = Object.getOwnPropertyDescriptor(Response.prototype, name);
+    d.enumerable = true;
+    Object.defineProperty(Response.prototype, name, d);
+  }
+
+  internal.Request = Request;
+  internal.Response = Response;
+  internal.unclonable.push(Request, Response);
+  internal.defineGlobals({
+    Request,
+    Response,
+    FormData: function FormData() { throw unsupported("FormData"); },
+    Blob: function Blob() { throw unsupported("Blob"); },
+    File: function File() { throw unsupported("File"); },
+  });
+})

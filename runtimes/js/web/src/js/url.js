@@ -1,0 +1,290 @@
+// URL and URLSearchParams (URL Standard §6). Parsing and every setter run in Rust (the `url`
+// crate's WHATWG implementation); a URL keeps the 11 components Rust returns, so getters are
+// plain array reads.
+(function (native, internal, global) {
+  "use strict";
+  const { requireArgs, usv } = internal;
+
+  // Component indexes, as in natives/url.rs.
+  const HREF = 0, ORIGIN = 1, PROTOCOL = 2, USERNAME = 3, PASSWORD = 4, HOST = 5, HOSTNAME = 6,
+    PORT = 7, PATHNAME = 8, SEARCH = 9, HASH = 10;
+
+  const parse = (url, base) =>
+    base === undefined ? native.urlParse(usv(url)) : native.urlParse(usv(url), usv(base));
+
+  let setParamsFromQuery; // (params, query) => void, defined by URLSearchParams
+  let newLinkedParams; // (url, query) => URLSearchParams
+
+  class URL {
+    #c;
+    #params = null;
+
+    constructor(url, base = undefined) {
+      requireArgs(arguments.length, 1, "URL");
+      const c = parse(url, base);
+      if (c === undefined) throw new TypeError(`Invalid URL string.`);
+      this.#c = c;
+    }
+
+    static canParse(url, base = undefined) {
+      requireArgs(arguments.length, 1, "canParse");
+      return parse(url, base) !== undefined;
+    }
+
+    static parse(url, base = undefined) {
+      requireArgs(arguments.length, 1, "parse");
+      try {
+        return new URL(url, base);
+      } catch {
+        return null;
+      }
+    }
+
+    #set(which, value) {
+      const c = native.urlSet(this.#c[HREF], which, usv(value));
+      if (c === undefined) throw new TypeError(`Invalid URL string.`);
+      this.#c = c;
+      if (this.#params !== null && (which === HREF || which === SEARCH)) {
+        setParamsFromQuery(this.#params, c[SEARCH]);
+      }
+    }
+
+    get href() { return this.#c[HREF]; }
+    set href(v) { this.#set(HREF, v); }
+    get origin() { return this.#c[ORIGIN]; }
+    get protocol() { return this.#c[PROTOCOL]; }
+    set protocol(v) { this.#set(PROTOCOL, v); }
+    get username() { return this.#c[USERNAME]; }
+    set username(v) { this.#set(USERNAME, v); }
+    get password() { return this.#c[PASSWORD]; }
+    set password(v) { this.#set(PASSWORD, v); }
+    get host() { return this.#c[HOST]; }
+    set host(v) { this.#set(HOST, v); }
+    get hostname() { return this.#c[HOSTNAME]; }
+    set hostname(v) { this.#set(HOSTNAME, v); }
+    get port() { return this.#c[PORT]; }
+    set port(v) { this.#set(PORT, v); }
+    get pathname() { return this.#c[PATHNAME]; }
+    set pathname(v) { this.#set(PATHNAME, v); }
+    get search() { return this.#c[SEARCH]; }
+    set search(v) { this.#set(SEARCH, v); }
+    get hash() { return this.#c[HASH]; }
+    set hash(v) { this.#set(HASH, v); }
+    get searchParams() {
+      if (this.#params === null) this.#params = newLinkedParams(this, this.#c[SEARCH]);
+      return this.#params;
+    }
+    toString() { return this.#c[HREF]; }
+    toJSON() { return this.#c[HREF]; }
+
+    static {
+      // URLSearchParams writes the query back through this (URL Standard "update steps").
+      internal.urlSetQuery = (url, serialized) => {
+        url.#c = native.urlSet(url.#c[HREF], SEARCH, serialized);
+      };
+    }
+  }
+  for (const name of ["createObjectURL", "revokeObjectURL"]) {
+    Object.defineProperty(URL, name, {
+      value() { throw new Error(`URL.${name} is not supported (there are no Blobs)`); },
+      writable: true, configurable: true,
+    });
+  }
+  internal.tag(URL.prototype, "URL");
+  for (const name of ["href", "origin", "protocol", "username", "password", "host", "hostname",
+    "port", "pathname", "search", "hash", "searchParams", "toString", "toJSON"]) {
+    const d = Object.getOwnPropertyDescriptor(URL.prototype, name);
+    d.enumerable = true;
+    Object.defineProperty(URL.prototype, name, d);
+  }
+
+  let iteratorProto;
+
+  class URLSearchParams {
+    #list = []; // flat [name, value, ...]
+    #url = null;
+
+    constructor(init = "") {
+      if (init === undefined || init === null) return;
+      if (typeof init === "object" || typeof init === "function") {
+        if (#list in init) {
+          this.#list = init.#list.slice();
+        } else if (typeof init[Symbol.iterator] === "function") {
+          for (const pair of init) {
+            if (typeof pair !== "object" || pair === null || typeof pair[Symbol.iterator] !== "function") {
+              throw new TypeError("Failed to construct 'URLSearchParams': The provided value cannot be converted to a sequence.");
+            }
+            const items = [...pair];
+            if (items.length !== 2) {
+              throw new TypeError("Failed to construct 'URLSearchParams': Each query pair must be an iterable [name, value] tuple");
+            }
+            this.#list.push(usv(items[0]), usv(items[1]));
+          }
+        } else {
+          for (const key of Reflect.ownKeys(init)) {
+            const desc = Reflect.getOwnPropertyDescriptor(init, key);
+            if (desc === undefined || !desc.enumerable) continue;
+            if (typeof key === "symbol") throw new TypeError("Cannot convert a Symbol to a string");
+            this.#list.push(usv(key), usv(init[key]));
+          }
+        }
+      } else {
+        let s = usv(init);
+        if (s.charCodeAt(0) === 0x3f) s = s.slice(1);
+        this.#list = native.formParse(s);
+      }
+    }
+
+    #update() {
+      if (this.#url === null) return;
+      const s = native.formSerialize(this.#list);
+      internal.urlSetQuery(this.#url, s);
+    }
+
+    get size() { return this.#list.length / 2; }
+
+    append(name, value) {
+      requireArgs(arguments.length, 2, "append");
+      this.#list.push(usv(name), usv(value));
+      this.#update();
+    }
+
+    delete(name, value = undefined) {
+      requireArgs(arguments.length, 1, "delete");
+      const n = usv(name);
+      const v = value === undefined ? undefined : usv(value);
+      const list = this.#list;
+      let w = 0;
+      for (let r = 0; r < list.length; r += 2) {
+        if (list[r] === n && (v === undefined || list[r + 1] === v)) continue;
+        list[w] = list[r];
+        list[w + 1] = list[r + 1];
+        w += 2;
+      }
+      list.length = w;
+      this.#update();
+    }
+
+    get(name) {
+      requireArgs(arguments.length, 1, "get");
+      const n = usv(name);
+      const list = this.#list;
+      for (let i = 0; i < list.length; i += 2) if (list[i] === n) return list[i + 1];
+      return null;
+    }
+
+    getAll(name) {
+      requireArgs(arguments.length, 1, "getAll");
+      const n = usv(name);
+      const list = this.#list;
+      const out = [];
+      for (let i = 0; i < list.length; i += 2) if (list[i] === n) out.push(list[i + 1]);
+      return out;
+    }
+
+    has(name, value = undefined) {
+      requireArgs(arguments.length, 1, "has");
+      const n = usv(name);
+      const v = value === undefined ? undefined : usv(value);
+      const list = this.#list;
+      for (let i = 0; i < list.length; i += 2) {
+        if (list[i] === n && (v === undefined || list[i + 1] === v)) return true;
+      }
+      return false;
+    }
+
+    set(name, value) {
+      requireArgs(arguments.length, 2, "set");
+      const n = usv(name);
+      const v = usv(value);
+      const list = this.#list;
+      let found = false;
+      let w = 0;
+      for (let r = 0; r < list.length; r += 2) {
+        if (list[r] === n) {
+          if (found) continue;
+          found = true;
+          list[r + 1] = v;
+        }
+        list[w] = list[r];
+        list[w + 1] = list[r + 1];
+        w += 2;
+      }
+      list.length = w;
+      if (!found) list.push(n, v);
+      this.#update();
+    }
+
+    sort() {
+      // Stable sort by name in UTF-16 code unit order (JS string comparison is exactly that).
+      const pairs = [];
+      for (let i = 0; i < this.#list.length; i += 2) pairs.push([this.#list[i], this.#list[i + 1]]);
+      pairs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+      this.#list = pairs.flat();
+      this.#update();
+    }
+
+    forEach(callback, thisArg = undefined) {
+      requireArgs(arguments.length, 1, "forEach");
+      if (typeof callback !== "function") {
+        throw new TypeError("Failed to execute 'forEach' on 'URLSearchParams': parameter 1 is not of type 'Function'.");
+      }
+      for (let i = 0; i < this.#list.length; i += 2) {
+        callback.call(thisArg, this.#list[i + 1], this.#list[i], this);
+      }
+    }
+
+    entries() { return makeIterator(this, 0); }
+    keys() { return makeIterator(this, 1); }
+    values() { return makeIterator(this, 2); }
+
+    toString() { return native.formSerialize(this.#list); }
+
+    static {
+      setParamsFromQuery = (params, query) => {
+        params.#list = query === "" ? [] : native.formParse(query.slice(1));
+      };
+      newLinkedParams = (url, query) => {
+        const p = new URLSearchParams();
+        if (query !== "") p.#list = native.formParse(query.slice(1));
+        p.#url = url;
+        return p;
+      };
+      internal.searchParamsList = (p) => p.#list;
+    }
+  }
+  Object.defineProperty(URLSearchParams.prototype, Symbol.iterator, {
+    value: URLSearchParams.prototype.entries, writable: true, configurable: true,
+  });
+  internal.tag(URLSearchParams.prototype, "URLSearchParams");
+
+  // Live iteration, as the URL Standard's iterable declaration gives: each next() reads the
+  // current list.
+  class ParamsIterator {
+    #params; #kind; #index = 0;
+    constructor(params, kind) { this.#params = params; this.#kind = kind; }
+    next() {
+      const list = internal.searchParamsList(this.#params);
+      const i = this.#index;
+      if (i >= list.length) return { value: undefined, done: true };
+      this.#index = i + 2;
+      const kind = this.#kind;
+      const value = kind === 0 ? [list[i], list[i + 1]] : kind === 1 ? list[i] : list[i + 1];
+      return { value, done: false };
+    }
+  }
+  iteratorProto = internal.makeIteratorPrototype("URLSearchParams Iterator");
+  Object.defineProperty(iteratorProto, "next", {
+    value: ParamsIterator.prototype.next, writable: true, configurable: true, enumerable: true,
+  });
+  const makeIterator = (params, kind) => {
+    const it = new ParamsIterator(params, kind);
+    Object.setPrototypeOf(it, iteratorProto);
+    return it;
+  };
+
+  internal.URL = URL;
+  internal.URLSearchParams = URLSearchParams;
+  internal.unclonable.push(URL, URLSearchParams);
+  internal.defineGlobals({ URL, URLSearchParams });
+})

@@ -1,0 +1,130 @@
+//! Hashing, HMAC and randomness for `crypto` and `crypto.subtle`, on RustCrypto and getrandom
+//! (WASI `random_get` on wasm32-wasip1).
+
+use hmac::digest::{Digest, KeyInit};
+use hmac::{Hmac, Mac};
+use rquickjs::{ArrayBuffer, Ctx, Exception, Function, Object, Result, TypedArray};
+use sha1::Sha1;
+use sha2::{Sha256, Sha384, Sha512};
+
+use crate::bytes::{with_bytes, with_bytes_mut};
+
+/// A hash by its WebCrypto name, already upper-cased by the prelude.
+#[derive(Clone, Copy)]
+enum Hash {
+    Sha1,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Hash {
+    fn from_name(name: &str) -> Option<Hash> {
+        Some(match name {
+            "SHA-1" => Hash::Sha1,
+            "SHA-256" => Hash::Sha256,
+            "SHA-384" => Hash::Sha384,
+            "SHA-512" => Hash::Sha512,
+            _ => return None,
+        })
+    }
+
+    fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Hash::Sha1 => Sha1::digest(data).to_vec(),
+            Hash::Sha256 => Sha256::digest(data).to_vec(),
+            Hash::Sha384 => Sha384::digest(data).to_vec(),
+            Hash::Sha512 => Sha512::digest(data).to_vec(),
+        }
+    }
+
+    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+        fn run<M: Mac + KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
+            // HMAC takes keys of any length, so `new_from_slice` cannot fail.
+            let mut mac = <M as KeyInit>::new_from_slice(key).expect("HMAC accepts any key length");
+            mac.update(data);
+            mac.finalize().into_bytes().to_vec()
+        }
+        match self {
+            Hash::Sha1 => run::<Hmac<Sha1>>(key, data),
+            Hash::Sha256 => run::<Hmac<Sha256>>(key, data),
+            Hash::Sha384 => run::<Hmac<Sha384>>(key, data),
+            Hash::Sha512 => run::<Hmac<Sha512>>(key, data),
+        }
+    }
+}
+
+/// Constant-time comparison, so that `verify` leaks nothing about where a guess differs.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn register<'js>(ctx: &Ctx<'js>, natives: &Object<'js>) -> Result<()> {
+    // digest(hashName, bytes) -> ArrayBuffer | undefined for an unknown hash.
+    natives.set(
+        "digest",
+        Function::new(
+            ctx.clone(),
+            |ctx: Ctx<'js>, hash: String, data: TypedArray<'js, u8>| {
+                let Some(hash) = Hash::from_name(&hash) else {
+                    return Ok(None);
+                };
+                let out = with_bytes(&data, |d| hash.digest(d));
+                ArrayBuffer::new(ctx, out).map(Some)
+            },
+        )?,
+    )?;
+    // hmacSign(hashName, key, data) -> ArrayBuffer | undefined for an unknown hash.
+    natives.set(
+        "hmacSign",
+        Function::new(
+            ctx.clone(),
+            |ctx: Ctx<'js>, hash: String, key: TypedArray<'js, u8>, data: TypedArray<'js, u8>| {
+                let Some(hash) = Hash::from_name(&hash) else {
+                    return Ok(None);
+                };
+                let key = with_bytes(&key, <[u8]>::to_vec);
+                let out = with_bytes(&data, |d| hash.hmac(&key, d));
+                ArrayBuffer::new(ctx, out).map(Some)
+            },
+        )?,
+    )?;
+    // hmacVerify(hashName, key, data, signature) -> bool (false for an unknown hash).
+    natives.set(
+        "hmacVerify",
+        Function::new(
+            ctx.clone(),
+            |hash: String,
+             key: TypedArray<'js, u8>,
+             data: TypedArray<'js, u8>,
+             signature: TypedArray<'js, u8>| {
+                let Some(hash) = Hash::from_name(&hash) else {
+                    return false;
+                };
+                let key = with_bytes(&key, <[u8]>::to_vec);
+                let expected = with_bytes(&data, |d| hash.hmac(&key, d));
+                with_bytes(&signature, |s| constant_time_eq(&expected, s))
+            },
+        )?,
+    )?;
+    // timingSafeEqual(a, b) -> bool, in constant time for equal lengths.
+    natives.set(
+        "timingSafeEqual",
+        Function::new(
+            ctx.clone(),
+            |a: TypedArray<'js, u8>, b: TypedArray<'js, u8>| {
+                let a = with_bytes(&a, <[u8]>::to_vec);
+                with_bytes(&b, |b| constant_time_eq(&a, b))
+            },
+        )?,
+    )?;
+    // randomFill(bytes): fills the view from the OS (WASI random_get in the guest).
+    natives.set(
+        "randomFill",
+        Function::new(ctx.clone(), |ctx: Ctx<'js>, dest: TypedArray<'js, u8>| {
+            with_bytes_mut(&dest, getrandom::fill)
+                .map_err(|e| Exception::throw_internal(&ctx, &format!("random source failed: {e}")))
+        })?,
+    )?;
+    Ok(())
+}
