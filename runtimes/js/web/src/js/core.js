@@ -93,12 +93,15 @@
     const s = native.utf8Decode(u8, false);
     return s.charCodeAt(0) === 0xfeff ? s.slice(1) : s; // UTF-8 decode strips a BOM
   };
-  // An iterator object with the given prototype over `next`, as WebIDL iterables give.
-  internal.makeIteratorPrototype = (tag) => {
-    const proto = Object.create(Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]())));
+  // Prototypes for WebIDL pair iterators (kind 0 entries, 1 keys, 2 values) sharing one `next`,
+  // tagged as workerd tags them.
+  const iteratorPrototype = Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]()));
+  internal.makeIteratorPrototypes = (next) => ["EntryIterator", "KeyIterator", "ValueIterator"].map((tag) => {
+    const proto = Object.create(iteratorPrototype);
+    Object.defineProperty(proto, "next", { value: next, writable: true, configurable: true, enumerable: true });
     internal.tag(proto, tag);
     return proto;
-  };
+  });
 
   // ---- queueMicrotask --------------------------------------------------------------------
   const resolved = Promise.resolve();
@@ -297,10 +300,22 @@
 
   function structuredClone(value, options = undefined) {
     requireArgs(arguments.length, 1, "structuredClone");
-    if (options?.transfer !== undefined && [...options.transfer].length > 0) {
-      throw new DOMException("structuredClone: the transfer option is not supported", "DataCloneError");
+    const memo = new Map();
+    if (options?.transfer !== undefined) {
+      // Transferred ArrayBuffers end up detached, as in workerd. The clone gets a copy first
+      // (views in the value must still see the original offsets while they are cloned), and
+      // the originals are detached only once the whole value has cloned without error.
+      const list = [...options.transfer];
+      for (const t of list) {
+        if (!(t instanceof ArrayBuffer)) throw new TypeError("structuredClone: only ArrayBuffers can be transferred");
+        if (memo.has(t)) throw new DOMException("An ArrayBuffer is listed twice in the transfer list.", "DataCloneError");
+        memo.set(t, t.slice(0));
+      }
+      const out = clone(value, memo);
+      for (const t of list) t.transfer();
+      return out;
     }
-    return clone(value, new Map());
+    return clone(value, memo);
   }
 
   internal.defineGlobals({ DOMException, queueMicrotask, atob, btoa, TextEncoder, TextDecoder, structuredClone });

@@ -8,9 +8,9 @@
   const MAX_RANDOM_BYTES = 65536; // WebCrypto §10.1.1: QuotaExceededError above this
   const INTEGER_ARRAYS = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array,
     Int32Array, Uint32Array, BigInt64Array, BigUint64Array];
-  const HASHES = ["SHA-1", "SHA-256", "SHA-384", "SHA-512"];
+  const HASHES = ["SHA-1", "SHA-256", "SHA-384", "SHA-512", "MD5"]; // workerd has MD5 too
   // HMAC's default key length is the hash's block size (WebCrypto §29.6, generateKey).
-  const BLOCK_BITS = { "SHA-1": 512, "SHA-256": 512, "SHA-384": 1024, "SHA-512": 1024 };
+  const BLOCK_BITS = { MD5: 512, "SHA-1": 512, "SHA-256": 512, "SHA-384": 1024, "SHA-512": 1024 };
 
   const notSupported = (what) => new DOMException(`${what} is not supported by Tenantry`, "NotSupportedError");
 
@@ -249,7 +249,7 @@
   const crypto = new Crypto();
   constructing = false;
 
-  internal.unclonable.push(CryptoKey, Crypto, SubtleCrypto);
+  internal.unclonable.push(CryptoKey);
   internal.defineGlobals({ Crypto, CryptoKey, SubtleCrypto });
   Object.defineProperty(global, "crypto", { value: crypto, writable: true, configurable: true, enumerable: true });
 })

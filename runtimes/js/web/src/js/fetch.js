@@ -109,16 +109,15 @@
   };
 
   // ---- Request -----------------------------------------------------------------------------
-  const NORMALIZED_METHODS = ["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"];
-  const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+  // workerd upper-cases every method and accepts only those its HTTP library knows
+  // (kj::HttpMethod); CONNECT is refused as in Fetch.
+  const METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "PURGE", "OPTIONS", "TRACE",
+    "COPY", "LOCK", "MKCOL", "MOVE", "PROPFIND", "PROPPATCH", "SEARCH", "UNLOCK", "ACL", "REPORT",
+    "MKACTIVITY", "CHECKOUT", "MERGE", "MSEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE", "QUERY", "BAN"];
   const normalizeMethod = (m) => {
-    const s = String(m);
-    if (!TOKEN.test(s)) throw new TypeError(`Invalid HTTP method string: ${s}`);
-    const upper = s.toUpperCase();
-    if (upper === "CONNECT" || upper === "TRACE" || upper === "TRACK") {
-      throw new TypeError(`Forbidden HTTP method: ${s}`);
-    }
-    return NORMALIZED_METHODS.includes(upper) ? upper : s;
+    const upper = String(m).toUpperCase();
+    if (!METHODS.includes(upper)) throw new TypeError(`Invalid HTTP method string: ${String(m)}`);
+    return upper;
   };
   const REDIRECTS = ["follow", "manual", "error"];
   // Passed as `input` by the prelude's own fast constructors; Workers can never reach it.
@@ -239,6 +238,11 @@
 
   // ---- Response ----------------------------------------------------------------------------
   const NULL_BODY_STATUS = [101, 204, 205, 304];
+  // WebIDL `unsigned short` conversion: truncate, wrap modulo 2^16; NaN and infinities are 0.
+  const unsignedShort = (v) => {
+    const n = Math.trunc(Number(v));
+    return Number.isFinite(n) ? ((n % 65536) + 65536) % 65536 : 0;
+  };
   const REDIRECT_STATUS = [301, 302, 303, 307, 308];
   const REASON_PHRASE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
@@ -264,8 +268,8 @@
         throw new TypeError("Failed to construct 'Response': The provided value is not of type 'ResponseInit'.");
       }
       if (opts.status !== undefined) {
-        const status = Number(opts.status);
-        if (!Number.isInteger(status) || status < 200 || status > 599) {
+        const status = unsignedShort(opts.status);
+        if (status < 200 || status > 599) {
           throw new RangeError(`Responses may only be constructed with status codes in the range 200 to 599, inclusive.`);
         }
         this.#status = status;
@@ -288,8 +292,8 @@
     }
 
     static json(data, init = undefined) {
-      const text = JSON.stringify(data);
-      if (text === undefined) throw new TypeError("The data is not JSON serializable.");
+      // workerd sends "undefined" for what JSON cannot represent (undefined, a function).
+      const text = String(JSON.stringify(data));
       const r = new Response(null, init);
       if (NULL_BODY_STATUS.includes(r.#status)) {
         throw new TypeError(`Response with null body status (${r.#status}) cannot have a body.`);
@@ -365,7 +369,6 @@
 
   internal.Request = Request;
   internal.Response = Response;
-  internal.unclonable.push(Request, Response);
   internal.defineGlobals({
     Request,
     Response,

@@ -5,11 +5,12 @@
   "use strict";
   const { requireArgs } = internal;
 
-  // RFC 9110 §5.6.2 token characters.
-  const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+  // RFC 9110 §5.6.2 token characters. workerd accepts the empty name, so `*`, not `+`.
+  const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]*$/;
   // Fetch "normalize": strip leading and trailing HTTP whitespace (tab, space, CR, LF).
   const EDGE_WHITESPACE = /^[\t\n\r ]+|[\t\n\r ]+$/g;
-  const BAD_VALUE = /[\0\r\n]|[^\0-\xff]/;
+  // Fetch forbids NUL, CR and LF; workerd lets code points above U+00FF through (as UTF-8).
+  const BAD_VALUE = /[\0\r\n]/;
 
   const normalizeName = (name) => {
     const s = String(name);
@@ -23,8 +24,6 @@
   };
 
   const IMMUTABLE = 1;
-  let iteratorProto;
-
   class Headers {
     #list = [];
     #guard = 0;
@@ -205,19 +204,16 @@
       return { value, done: false };
     }
   }
-  iteratorProto = internal.makeIteratorPrototype("Headers Iterator");
-  Object.defineProperty(iteratorProto, "next", {
-    value: HeadersIterator.prototype.next, writable: true, configurable: true, enumerable: true,
-  });
+  // workerd's iterator objects are tagged EntryIterator, KeyIterator and ValueIterator.
+  const iteratorProtos = internal.makeIteratorPrototypes(HeadersIterator.prototype.next);
   const makeIterator = (pairs, kind) => {
     const it = new HeadersIterator(pairs, kind);
-    Object.setPrototypeOf(it, iteratorProto);
+    Object.setPrototypeOf(it, iteratorProtos[kind]);
     return it;
   };
 
   internal.Headers = Headers;
   internal.normalizeHeaderName = normalizeName;
   internal.normalizeHeaderValue = normalizeValue;
-  internal.unclonable.push(Headers);
   internal.defineGlobals({ Headers });
 })

@@ -7,6 +7,8 @@
   "use strict";
   const { toU8 } = internal;
   const resolvedUndefined = () => Promise.resolve(undefined);
+  // workerd's read() result at the end of a stream has no `value` key.
+  const DONE = () => ({ done: true });
   const unsupported = (what) => new Error(`${what} is not supported by Tenantry yet`);
 
   class ReadableStream {
@@ -161,7 +163,7 @@
     #finishClose() {
       this.#state = "closed";
       if (this.#reader !== null) {
-        for (const r of readRequests(this.#reader).splice(0)) r.resolve({ value: undefined, done: true });
+        for (const r of readRequests(this.#reader).splice(0)) r.resolve(DONE());
         readerClosed(this.#reader).resolve();
       }
     }
@@ -201,7 +203,7 @@
         else this.#pullIfNeeded();
         return Promise.resolve({ value, done: false });
       }
-      if (this.#state === "closed") return Promise.resolve({ value: undefined, done: true });
+      if (this.#state === "closed") return Promise.resolve(DONE());
       if (this.#state === "errored") return Promise.reject(this.#error);
       return new Promise((resolve, reject) => {
         readRequests(reader).push({ resolve, reject });
@@ -396,7 +398,6 @@
   };
 
   internal.ReadableStream = ReadableStream;
-  internal.unclonable.push(ReadableStream, ReadableStreamDefaultReader, ReadableStreamDefaultController);
   internal.defineGlobals({
     ReadableStream,
     ReadableStreamDefaultReader,

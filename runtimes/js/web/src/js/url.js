@@ -98,8 +98,6 @@
     Object.defineProperty(URL.prototype, name, d);
   }
 
-  let iteratorProto;
-
   class URLSearchParams {
     #list = []; // flat [name, value, ...]
     #url = null;
@@ -273,13 +271,10 @@
       return { value, done: false };
     }
   }
-  iteratorProto = internal.makeIteratorPrototype("URLSearchParams Iterator");
-  Object.defineProperty(iteratorProto, "next", {
-    value: ParamsIterator.prototype.next, writable: true, configurable: true, enumerable: true,
-  });
+  const iteratorProtos = internal.makeIteratorPrototypes(ParamsIterator.prototype.next);
   const makeIterator = (params, kind) => {
     const it = new ParamsIterator(params, kind);
-    Object.setPrototypeOf(it, iteratorProto);
+    Object.setPrototypeOf(it, iteratorProtos[kind]);
     return it;
   };
 

@@ -1,8 +1,9 @@
-//! Hashing, HMAC and randomness for `crypto` and `crypto.subtle`, on RustCrypto and getrandom
+//! Hashing (MD5, SHA-1, SHA-2), HMAC and randomness for `crypto` and `crypto.subtle`, on RustCrypto and getrandom
 //! (WASI `random_get` on wasm32-wasip1).
 
 use hmac::digest::{Digest, KeyInit};
 use hmac::{Hmac, Mac};
+use md5::Md5;
 use rquickjs::{ArrayBuffer, Ctx, Exception, Function, Object, Result, TypedArray};
 use sha1::Sha1;
 use sha2::{Sha256, Sha384, Sha512};
@@ -12,6 +13,8 @@ use crate::bytes::{with_bytes, with_bytes_mut};
 /// A hash by its WebCrypto name, already upper-cased by the prelude.
 #[derive(Clone, Copy)]
 enum Hash {
+    /// Not in WebCrypto, but workerd offers it, and Workers use it for ETags and the like.
+    Md5,
     Sha1,
     Sha256,
     Sha384,
@@ -21,6 +24,7 @@ enum Hash {
 impl Hash {
     fn from_name(name: &str) -> Option<Hash> {
         Some(match name {
+            "MD5" => Hash::Md5,
             "SHA-1" => Hash::Sha1,
             "SHA-256" => Hash::Sha256,
             "SHA-384" => Hash::Sha384,
@@ -31,6 +35,7 @@ impl Hash {
 
     fn digest(self, data: &[u8]) -> Vec<u8> {
         match self {
+            Hash::Md5 => Md5::digest(data).to_vec(),
             Hash::Sha1 => Sha1::digest(data).to_vec(),
             Hash::Sha256 => Sha256::digest(data).to_vec(),
             Hash::Sha384 => Sha384::digest(data).to_vec(),
@@ -46,6 +51,7 @@ impl Hash {
             mac.finalize().into_bytes().to_vec()
         }
         match self {
+            Hash::Md5 => run::<Hmac<Md5>>(key, data),
             Hash::Sha1 => run::<Hmac<Sha1>>(key, data),
             Hash::Sha256 => run::<Hmac<Sha256>>(key, data),
             Hash::Sha384 => run::<Hmac<Sha384>>(key, data),
