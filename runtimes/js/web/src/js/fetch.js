@@ -16,7 +16,8 @@
 
   // Fetch "extract a body": [record, content type or null].
   const extract = (init) => {
-    if (typeof init === "string") return [{ src: init, stream: null, used: false }, TEXT_PLAIN];
+    // USVString: lone surrogates become U+FFFD, so the string is always valid UTF-8 to write.
+    if (typeof init === "string") return [{ src: usv(init), stream: null, used: false }, TEXT_PLAIN];
     const u8 = toU8(init);
     if (u8 !== undefined) return [{ src: u8.slice(), stream: null, used: false }, null];
     if (init instanceof URLSearchParams) return [{ src: init.toString(), stream: null, used: false }, FORM];

@@ -30,6 +30,7 @@ impl Js {
 
     /// Evaluates `expr` (an expression, maybe a promise), runs jobs until it settles and
     /// returns `describe(result)` or `"throws <Name>"`, as tests/cases.js does.
+    #[allow(dead_code)] // used by api.rs, not workerd_parity.rs
     pub fn run(&self, expr: &str) -> String {
         let source = format!(
             "(async () => {{ try {{ return describe(await ({expr})); }} \
