@@ -27,19 +27,10 @@
   };
   class DOMException extends Error {
     #name;
-    constructor(message = "", options = "Error") {
+    constructor(message = "", name = "Error") {
       super(String(message));
-      // Newer WebIDL: the second argument may be { name, cause }.
-      if (options !== null && typeof options === "object") {
-        this.#name = "name" in options ? String(options.name) : "Error";
-        if ("cause" in options) {
-          Object.defineProperty(this, "cause", {
-            value: options.cause, writable: true, configurable: true, enumerable: false,
-          });
-        }
-      } else {
-        this.#name = String(options);
-      }
+      // workerd takes the second argument as the name only (no { name, cause } form).
+      this.#name = String(name);
     }
     get name() { return this.#name; }
     get code() { return LEGACY_CODES[this.#name] ?? 0; }
@@ -89,10 +80,6 @@
   };
   internal.requireArgs = requireArgs;
   internal.utf8Encode = (s) => native.utf8Encode(usv(s));
-  internal.utf8Decode = (u8) => {
-    const s = native.utf8Decode(u8, false);
-    return s.charCodeAt(0) === 0xfeff ? s.slice(1) : s; // UTF-8 decode strips a BOM
-  };
   // Prototypes for WebIDL pair iterators (kind 0 entries, 1 keys, 2 values) sharing one `next`,
   // tagged as workerd tags them.
   const iteratorPrototype = Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]()));

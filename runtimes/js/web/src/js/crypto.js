@@ -23,6 +23,9 @@
     get subtle() { return subtle; }
     getRandomValues(array) {
       requireArgs(arguments.length, 1, "getRandomValues");
+      if (!ArrayBuffer.isView(array)) {
+        throw new TypeError("getRandomValues: the argument must be an ArrayBufferView");
+      }
       if (!INTEGER_ARRAYS.some((c) => array instanceof c)) {
         throw new DOMException("The data argument must be an integer-type TypedArray", "TypeMismatchError");
       }
@@ -92,9 +95,19 @@
     if (!HASHES.includes(upper)) throw notSupported(`${op}: algorithm "${name}"`);
     return upper;
   };
-  const requireHmac = (alg, op) => {
+  // WebCrypto's algorithm names: with an HMAC key in hand, a known one that is not HMAC is the
+  // wrong key for it (InvalidAccessError, as workerd says); an unknown one is not supported.
+  const KNOWN = ["RSASSA-PKCS1-V1_5", "RSA-PSS", "RSA-OAEP", "ECDSA", "ECDH", "AES-CTR", "AES-CBC",
+    "AES-GCM", "AES-KW", "HMAC", "SHA-1", "SHA-256", "SHA-384", "SHA-512", "HKDF", "PBKDF2",
+    "ED25519", "X25519", "NODE-ED25519"];
+  const requireHmac = (alg, op, withKey = false) => {
     const name = algorithmName(alg);
-    if (name.toUpperCase() !== "HMAC") throw notSupported(`${op}: algorithm "${name}"`);
+    const upper = name.toUpperCase();
+    if (upper === "HMAC") return;
+    if (withKey && KNOWN.includes(upper)) {
+      throw new DOMException(`${op}: the key is an HMAC key, not a "${name}" key`, "InvalidAccessError");
+    }
+    throw notSupported(`${op}: algorithm "${name}"`);
   };
   const bufferSource = (x, what) => {
     const u8 = toU8(x);
@@ -128,7 +141,7 @@
   const useKey = (key, alg, usage) => {
     const info = key instanceof CryptoKey ? internal.keyInfo(key) : undefined;
     if (info === undefined) throw new TypeError(`${usage}: key must be a CryptoKey`);
-    requireHmac(alg, usage);
+    requireHmac(alg, usage, true);
     if (info.algorithm.name !== "HMAC") {
       throw new DOMException(`${usage}: the key is not an HMAC key`, "InvalidAccessError");
     }

@@ -48,6 +48,9 @@
     return b.stream;
   };
 
+  // workerd's text() keeps a leading BOM (Fetch's "UTF-8 decode" would strip it).
+  const decodeKeepingBom = (u8) => native.utf8Decode(u8, false);
+
   // Fetch "consume body": resolves to a string (text) or a Uint8Array the caller owns.
   const consume = (b, asText) => {
     if (b === null) return Promise.resolve(asText ? "" : new Uint8Array(0));
@@ -59,9 +62,9 @@
       const src = b.src;
       b.src = null;
       if (typeof src === "string") return Promise.resolve(asText ? src : internal.utf8Encode(src));
-      return Promise.resolve(asText ? internal.utf8Decode(src) : src);
+      return Promise.resolve(asText ? decodeKeepingBom(src) : src);
     }
-    return internal.readAllBytes(b.stream).then((u8) => (asText ? internal.utf8Decode(u8) : u8.slice()));
+    return internal.readAllBytes(b.stream).then((u8) => (asText ? decodeKeepingBom(u8) : u8.slice()));
   };
 
   const toArrayBuffer = (u8) =>
@@ -315,7 +318,8 @@
     }
 
     static error() {
-      trusted = { status: 0, headers: headersFromList([], true), type: "error" };
+      // workerd leaves these headers mutable.
+      trusted = { status: 0, headers: headersFromList([], false), type: "error" };
       return new Response(TRUSTED);
     }
 

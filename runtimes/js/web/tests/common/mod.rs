@@ -1,4 +1,6 @@
 //! A QuickJS context with the Web APIs installed, and a way to run async snippets in it.
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
 
 use rquickjs::{CatchResultExt, Context, Ctx, Promise, Runtime, Value};
 
@@ -30,7 +32,6 @@ impl Js {
 
     /// Evaluates `expr` (an expression, maybe a promise), runs jobs until it settles and
     /// returns `describe(result)` or `"throws <Name>"`, as tests/cases.js does.
-    #[allow(dead_code)] // used by api.rs, not workerd_parity.rs
     pub fn run(&self, expr: &str) -> String {
         let source = format!(
             "(async () => {{ try {{ return describe(await ({expr})); }} \
