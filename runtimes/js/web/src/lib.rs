@@ -43,6 +43,9 @@ const PRELUDE: &[(&str, &str)] = &[
 /// Name of the global property holding the internals object (non-enumerable, read-only).
 const INTERNALS: &str = "__tenantry_web";
 
+/// The functions of `internal` the engine calls, documented at [`internals`].
+const ENGINE_FUNCTIONS: &[&str] = &["newRequest", "responseParts", "isResponse", "readAllBytes"];
+
 /// Defines the Web APIs on the context's global object.
 pub fn install(ctx: &Ctx<'_>) -> Result<()> {
     let natives = natives::object(ctx)?;
@@ -56,7 +59,13 @@ pub fn install(ctx: &Ctx<'_>) -> Result<()> {
         let setup: Function = ctx.eval_with_options(*source, options)?;
         setup.call::<_, ()>((natives.clone(), internal.clone(), global.clone()))?;
     }
-    global.prop(INTERNALS, Property::from(internal))?;
+    // Only what the engine needs is reachable from the global; the rest of `internal` (raw
+    // header lists and the like) stays inside the prelude's closures.
+    let exposed = Object::new(ctx.clone())?;
+    for name in ENGINE_FUNCTIONS {
+        exposed.prop(*name, Property::from(internal.get::<_, Function>(*name)?))?;
+    }
+    global.prop(INTERNALS, Property::from(exposed))?;
     Ok(())
 }
 

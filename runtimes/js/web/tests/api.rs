@@ -114,6 +114,12 @@ fn internals_cannot_be_replaced_or_enumerated() {
         r#"(() => { try { globalThis.__tenantry_web = 1; } catch {} return [typeof __tenantry_web, Object.keys(globalThis).includes("__tenantry_web")]; })()"#,
         r#"["object",false]"#,
     );
+    // Only the engine's four functions are reachable there, and they cannot be swapped.
+    check(
+        &js,
+        r#"(() => { try { __tenantry_web.newRequest = 1; } catch {} return [Object.getOwnPropertyNames(__tenantry_web), typeof __tenantry_web.newRequest]; })()"#,
+        r#"[["newRequest","responseParts","isResponse","readAllBytes"],"function"]"#,
+    );
     // Globals are not enumerable, like Web IDL interfaces; instances carry no visible state.
     check(
         &js,

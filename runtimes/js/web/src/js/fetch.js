@@ -14,23 +14,32 @@
   const USED = "Body has already been used. It can only be used once. Use tee() first if you need to read it twice.";
   const unsupported = (what) => new Error(`${what} is not supported by Tenantry yet`);
 
-  // Fetch "extract a body": [record, content type or null].
+  // Fetch "extract a body": returns the record and leaves its content type (or null) in
+  // `extractedType` (no array to destructure: QuickJS destructures through the iterator protocol).
+  let extractedType = null;
   const extract = (init) => {
     // USVString: lone surrogates become U+FFFD, so the string is always valid UTF-8 to write.
-    if (typeof init === "string") return [{ src: usv(init), stream: null, used: false }, TEXT_PLAIN];
+    if (typeof init === "string") {
+      extractedType = TEXT_PLAIN;
+      return { src: init.isWellFormed() ? init : init.toWellFormed(), stream: null, used: false };
+    }
+    extractedType = null;
     const u8 = toU8(init);
-    if (u8 !== undefined) return [{ src: u8.slice(), stream: null, used: false }, null];
-    if (init instanceof URLSearchParams) return [{ src: init.toString(), stream: null, used: false }, FORM];
+    if (u8 !== undefined) return { src: u8.slice(), stream: null, used: false };
+    if (init instanceof URLSearchParams) {
+      extractedType = FORM;
+      return { src: init.toString(), stream: null, used: false };
+    }
     if (internal.isReadableStream(init)) {
       if (internal.streamUnusable(init)) throw new TypeError("This ReadableStream is disturbed or locked and cannot be used as a body.");
-      return [{ src: null, stream: init, used: false }, null];
+      return { src: null, stream: init, used: false };
     }
-    return [{ src: usv(init), stream: null, used: false }, TEXT_PLAIN];
+    extractedType = TEXT_PLAIN;
+    return { src: usv(init), stream: null, used: false };
   };
 
-  const addContentType = (headers, type) => {
+  const addContentType = (list, type) => {
     if (type === null) return;
-    const list = headersList(headers);
     for (let i = 0; i < list.length; i += 2) if (list[i] === "content-type") return;
     list.push("content-type", type);
   };
@@ -131,7 +140,8 @@
   class Request {
     #method = "GET";
     #url;
-    #headers;
+    #headers = null; // made on first use when the engine gave #rawHeaders
+    #rawHeaders = null;
     #body = null;
     #redirect = "follow";
     #cf = undefined;
@@ -143,6 +153,7 @@
         this.#method = t.method;
         this.#url = t.url;
         this.#headers = t.headers;
+        this.#rawHeaders = t.rawHeaders;
         this.#body = t.body;
         this.#cf = t.cf;
         this.#redirect = t.redirect;
@@ -156,12 +167,12 @@
         this.#method = input.#method;
         this.#redirect = input.#redirect;
         this.#cf = input.#cf;
-        inputHeaders = input.#headers;
+        inputHeaders = input.headers;
         inputBody = input.#body;
       } else {
-        const parsed = native.urlParse(usv(input));
-        if (parsed === undefined) throw new TypeError(`Failed to parse URL from ${String(input)}`);
-        this.#url = parsed[0];
+        const href = native.urlHref(usv(input));
+        if (href === undefined) throw new TypeError(`Failed to parse URL from ${String(input)}`);
+        this.#url = href;
       }
       const opts = init ?? {};
       if (typeof opts !== "object" && typeof opts !== "function") {
@@ -181,9 +192,8 @@
         throw new TypeError("Request with a GET or HEAD method cannot have a body.");
       }
       if (hasInitBody) {
-        const [record, type] = extract(opts.body);
-        this.#body = record;
-        addContentType(this.#headers, type);
+        this.#body = extract(opts.body);
+        addContentType(headersList(this.#headers), extractedType);
       } else if (inputBody !== null) {
         if (isUsed(inputBody)) throw new TypeError(USED);
         // The new request takes the body over; the input's is used up (Fetch "create a proxy").
@@ -194,7 +204,16 @@
 
     get method() { return this.#method; }
     get url() { return this.#url; }
-    get headers() { return this.#headers; }
+    get headers() {
+      if (this.#headers === null) {
+        // The engine's list as it came off the wire: lower-case the names now, once.
+        const list = this.#rawHeaders ?? [];
+        for (let i = 0; i < list.length; i += 2) list[i] = list[i].toLowerCase();
+        this.#headers = headersFromList(list, true);
+        this.#rawHeaders = null;
+      }
+      return this.#headers;
+    }
     get redirect() { return this.#redirect; }
     get cf() { return this.#cf; }
     get integrity() { return ""; }
@@ -204,7 +223,7 @@
     clone() {
       const body = cloneBody(this.#body);
       trusted = {
-        method: this.#method, url: this.#url, headers: new Headers(this.#headers), body,
+        method: this.#method, url: this.#url, headers: new Headers(this.headers), rawHeaders: null, body,
         cf: this.#cf, redirect: this.#redirect,
       };
       return new Request(TRUSTED);
@@ -215,18 +234,16 @@
       internal.requestBody = (r) => r.#body;
       // The engine's incoming request: headers immutable, as workerd gives them.
       internal.newRequest = (method, url, headers, body, cf) => {
-        const list = [];
-        for (let i = 0; i < headers.length; i += 2) list.push(String(headers[i]).toLowerCase(), String(headers[i + 1]));
         let record = null;
         if (body !== null && body !== undefined) {
           record = internal.isReadableStream(body)
             ? { src: null, stream: body, used: false }
             : { src: typeof body === "string" ? body : toU8(body), stream: null, used: false };
         }
-        const parsed = native.urlParse(usv(url));
-        if (parsed === undefined) throw new TypeError(`Invalid request URL: ${url}`);
+        const href = native.urlHref(usv(url));
+        if (href === undefined) throw new TypeError(`Invalid request URL: ${url}`);
         trusted = {
-          method: String(method), url: parsed[0], headers: headersFromList(list, true), body: record,
+          method: String(method), url: href, headers: null, rawHeaders: headers, body: record,
           cf, redirect: "follow",
         };
         return new Request(TRUSTED);
@@ -253,7 +270,8 @@
   class Response {
     #status = 200;
     #statusText = "";
-    #headers;
+    #headers = null; // made on first use; until then the flat list #list holds the headers
+    #list = null;
     #body = null;
     #type = "default";
     #cf = undefined;
@@ -264,10 +282,22 @@
         trusted = null;
         this.#status = t.status;
         this.#headers = t.headers;
+        this.#list = t.list;
         this.#type = t.type;
         return;
       }
-      const opts = init ?? {};
+      if (init !== undefined && init !== null) this.#init(init);
+      else this.#list = [];
+      if (body !== null && body !== undefined) {
+        if (this.#status !== 200 && NULL_BODY_STATUS.includes(this.#status)) {
+          throw new TypeError(`Response with null body status (${this.#status}) cannot have a body.`);
+        }
+        this.#body = extract(body);
+        addContentType(this.#headerList(), extractedType);
+      }
+    }
+
+    #init(opts) {
       if (typeof opts !== "object" && typeof opts !== "function") {
         throw new TypeError("Failed to construct 'Response': The provided value is not of type 'ResponseInit'.");
       }
@@ -284,16 +314,11 @@
         this.#statusText = text;
       }
       if (opts.cf !== undefined) this.#cf = opts.cf;
-      this.#headers = new Headers(opts.headers);
-      if (body !== null && body !== undefined) {
-        if (NULL_BODY_STATUS.includes(this.#status)) {
-          throw new TypeError(`Response with null body status (${this.#status}) cannot have a body.`);
-        }
-        const [record, type] = extract(body);
-        this.#body = record;
-        addContentType(this.#headers, type);
-      }
+      if (opts.headers !== undefined) this.#headers = new Headers(opts.headers);
+      else this.#list = [];
     }
+
+    #headerList() { return this.#headers === null ? this.#list : headersList(this.#headers); }
 
     static json(data, init = undefined) {
       // workerd sends "undefined" for what JSON cannot represent (undefined, a function).
@@ -303,23 +328,23 @@
         throw new TypeError(`Response with null body status (${r.#status}) cannot have a body.`);
       }
       r.#body = { src: text, stream: null, used: false };
-      addContentType(r.#headers, "application/json");
+      addContentType(r.#headerList(), "application/json");
       return r;
     }
 
     static redirect(url, status = 302) {
       requireArgs(arguments.length, 1, "redirect");
-      const parsed = native.urlParse(usv(url));
-      if (parsed === undefined) throw new TypeError(`Unable to parse URL: ${String(url)}`);
+      const href = native.urlHref(usv(url));
+      if (href === undefined) throw new TypeError(`Unable to parse URL: ${String(url)}`);
       const code = Number(status);
       if (!REDIRECT_STATUS.includes(code)) throw new RangeError(`Invalid redirect status code: ${status}`);
-      trusted = { status: code, headers: headersFromList(["location", parsed[0]], true), type: "default" };
+      trusted = { status: code, headers: headersFromList(["location", href], true), list: null, type: "default" };
       return new Response(TRUSTED);
     }
 
     static error() {
       // workerd leaves these headers mutable.
-      trusted = { status: 0, headers: headersFromList([], false), type: "error" };
+      trusted = { status: 0, headers: null, list: [], type: "error" };
       return new Response(TRUSTED);
     }
 
@@ -329,7 +354,13 @@
     get status() { return this.#status; }
     get ok() { return this.#status >= 200 && this.#status <= 299; }
     get statusText() { return this.#statusText; }
-    get headers() { return this.#headers; }
+    get headers() {
+      if (this.#headers === null) {
+        this.#headers = headersFromList(this.#list, false);
+        this.#list = null;
+      }
+      return this.#headers;
+    }
     get cf() { return this.#cf; }
     get webSocket() { return null; }
 
@@ -338,7 +369,7 @@
       const r = new Response(null, { status: this.#status === 0 ? 200 : this.#status });
       r.#status = this.#status;
       r.#statusText = this.#statusText;
-      r.#headers = new Headers(this.#headers);
+      r.#headers = new Headers(this.headers);
       r.#type = this.#type;
       r.#cf = this.#cf;
       r.#body = body;
@@ -360,7 +391,7 @@
           body = b.stream !== null ? (internal.streamTakeBytes(b.stream) ?? b.stream) : b.src;
           b.src = null;
         }
-        return [r.#status, r.#statusText, headersList(r.#headers), body];
+        return [r.#status, r.#statusText, r.#headerList(), body];
       };
       internal.isResponse = (r) => r !== null && typeof r === "object" && #body in r;
     }

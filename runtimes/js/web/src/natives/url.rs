@@ -65,6 +65,14 @@ pub fn register<'js>(ctx: &Ctx<'js>, natives: &Object<'js>) -> Result<()> {
             parse(&input, base.0.as_deref()).map(|url| components(&url).to_vec())
         })?,
     )?;
+    // urlHref(input) -> the serialised URL | undefined: for Request and Response.redirect,
+    // which keep only the href (no eleven strings to build).
+    natives.set(
+        "urlHref",
+        Function::new(ctx.clone(), |input: String| {
+            Url::parse(&input).ok().map(String::from)
+        })?,
+    )?;
     // urlSet(href, which, value) -> components after the setter. A setter the URL Standard
     // ignores leaves them as they were; only an invalid `href` gives undefined.
     natives.set(
