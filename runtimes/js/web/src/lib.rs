@@ -75,9 +75,10 @@ pub fn install(ctx: &Ctx<'_>) -> Result<()> {
 ///   `[name, value, ...]`, `body` `null`, a string, a `Uint8Array` or a `ReadableStream`;
 ///   the headers are immutable, as workerd gives an incoming request's.
 /// - `responseParts(response)` → `[status, statusText, headers, body]`: `headers` the flat
-///   lower-cased list (not a copy: read it before running more JavaScript), `body` `null`, a
-///   string, a `Uint8Array` or a `ReadableStream`; marks the body used. Throws a `TypeError`
-///   if the value is not a `Response` or its body was used.
+///   triples `[lower-case name, value, name as the Worker wrote it, ...]` in insertion order
+///   (the response's own list, not a copy: read it before running more JavaScript), `body`
+///   `null`, a string, a `Uint8Array` or a `ReadableStream`; marks the body used. Throws a
+///   `TypeError` if the value is not a `Response` or its body was used.
 /// - `isResponse(value)` → bool.
 /// - `readAllBytes(stream)` → `Promise<Uint8Array>`, rejecting with a `TypeError` if a chunk is
 ///   not bytes.

@@ -55,7 +55,15 @@ fn engine_reads_the_response() {
     check(
         &js,
         r#"__tenantry_web.responseParts(new Response("hé", { status: 201, statusText: "Made", headers: { "X-A": "1" } }))"#,
-        r#"[201,"Made",["x-a","1","content-type","text/plain;charset=UTF-8"],"hé"]"#,
+        r#"[201,"Made",["x-a","1","X-A","content-type","text/plain;charset=UTF-8","Content-Type"],"hé"]"#,
+    );
+    // The names keep the case first written (set replaces in place), as workerd sends them.
+    check(
+        &js,
+        r#"(() => { const r = new Response(null, { headers: [["X-A", "1"], ["b", "2"], ["Set-Cookie", "c=1"], ["B", "3"]] });
+            r.headers.set("x-a", "9"); r.headers.delete("b"); r.headers.append("Set-cookie", "d=2");
+            return __tenantry_web.responseParts(r)[2]; })()"#,
+        r#"["x-a","9","X-A","set-cookie","c=1","Set-Cookie","set-cookie","d=2","Set-cookie"]"#,
     );
     check(
         &js,

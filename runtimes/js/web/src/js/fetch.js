@@ -40,8 +40,8 @@
 
   const addContentType = (list, type) => {
     if (type === null) return;
-    for (let i = 0; i < list.length; i += 2) if (list[i] === "content-type") return;
-    list.push("content-type", type);
+    for (let i = 0; i < list.length; i += 3) if (list[i] === "content-type") return;
+    list.push("content-type", type, "Content-Type");
   };
 
   const isUsed = (b) => b !== null && (b.used || (b.stream !== null && internal.streamDisturbed(b.stream)));
@@ -206,9 +206,16 @@
     get url() { return this.#url; }
     get headers() {
       if (this.#headers === null) {
-        // The engine's list as it came off the wire: lower-case the names now, once.
-        const list = this.#rawHeaders ?? [];
-        for (let i = 0; i < list.length; i += 2) list[i] = list[i].toLowerCase();
+        // The engine's [name, value, ...] as it came off the wire, made into the Headers
+        // triples now, once.
+        const raw = this.#rawHeaders ?? [];
+        const list = new Array((raw.length >> 1) * 3);
+        for (let r = 0, w = 0; r + 1 < raw.length; r += 2, w += 3) {
+          const given = String(raw[r]);
+          list[w] = given.toLowerCase();
+          list[w + 1] = String(raw[r + 1]);
+          list[w + 2] = given;
+        }
         this.#headers = headersFromList(list, true);
         this.#rawHeaders = null;
       }
@@ -338,7 +345,7 @@
       if (href === undefined) throw new TypeError(`Unable to parse URL: ${String(url)}`);
       const code = Number(status);
       if (!REDIRECT_STATUS.includes(code)) throw new RangeError(`Invalid redirect status code: ${status}`);
-      trusted = { status: code, headers: headersFromList(["location", href], true), list: null, type: "default" };
+      trusted = { status: code, headers: headersFromList(["location", href, "Location"], true), list: null, type: "default" };
       return new Response(TRUSTED);
     }
 
@@ -378,7 +385,8 @@
 
     static {
       installBody(Response, (r) => r.#body, "Response");
-      // For the engine: [status, statusText, headers (flat, lower-case names), body] where body
+      // For the engine: [status, statusText, headers, body]; headers the flat triples
+      // [lower-case name, value, name as written, ...]; body
       // is null, a string, a Uint8Array or a ReadableStream (read it with readAllBytes). The
       // body is marked used.
       internal.responseParts = (r) => {

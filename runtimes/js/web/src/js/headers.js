@@ -1,5 +1,6 @@
-// Headers (Fetch Standard §5.2). The list is one flat array [name, value, name, value, ...]
-// with lower-cased names: no object per header, and a linear scan is faster than a Map for the
+// Headers (Fetch Standard §5.2). The list is one flat array [name, value, given, ...] of
+// triples: the lower-cased name, the value, and the name as the Worker wrote it (workerd keeps
+// that case on the wire). No object per header, and a linear scan is faster than a Map for the
 // dozen headers a request carries.
 (function (native, internal, global) {
   "use strict";
@@ -12,11 +13,12 @@
   // Fetch forbids NUL, CR and LF; workerd lets code points above U+00FF through (as UTF-8).
   const BAD_VALUE = /[\0\r\n]/;
 
-  const normalizeName = (name) => {
+  const checkName = (name) => {
     const s = String(name);
     if (!TOKEN.test(s)) throw new TypeError(`Invalid header name: "${s}"`);
-    return s.toLowerCase();
+    return s;
   };
+  const normalizeName = (name) => checkName(name).toLowerCase();
   const normalizeValue = (value) => {
     const s = String(value).replace(EDGE_WHITESPACE, "");
     if (BAD_VALUE.test(s)) throw new TypeError(`Invalid header value: "${s}"`);
@@ -62,10 +64,10 @@
 
     append(name, value) {
       requireArgs(arguments.length, 2, "append");
-      const n = normalizeName(name);
+      const given = checkName(name);
       const v = normalizeValue(value);
       this.#check();
-      this.#list.push(n, v);
+      this.#list.push(given.toLowerCase(), v, given);
     }
 
     delete(name) {
@@ -74,11 +76,12 @@
       this.#check();
       const list = this.#list;
       let w = 0;
-      for (let r = 0; r < list.length; r += 2) {
+      for (let r = 0; r < list.length; r += 3) {
         if (list[r] !== n) {
           list[w] = list[r];
           list[w + 1] = list[r + 1];
-          w += 2;
+          list[w + 2] = list[r + 2];
+          w += 3;
         }
       }
       list.length = w;
@@ -89,7 +92,7 @@
       const n = normalizeName(name);
       const list = this.#list;
       let out = null;
-      for (let i = 0; i < list.length; i += 2) {
+      for (let i = 0; i < list.length; i += 3) {
         if (list[i] === n) out = out === null ? list[i + 1] : out + ", " + list[i + 1];
       }
       return out;
@@ -98,7 +101,7 @@
     getSetCookie() {
       const list = this.#list;
       const out = [];
-      for (let i = 0; i < list.length; i += 2) {
+      for (let i = 0; i < list.length; i += 3) {
         if (list[i] === "set-cookie") out.push(list[i + 1]);
       }
       return out;
@@ -116,19 +119,20 @@
       requireArgs(arguments.length, 1, "has");
       const n = normalizeName(name);
       const list = this.#list;
-      for (let i = 0; i < list.length; i += 2) if (list[i] === n) return true;
+      for (let i = 0; i < list.length; i += 3) if (list[i] === n) return true;
       return false;
     }
 
     set(name, value) {
       requireArgs(arguments.length, 2, "set");
-      const n = normalizeName(name);
+      const given = checkName(name);
+      const n = given.toLowerCase();
       const v = normalizeValue(value);
       this.#check();
       const list = this.#list;
       let found = false;
       let w = 0;
-      for (let r = 0; r < list.length; r += 2) {
+      for (let r = 0; r < list.length; r += 3) {
         if (list[r] === n) {
           if (found) continue;
           found = true;
@@ -136,10 +140,11 @@
         }
         list[w] = list[r];
         list[w + 1] = list[r + 1];
-        w += 2;
+        list[w + 2] = list[r + 2];
+        w += 3;
       }
       list.length = w;
-      if (!found) list.push(n, v);
+      if (!found) list.push(n, v, given);
     }
 
     // Fetch "sort and combine": names sorted, values of one name joined with ", ",
@@ -147,12 +152,12 @@
     #sorted() {
       const list = this.#list;
       const names = [];
-      for (let i = 0; i < list.length; i += 2) if (!names.includes(list[i])) names.push(list[i]);
+      for (let i = 0; i < list.length; i += 3) if (!names.includes(list[i])) names.push(list[i]);
       names.sort();
       const out = [];
       for (const n of names) {
         if (n === "set-cookie") {
-          for (let i = 0; i < list.length; i += 2) if (list[i] === n) out.push(n, list[i + 1]);
+          for (let i = 0; i < list.length; i += 3) if (list[i] === n) out.push(n, list[i + 1]);
         } else {
           out.push(n, this.get(n));
         }
