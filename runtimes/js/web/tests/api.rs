@@ -16,7 +16,9 @@ fn engine_builds_the_incoming_request() {
         ["Content-Type", "text/plain", "X-Many", "1", "x-many", "2"], "body é", { colo: "LHR" })"#;
     check(
         &js,
-        &format!("(async () => {{ const r = {make}; return [r.method, r.url, [...r.headers], r.cf, await r.text()]; }})()"),
+        &format!(
+            "(async () => {{ const r = {make}; return [r.method, r.url, [...r.headers], r.cf, await r.text()]; }})()"
+        ),
         r#"["post","http://example.com/a%20b?x=1",[["content-type","text/plain"],["x-many","1, 2"]],{"colo":"LHR"},"body é"]"#,
     );
     // Incoming headers are immutable, as workerd gives them.
@@ -153,15 +155,24 @@ fn unsupported_features_throw_errors_that_name_them() {
         ("new ReadableStream().pipeTo({})", "ReadableStream.pipeTo"),
         ("new ReadableStream().getReader({ mode: 'byob' })", "byob"),
         ("URL.createObjectURL()", "URL.createObjectURL"),
-        ("crypto.subtle.encrypt({ name: 'AES-GCM' }, null, new Uint8Array())", "crypto.subtle.encrypt"),
+        (
+            "crypto.subtle.encrypt({ name: 'AES-GCM' }, null, new Uint8Array())",
+            "crypto.subtle.encrypt",
+        ),
         ("crypto.subtle.digest('SHA-3', new Uint8Array())", "SHA-3"),
-        ("crypto.subtle.importKey('spki', new Uint8Array(1), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign'])", "spki"),
+        (
+            "crypto.subtle.importKey('spki', new Uint8Array(1), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign'])",
+            "spki",
+        ),
         ("new TextDecoder('latin1')", "latin1"),
     ] {
         let got = js.run(&format!(
             "(async () => {{ try {{ await {expr}; return 'no error'; }} catch (e) {{ return e.message; }} }})()"
         ));
-        assert!(got.contains(name), "{expr} gave {got}, which does not name {name}");
+        assert!(
+            got.contains(name),
+            "{expr} gave {got}, which does not name {name}"
+        );
     }
 }
 

@@ -170,6 +170,10 @@ globalThis.CASES = [
   ["url blob origin", () => new URL("blob:https://a.com/uuid").origin],
   ["url missing arg throws", () => new URL()],
 
+  ["url component forms", () => ["https://user@host/", "https://:pw@host/", "mailto:a@b", "http://h:8080?x#y", "javascript:alert(1)", "foo://u:p@h:1/p?q#f", "http://h/p?#", "foo:/a/b", "foo:opaque?q#h", "http://[2001:db8::1]:8080/", "http://1.2.3.4/", "http://0x7f.1/", "https://xn--maana-pta.com/"].map((s) => { const u = new URL(s); return [u.href, u.origin, u.protocol, u.username, u.password, u.host, u.hostname, u.port, u.pathname, u.search, u.hash]; })],
+  ["url setters on forms", () => { const out = []; for (const s of ["mailto:a@b", "foo://h/p", "file:///x", "http://u@h/"]) { const u = new URL(s); u.username = "n"; u.password = "p"; u.host = "e.com:9"; u.pathname = "q"; u.hash = ""; u.search = "?"; out.push(u.href); } return out; }],
+  ["url hash and search emptied", () => { const u = new URL("http://h/?a#b"); u.search = ""; u.hash = ""; return [u.href, u.search, u.hash]; }],
+
   // ---- URLSearchParams ---------------------------------------------------------------------
   ["params from string", () => { const p = new URLSearchParams("?a=1&b=2&a=3&c=%20x+y"); return [p.get("a"), p.getAll("a"), p.get("c"), p.has("b"), p.get("z"), p.size]; }],
   ["params from object", () => new URLSearchParams({ a: "1", b: "é" }).toString()],

@@ -1,29 +1,43 @@
 // URL and URLSearchParams (URL Standard §6). Parsing and every setter run in Rust (the `url`
-// crate's WHATWG implementation); a URL keeps the 11 components Rust returns, so getters are
-// plain array reads.
+// crate's WHATWG implementation), which hands back the serialisation and twelve offsets into it
+// (see natives/url.rs): a URL keeps those, and each getter is a substring.
 (function (native, internal, global) {
   "use strict";
   const { requireArgs, usv } = internal;
 
-  // Component indexes, as in natives/url.rs.
-  const HREF = 0, ORIGIN = 1, PROTOCOL = 2, USERNAME = 3, PASSWORD = 4, HOST = 5, HOSTNAME = 6,
-    PORT = 7, PATHNAME = 8, SEARCH = 9, HASH = 10;
+  // Offsets, in the order natives/url.rs writes them.
+  const AFTER_SCHEME = 0, BEFORE_USERNAME = 1, AFTER_USERNAME = 2, BEFORE_PASSWORD = 3,
+    AFTER_PASSWORD = 4, BEFORE_HOST = 5, AFTER_HOST = 6, BEFORE_PORT = 7, AFTER_PORT = 8,
+    BEFORE_PATH = 9, AFTER_PATH = 10, AFTER_QUERY = 11;
+  // Setter numbers, as natives/url.rs takes them.
+  const SET_HREF = 0, SET_PROTOCOL = 1, SET_USERNAME = 2, SET_PASSWORD = 3, SET_HOST = 4,
+    SET_HOSTNAME = 5, SET_PORT = 6, SET_PATHNAME = 7, SET_SEARCH = 8, SET_HASH = 9;
+
+  // Where the natives write the offsets; copied out right after each call.
+  const scratch = new Uint32Array(12);
+  const scratchBytes = new Uint8Array(scratch.buffer);
+  const offsets = () => [scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5],
+    scratch[6], scratch[7], scratch[8], scratch[9], scratch[10], scratch[11]];
 
   const parse = (url, base) =>
-    base === undefined ? native.urlParse(usv(url)) : native.urlParse(usv(url), usv(base));
+    native.urlParse(usv(url), base === undefined ? undefined : usv(base), scratchBytes);
+  // "?" alone and "#" alone read as "" (URL Standard's search and hash getters).
+  const unlessAlone = (s) => (s.length === 1 ? "" : s);
 
   let setParamsFromQuery; // (params, query) => void, defined by URLSearchParams
   let newLinkedParams; // (url, query) => URLSearchParams
 
   class URL {
-    #c;
+    #href;
+    #o;
     #params = null;
 
     constructor(url, base = undefined) {
       requireArgs(arguments.length, 1, "URL");
-      const c = parse(url, base);
-      if (c === undefined) throw new TypeError(`Invalid URL string.`);
-      this.#c = c;
+      const href = parse(url, base);
+      if (href === undefined) throw new TypeError(`Invalid URL string.`);
+      this.#href = href;
+      this.#o = offsets();
     }
 
     static canParse(url, base = undefined) {
@@ -41,46 +55,50 @@
     }
 
     #set(which, value) {
-      const c = native.urlSet(this.#c[HREF], which, usv(value));
-      if (c === undefined) throw new TypeError(`Invalid URL string.`);
-      this.#c = c;
-      if (this.#params !== null && (which === HREF || which === SEARCH)) {
-        setParamsFromQuery(this.#params, c[SEARCH]);
+      const href = native.urlSet(this.#href, which, usv(value), scratchBytes);
+      if (href === undefined) throw new TypeError(`Invalid URL string.`);
+      this.#href = href;
+      this.#o = offsets();
+      if (this.#params !== null && (which === SET_HREF || which === SET_SEARCH)) {
+        setParamsFromQuery(this.#params, this.search);
       }
     }
 
-    get href() { return this.#c[HREF]; }
-    set href(v) { this.#set(HREF, v); }
-    get origin() { return this.#c[ORIGIN]; }
-    get protocol() { return this.#c[PROTOCOL]; }
-    set protocol(v) { this.#set(PROTOCOL, v); }
-    get username() { return this.#c[USERNAME]; }
-    set username(v) { this.#set(USERNAME, v); }
-    get password() { return this.#c[PASSWORD]; }
-    set password(v) { this.#set(PASSWORD, v); }
-    get host() { return this.#c[HOST]; }
-    set host(v) { this.#set(HOST, v); }
-    get hostname() { return this.#c[HOSTNAME]; }
-    set hostname(v) { this.#set(HOSTNAME, v); }
-    get port() { return this.#c[PORT]; }
-    set port(v) { this.#set(PORT, v); }
-    get pathname() { return this.#c[PATHNAME]; }
-    set pathname(v) { this.#set(PATHNAME, v); }
-    get search() { return this.#c[SEARCH]; }
-    set search(v) { this.#set(SEARCH, v); }
-    get hash() { return this.#c[HASH]; }
-    set hash(v) { this.#set(HASH, v); }
+    #slice(from, to) { return this.#href.slice(this.#o[from], to === undefined ? undefined : this.#o[to]); }
+
+    get href() { return this.#href; }
+    set href(v) { this.#set(SET_HREF, v); }
+    get origin() { return native.urlOrigin(this.#href); }
+    get protocol() { return this.#href.slice(0, this.#o[AFTER_SCHEME] + 1); }
+    set protocol(v) { this.#set(SET_PROTOCOL, v); }
+    get username() { return this.#slice(BEFORE_USERNAME, AFTER_USERNAME); }
+    set username(v) { this.#set(SET_USERNAME, v); }
+    get password() { return this.#slice(BEFORE_PASSWORD, AFTER_PASSWORD); }
+    set password(v) { this.#set(SET_PASSWORD, v); }
+    get host() { return this.#slice(BEFORE_HOST, AFTER_PORT); }
+    set host(v) { this.#set(SET_HOST, v); }
+    get hostname() { return this.#slice(BEFORE_HOST, AFTER_HOST); }
+    set hostname(v) { this.#set(SET_HOSTNAME, v); }
+    get port() { return this.#slice(BEFORE_PORT, AFTER_PORT); }
+    set port(v) { this.#set(SET_PORT, v); }
+    get pathname() { return this.#slice(BEFORE_PATH, AFTER_PATH); }
+    set pathname(v) { this.#set(SET_PATHNAME, v); }
+    get search() { return unlessAlone(this.#slice(AFTER_PATH, AFTER_QUERY)); }
+    set search(v) { this.#set(SET_SEARCH, v); }
+    get hash() { return unlessAlone(this.#slice(AFTER_QUERY)); }
+    set hash(v) { this.#set(SET_HASH, v); }
     get searchParams() {
-      if (this.#params === null) this.#params = newLinkedParams(this, this.#c[SEARCH]);
+      if (this.#params === null) this.#params = newLinkedParams(this, this.search);
       return this.#params;
     }
-    toString() { return this.#c[HREF]; }
-    toJSON() { return this.#c[HREF]; }
+    toString() { return this.#href; }
+    toJSON() { return this.#href; }
 
     static {
       // URLSearchParams writes the query back through this (URL Standard "update steps").
       internal.urlSetQuery = (url, serialized) => {
-        url.#c = native.urlSet(url.#c[HREF], SEARCH, serialized);
+        url.#href = native.urlSet(url.#href, SET_SEARCH, serialized, scratchBytes);
+        url.#o = offsets();
       };
     }
   }

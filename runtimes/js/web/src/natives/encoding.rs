@@ -1,9 +1,9 @@
 //! UTF-8 (Encoding Standard) and forgiving base64 (HTML's `atob`/`btoa`).
 
-use base64::alphabet;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
-use base64::engine::DecodePaddingMode;
 use base64::Engine;
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use rquickjs::{Ctx, Function, Object, Result, TypedArray};
 
 use crate::bytes::{with_bytes, with_bytes_mut};
