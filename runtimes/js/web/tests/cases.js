@@ -326,6 +326,11 @@ globalThis.CASES = [
   ["clone regexp lastIndex reset", () => { const r = /a/g; r.lastIndex = 3; return structuredClone(r).lastIndex; }],
   ["clone nested maps keep identity", () => { const o = {}; const c = structuredClone(new Map([[o, o]])); const [[k, v]] = [...c]; return k === v; }],
   ["clone dom exception", () => { const e = structuredClone(new DOMException("m", "AbortError")); return [e instanceof DOMException, e.name, e.message]; }],
+  ["proxy pattern new Response(r.body, r)", async () => { const r = new Response("abc", { status: 201, statusText: "C", headers: { x: "1" } }); const p = new Response(r.body, r); return [p.status, p.statusText, entries(p.headers), await p.text(), r.bodyUsed]; }],
+  ["new Request(url, request)", async () => { const a = new Request("https://a/", { method: "PUT", body: "b", headers: { x: "1" } }); const b = new Request("https://b/", a); return [b.url, b.method, entries(b.headers), await b.text()]; }],
+  ["new Request(url, GET request)", () => { const a = new Request("https://a/", { headers: { x: "1" } }); const b = new Request("https://b/", a); return [b.method, entries(b.headers), b.body]; }],
+  ["response body stream from used response throws", async () => { const r = new Response("a"); await r.text(); return new Response(r.body); }],
+  ["response headers from response headers", () => { const r = new Response("a", { headers: { "X-A": "1" } }); return entries(new Response("b", { headers: r.headers }).headers); }],
 ];
 
 globalThis.runCases = async function runCases() {

@@ -6,8 +6,7 @@
 // when `.body` is read, or given by the Worker).
 (function (native, internal, global) {
   "use strict";
-  const { requireArgs, usv, toU8, Headers, URL, URLSearchParams, DOMException } = internal;
-  const { headersList, headersFromList, freezeHeaders } = internal;
+  const { requireArgs, usv, toU8, Headers, URLSearchParams, headersList, headersFromList } = internal;
 
   const TEXT_PLAIN = "text/plain;charset=UTF-8";
   const FORM = "application/x-www-form-urlencoded;charset=UTF-8";
@@ -238,7 +237,6 @@
 
     static {
       installBody(Request, (r) => r.#body, "Request");
-      internal.requestBody = (r) => r.#body;
       // The engine's incoming request: headers immutable, as workerd gives them.
       internal.newRequest = (method, url, headers, body, cf) => {
         let record = null;
@@ -411,8 +409,6 @@
     Object.defineProperty(Response.prototype, name, d);
   }
 
-  internal.Request = Request;
-  internal.Response = Response;
   internal.defineGlobals({
     Request,
     Response,

@@ -181,8 +181,6 @@
     static {
       // For Request/Response and the engine: raw access without copying or validation.
       internal.headersList = (h) => h.#list;
-      internal.setHeadersList = (h, list) => { h.#list = list; };
-      internal.freezeHeaders = (h) => { h.#guard = IMMUTABLE; return h; };
       internal.headersFromList = (list, immutable) => {
         const h = new Headers();
         h.#list = list;
@@ -218,7 +216,5 @@
   };
 
   internal.Headers = Headers;
-  internal.normalizeHeaderName = normalizeName;
-  internal.normalizeHeaderValue = normalizeValue;
   internal.defineGlobals({ Headers });
 })

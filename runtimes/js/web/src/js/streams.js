@@ -85,7 +85,7 @@
       if (this.#reader !== null) throw new TypeError("This ReadableStream is locked to a reader.");
       const reader = this.getReader();
       let canceled = 0;
-      let reasons = [];
+      const reasons = [];
       let branches;
       let reading = false;
       const pull = () => {
@@ -397,7 +397,6 @@
     return f;
   };
 
-  internal.ReadableStream = ReadableStream;
   internal.defineGlobals({
     ReadableStream,
     ReadableStreamDefaultReader,

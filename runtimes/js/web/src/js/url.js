@@ -296,7 +296,6 @@
     return it;
   };
 
-  internal.URL = URL;
   internal.URLSearchParams = URLSearchParams;
   internal.unclonable.push(URL, URLSearchParams);
   internal.defineGlobals({ URL, URLSearchParams });
