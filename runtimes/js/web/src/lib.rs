@@ -35,6 +35,7 @@ const PRELUDE: &[(&str, &str)] = &[
     ("tenantry:web/core.js", include_str!("js/core.js")),
     ("tenantry:web/headers.js", include_str!("js/headers.js")),
     ("tenantry:web/url.js", include_str!("js/url.js")),
+    ("tenantry:web/events.js", include_str!("js/events.js")),
     ("tenantry:web/streams.js", include_str!("js/streams.js")),
     ("tenantry:web/fetch.js", include_str!("js/fetch.js")),
     ("tenantry:web/crypto.js", include_str!("js/crypto.js")),

@@ -151,7 +151,6 @@ fn unsupported_features_throw_errors_that_name_them() {
         ("new CompressionStream('gzip')", "CompressionStream"),
         ("new Response('x').formData()", "Response.formData()"),
         ("new Response('x').blob()", "Response.blob()"),
-        ("new Request('https://x/').signal", "Request.signal"),
         ("new ReadableStream().pipeTo({})", "ReadableStream.pipeTo"),
         ("new ReadableStream().getReader({ mode: 'byob' })", "byob"),
         ("URL.createObjectURL()", "URL.createObjectURL"),

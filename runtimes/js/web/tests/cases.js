@@ -331,6 +331,25 @@ globalThis.CASES = [
   ["new Request(url, GET request)", () => { const a = new Request("https://a/", { headers: { x: "1" } }); const b = new Request("https://b/", a); return [b.method, entries(b.headers), b.body]; }],
   ["response body stream from used response throws", async () => { const r = new Response("a"); await r.text(); return new Response(r.body); }],
   ["response headers from response headers", () => { const r = new Response("a", { headers: { "X-A": "1" } }); return entries(new Response("b", { headers: r.headers }).headers); }],
+
+  // ---- Event, EventTarget, AbortController ------------------------------------------------------
+  ["event basics", () => { const e = new Event("x", { cancelable: true }); e.preventDefault(); return [e.type, e.bubbles, e.cancelable, e.defaultPrevented, e.isTrusted, e.eventPhase, e.target, Object.prototype.toString.call(e)]; }],
+  ["event target dispatch", () => { const t = new EventTarget(); const log = []; const f = (e) => log.push(["f", e.type, e.target === t, e.currentTarget === t, e.eventPhase]); t.addEventListener("a", f); t.addEventListener("a", f); t.addEventListener("a", { handleEvent(e) { log.push(["obj", this !== t]); } }); t.addEventListener("a", () => log.push("once"), { once: true }); const r1 = t.dispatchEvent(new Event("a")); t.dispatchEvent(new Event("a")); t.removeEventListener("a", f); t.dispatchEvent(new Event("a")); return [r1, log]; }],
+  ["event dispatch returns false when canceled", () => { const t = new EventTarget(); t.addEventListener("a", (e) => e.preventDefault()); return [t.dispatchEvent(new Event("a", { cancelable: true })), t.dispatchEvent(new Event("a"))]; }],
+  ["event stopImmediatePropagation", () => { const t = new EventTarget(); const log = []; t.addEventListener("a", (e) => { log.push(1); e.stopImmediatePropagation(); }); t.addEventListener("a", () => log.push(2)); t.dispatchEvent(new Event("a")); return log; }],
+  ["event no type throws", () => new Event()],
+  ["dispatch non-event throws", () => new EventTarget().dispatchEvent({ type: "a" })],
+  ["abort controller", () => { const c = new AbortController(); const log = []; c.signal.addEventListener("abort", (e) => log.push(e.type)); c.signal.onabort = () => log.push("on"); const before = c.signal.aborted; c.abort(); c.abort(); return [before, c.signal.aborted, c.signal.reason instanceof DOMException, c.signal.reason.name, log]; }],
+  ["abort with reason", () => { const c = new AbortController(); c.abort("why"); return [c.signal.reason, (() => { try { c.signal.throwIfAborted(); } catch (e) { return e; } })()]; }],
+  ["AbortSignal.abort", () => { const s = AbortSignal.abort(); return [s.aborted, s.reason.name, AbortSignal.abort(5).reason]; }],
+  ["AbortSignal.any", () => { const a = new AbortController(), b = new AbortController(); const s = AbortSignal.any([a.signal, b.signal]); b.abort("b"); return [s.aborted, s.reason]; }],
+  ["AbortSignal constructor throws", () => new AbortSignal()],
+  ["listener removed by signal", () => { const t = new EventTarget(); const c = new AbortController(); let n = 0; t.addEventListener("a", () => n++, { signal: c.signal }); t.dispatchEvent(new Event("a")); c.abort(); t.dispatchEvent(new Event("a")); return n; }],
+  ["request signal", () => { const c = new AbortController(); const r = new Request("https://x/", { signal: c.signal }); const plain = new Request("https://x/"); return [r.signal === c.signal, plain.signal instanceof AbortSignal, plain.signal.aborted, new Request(r).signal === c.signal]; }],
+  ["abort signal is event target", () => [AbortSignal.abort() instanceof EventTarget, Object.prototype.toString.call(new AbortController().signal)]],
+  ["event non-cancelable preventDefault", () => { const e = new Event("a"); e.preventDefault(); return [e.defaultPrevented, e.returnValue, e.currentTarget, e.composedPath()]; }],
+  ["event after dispatch", () => { const t = new EventTarget(); const e = new Event("a"); let during; t.addEventListener("a", (ev) => { during = [ev.composedPath().length, ev.eventPhase]; }); t.dispatchEvent(e); return [during, e.target === t, e.currentTarget, e.eventPhase]; }],
+  ["event redispatch", () => { const t = new EventTarget(); const e = new Event("a"); t.dispatchEvent(e); return t.dispatchEvent(e); }],
 ];
 
 globalThis.runCases = async function runCases() {

@@ -144,6 +144,7 @@
     #body = null;
     #redirect = "follow";
     #cf = undefined;
+    #signal = null;
 
     constructor(input, init = undefined) {
       if (input === TRUSTED) {
@@ -166,6 +167,7 @@
         this.#method = input.#method;
         this.#redirect = input.#redirect;
         this.#cf = input.#cf;
+        this.#signal = input.#signal;
         inputHeaders = input.headers;
         inputBody = input.#body;
       } else {
@@ -184,6 +186,10 @@
         this.#redirect = r;
       }
       if (opts.cf !== undefined) this.#cf = opts.cf;
+      if (opts.signal !== undefined && opts.signal !== null) {
+        if (!(opts.signal instanceof internal.AbortSignal)) throw new TypeError("Request: signal must be an AbortSignal");
+        this.#signal = opts.signal;
+      }
       if (opts.headers !== undefined) this.#headers = new Headers(opts.headers);
       else this.#headers = new Headers(inputHeaders ?? undefined);
       const hasInitBody = opts.body !== undefined && opts.body !== null;
@@ -224,7 +230,12 @@
     get cf() { return this.#cf; }
     get integrity() { return ""; }
     get keepalive() { return false; }
-    get signal() { throw unsupported("Request.signal (AbortSignal)"); }
+    // A signal that never aborts unless the init gave one (workerd's incoming requests'
+    // signals abort on client disconnect; this crate has no client to watch).
+    get signal() {
+      if (this.#signal === null) this.#signal = internal.newAbortSignal();
+      return this.#signal;
+    }
 
     clone() {
       const body = cloneBody(this.#body);
