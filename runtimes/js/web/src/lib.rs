@@ -36,6 +36,7 @@ const PRELUDE: &[(&str, &str)] = &[
     ("tenantry:web/headers.js", include_str!("js/headers.js")),
     ("tenantry:web/url.js", include_str!("js/url.js")),
     ("tenantry:web/events.js", include_str!("js/events.js")),
+    ("tenantry:web/blob.js", include_str!("js/blob.js")),
     ("tenantry:web/streams.js", include_str!("js/streams.js")),
     ("tenantry:web/fetch.js", include_str!("js/fetch.js")),
     ("tenantry:web/crypto.js", include_str!("js/crypto.js")),

@@ -350,6 +350,28 @@ globalThis.CASES = [
   ["event non-cancelable preventDefault", () => { const e = new Event("a"); e.preventDefault(); return [e.defaultPrevented, e.returnValue, e.currentTarget, e.composedPath()]; }],
   ["event after dispatch", () => { const t = new EventTarget(); const e = new Event("a"); let during; t.addEventListener("a", (ev) => { during = [ev.composedPath().length, ev.eventPhase]; }); t.dispatchEvent(e); return [during, e.target === t, e.currentTarget, e.eventPhase]; }],
   ["event redispatch", () => { const t = new EventTarget(); const e = new Event("a"); t.dispatchEvent(e); return t.dispatchEvent(e); }],
+
+  // ---- Blob, File, FormData -----------------------------------------------------------------------
+  ["blob basics", async () => { const b = new Blob(["ab", new Uint8Array([99]), new Blob(["d"])], { type: "Text/Plain" }); return [b.size, b.type, await b.text(), await b.arrayBuffer(), Object.prototype.toString.call(b)]; }],
+  ["blob type non-ascii dropped", () => new Blob([], { type: "a\u00e9" }).type],
+  ["blob slice", async () => { const b = new Blob(["abcdef"]); return [await b.slice(1, 3).text(), await b.slice(-2).text(), await b.slice(4, 2).text(), b.slice(0, 1, "X/Y").type, b.slice().size]; }],
+  ["blob stream", async () => await new Response(new Blob(["st"]).stream()).text()],
+  ["blob bad parts throws", () => new Blob("abc")],
+  ["blob lone surrogate part", async () => (await new Blob(["\ud800"]).arrayBuffer()).byteLength],
+  ["file basics", () => { const f = new File(["x"], "a.txt", { type: "text/plain", lastModified: 42 }); return [f.name, f.size, f.type, f.lastModified, f instanceof Blob, Object.prototype.toString.call(f)]; }],
+  ["file name required", () => new File(["x"])],
+  ["formdata basics", () => { const f = new FormData(); f.append("a", "1"); f.append("a", "2"); f.append("b", "x\ny"); f.set("c", "3"); f.delete("b"); return [f.get("a"), f.getAll("a"), f.has("b"), f.get("zz"), [...f], [...f.keys()]]; }],
+  ["formdata blob entry becomes file", () => { const f = new FormData(); f.append("f", new Blob(["abc"], { type: "text/x" })); f.append("g", new Blob(["d"]), "named.bin"); const a = f.get("f"), b = f.get("g"); return [a instanceof File, a.name, a.type, a.size, b.name]; }],
+  ["formdata iterator tag", () => Object.prototype.toString.call(new FormData().entries())],
+  ["request body blob sets type", async () => { const r = new Request("https://x/", { method: "POST", body: new Blob(["hi"], { type: "text/x" }) }); return [r.headers.get("content-type"), await r.text()]; }],
+  ["response blob body without type", () => new Response(new Blob(["hi"])).headers.has("content-type")],
+  ["response.blob()", async () => { const b = await new Response("hey", { headers: { "content-type": "text/x" } }).blob(); return [b instanceof Blob, b.type, b.size, await b.text()]; }],
+  ["formdata body roundtrip", async () => { const f = new FormData(); f.append("a", "1\n2"); f.append("file", new File(["xyz"], "f.txt", { type: "text/plain" })); const r = new Response(f); const ct = r.headers.get("content-type"); const g = await r.formData(); const file = g.get("file"); return [ct.startsWith("multipart/form-data; boundary="), g.get("a"), file instanceof File, file.name, file.type, await file.text()]; }],
+  ["formdata urlencoded parse", async () => { const g = await new Request("https://x/", { method: "POST", body: new URLSearchParams("a=1&b=x+y&a=3") }).formData(); return [...g]; }],
+  ["formdata parse multipart by hand", async () => { const body = "--XyZ\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\nhello\r\n--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n\u0001\u0002\r\n--XyZ--\r\n"; const g = await new Response(body, { headers: { "content-type": "multipart/form-data; boundary=XyZ" } }).formData(); const f = g.get("f"); return [g.get("t"), f.name, f.type, [...new Uint8Array(await f.arrayBuffer())]]; }],
+  ["formdata wrong type rejects", async () => await new Response("a=1").formData()],
+  ["formdata bad multipart rejects", async () => await new Response("garbage", { headers: { "content-type": "multipart/form-data; boundary=q" } }).formData()],
+  ["formdata multipart bytes (boundary masked)", async () => { const f = new FormData(); f.append("a", "1\n2"); f.append("q\"uote", "v"); f.append("file", new File(["xyz"], "f\".txt", { type: "text/plain" })); f.append("blob", new Blob(["b"])); const r = new Response(f); const ct = r.headers.get("content-type"); const boundary = ct.split("boundary=")[1]; return [ct.replace(boundary, "B"), (await r.text()).split(boundary).join("B")]; }],
 ];
 
 globalThis.runCases = async function runCases() {

@@ -11,7 +11,6 @@
   const TEXT_PLAIN = "text/plain;charset=UTF-8";
   const FORM = "application/x-www-form-urlencoded;charset=UTF-8";
   const USED = "Body has already been used. It can only be used once. Use tee() first if you need to read it twice.";
-  const unsupported = (what) => new Error(`${what} is not supported by Tenantry yet`);
 
   // Fetch "extract a body": returns the record and leaves its content type (or null) in
   // `extractedType` (no array to destructure: QuickJS destructures through the iterator protocol).
@@ -28,6 +27,15 @@
     if (init instanceof URLSearchParams) {
       extractedType = FORM;
       return { src: init.toString(), stream: null, used: false };
+    }
+    if (init instanceof internal.Blob) {
+      extractedType = init.type === "" ? null : init.type;
+      return { src: internal.blobBytes(init).slice(), stream: null, used: false };
+    }
+    if (init instanceof internal.FormData) {
+      const [bytes, boundary] = internal.encodeMultipart(init);
+      extractedType = `multipart/form-data; boundary=${boundary}`;
+      return { src: bytes, stream: null, used: false };
     }
     if (internal.isReadableStream(init)) {
       if (internal.streamUnusable(init)) throw new TypeError("This ReadableStream is disturbed or locked and cannot be used as a body.");
@@ -107,8 +115,18 @@
     json() {
       try { return consume(body(this), true).then(JSON.parse); } catch (e) { return Promise.reject(e); }
     },
-    formData() { return Promise.reject(unsupported(`${name}.formData()`)); },
-    blob() { return Promise.reject(unsupported(`${name}.blob()`)); },
+    formData() {
+      try {
+        const type = this.headers.get("content-type");
+        return consume(body(this), false).then((u8) => internal.parseFormData(u8, type));
+      } catch (e) { return Promise.reject(e); }
+    },
+    blob() {
+      try {
+        const type = this.headers.get("content-type") ?? "";
+        return consume(body(this), false).then((u8) => internal.newBlob(u8, type));
+      } catch (e) { return Promise.reject(e); }
+    },
   });
 
   const installBody = (cls, body, name) => {
@@ -420,11 +438,5 @@
     Object.defineProperty(Response.prototype, name, d);
   }
 
-  internal.defineGlobals({
-    Request,
-    Response,
-    FormData: function FormData() { throw unsupported("FormData"); },
-    Blob: function Blob() { throw unsupported("Blob"); },
-    File: function File() { throw unsupported("File"); },
-  });
+  internal.defineGlobals({ Request, Response });
 })

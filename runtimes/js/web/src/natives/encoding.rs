@@ -54,6 +54,17 @@ fn incomplete_tail(bytes: &[u8]) -> usize {
     0
 }
 
+/// Index of `needle` in `hay` at or after `from`, or -1.
+fn find(hay: &[u8], needle: &[u8], from: usize) -> i64 {
+    if needle.is_empty() || from > hay.len() {
+        return -1;
+    }
+    hay[from..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map_or(-1, |i| (from + i) as i64)
+}
+
 pub fn register<'js>(ctx: &Ctx<'js>, natives: &Object<'js>) -> Result<()> {
     // utf8Encode(wellFormedString) -> Uint8Array
     natives.set(
@@ -102,6 +113,18 @@ pub fn register<'js>(ctx: &Ctx<'js>, natives: &Object<'js>) -> Result<()> {
         Function::new(ctx.clone(), |bytes: TypedArray<'js, u8>| {
             with_bytes(&bytes, incomplete_tail) as u32
         })?,
+    )?;
+    // bytesFind(haystack, needle, from) -> index of needle at or after `from`, or -1 (for the
+    // multipart parser).
+    natives.set(
+        "bytesFind",
+        Function::new(
+            ctx.clone(),
+            |hay: TypedArray<'js, u8>, needle: TypedArray<'js, u8>, from: u32| {
+                let needle = with_bytes(&needle, <[u8]>::to_vec);
+                with_bytes(&hay, |h| find(h, &needle, from as usize))
+            },
+        )?,
     )?;
     // btoa(string) -> base64, or undefined if a code unit is above U+00FF.
     natives.set(
