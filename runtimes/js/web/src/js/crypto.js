@@ -227,7 +227,9 @@
       return promised(() => {
         requireArgs(arguments.length, 3, "sign");
         const hash = useKey(key, algorithm, "sign");
-        return native.hmacSign(hash, keyData.get(key), bufferSource(data, "sign: data"));
+        const out = native.hmacSign(hash, keyData.get(key), bufferSource(data, "sign: data"));
+        if (out === undefined) throw new DOMException("sign: HMAC failed", "OperationError");
+        return out;
       });
     }
 

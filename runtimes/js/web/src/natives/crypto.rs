@@ -43,12 +43,12 @@ impl Hash {
         }
     }
 
-    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
-        fn run<M: Mac + KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
-            // HMAC takes keys of any length, so `new_from_slice` cannot fail.
-            let mut mac = <M as KeyInit>::new_from_slice(key).expect("HMAC accepts any key length");
+    /// `None` only if the MAC refused the key, which HMAC (any key length) never does.
+    fn hmac(self, key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+        fn run<M: Mac + KeyInit>(key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+            let mut mac = <M as KeyInit>::new_from_slice(key).ok()?;
             mac.update(data);
-            mac.finalize().into_bytes().to_vec()
+            Some(mac.finalize().into_bytes().to_vec())
         }
         match self {
             Hash::Md5 => run::<Hmac<Md5>>(key, data),
@@ -80,7 +80,7 @@ pub fn register<'js>(ctx: &Ctx<'js>, natives: &Object<'js>) -> Result<()> {
             },
         )?,
     )?;
-    // hmacSign(hashName, key, data) -> ArrayBuffer | undefined for an unknown hash.
+    // hmacSign(hashName, key, data) -> ArrayBuffer | undefined for an unknown hash or key.
     natives.set(
         "hmacSign",
         Function::new(
@@ -90,8 +90,10 @@ pub fn register<'js>(ctx: &Ctx<'js>, natives: &Object<'js>) -> Result<()> {
                     return Ok(None);
                 };
                 let key = with_bytes(&key, <[u8]>::to_vec);
-                let out = with_bytes(&data, |d| hash.hmac(&key, d));
-                ArrayBuffer::new(ctx, out).map(Some)
+                match with_bytes(&data, |d| hash.hmac(&key, d)) {
+                    Some(out) => ArrayBuffer::new(ctx, out).map(Some),
+                    None => Ok(None),
+                }
             },
         )?,
     )?;
@@ -108,8 +110,10 @@ pub fn register<'js>(ctx: &Ctx<'js>, natives: &Object<'js>) -> Result<()> {
                     return false;
                 };
                 let key = with_bytes(&key, <[u8]>::to_vec);
-                let expected = with_bytes(&data, |d| hash.hmac(&key, d));
-                with_bytes(&signature, |s| constant_time_eq(&expected, s))
+                match with_bytes(&data, |d| hash.hmac(&key, d)) {
+                    Some(expected) => with_bytes(&signature, |s| constant_time_eq(&expected, s)),
+                    None => false,
+                }
             },
         )?,
     )?;
