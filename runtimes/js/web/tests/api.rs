@@ -1,0 +1,291 @@
+//! Behaviour that workerd cannot be asked about (the engine's internal entry points, the
+//! prelude's own guarantees) or that needs more than one snippet to show.
+
+mod common;
+
+use common::js_with_cases;
+
+fn check(js: &common::Js, expr: &str, want: &str) {
+    assert_eq!(js.run(expr), want, "for {expr}");
+}
+
+#[test]
+fn engine_builds_the_incoming_request() {
+    let js = js_with_cases();
+    let make = r#"__tenantry_web.newRequest("post", "http://Example.com/a b?x=1",
+        ["Content-Type", "text/plain", "X-Many", "1", "x-many", "2"], "body é", { colo: "LHR" })"#;
+    check(
+        &js,
+        &format!(
+            "(async () => {{ const r = {make}; return [r.method, r.url, [...r.headers], r.cf, await r.text()]; }})()"
+        ),
+        r#"["post","http://example.com/a%20b?x=1",[["content-type","text/plain"],["x-many","1, 2"]],{"colo":"LHR"},"body é"]"#,
+    );
+    // Incoming headers are immutable, as workerd gives them.
+    check(
+        &js,
+        &format!("{make}.headers.set('a', 'b')"),
+        "throws TypeError",
+    );
+    // Bytes and stream bodies, and none.
+    check(
+        &js,
+        r#"__tenantry_web.newRequest("PUT", "https://x/", [], new Uint8Array([104, 105])).text()"#,
+        r#""hi""#,
+    );
+    check(
+        &js,
+        r#"__tenantry_web.newRequest("PUT", "https://x/", [], new ReadableStream({ start(c) { c.enqueue(new Uint8Array([111, 107])); c.close(); } })).text()"#,
+        r#""ok""#,
+    );
+    check(
+        &js,
+        r#"__tenantry_web.newRequest("GET", "https://x/", [], null).body"#,
+        "null",
+    );
+    check(
+        &js,
+        r#"__tenantry_web.newRequest("GET", "::", [], null)"#,
+        "throws TypeError",
+    );
+}
+
+#[test]
+fn engine_reads_the_response() {
+    let js = js_with_cases();
+    // A string body stays a string (no UTF-8 round trip); headers come as the flat list.
+    check(
+        &js,
+        r#"__tenantry_web.responseParts(new Response("hé", { status: 201, statusText: "Made", headers: { "X-A": "1" } }))"#,
+        r#"[201,"Made",["x-a","1","X-A","content-type","text/plain;charset=UTF-8","Content-Type"],"hé"]"#,
+    );
+    // The names keep the case first written (set replaces in place), as workerd sends them.
+    check(
+        &js,
+        r#"(() => { const r = new Response(null, { headers: [["X-A", "1"], ["b", "2"], ["Set-Cookie", "c=1"], ["B", "3"]] });
+            r.headers.set("x-a", "9"); r.headers.delete("b"); r.headers.append("Set-cookie", "d=2");
+            return __tenantry_web.responseParts(r)[2]; })()"#,
+        r#"["x-a","9","X-A","set-cookie","c=1","Set-Cookie","set-cookie","d=2","Set-cookie"]"#,
+    );
+    check(
+        &js,
+        r#"__tenantry_web.responseParts(new Response(new Uint8Array([1, 2])))[3]"#,
+        r#"{"Uint8Array":["1","2"]}"#,
+    );
+    check(
+        &js,
+        r#"__tenantry_web.responseParts(new Response(null))[3]"#,
+        "null",
+    );
+    // A body stream made from known bytes is unwrapped without reading it.
+    check(
+        &js,
+        r#"(() => { const r = new Response("ab"); r.body; return __tenantry_web.responseParts(r)[3]; })()"#,
+        r#"{"Uint8Array":["97","98"]}"#,
+    );
+    // A Worker's stream is handed over as is, and readAllBytes collects it.
+    check(
+        &js,
+        r#"(async () => {
+            const s = new ReadableStream({ start(c) { c.enqueue(new Uint8Array([1])); c.enqueue(new Uint8Array([2, 3])); c.close(); } });
+            const body = __tenantry_web.responseParts(new Response(s))[3];
+            return [body === s, await __tenantry_web.readAllBytes(body)];
+        })()"#,
+        r#"[true,{"Uint8Array":["1","2","3"]}]"#,
+    );
+    check(
+        &js,
+        r#"__tenantry_web.readAllBytes(new ReadableStream({ start(c) { c.enqueue("text"); c.close(); } }))"#,
+        "throws TypeError",
+    );
+    // The body is used once read; a second read, or something that is not a Response, throws.
+    check(
+        &js,
+        r#"(() => { const r = new Response("x"); __tenantry_web.responseParts(r); return [r.bodyUsed, __tenantry_web.responseParts(r)]; })()"#,
+        "throws TypeError",
+    );
+    check(
+        &js,
+        r#"__tenantry_web.responseParts({ status: 200 })"#,
+        "throws TypeError",
+    );
+    check(
+        &js,
+        r#"[__tenantry_web.isResponse(new Response()), __tenantry_web.isResponse({}), __tenantry_web.isResponse(null)]"#,
+        "[true,false,false]",
+    );
+}
+
+#[test]
+fn internals_cannot_be_replaced_or_enumerated() {
+    let js = js_with_cases();
+    check(
+        &js,
+        r#"(() => { try { globalThis.__tenantry_web = 1; } catch {} return [typeof __tenantry_web, Object.keys(globalThis).includes("__tenantry_web")]; })()"#,
+        r#"["object",false]"#,
+    );
+    // Only the engine's four functions are reachable there, and they cannot be swapped.
+    check(
+        &js,
+        r#"(() => { try { __tenantry_web.newRequest = 1; } catch {} return [Object.getOwnPropertyNames(__tenantry_web), typeof __tenantry_web.newRequest]; })()"#,
+        r#"[["newRequest","responseParts","isResponse","readAllBytes"],"function"]"#,
+    );
+    // Globals are not enumerable, like Web IDL interfaces; instances carry no visible state.
+    check(
+        &js,
+        r#"[Object.keys(globalThis).filter((k) => ["Headers", "Request", "Response", "URL", "TextEncoder", "atob"].includes(k)),
+            Object.getOwnPropertyNames(new Headers({ a: "1" })), Object.getOwnPropertySymbols(new Response("x")),
+            Object.getOwnPropertyNames(new URL("https://x/"))]"#,
+        "[[],[],[],[]]",
+    );
+}
+
+#[test]
+fn unsupported_features_throw_errors_that_name_them() {
+    let js = js_with_cases();
+    for (expr, name) in [
+        ("new TransformStream()", "TransformStream"),
+        ("new WritableStream()", "WritableStream"),
+        ("new CompressionStream('gzip')", "CompressionStream"),
+        ("new ReadableStream().pipeTo({})", "ReadableStream.pipeTo"),
+        ("new ReadableStream().getReader({ mode: 'byob' })", "byob"),
+        ("URL.createObjectURL()", "URL.createObjectURL"),
+        (
+            "crypto.subtle.encrypt({ name: 'AES-GCM' }, null, new Uint8Array())",
+            "crypto.subtle.encrypt",
+        ),
+        ("crypto.subtle.digest('SHA-3', new Uint8Array())", "SHA-3"),
+        (
+            "crypto.subtle.importKey('spki', new Uint8Array(1), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign'])",
+            "spki",
+        ),
+        ("new TextDecoder('latin1')", "latin1"),
+    ] {
+        let got = js.run(&format!(
+            "(async () => {{ try {{ await {expr}; return 'no error'; }} catch (e) {{ return e.message; }} }})()"
+        ));
+        assert!(
+            got.contains(name),
+            "{expr} gave {got}, which does not name {name}"
+        );
+    }
+}
+
+#[test]
+fn text_decoder_streams_every_split() {
+    let js = js_with_cases();
+    // Every way of cutting a mixed text in two decodes to the whole, with and without fatal.
+    check(
+        &js,
+        r#"(() => {
+            const bytes = new TextEncoder().encode("aé€😀z");
+            const whole = new TextDecoder().decode(bytes);
+            const bad = [];
+            for (const fatal of [false, true]) {
+                for (let i = 0; i <= bytes.length; i++) {
+                    for (let j = i; j <= bytes.length; j++) {
+                        const d = new TextDecoder("utf-8", { fatal });
+                        const s = d.decode(bytes.subarray(0, i), { stream: true }) +
+                            d.decode(bytes.subarray(i, j), { stream: true }) + d.decode(bytes.subarray(j));
+                        if (s !== whole) bad.push([fatal, i, j, s]);
+                    }
+                }
+            }
+            return bad;
+        })()"#,
+        "[]",
+    );
+    // An incomplete sequence at the end of a stream is an error when fatal.
+    check(
+        &js,
+        r#"(() => { const d = new TextDecoder("utf-8", { fatal: true }); d.decode(new Uint8Array([0xe2]), { stream: true }); return d.decode(); })()"#,
+        "throws TypeError",
+    );
+    // A BOM split across chunks is still stripped, once.
+    check(
+        &js,
+        r#"(() => { const d = new TextDecoder(); return d.decode(new Uint8Array([0xef, 0xbb]), { stream: true }) + d.decode(new Uint8Array([0xbf, 0xef, 0xbb, 0xbf, 0x61])); })()"#,
+        "\"\u{feff}a\"",
+    );
+}
+
+#[test]
+fn usv_strings_are_made_well_formed() {
+    let js = js_with_cases();
+    check(
+        &js,
+        r#"new URL("https://x/\ud800").pathname"#,
+        r#""/%EF%BF%BD""#,
+    );
+    check(
+        &js,
+        r#"new URLSearchParams({ "\udc00": "1" }).toString()"#,
+        r#""%EF%BF%BD=1""#,
+    );
+    check(&js, r#"new Response("\ud800").text()"#, "\"\u{fffd}\"");
+    check(
+        &js,
+        r#"btoa("\ud800")"#,
+        "throws DOMException:InvalidCharacterError",
+    );
+}
+
+#[test]
+fn encode_into_stops_before_a_character_that_does_not_fit() {
+    let js = js_with_cases();
+    check(
+        &js,
+        r#"(() => { const d = new Uint8Array(4); return [new TextEncoder().encodeInto("ab€", d), d]; })()"#,
+        r#"[{"read":2,"written":2},{"Uint8Array":["97","98","0","0"]}]"#,
+    );
+    check(
+        &js,
+        r#"(() => { const b = new Uint8Array(6); const d = b.subarray(2, 5); new TextEncoder().encodeInto("x€", d); return b; })()"#,
+        r#"{"Uint8Array":["0","0","120","0","0","0"]}"#,
+    );
+}
+
+#[test]
+fn hmac_matches_rfc_4231() {
+    let js = js_with_cases();
+    // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+    check(
+        &js,
+        r#"(async () => {
+            const enc = (s) => new TextEncoder().encode(s);
+            const out = [];
+            for (const hash of ["SHA-256", "SHA-384", "SHA-512"]) {
+                const k = await crypto.subtle.importKey("raw", enc("Jefe"), { name: "HMAC", hash }, false, ["sign"]);
+                const sig = new Uint8Array(await crypto.subtle.sign("HMAC", k, enc("what do ya want for nothing?")));
+                out.push([...sig.slice(0, 4)].map((b) => b.toString(16).padStart(2, "0")).join(""));
+            }
+            return out;
+        })()"#,
+        r#"["5bdcc146","af45d2e3","164b7a7b"]"#,
+    );
+}
+
+#[test]
+fn random_values_differ_and_fill_views_in_place() {
+    let js = js_with_cases();
+    check(
+        &js,
+        r#"(() => {
+            const a = crypto.getRandomValues(new Uint32Array(8)), b = crypto.getRandomValues(new Uint32Array(8));
+            const buf = new Uint8Array(64); crypto.getRandomValues(buf.subarray(16, 32));
+            return [a.join() !== b.join(), buf.subarray(0, 16).every((x) => x === 0), buf.subarray(32).every((x) => x === 0)];
+        })()"#,
+        "[true,true,true]",
+    );
+}
+
+#[test]
+fn headers_of_a_request_copy_are_independent() {
+    let js = js_with_cases();
+    check(
+        &js,
+        r#"(() => { const a = new Request("https://x/", { headers: { a: "1" } }); const b = a.clone(); b.headers.set("a", "2");
+            const c = new Request(a); c.headers.set("a", "3"); return [a.headers.get("a"), b.headers.get("a"), c.headers.get("a")]; })()"#,
+        r#"["1","2","3"]"#,
+    );
+}
