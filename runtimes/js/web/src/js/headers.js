@@ -13,17 +13,20 @@
   // Fetch forbids NUL, CR and LF in values; workerd lets code points above U+00FF through.
 
   // Names already validated, to their lower-case form: a Map lookup is a third of a regex
-  // test in QuickJS, and a Worker uses the same few names on every request. Bounded, so a
-  // Worker inventing names cannot grow it without limit.
+  // test in QuickJS, and a Worker uses the same few names on every request. Bounded in entries
+  // and in name length, so a Worker inventing names cannot grow it without limit.
   const NAME_CACHE_LIMIT = 256;
+  const NAME_CACHE_MAX_LENGTH = 64;
   const nameCache = new Map();
   const lowerName = (given) => {
     let lower = nameCache.get(given);
     if (lower === undefined) {
       if (!TOKEN.test(given)) throw new TypeError(`Invalid header name: "${given}"`);
       lower = given.toLowerCase();
-      if (nameCache.size >= NAME_CACHE_LIMIT) nameCache.clear();
-      nameCache.set(given, lower);
+      if (given.length <= NAME_CACHE_MAX_LENGTH) {
+        if (nameCache.size >= NAME_CACHE_LIMIT) nameCache.clear();
+        nameCache.set(given, lower);
+      }
     }
     return lower;
   };
