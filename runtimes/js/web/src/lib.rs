@@ -1,6 +1,7 @@
 //! The Web APIs a Cloudflare Worker expects (`Headers`, `Request`, `Response`, `URL`,
 //! `URLSearchParams`, `TextEncoder`/`TextDecoder`, `atob`/`btoa`, `structuredClone`,
-//! `queueMicrotask`, `DOMException`, `crypto`, a minimal `ReadableStream`), for Tenantry's
+//! `queueMicrotask`, `DOMException`, `crypto`, `Blob`/`File`/`FormData`, `Event`/`EventTarget`,
+//! `AbortController`/`AbortSignal`, a minimal `ReadableStream`), for Tenantry's
 //! JavaScript engine on QuickJS-ng, behaving as Cloudflare's runtime (workerd) does wherever a
 //! Worker can observe it. README.md lists what is there and what is not.
 //!

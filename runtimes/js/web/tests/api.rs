@@ -289,3 +289,23 @@ fn headers_of_a_request_copy_are_independent() {
         r#"["1","2","3"]"#,
     );
 }
+
+#[test]
+fn header_name_validation_survives_the_name_cache() {
+    let js = js_with_cases();
+    // Many distinct names (past the cache's bound) and long ones: each still validated, each
+    // still found case-insensitively.
+    check(
+        &js,
+        r#"(() => {
+            const h = new Headers();
+            for (let i = 0; i < 600; i++) h.append("X-Name-" + i, String(i));
+            const long = "X-" + "a".repeat(200);
+            h.set(long, "v");
+            let bad = 0;
+            for (const name of ["a b", "x\u00e9", "(x)"]) { try { h.get(name); } catch { bad++; } }
+            return [h.get("x-name-0"), h.get("X-NAME-599"), h.get(long.toLowerCase()), bad, [...h].length];
+        })()"#,
+        r#"["0","599","v",3,601]"#,
+    );
+}

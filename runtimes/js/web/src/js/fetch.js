@@ -154,84 +154,82 @@
   const TRUSTED = Object.freeze({});
   let trusted = null;
 
+  // Request and Response keep their state in one array (a single private field): QuickJS makes
+  // an array literal in one step, where each private field is a property added to the object,
+  // and these are built on every request.
+  const RQ_METHOD = 0, RQ_URL = 1, RQ_HEADERS = 2, RQ_RAW = 3, RQ_BODY = 4, RQ_REDIRECT = 5,
+    RQ_CF = 6, RQ_SIGNAL = 7;
+
   class Request {
-    #method = "GET";
-    #url;
-    #headers = null; // made on first use when the engine gave #rawHeaders
-    #rawHeaders = null;
-    #body = null;
-    #redirect = "follow";
-    #cf = undefined;
-    #signal = null;
+    // [method, url, headers (null until first use when the engine gave raw headers),
+    //  raw headers, body record, redirect, cf, signal]
+    #s;
 
     constructor(input, init = undefined) {
       if (input === TRUSTED) {
-        const t = trusted;
+        this.#s = trusted;
         trusted = null;
-        this.#method = t.method;
-        this.#url = t.url;
-        this.#headers = t.headers;
-        this.#rawHeaders = t.rawHeaders;
-        this.#body = t.body;
-        this.#cf = t.cf;
-        this.#redirect = t.redirect;
         return;
       }
       requireArgs(arguments.length, 1, "Request");
+      const s = ["GET", "", null, null, null, "follow", undefined, null];
+      this.#s = s;
       let inputBody = null;
       let inputHeaders = null;
       if (input instanceof Request) {
-        this.#url = input.#url;
-        this.#method = input.#method;
-        this.#redirect = input.#redirect;
-        this.#cf = input.#cf;
-        this.#signal = input.#signal;
+        const t = input.#s;
+        s[RQ_URL] = t[RQ_URL];
+        s[RQ_METHOD] = t[RQ_METHOD];
+        s[RQ_REDIRECT] = t[RQ_REDIRECT];
+        s[RQ_CF] = t[RQ_CF];
+        s[RQ_SIGNAL] = t[RQ_SIGNAL];
         inputHeaders = input.headers;
-        inputBody = input.#body;
+        inputBody = t[RQ_BODY];
       } else {
         const href = native.urlHref(usv(input));
         if (href === undefined) throw new TypeError(`Failed to parse URL from ${String(input)}`);
-        this.#url = href;
+        s[RQ_URL] = href;
       }
       const opts = init ?? {};
       if (typeof opts !== "object" && typeof opts !== "function") {
         throw new TypeError("Failed to construct 'Request': The provided value is not of type 'RequestInit'.");
       }
-      if (opts.method !== undefined) this.#method = normalizeMethod(opts.method);
+      if (opts.method !== undefined) s[RQ_METHOD] = normalizeMethod(opts.method);
       if (opts.redirect !== undefined) {
         const r = String(opts.redirect);
         if (!REDIRECTS.includes(r)) throw new TypeError(`Invalid redirect value: ${r}`);
-        this.#redirect = r;
+        s[RQ_REDIRECT] = r;
       }
-      if (opts.cf !== undefined) this.#cf = opts.cf;
+      if (opts.cf !== undefined) s[RQ_CF] = opts.cf;
       if (opts.signal !== undefined && opts.signal !== null) {
         if (!(opts.signal instanceof internal.AbortSignal)) throw new TypeError("Request: signal must be an AbortSignal");
-        this.#signal = opts.signal;
+        s[RQ_SIGNAL] = opts.signal;
       }
-      if (opts.headers !== undefined) this.#headers = new Headers(opts.headers);
-      else this.#headers = new Headers(inputHeaders ?? undefined);
+      const headers = new Headers(opts.headers !== undefined ? opts.headers : inputHeaders ?? undefined);
+      s[RQ_HEADERS] = headers;
       const hasInitBody = opts.body !== undefined && opts.body !== null;
-      if ((hasInitBody || inputBody !== null) && (this.#method === "GET" || this.#method === "HEAD")) {
+      if ((hasInitBody || inputBody !== null) && (s[RQ_METHOD] === "GET" || s[RQ_METHOD] === "HEAD")) {
         throw new TypeError("Request with a GET or HEAD method cannot have a body.");
       }
       if (hasInitBody) {
-        this.#body = extract(opts.body);
-        addContentType(headersList(this.#headers), extractedType);
+        s[RQ_BODY] = extract(opts.body);
+        addContentType(headersList(headers), extractedType);
       } else if (inputBody !== null) {
         if (isUsed(inputBody)) throw new TypeError(USED);
         // The new request takes the body over; the input's is used up (Fetch "create a proxy").
-        this.#body = { src: inputBody.src, stream: inputBody.stream, used: false };
+        s[RQ_BODY] = { src: inputBody.src, stream: inputBody.stream, used: false };
         inputBody.used = true;
       }
     }
 
-    get method() { return this.#method; }
-    get url() { return this.#url; }
+    get method() { return this.#s[RQ_METHOD]; }
+    get url() { return this.#s[RQ_URL]; }
     get headers() {
-      if (this.#headers === null) {
+      const s = this.#s;
+      if (s[RQ_HEADERS] === null) {
         // The engine's [name, value, ...] as it came off the wire, made into the Headers
         // triples now, once.
-        const raw = this.#rawHeaders ?? [];
+        const raw = s[RQ_RAW] ?? [];
         const list = new Array((raw.length >> 1) * 3);
         for (let r = 0, w = 0; r + 1 < raw.length; r += 2, w += 3) {
           const given = String(raw[r]);
@@ -239,33 +237,32 @@
           list[w + 1] = String(raw[r + 1]);
           list[w + 2] = given;
         }
-        this.#headers = headersFromList(list, true);
-        this.#rawHeaders = null;
+        s[RQ_HEADERS] = headersFromList(list, true);
+        s[RQ_RAW] = null;
       }
-      return this.#headers;
+      return s[RQ_HEADERS];
     }
-    get redirect() { return this.#redirect; }
-    get cf() { return this.#cf; }
+    get redirect() { return this.#s[RQ_REDIRECT]; }
+    get cf() { return this.#s[RQ_CF]; }
     get integrity() { return ""; }
     get keepalive() { return false; }
     // A signal that never aborts unless the init gave one (workerd's incoming requests'
     // signals abort on client disconnect; this crate has no client to watch).
     get signal() {
-      if (this.#signal === null) this.#signal = internal.newAbortSignal();
-      return this.#signal;
+      const s = this.#s;
+      if (s[RQ_SIGNAL] === null) s[RQ_SIGNAL] = internal.newAbortSignal();
+      return s[RQ_SIGNAL];
     }
 
     clone() {
-      const body = cloneBody(this.#body);
-      trusted = {
-        method: this.#method, url: this.#url, headers: new Headers(this.headers), rawHeaders: null, body,
-        cf: this.#cf, redirect: this.#redirect,
-      };
+      const s = this.#s;
+      const body = cloneBody(s[RQ_BODY]);
+      trusted = [s[RQ_METHOD], s[RQ_URL], new Headers(this.headers), null, body, s[RQ_REDIRECT], s[RQ_CF], s[RQ_SIGNAL]];
       return new Request(TRUSTED);
     }
 
     static {
-      installBody(Request, (r) => r.#body, "Request");
+      installBody(Request, (r) => r.#s[RQ_BODY], "Request");
       // The engine's incoming request: headers immutable, as workerd gives them.
       internal.newRequest = (method, url, headers, body, cf) => {
         let record = null;
@@ -276,10 +273,7 @@
         }
         const href = native.urlHref(usv(url));
         if (href === undefined) throw new TypeError(`Invalid request URL: ${url}`);
-        trusted = {
-          method: String(method), url: href, headers: null, rawHeaders: headers, body: record,
-          cf, redirect: "follow",
-        };
+        trusted = [String(method), href, null, headers, record, "follow", cf, null];
         return new Request(TRUSTED);
       };
     }
@@ -300,38 +294,33 @@
   };
   const REDIRECT_STATUS = [301, 302, 303, 307, 308];
   const REASON_PHRASE = /^[\t\x20-\x7e\x80-\xff]*$/;
+  const RS_STATUS = 0, RS_TEXT = 1, RS_HEADERS = 2, RS_LIST = 3, RS_BODY = 4, RS_TYPE = 5, RS_CF = 6;
 
   class Response {
-    #status = 200;
-    #statusText = "";
-    #headers = null; // made on first use; until then the flat list #list holds the headers
-    #list = null;
-    #body = null;
-    #type = "default";
-    #cf = undefined;
+    // [status, statusText, headers (null until first use), flat header list while there is no
+    //  Headers object, body record, type, cf]
+    #s;
 
     constructor(body = null, init = undefined) {
       if (body === TRUSTED) {
-        const t = trusted;
+        this.#s = trusted;
         trusted = null;
-        this.#status = t.status;
-        this.#headers = t.headers;
-        this.#list = t.list;
-        this.#type = t.type;
         return;
       }
-      if (init !== undefined && init !== null) this.#init(init);
-      else this.#list = [];
+      const s = [200, "", null, null, null, "default", undefined];
+      this.#s = s;
+      if (init !== undefined && init !== null) Response.#init(s, init);
+      else s[RS_LIST] = [];
       if (body !== null && body !== undefined) {
-        if (this.#status !== 200 && NULL_BODY_STATUS.includes(this.#status)) {
-          throw new TypeError(`Response with null body status (${this.#status}) cannot have a body.`);
+        if (s[RS_STATUS] !== 200 && NULL_BODY_STATUS.includes(s[RS_STATUS])) {
+          throw new TypeError(`Response with null body status (${s[RS_STATUS]}) cannot have a body.`);
         }
-        this.#body = extract(body);
-        addContentType(this.#headerList(), extractedType);
+        s[RS_BODY] = extract(body);
+        addContentType(listOf(s), extractedType);
       }
     }
 
-    #init(opts) {
+    static #init(s, opts) {
       if (typeof opts !== "object" && typeof opts !== "function") {
         throw new TypeError("Failed to construct 'Response': The provided value is not of type 'ResponseInit'.");
       }
@@ -340,29 +329,28 @@
         if (status < 200 || status > 599) {
           throw new RangeError(`Responses may only be constructed with status codes in the range 200 to 599, inclusive.`);
         }
-        this.#status = status;
+        s[RS_STATUS] = status;
       }
       if (opts.statusText !== undefined) {
         const text = String(opts.statusText);
         if (!REASON_PHRASE.test(text)) throw new TypeError(`Invalid statusText: "${text}"`);
-        this.#statusText = text;
+        s[RS_TEXT] = text;
       }
-      if (opts.cf !== undefined) this.#cf = opts.cf;
-      if (opts.headers !== undefined) this.#headers = new Headers(opts.headers);
-      else this.#list = [];
+      if (opts.cf !== undefined) s[RS_CF] = opts.cf;
+      if (opts.headers !== undefined) s[RS_HEADERS] = new Headers(opts.headers);
+      else s[RS_LIST] = [];
     }
-
-    #headerList() { return this.#headers === null ? this.#list : headersList(this.#headers); }
 
     static json(data, init = undefined) {
       // workerd sends "undefined" for what JSON cannot represent (undefined, a function).
       const text = String(JSON.stringify(data));
       const r = new Response(null, init);
-      if (NULL_BODY_STATUS.includes(r.#status)) {
-        throw new TypeError(`Response with null body status (${r.#status}) cannot have a body.`);
+      const s = r.#s;
+      if (NULL_BODY_STATUS.includes(s[RS_STATUS])) {
+        throw new TypeError(`Response with null body status (${s[RS_STATUS]}) cannot have a body.`);
       }
-      r.#body = { src: text, stream: null, used: false };
-      addContentType(r.#headerList(), "application/json");
+      s[RS_BODY] = { src: text, stream: null, used: false };
+      addContentType(listOf(s), "application/json");
       return r;
     }
 
@@ -372,53 +360,49 @@
       if (href === undefined) throw new TypeError(`Unable to parse URL: ${String(url)}`);
       const code = Number(status);
       if (!REDIRECT_STATUS.includes(code)) throw new RangeError(`Invalid redirect status code: ${status}`);
-      trusted = { status: code, headers: headersFromList(["location", href, "Location"], true), list: null, type: "default" };
+      trusted = [code, "", headersFromList(["location", href, "Location"], true), null, null, "default", undefined];
       return new Response(TRUSTED);
     }
 
     static error() {
       // workerd leaves these headers mutable.
-      trusted = { status: 0, headers: null, list: [], type: "error" };
+      trusted = [0, "", null, [], null, "error", undefined];
       return new Response(TRUSTED);
     }
 
-    get type() { return this.#type; }
+    get type() { return this.#s[RS_TYPE]; }
     get url() { return ""; }
     get redirected() { return false; }
-    get status() { return this.#status; }
-    get ok() { return this.#status >= 200 && this.#status <= 299; }
-    get statusText() { return this.#statusText; }
+    get status() { return this.#s[RS_STATUS]; }
+    get ok() { const status = this.#s[RS_STATUS]; return status >= 200 && status <= 299; }
+    get statusText() { return this.#s[RS_TEXT]; }
     get headers() {
-      if (this.#headers === null) {
-        this.#headers = headersFromList(this.#list, false);
-        this.#list = null;
+      const s = this.#s;
+      if (s[RS_HEADERS] === null) {
+        s[RS_HEADERS] = headersFromList(s[RS_LIST], false);
+        s[RS_LIST] = null;
       }
-      return this.#headers;
+      return s[RS_HEADERS];
     }
-    get cf() { return this.#cf; }
+    get cf() { return this.#s[RS_CF]; }
     get webSocket() { return null; }
 
     clone() {
-      const body = cloneBody(this.#body);
-      const r = new Response(null, { status: this.#status === 0 ? 200 : this.#status });
-      r.#status = this.#status;
-      r.#statusText = this.#statusText;
-      r.#headers = new Headers(this.headers);
-      r.#type = this.#type;
-      r.#cf = this.#cf;
-      r.#body = body;
-      return r;
+      const s = this.#s;
+      const body = cloneBody(s[RS_BODY]);
+      trusted = [s[RS_STATUS], s[RS_TEXT], new Headers(this.headers), null, body, s[RS_TYPE], s[RS_CF]];
+      return new Response(TRUSTED);
     }
 
     static {
-      installBody(Response, (r) => r.#body, "Response");
+      installBody(Response, (r) => r.#s[RS_BODY], "Response");
       // For the engine: [status, statusText, headers, body]; headers the flat triples
-      // [lower-case name, value, name as written, ...]; body
-      // is null, a string, a Uint8Array or a ReadableStream (read it with readAllBytes). The
-      // body is marked used.
+      // [lower-case name, value, name as written, ...]; body null, a string, a Uint8Array or
+      // a ReadableStream (read it with readAllBytes). The body is marked used.
       internal.responseParts = (r) => {
-        if (!(#body in r)) throw new TypeError("The handler did not return a Response.");
-        const b = r.#body;
+        if (r === null || typeof r !== "object" || !(#s in r)) throw new TypeError("The handler did not return a Response.");
+        const s = r.#s;
+        const b = s[RS_BODY];
         let body = null;
         if (b !== null) {
           if (isUsed(b)) throw new TypeError(USED);
@@ -426,11 +410,13 @@
           body = b.stream !== null ? (internal.streamTakeBytes(b.stream) ?? b.stream) : b.src;
           b.src = null;
         }
-        return [r.#status, r.#statusText, r.#headerList(), body];
+        return [s[RS_STATUS], s[RS_TEXT], listOf(s), body];
       };
-      internal.isResponse = (r) => r !== null && typeof r === "object" && #body in r;
+      internal.isResponse = (r) => r !== null && typeof r === "object" && #s in r;
     }
   }
+  // The header list of a Response's state, whether or not its Headers object exists yet.
+  const listOf = (s) => (s[RS_HEADERS] === null ? s[RS_LIST] : headersList(s[RS_HEADERS]));
   internal.tag(Response.prototype, "Response");
   for (const name of ["type", "url", "redirected", "status", "ok", "statusText", "headers", "cf", "webSocket", "clone"]) {
     const d = Object.getOwnPropertyDescriptor(Response.prototype, name);

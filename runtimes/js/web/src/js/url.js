@@ -16,28 +16,29 @@
   // Where the natives write the offsets; copied out right after each call.
   const scratch = new Uint32Array(12);
   const scratchBytes = new Uint8Array(scratch.buffer);
-  const offsets = () => [scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5],
-    scratch[6], scratch[7], scratch[8], scratch[9], scratch[10], scratch[11]];
+  // A URL's whole state is one array (one private field; see fetch.js on why):
+  // [the twelve offsets, href, linked URLSearchParams or null].
+  const HREF = 12, PARAMS = 13;
+  const state = (href, params) => [scratch[0], scratch[1], scratch[2], scratch[3], scratch[4],
+    scratch[5], scratch[6], scratch[7], scratch[8], scratch[9], scratch[10], scratch[11], href, params];
 
   const parse = (url, base) =>
     native.urlParse(usv(url), base === undefined ? undefined : usv(base), scratchBytes);
   // "?" alone and "#" alone read as "" (URL Standard's search and hash getters).
   const unlessAlone = (s) => (s.length === 1 ? "" : s);
+  const slice = (s, from, to) => s[HREF].slice(s[from], to === undefined ? undefined : s[to]);
 
   let setParamsFromQuery; // (params, query) => void, defined by URLSearchParams
   let newLinkedParams; // (url, query) => URLSearchParams
 
   class URL {
-    #href;
-    #o;
-    #params = null;
+    #s;
 
     constructor(url, base = undefined) {
       requireArgs(arguments.length, 1, "URL");
       const href = parse(url, base);
       if (href === undefined) throw new TypeError(`Invalid URL string.`);
-      this.#href = href;
-      this.#o = offsets();
+      this.#s = state(href, null);
     }
 
     static canParse(url, base = undefined) {
@@ -55,50 +56,49 @@
     }
 
     #set(which, value) {
-      const href = native.urlSet(this.#href, which, usv(value), scratchBytes);
+      const href = native.urlSet(this.#s[HREF], which, usv(value), scratchBytes);
       if (href === undefined) throw new TypeError(`Invalid URL string.`);
-      this.#href = href;
-      this.#o = offsets();
-      if (this.#params !== null && (which === SET_HREF || which === SET_SEARCH)) {
-        setParamsFromQuery(this.#params, this.search);
+      const params = this.#s[PARAMS];
+      this.#s = state(href, params);
+      if (params !== null && (which === SET_HREF || which === SET_SEARCH)) {
+        setParamsFromQuery(params, this.search);
       }
     }
 
-    #slice(from, to) { return this.#href.slice(this.#o[from], to === undefined ? undefined : this.#o[to]); }
-
-    get href() { return this.#href; }
+    get href() { return this.#s[HREF]; }
     set href(v) { this.#set(SET_HREF, v); }
-    get origin() { return native.urlOrigin(this.#href); }
-    get protocol() { return this.#href.slice(0, this.#o[AFTER_SCHEME] + 1); }
+    get origin() { return native.urlOrigin(this.#s[HREF]); }
+    get protocol() { return this.#s[HREF].slice(0, this.#s[AFTER_SCHEME] + 1); }
     set protocol(v) { this.#set(SET_PROTOCOL, v); }
-    get username() { return this.#slice(BEFORE_USERNAME, AFTER_USERNAME); }
+    get username() { return slice(this.#s, BEFORE_USERNAME, AFTER_USERNAME); }
     set username(v) { this.#set(SET_USERNAME, v); }
-    get password() { return this.#slice(BEFORE_PASSWORD, AFTER_PASSWORD); }
+    get password() { return slice(this.#s, BEFORE_PASSWORD, AFTER_PASSWORD); }
     set password(v) { this.#set(SET_PASSWORD, v); }
-    get host() { return this.#slice(BEFORE_HOST, AFTER_PORT); }
+    get host() { return slice(this.#s, BEFORE_HOST, AFTER_PORT); }
     set host(v) { this.#set(SET_HOST, v); }
-    get hostname() { return this.#slice(BEFORE_HOST, AFTER_HOST); }
+    get hostname() { return slice(this.#s, BEFORE_HOST, AFTER_HOST); }
     set hostname(v) { this.#set(SET_HOSTNAME, v); }
-    get port() { return this.#slice(BEFORE_PORT, AFTER_PORT); }
+    get port() { return slice(this.#s, BEFORE_PORT, AFTER_PORT); }
     set port(v) { this.#set(SET_PORT, v); }
-    get pathname() { return this.#slice(BEFORE_PATH, AFTER_PATH); }
+    get pathname() { return slice(this.#s, BEFORE_PATH, AFTER_PATH); }
     set pathname(v) { this.#set(SET_PATHNAME, v); }
-    get search() { return unlessAlone(this.#slice(AFTER_PATH, AFTER_QUERY)); }
+    get search() { return unlessAlone(slice(this.#s, AFTER_PATH, AFTER_QUERY)); }
     set search(v) { this.#set(SET_SEARCH, v); }
-    get hash() { return unlessAlone(this.#slice(AFTER_QUERY)); }
+    get hash() { return unlessAlone(slice(this.#s, AFTER_QUERY)); }
     set hash(v) { this.#set(SET_HASH, v); }
     get searchParams() {
-      if (this.#params === null) this.#params = newLinkedParams(this, this.search);
-      return this.#params;
+      const s = this.#s;
+      if (s[PARAMS] === null) s[PARAMS] = newLinkedParams(this, this.search);
+      return s[PARAMS];
     }
-    toString() { return this.#href; }
-    toJSON() { return this.#href; }
+    toString() { return this.#s[HREF]; }
+    toJSON() { return this.#s[HREF]; }
 
     static {
       // URLSearchParams writes the query back through this (URL Standard "update steps").
       internal.urlSetQuery = (url, serialized) => {
-        url.#href = native.urlSet(url.#href, SET_SEARCH, serialized, scratchBytes);
-        url.#o = offsets();
+        const href = native.urlSet(url.#s[HREF], SET_SEARCH, serialized, scratchBytes);
+        url.#s = state(href, url.#s[PARAMS]);
       };
     }
   }
