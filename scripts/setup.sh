@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine with Rust (rustup) installed.
 #
-#   scripts/setup.sh          the wasm32-wasip1 Rust target (all that building and testing need)
-#   scripts/setup.sh --all    also apt packages for the C example and load tests:
-#                             clang, lld, wasi-libc, compiler-rt wasm32 builtins, wabt, wrk
+#   scripts/setup.sh          what building and testing need: the wasm32-wasip1 Rust target, and the
+#                             apt packages that build the JavaScript engine (QuickJS is C):
+#                             clang, lld, llvm, wasi-libc, compiler-rt wasm32 builtins
+#   scripts/setup.sh --all    also apt packages for inspecting modules and load tests: wabt, wrk
 #
 # Safe to run twice: it only installs what is missing, and says what it does. apt runs
 # non-interactively, as root or through sudo.
@@ -33,13 +34,15 @@ else
   rustup target add "$target"
 fi
 
-$all || exit 0
-
-# --- apt packages (optional) ------------------------------------------------------------------------
-# clang + lld build examples/c; wasi-libc and libclang-rt-dev-wasm32 let it link against libc as a
-# WASI reactor (without them examples/c/build.sh builds freestanding); wabt gives wasm-objdump and
-# wasm2wat for inspecting modules; wrk drives the load tests.
-packages=(clang lld wasi-libc libclang-rt-dev-wasm32 wabt wrk)
+# --- apt packages -----------------------------------------------------------------------------------
+# Required: clang compiles QuickJS (runtimes/js, built by scripts/build-js.sh from the loader's
+# build script) to wasm32 against wasi-libc's headers, with llvm-ar (llvm) and compiler-rt's wasm32
+# builtins; lld links examples/c. Optional (--all): wabt gives wasm-objdump and wasm2wat for
+# inspecting modules; wrk drives the load tests.
+packages=(clang lld llvm wasi-libc libclang-rt-dev-wasm32)
+if $all; then
+  packages+=(wabt wrk)
+fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "setup: apt-get not found; install these yourself: ${packages[*]}" >&2

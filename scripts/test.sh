@@ -7,3 +7,6 @@ scripts/build-guests.sh
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 CARGO_TARGET_DIR=target cargo test --manifest-path sdk/rust/Cargo.toml
+# The JavaScript engine's own crates, natively (their wasm build is the loader's build script's).
+CARGO_TARGET_DIR=target cargo test --manifest-path runtimes/js/web/Cargo.toml
+CARGO_TARGET_DIR=target cargo test --manifest-path runtimes/js/Cargo.toml

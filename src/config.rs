@@ -14,7 +14,7 @@
 //! [[worker]]
 //! namespace = "production"
 //! name = "alice"
-//! module = "workers/hello.wasm"       # relative to this file
+//! module = "workers/hello.wasm"       # relative to this file; .js / .mjs for JavaScript
 //! tags = ["customer-1"]
 //! limits = { cpu_ms = 10 }
 //! bindings = [{ type = "plain_text", name = "GREETING", text = "hi" }]
@@ -83,7 +83,12 @@ pub struct Config {
 pub struct WorkerConfig {
     pub namespace: String,
     pub name: String,
+    /// The main module: WebAssembly, or JavaScript (`.js`: a service-worker script, `.mjs`, or
+    /// any main module given in the list form: an ES module).
     pub module: PathBuf,
+    /// The other modules of a JavaScript Worker (the list form's tail), which the main module
+    /// imports by their path relative to its own directory.
+    pub modules: Vec<PathBuf>,
     pub tags: Vec<String>,
     pub bindings: Vec<Binding>,
     pub limits: ScriptLimitsConfig,
@@ -236,7 +241,7 @@ struct WorkerFile {
     /// Required for `[[worker]]`, absent for `[[platform_worker]]`.
     namespace: Option<Spanned<String>>,
     name: Spanned<String>,
-    module: Spanned<String>,
+    module: Spanned<ModuleFile>,
     #[serde(default)]
     tags: Vec<String>,
     #[serde(default)]
@@ -245,6 +250,15 @@ struct WorkerFile {
     limits: ScriptLimitsConfig,
     #[serde(default)]
     reuse_instances: u32,
+}
+
+/// `module = "a.wasm"`, or `module = ["main.mjs", "lib/util.mjs", "page.html"]` for a
+/// JavaScript Worker of several modules (the first is the main one).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ModuleFile {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// Cloudflare's binding shape: `{type, name, text}` or `{type = "json", name, json}`.
@@ -545,10 +559,25 @@ impl Config {
                     format!("worker `{name}`: limits must be greater than zero"),
                 ));
             }
+            let (module, modules) = match w.module.get_ref() {
+                ModuleFile::One(m) => (base.join(m), Vec::new()),
+                ModuleFile::Many(list) => match list.split_first() {
+                    Some((main, rest)) => {
+                        (base.join(main), rest.iter().map(|m| base.join(m)).collect())
+                    }
+                    None => {
+                        return Err(ctx.error(
+                            Some(w.module.span()),
+                            format!("worker `{name}`: the module list is empty"),
+                        ));
+                    }
+                },
+            };
             workers.push(WorkerConfig {
                 namespace: ns.clone(),
                 name: name.clone(),
-                module: base.join(w.module.get_ref()),
+                module,
+                modules,
                 tags: w.tags,
                 bindings,
                 limits,

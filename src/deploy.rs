@@ -2,10 +2,12 @@
 //! loader's compile pool (never on a serving core), and publish each namespace's index once.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow};
 use tenantry_core::{BindingKind, Engine};
+use tenantry_loader::js::{BundleFormat, Part, PartKind, SourceBundle};
 use tenantry_loader::kv::KvStore;
 use tenantry_loader::{BindingEntry, Compiler, IndexData, ScriptEntry, ScriptLimits, Store};
 
@@ -180,15 +182,79 @@ pub fn check(config: &Config) -> anyhow::Result<Report> {
     })
 }
 
+/// The bytes to store for a Worker of the config file: its wasm module as is, or, for a
+/// JavaScript Worker, a source bundle of its modules (`tenantry_loader::js`).
 fn read_module(w: &WorkerConfig) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(&w.module).with_context(|| {
-        format!(
-            "worker {}/{}: cannot read module {}",
-            w.namespace,
-            w.name,
-            w.module.display()
-        )
-    })
+    let read = |path: &Path| {
+        std::fs::read(path).with_context(|| {
+            format!(
+                "worker {}/{}: cannot read module {}",
+                w.namespace,
+                w.name,
+                path.display()
+            )
+        })
+    };
+    let main = read(&w.module)?;
+    let ext = |p: &Path| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let js = matches!(ext(&w.module).as_str(), "js" | "mjs" | "cjs");
+    if !js {
+        if !w.modules.is_empty() {
+            anyhow::bail!(
+                "worker {}/{}: only a JavaScript main module (.js, .mjs) takes further modules",
+                w.namespace,
+                w.name
+            );
+        }
+        return Ok(main);
+    }
+    let dir = w.module.parent().unwrap_or(Path::new(""));
+    let name_of = |p: &Path| {
+        p.strip_prefix(dir)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .replace('\\', "/")
+    };
+    // `.mjs`, or a main module with others to import: ES modules; a lone `.js`: a service worker.
+    if ext(&w.module) == "js" && w.modules.is_empty() {
+        return Ok(SourceBundle::service_worker(&name_of(&w.module), main).encode());
+    }
+    let mut parts = vec![Part {
+        kind: PartKind::EsModule,
+        name: name_of(&w.module),
+        data: main,
+    }];
+    for path in &w.modules {
+        let kind = match ext(path).as_str() {
+            "js" | "mjs" => PartKind::EsModule,
+            "txt" | "html" | "htm" | "css" | "md" | "svg" | "json" | "xml" | "csv" => {
+                PartKind::Text
+            }
+            "bin" | "dat" => PartKind::Data,
+            other => anyhow::bail!(
+                "worker {}/{}: cannot tell what module {} is from its extension `{other}` \
+                 (.js/.mjs: ES module; .txt/.html/.css/.md/.svg/.json/.xml/.csv: text; .bin/.dat: data)",
+                w.namespace,
+                w.name,
+                path.display()
+            ),
+        };
+        parts.push(Part {
+            kind,
+            name: name_of(path),
+            data: read(path)?,
+        });
+    }
+    Ok(SourceBundle {
+        format: BundleFormat::Modules,
+        parts,
+    }
+    .encode())
 }
 
 /// Compile threads for deploys: one per core, at most four.

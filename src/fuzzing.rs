@@ -209,6 +209,7 @@ pub fn check_module(wasm: &[u8]) -> ModuleOutcome {
         bindings: Default::default(),
         limits: FUZZ_LIMITS,
         reuse_instances: 0,
+        js_bundle: None,
     };
     let worker = match Worker::new(engine, spec) {
         Ok(worker) => worker,

@@ -22,6 +22,7 @@ async fn worker(pool: &WorkerPool, key: &str, reuse: u32) -> Rc<Worker> {
             bindings: Bindings::default(),
             limits: Limits::DEFAULT,
             reuse_instances: reuse,
+            js_bundle: None,
         }))
     })
     .await

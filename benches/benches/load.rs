@@ -25,6 +25,7 @@ fn spec(module: wasmtime::Module) -> WorkerSpec {
         bindings: Bindings::default(),
         limits: Limits::DEFAULT,
         reuse_instances: 0,
+        js_bundle: None,
     }
 }
 
@@ -46,14 +47,14 @@ fn bench(c: &mut Criterion) {
     group.bench_function("link_and_prewarm", |b| {
         b.iter_batched(
             || store.load(&id).unwrap(),
-            |module| Worker::new(&engine, spec(module)).unwrap(),
+            |module| Worker::new(&engine, spec(module.module)).unwrap(),
             BatchSize::PerIteration,
         )
     });
     group.bench_function("cold_inline", |b| {
         b.iter_batched(
             cold,
-            |()| Worker::new(&engine, spec(store.load(&id).unwrap())).unwrap(),
+            |()| Worker::new(&engine, spec(store.load(&id).unwrap().module)).unwrap(),
             BatchSize::PerIteration,
         )
     });
@@ -63,7 +64,7 @@ fn bench(c: &mut Criterion) {
             |()| {
                 rt.block_on(async {
                     let module = store.load_async(&id).await.unwrap();
-                    Worker::new(&engine, spec(module)).unwrap()
+                    Worker::new(&engine, spec(module.module)).unwrap()
                 })
             },
             BatchSize::PerIteration,

@@ -10,6 +10,9 @@ use crate::engine::CompileError;
 
 /// The import module of ABI version 1.
 pub(crate) const WORKER_V1: &str = "tenantry:worker/v1";
+/// The JavaScript engine's own import module (`runtimes/js`): how the shared engine reads the
+/// bundle of the Worker it runs. Linked for every module, refused in uploads ([`check_module`]).
+pub(crate) const JS_V1: &str = "tenantry:js/v1";
 /// The WASI preview 1 import module, of which a subset is served (see [`WASI_SUBSET`]).
 pub(crate) const WASI_P1: &str = "wasi_snapshot_preview1";
 
@@ -136,6 +139,7 @@ pub(crate) const WORKER_V1_FUNCS: &[HostSig] = &[
     sig("response_body_write", &[I, I, I], &[I]),
     sig("env_get", &[I, I, I, I], &[I]),
     sig("env_kind", &[I, I], &[I]),
+    sig("env_list", &[I, I], &[I]),
     sig("log", &[I, I, I], &[I]),
     sig("request_new", &[], &[I]),
     sig("request_clone", &[I], &[I]),
@@ -173,7 +177,11 @@ pub(crate) const WASI_SUBSET: &[HostSig] = &[
     sig("proc_exit", &[I], &[]),
     sig("sched_yield", &[], &[I]),
     sig("fd_prestat_get", &[I, I], &[I]),
+    sig("poll_oneoff", &[I, I, I, I], &[I]),
 ];
+
+/// Every function of `tenantry:js/v1`.
+pub(crate) const JS_V1_FUNCS: &[HostSig] = &[sig("code_read", &[I, I], &[I])];
 
 /// How one function import is satisfied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,6 +201,7 @@ pub(crate) fn classify_import(module: &str, name: &str, ty: &ExternType) -> Impo
     let table = match module {
         WORKER_V1 => WORKER_V1_FUNCS,
         WASI_P1 => WASI_SUBSET,
+        JS_V1 => JS_V1_FUNCS,
         _ => return ImportUse::Rejected(qualified),
     };
     let known = table.iter().find(|s| s.name == name);
@@ -222,10 +231,24 @@ pub(crate) fn classify_import(module: &str, name: &str, ty: &ExternType) -> Impo
 /// Checks a module against the Worker ABI at upload time, so that a module that passes always
 /// links: every import is known with the right type, and the required exports exist.
 pub(crate) fn check_module(module: &Module) -> Result<(), CompileError> {
+    check_guest(module, false)
+}
+
+/// [`check_module`] for the JavaScript engine, which alone may import `tenantry:js/v1`.
+pub(crate) fn check_js_engine(module: &Module) -> Result<(), CompileError> {
+    check_guest(module, true)
+}
+
+fn check_guest(module: &Module, js_engine: bool) -> Result<(), CompileError> {
     let rejected: Vec<String> = module
         .imports()
         .filter_map(|i| match classify_import(i.module(), i.name(), &i.ty()) {
             ImportUse::Rejected(message) => Some(message),
+            // The engine's interface is the engine's alone: a wasm Worker has no bundle to read.
+            ImportUse::Host if i.module() == JS_V1 && !js_engine => Some(format!(
+                "{JS_V1}::{} (the JavaScript engine's own interface)",
+                i.name()
+            )),
             ImportUse::Host | ImportUse::Enosys => None,
         })
         .collect();

@@ -282,6 +282,18 @@ impl Engine {
         Ok(module)
     }
 
+    /// Compiles the JavaScript engine (`runtimes/js`, pre-initialised) into `.cwasm` bytes. Like
+    /// [`Engine::precompile`], but the engine may import `tenantry:js/v1`, which uploads may not,
+    /// and its size is not held to an upload's compile budget (it ships with the node).
+    pub fn precompile_js_engine(&self, wasm: &[u8]) -> Result<Vec<u8>, CompileError> {
+        let module = Module::new(&self.inner.wasmtime, wasm)
+            .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+        crate::abi::check_js_engine(&module)?;
+        module
+            .serialize()
+            .map_err(|e| CompileError::Invalid(format!("{e:#}")))
+    }
+
     /// Loads a `.cwasm` artifact by mapping it into memory.
     ///
     /// # Safety

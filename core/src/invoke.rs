@@ -37,6 +37,10 @@ pub struct WorkerSpec {
     /// `N > 0`: keep up to `N` idle, initialised instances per core and reuse them, for guests
     /// whose start-up is expensive. An instance that faulted is never reused.
     pub reuse_instances: u32,
+    /// For a JavaScript Worker, its compiled bundle: `module` is then the shared JavaScript
+    /// engine, already initialised by its snapshot (so `_initialize` is not called again), which
+    /// reads the bundle with `tenantry:js/v1` `code_read`. `None` for a wasm Worker.
+    pub js_bundle: Option<bytes::Bytes>,
 }
 
 /// A Worker loaded on one core: its pre-linked module, bindings, limits and, in reuse mode, its
@@ -51,6 +55,8 @@ pub struct Worker {
     bindings: Bindings,
     limits: Limits,
     reuse: usize,
+    /// The JavaScript bundle (empty for a wasm Worker).
+    code: bytes::Bytes,
     /// Idle instances, each counted against the engine's idle cap by its token.
     idle: RefCell<Vec<(Live, IdleToken)>>,
 }
@@ -96,7 +102,13 @@ impl Worker {
             pre,
             memory,
             fetch,
-            initialize: export(abi::EXPORT_INITIALIZE),
+            // The engine's snapshot was taken after its initialisation; running it again would
+            // undo nothing useful and cost every request.
+            initialize: match spec.js_bundle {
+                Some(_) => None,
+                None => export(abi::EXPORT_INITIALIZE),
+            },
+            code: spec.js_bundle.unwrap_or_default(),
             ident: Arc::new(WorkerIdent::new(&spec.name)),
             bindings: spec.bindings,
             limits: spec.limits,
@@ -280,7 +292,8 @@ impl Worker {
     }
 
     fn new_store(&self, req: Request, limits: Limits) -> Store<HostState> {
-        let state = HostState::new(self.ident.clone(), self.bindings.clone(), req, limits);
+        let mut state = HostState::new(self.ident.clone(), self.bindings.clone(), req, limits);
+        state.code = self.code.clone();
         let mut store = Store::new(self.engine.wasmtime(), state);
         store.limiter(|state| &mut state.limiter);
         // Every epoch tick: past the deadline, stop the guest; otherwise let the core's other

@@ -27,6 +27,7 @@
 //!             bindings: Bindings::default(),
 //!             limits: Limits::DEFAULT,
 //!             reuse_instances: 0,
+//!             js_bundle: None,
 //!         }))
 //!     }))
 //!     .unwrap();

@@ -41,6 +41,7 @@ pub(crate) fn spec(engine: &Engine, wat: &str) -> WorkerSpec {
         bindings: Bindings::default(),
         limits: Limits::DEFAULT,
         reuse_instances: 0,
+        js_bundle: None,
     }
 }
 

@@ -166,15 +166,16 @@ impl CoreDispatch {
             let limits = tenantry_loader::limits(entry, snapshot.default_limits);
             let reuse_instances = entry.reuse_instances.to_native();
             Ok(Err(self.pool.load(entry.etag.as_str(), async move {
-                let module = module
+                let loaded = module
                     .await
                     .map_err(|e| Fault::Unavailable(e.to_string()))?;
                 Ok(WorkerSpec {
                     name,
-                    module,
+                    module: loaded.module,
                     bindings,
                     limits,
                     reuse_instances,
+                    js_bundle: loaded.js_bundle,
                 })
             })))
         })();

@@ -15,10 +15,10 @@ use std::sync::{Arc, OnceLock};
 
 use sha2::{Digest, Sha256};
 use tenantry_core::{CompileError, Engine, LoadError};
-use wasmtime::Module;
 
 use crate::fsutil::write_durably;
-use crate::modules::{Loader, ModuleCache};
+use crate::js;
+use crate::modules::{Loaded, Loader, ModuleCache};
 
 /// Largest module accepted for upload. Cloudflare's own limit for a compressed Worker is 10 MB
 /// (paid plans); uncompressed wasm of big language runtimes (a JS engine) reaches tens of MB, and
@@ -94,9 +94,34 @@ pub enum ArtifactError {
     /// The compile thread died (a compiler bug); the upload may be retried.
     #[error("the compiler failed unexpectedly: {0}")]
     Internal(String),
+    /// A JavaScript Worker did not compile: the engine's message names the file, line and
+    /// column (a syntax error, an unresolvable import, no fetch handler).
+    #[error("{0}")]
+    JsCompile(String),
+    /// The JavaScript engine itself could not be prepared (a build or node problem, not the
+    /// upload's).
+    #[error("the JavaScript engine is unavailable: {0}")]
+    JsEngine(String),
     /// The module loader threads could not be started or have stopped.
     #[error("the module loader is not running: {0}")]
     LoaderStopped(String),
+}
+
+/// Makes existing artifact files young again: the index about to name them must find them
+/// (`Store::collect_artifacts`).
+fn touch(paths: &[&Path]) -> Result<(), ArtifactError> {
+    for path in paths {
+        let touched = std::fs::File::options()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        if let Err(e) = touched
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(io(path)(e));
+        }
+    }
+    Ok(())
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArtifactError + '_ {
@@ -153,6 +178,35 @@ impl ArtifactStore {
         self.inner.modules.compiled_path(id)
     }
 
+    /// Where the sources of JavaScript Worker `id` are kept (a [`js::SourceBundle`]).
+    pub fn js_original_path(&self, id: &ArtifactId) -> PathBuf {
+        self.inner.dir.join(format!("{id}.jsb"))
+    }
+
+    /// Where the compiled bundle of JavaScript Worker `id` lives for this engine and this build
+    /// of the JavaScript engine.
+    pub fn js_compiled_path(&self, id: &ArtifactId) -> PathBuf {
+        self.inner.modules.js_compiled_path(id)
+    }
+
+    /// The original upload of `id`: wasm bytes or a JavaScript source bundle.
+    pub fn original(&self, id: &ArtifactId) -> Result<Vec<u8>, ArtifactError> {
+        for path in [self.original_path(id), self.js_original_path(id)] {
+            match std::fs::read(&path) {
+                Ok(bytes) => return Ok(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path)(e)),
+            }
+        }
+        Err(ArtifactError::Missing(*id))
+    }
+
+    /// Prepares the JavaScript engine now (the snapshot and its compilation take seconds), so
+    /// that the first JavaScript upload or request does not wait for it.
+    pub fn prepare_js_engine(&self) -> Result<(), ArtifactError> {
+        self.inner.modules.js.module().map(drop)
+    }
+
     /// Validates, compiles and stores an upload; returns its id. Already-stored uploads are not
     /// compiled again. Runs Cranelift: call it from a compile thread ([`crate::Compiler`]).
     pub fn put(&self, wasm: &[u8]) -> Result<ArtifactId, ArtifactError> {
@@ -163,20 +217,12 @@ impl ArtifactStore {
             });
         }
         let id = ArtifactId::of(wasm);
+        if js::is_bundle(wasm) {
+            return self.put_js(id, wasm);
+        }
         let compiled = self.compiled_path(&id);
         if compiled.exists() {
-            // Young again: the index about to name it must find it (`Store::collect_artifacts`).
-            for path in [&compiled, &self.original_path(&id)] {
-                let touched = std::fs::File::options()
-                    .write(true)
-                    .open(path)
-                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
-                if let Err(e) = touched
-                    && e.kind() != std::io::ErrorKind::NotFound
-                {
-                    return Err(io(path)(e));
-                }
-            }
+            touch(&[&compiled, &self.original_path(&id)])?;
             return Ok(id);
         }
         let cwasm = self.inner.engine.precompile(wasm)?;
@@ -188,9 +234,26 @@ impl ArtifactStore {
         Ok(id)
     }
 
+    /// Stores a JavaScript Worker: its sources, and the bundle the engine compiles them to.
+    fn put_js(&self, id: ArtifactId, sources: &[u8]) -> Result<ArtifactId, ArtifactError> {
+        js::SourceBundle::decode(sources).map_err(ArtifactError::JsCompile)?;
+        let compiled = self.js_compiled_path(&id);
+        let original = self.js_original_path(&id);
+        if compiled.exists() {
+            touch(&[&compiled, &original])?;
+            return Ok(id);
+        }
+        let bytecode = self.inner.modules.js.compile(sources)?;
+        if !original.exists() {
+            write_durably(&original, &[sources]).map_err(io(&original))?;
+        }
+        write_durably(&compiled, &[&bytecode]).map_err(io(&compiled))?;
+        Ok(id)
+    }
+
     /// Whether `id` is compiled for this engine.
     pub fn contains(&self, id: &ArtifactId) -> bool {
-        self.compiled_path(id).exists()
+        self.compiled_path(id).exists() || self.js_compiled_path(id).exists()
     }
 
     /// Makes sure `id` is compiled for this engine, rebuilding it from the kept original when an
@@ -199,15 +262,13 @@ impl ArtifactStore {
         if self.contains(id) {
             return Ok(());
         }
-        let original = self.original_path(id);
-        let wasm = match std::fs::read(&original) {
-            Ok(wasm) => wasm,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ArtifactError::Missing(*id));
-            }
-            Err(e) => return Err(io(&original)(e)),
-        };
+        let wasm = self.original(id)?;
         tracing::info!(artifact = %id, "recompiling for this engine");
+        if js::is_bundle(&wasm) {
+            let bytecode = self.inner.modules.js.compile(&wasm)?;
+            let compiled = self.js_compiled_path(id);
+            return write_durably(&compiled, &[&bytecode]).map_err(io(&compiled));
+        }
         let cwasm = self.inner.engine.precompile(&wasm)?;
         let compiled = self.compiled_path(id);
         write_durably(&compiled, &[&cwasm]).map_err(io(&compiled))
@@ -215,7 +276,7 @@ impl ArtifactStore {
 
     /// The compiled module of `id`, mapped from disk on first use and shared afterwards, on the
     /// calling thread (the admin API and tests; serving cores use [`ArtifactStore::load_async`]).
-    pub fn load(&self, id: &ArtifactId) -> Result<Module, ArtifactError> {
+    pub fn load(&self, id: &ArtifactId) -> Result<Loaded, ArtifactError> {
         self.inner.modules.load(id)
     }
 
@@ -225,7 +286,7 @@ impl ArtifactStore {
     pub fn load_async(
         &self,
         id: &ArtifactId,
-    ) -> impl Future<Output = Result<Module, ArtifactError>> + use<> {
+    ) -> impl Future<Output = Result<Loaded, ArtifactError>> + use<> {
         let queued = match self.inner.modules.cached(id) {
             Some(module) => Ok(module),
             None => match self.loader() {
@@ -307,7 +368,7 @@ mod tests {
         assert!(s.original_path(&id).exists());
         assert_eq!(s.put(WAT.as_bytes()).unwrap(), id);
         let m = s.load(&id).unwrap();
-        assert!(m.get_export("tenantry_fetch").is_some());
+        assert!(m.module.get_export("tenantry_fetch").is_some());
     }
 
     #[test]

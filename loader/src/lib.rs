@@ -34,6 +34,7 @@ mod compile;
 mod entry;
 mod fsutil;
 pub mod index;
+pub mod js;
 pub mod kv;
 mod mmap;
 mod modules;
@@ -48,8 +49,8 @@ pub use index::{
     IndexError, ScriptEntry, ScriptLimits,
 };
 pub use modules::{
-    DEFAULT_MAX_MAP_COUNT, Lru, MAPPING_BUDGET_PERCENT, MODULE_LOADER_THREADS, MappingBudget,
-    MappingBudgetError, VMAS_PER_MODULE, VMAS_PER_SLOT,
+    DEFAULT_MAX_MAP_COUNT, Loaded, Lru, MAPPING_BUDGET_PERCENT, MODULE_LOADER_THREADS,
+    MappingBudget, MappingBudgetError, VMAS_PER_MODULE, VMAS_PER_SLOT,
 };
 pub use names::valid_name;
 pub use store::{ARTIFACT_GC_INTERVAL, ARTIFACT_GRACE, PLATFORM_NAMESPACE, Store, StoreError};

@@ -24,6 +24,25 @@ use tenantry_core::{Engine, EngineSettings, LoadError};
 use wasmtime::Module;
 
 use crate::artifacts::{ArtifactError, ArtifactId};
+use crate::js::JsEngine;
+
+/// What a serving core needs to run one artifact: its module and, for a JavaScript Worker, its
+/// compiled bundle (the module is then the shared engine). Cheap to clone.
+#[derive(Clone)]
+pub struct Loaded {
+    pub module: Module,
+    /// The compiled bundle, mapped from disk; `None` for a wasm Worker.
+    pub js_bundle: Option<bytes::Bytes>,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("module", &self.module.name())
+            .field("js_bundle_bytes", &self.js_bundle.as_ref().map(|b| b.len()))
+            .finish()
+    }
+}
 
 /// Threads that map modules for the serving cores. Mapping a `.cwasm` costs tens of µs of
 /// system calls (a few `mmap`/`mprotect`), so two threads keep up with thousands of cold loads
@@ -130,25 +149,28 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
 pub(crate) struct ModuleCache {
     dir: PathBuf,
     engine: Engine,
-    modules: Mutex<Lru<ArtifactId, Module>>,
+    /// The JavaScript engine every JavaScript Worker runs on.
+    pub(crate) js: Arc<JsEngine>,
+    modules: Mutex<Lru<ArtifactId, Loaded>>,
 }
 
 type Job = (
     ArtifactId,
-    futures_channel::oneshot::Sender<Result<Module, ArtifactError>>,
+    futures_channel::oneshot::Sender<Result<Loaded, ArtifactError>>,
 );
 
 impl ModuleCache {
     pub(crate) fn new(dir: PathBuf, engine: Engine) -> ModuleCache {
         let capacity = engine.settings().max_loaded_modules;
         ModuleCache {
+            js: Arc::new(JsEngine::new(&dir, engine.clone())),
             dir,
             engine,
             modules: Mutex::new(Lru::new(capacity)),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Lru<ArtifactId, Module>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lru<ArtifactId, Loaded>> {
         self.modules
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -159,21 +181,31 @@ impl ModuleCache {
             .join(format!("{id}.{}.cwasm", self.engine.compat_hash()))
     }
 
+    /// Where the compiled bundle of JavaScript Worker `id` lives: for this engine configuration
+    /// and this build of the JavaScript engine (bytecode is only valid for the build that made it).
+    pub(crate) fn js_compiled_path(&self, id: &ArtifactId) -> PathBuf {
+        self.dir.join(format!(
+            "{id}.{}.{}.jsbc",
+            self.engine.compat_hash(),
+            crate::js::engine_hash()
+        ))
+    }
+
     /// The module of `id` if it is mapped (a use, for the LRU order).
-    pub(crate) fn cached(&self, id: &ArtifactId) -> Option<Module> {
+    pub(crate) fn cached(&self, id: &ArtifactId) -> Option<Loaded> {
         self.lock().get(id)
     }
 
     /// Maps `id` unless it is cached, on the calling thread. The lock is not held while mapping:
     /// two threads may map the same artifact at once, and the second insert keeps the first copy.
     /// A failed load is not cached.
-    pub(crate) fn load(&self, id: &ArtifactId) -> Result<Module, ArtifactError> {
-        if let Some(module) = self.cached(id) {
-            return Ok(module);
+    pub(crate) fn load(&self, id: &ArtifactId) -> Result<Loaded, ArtifactError> {
+        if let Some(loaded) = self.cached(id) {
+            return Ok(loaded);
         }
         let path = self.compiled_path(id);
         if !path.exists() {
-            return Err(ArtifactError::Missing(*id));
+            return self.load_js(id);
         }
         let module = match self.map(&path) {
             Err(LoadError::Io { message, .. }) => {
@@ -195,9 +227,37 @@ impl ModuleCache {
             }
             other => other?,
         };
-        let (module, evicted) = self.lock().insert(*id, module);
+        let loaded = Loaded {
+            module,
+            js_bundle: None,
+        };
+        let (loaded, evicted) = self.lock().insert(*id, loaded);
         drop(evicted);
-        Ok(module)
+        Ok(loaded)
+    }
+
+    /// Maps the compiled bundle of JavaScript Worker `id` (one mapping) and pairs it with the
+    /// engine module, which every JavaScript Worker shares.
+    fn load_js(&self, id: &ArtifactId) -> Result<Loaded, ArtifactError> {
+        let path = self.js_compiled_path(id);
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ArtifactError::Missing(*id));
+            }
+            Err(source) => return Err(ArtifactError::Io { path, source }),
+        };
+        // SAFETY: artifact files are created complete by renaming and never modified afterwards,
+        // so the mapped bytes cannot change under a reader.
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(|source| ArtifactError::Io { path, source })?;
+        let loaded = Loaded {
+            module: self.js.module()?,
+            js_bundle: Some(bytes::Bytes::from_owner(map)),
+        };
+        let (loaded, evicted) = self.lock().insert(*id, loaded);
+        drop(evicted);
+        Ok(loaded)
     }
 
     fn map(&self, path: &std::path::Path) -> Result<Module, LoadError> {
@@ -259,7 +319,7 @@ impl Loader {
     pub(crate) fn submit(
         &self,
         id: ArtifactId,
-    ) -> futures_channel::oneshot::Receiver<Result<Module, ArtifactError>> {
+    ) -> futures_channel::oneshot::Receiver<Result<Loaded, ArtifactError>> {
         let (tx, rx) = futures_channel::oneshot::channel();
         if let Some(jobs) = &self.jobs {
             // Fails only if every loader thread is gone; `rx` then reports the load cancelled.
@@ -554,7 +614,7 @@ mod mapping_tests {
         let mut most = 0;
         for id in &ids {
             let module = block_on(s.load_async(id)).unwrap();
-            assert!(module.get_export("tenantry_fetch").is_some());
+            assert!(module.module.get_export("tenantry_fetch").is_some());
             drop(module);
             assert!(s.loaded_modules() <= BOUND);
             most = most.max(mappings_under(dir.path()));
@@ -630,10 +690,11 @@ mod mapping_tests {
                     s.engine(),
                     WorkerSpec {
                         name: format!("m/{i}"),
-                        module: m.clone(),
+                        module: m.module.clone(),
                         bindings: Bindings::default(),
                         limits: Limits::DEFAULT,
                         reuse_instances: 0,
+                        js_bundle: None,
                     },
                 )
                 .unwrap()

@@ -81,7 +81,7 @@ impl From<ControlError> for ApiError {
             ControlError::Artifact(A::Compile(tenantry_core::CompileError::TooComplex(_))) => {
                 ApiError::new(413, code::TOO_LARGE, message)
             }
-            ControlError::Artifact(A::Compile(_) | A::Timeout(_)) => {
+            ControlError::Artifact(A::Compile(_) | A::Timeout(_) | A::JsCompile(_)) => {
                 ApiError::new(400, code::INVALID_SCRIPT, message)
             }
             ControlError::Artifact(_) | ControlError::Store(_) | ControlError::Secrets(_) => {

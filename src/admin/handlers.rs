@@ -14,6 +14,7 @@ use super::envelope::{ApiError, success, success_with_info};
 use super::time::rfc3339;
 use super::upload::{self, Upload, validate_tags};
 use crate::control::{Control, ControlError};
+use tenantry_loader::js::{BundleFormat, PartKind, SourceBundle};
 
 /// Scripts per page when a list does not say (and the most it may ask for).
 const DEFAULT_PAGE: usize = 1000;
@@ -410,27 +411,79 @@ fn get_script(c: &Control, ns: &str, name: &str) -> Result<Response, ApiError> {
 fn get_content(c: &Control, ns: &str, name: &str) -> Result<Response, ApiError> {
     let e = script(c, ns, name)?;
     let id = ArtifactId::from_bytes(e.artifact);
-    let wasm = std::fs::read(c.store().artifacts().original_path(&id)).map_err(|err| {
+    let original = c.store().artifacts().original(&id).map_err(|err| {
         ApiError::new(
             500,
             super::code::INTERNAL,
             format!("cannot read the module of `{name}`: {err}"),
         )
     })?;
+    let (content_type, body) = if tenantry_loader::js::is_bundle(&original) {
+        let bundle = SourceBundle::decode(&original).map_err(|err| {
+            ApiError::new(
+                500,
+                super::code::INTERNAL,
+                format!("the stored sources of `{name}` are damaged: {err}"),
+            )
+        })?;
+        js_content(bundle)
+    } else {
+        (
+            Bytes::from_static(b"application/wasm"),
+            Bytes::from(original),
+        )
+    };
     Ok(Response {
         status: 200,
         headers: vec![
-            (
-                Bytes::from_static(b"content-type"),
-                Bytes::from_static(b"application/wasm"),
-            ),
+            (Bytes::from_static(b"content-type"), content_type),
             (
                 Bytes::from_static(b"cf-entrypoint"),
                 Bytes::from(e.main_module.clone()),
             ),
         ],
-        body: Bytes::from(wasm),
+        body,
     })
+}
+
+/// A JavaScript Worker's content as uploaded: a service worker's script as is, ES modules as
+/// `multipart/form-data` with one part per module (as Cloudflare's content API answers).
+fn js_content(bundle: SourceBundle) -> (Bytes, Bytes) {
+    if bundle.format == BundleFormat::ServiceWorker {
+        let script = bundle.parts.into_iter().next().map(|p| p.data);
+        return (
+            Bytes::from_static(b"application/javascript"),
+            Bytes::from(script.unwrap_or_default()),
+        );
+    }
+    let mut random = [0u8; 12];
+    // A boundary only needs to be absent from the parts; 96 random bits make that certain.
+    let _ = getrandom::fill(&mut random);
+    let boundary = format!("tenantry-{}", hex::encode(random));
+    let mut body = Vec::new();
+    for p in &bundle.parts {
+        let ct = match p.kind {
+            PartKind::EsModule => "application/javascript+module",
+            PartKind::Script => "application/javascript",
+            PartKind::Text => "text/plain",
+            PartKind::Data => "application/octet-stream",
+        };
+        let name = p.name.replace(['"', '\r', '\n'], "_");
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\ncontent-disposition: form-data; name=\"{name}\"; \
+                 filename=\"{name}\"\r\ncontent-type: {ct}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&p.data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (
+        Bytes::from(format!("multipart/form-data; boundary={boundary}")),
+        Bytes::from(body),
+    )
 }
 
 /// `PUT …/scripts/{name}` (a full upload) or `PUT …/content` (the module only).

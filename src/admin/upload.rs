@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use serde::Deserialize;
 use tenantry_core::BindingKind;
+use tenantry_loader::js::{BundleFormat, MAX_PARTS, Part as JsPart, PartKind, SourceBundle};
 use tenantry_loader::{BindingEntry, MAX_MODULE_BYTES};
 
 use super::envelope::{ApiError, code};
@@ -107,6 +108,15 @@ pub async fn parse(
             module: Some(checked_size(body.to_vec())?),
             ..Upload::default()
         }),
+        // Cloudflare's raw form: one service-worker script.
+        "application/javascript" | "text/javascript" => {
+            let bundle = SourceBundle::service_worker(SCRIPT_PART_NAME, body.to_vec());
+            Ok(Upload {
+                module: Some(checked_size(bundle.encode())?),
+                main_module: Some(SCRIPT_PART_NAME.to_string()),
+                ..Upload::default()
+            })
+        }
         "application/json" => {
             let metadata = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
@@ -116,13 +126,14 @@ pub async fn parse(
             })
         }
         "" => Err(ApiError::bad_request(
-            "missing Content-Type: send multipart/form-data or application/wasm",
+            "missing Content-Type: send multipart/form-data, application/javascript or application/wasm",
         )),
         other => Err(ApiError::new(
             415,
             code::BAD_REQUEST,
             format!(
-                "unsupported Content-Type `{other}`: send multipart/form-data or application/wasm"
+                "unsupported Content-Type `{other}`: send multipart/form-data, \
+                 application/javascript or application/wasm"
             ),
         )),
     }
@@ -185,22 +196,116 @@ async fn multipart(ct: &str, body: Bytes, metadata_part: &str) -> Result<Upload,
     };
     let module = match main {
         None => None,
-        Some(part) => {
-            if let Some(ct) = &part.content_type
-                && (ct.contains("javascript") || ct.contains("python"))
-            {
-                return Err(ApiError::bad_request(format!(
-                    "module `{}` is {ct}: Tenantry runs WebAssembly Workers; upload an application/wasm module",
-                    part.name
-                )));
-            }
-            Some(checked_size(part.bytes.to_vec())?)
-        }
+        Some(part) => match part_kind(part, metadata.body_part.as_deref())? {
+            None => Some(checked_size(part.bytes.to_vec())?),
+            Some(kind) => Some(checked_size(js_bundle(part, kind, &parts)?.encode())?),
+        },
     };
     Ok(Upload {
         module,
         main_module: main.map(|p| p.file_name.clone().unwrap_or_else(|| p.name.clone())),
         metadata,
+    })
+}
+
+/// The name a raw `application/javascript` upload's script gets (the content API names it).
+pub const SCRIPT_PART_NAME: &str = "worker.js";
+
+/// What a main part is: `None` for WebAssembly, else the kind of JavaScript. By its content type
+/// as Cloudflare's API defines them; without one, by its bytes (wasm magic) and name.
+fn part_kind(part: &Part, body_part: Option<&str>) -> Result<Option<PartKind>, ApiError> {
+    let name = part.file_name.as_deref().unwrap_or(&part.name);
+    let named_script =
+        body_part.is_some_and(|b| b == part.name || Some(b) == part.file_name.as_deref());
+    let kind = match part.content_type.as_deref() {
+        Some("application/wasm") => None,
+        Some("application/javascript+module" | "text/javascript+module") => {
+            Some(PartKind::EsModule)
+        }
+        Some("application/javascript" | "text/javascript") => Some(if named_script {
+            PartKind::Script
+        } else {
+            PartKind::EsModule
+        }),
+        Some(ct) if ct.contains("python") => {
+            return Err(ApiError::bad_request(format!(
+                "module `{name}` is {ct}: Tenantry runs JavaScript and WebAssembly Workers"
+            )));
+        }
+        _ if part.bytes.starts_with(b"\0asm") => None,
+        _ if name.ends_with(".js") || name.ends_with(".mjs") => Some(if named_script {
+            PartKind::Script
+        } else {
+            PartKind::EsModule
+        }),
+        _ => None,
+    };
+    Ok(kind)
+}
+
+/// A JavaScript upload's bundle: the main part first, then (for ES modules) every other part,
+/// typed by its content type as Cloudflare's module types are.
+fn js_bundle(main: &Part, kind: PartKind, parts: &[Part]) -> Result<SourceBundle, ApiError> {
+    let part_name = |p: &Part| p.file_name.clone().unwrap_or_else(|| p.name.clone());
+    if kind == PartKind::Script {
+        if parts.len() > 1 {
+            return Err(ApiError::bad_request(
+                "a service-worker script is uploaded alone; to import other parts, upload ES \
+                 modules (`main_module` with application/javascript+module)",
+            ));
+        }
+        return Ok(SourceBundle::service_worker(
+            &part_name(main),
+            main.bytes.to_vec(),
+        ));
+    }
+    let mut out = vec![JsPart {
+        kind,
+        name: part_name(main),
+        data: main.bytes.to_vec(),
+    }];
+    for p in parts.iter().filter(|p| !std::ptr::eq(*p, main)) {
+        let name = part_name(p);
+        let kind = match p.content_type.as_deref() {
+            Some("application/javascript+module" | "text/javascript+module")
+            | Some("application/javascript" | "text/javascript") => PartKind::EsModule,
+            Some("text/plain") => PartKind::Text,
+            Some("application/octet-stream") => PartKind::Data,
+            Some("application/wasm") => {
+                return Err(ApiError::bad_request(format!(
+                    "module `{name}` is application/wasm: importing WebAssembly from a \
+                     JavaScript Worker is not supported (upload it as a Worker of its own and \
+                     call it through a service binding)"
+                )));
+            }
+            Some(ct) => {
+                return Err(ApiError::bad_request(format!(
+                    "module `{name}` has type {ct}: a JavaScript Worker's parts are \
+                     application/javascript+module, text/plain or application/octet-stream"
+                )));
+            }
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "module `{name}` has no Content-Type: give application/javascript+module, \
+                     text/plain or application/octet-stream"
+                )));
+            }
+        };
+        out.push(JsPart {
+            kind,
+            name,
+            data: p.bytes.to_vec(),
+        });
+    }
+    if out.len() > MAX_PARTS {
+        return Err(ApiError::bad_request(format!(
+            "a Worker has at most {MAX_PARTS} modules, this upload {}",
+            out.len()
+        )));
+    }
+    Ok(SourceBundle {
+        format: BundleFormat::Modules,
+        parts: out,
     })
 }
 

@@ -367,7 +367,12 @@ fn bad_uploads_get_specific_errors_and_change_nothing() {
             .contains("KV namespace `x` does not exist"),
         "{v}"
     );
-    let (s, _) = api(a, "PUT", &path, "text/javascript", b"export default {}");
+    // A raw JavaScript body is a service-worker script: `export` is a syntax error there.
+    let (s, v) = api(a, "PUT", &path, "text/javascript", b"export default {}");
+    assert_eq!(s, 400);
+    let message = v["errors"][0]["message"].as_str().unwrap();
+    assert!(message.starts_with("worker.js:1:"), "{message}");
+    let (s, _) = api(a, "PUT", &path, "text/x-python", b"print(1)");
     assert_eq!(s, 415);
 
     // A function too big to compile within bounds: refused before Cranelift runs, with the limit.

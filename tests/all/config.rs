@@ -17,7 +17,7 @@ fn parse_err(text: &str) -> String {
 fn the_example_config_parses() {
     let config = Config::load(&repo_root().join("examples/tenantry.toml")).unwrap();
     assert_eq!(config.namespaces, ["production"]);
-    assert_eq!(config.workers.len(), 4);
+    assert_eq!(config.workers.len(), 6);
     assert_eq!(config.server.addr.port(), 8080);
     assert_eq!(config.routes.len(), 1);
 }

@@ -10,6 +10,7 @@ mod config;
 mod dispatch;
 mod hostile;
 mod http;
+mod js;
 mod kv;
 mod modules;
 mod openapi;

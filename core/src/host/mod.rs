@@ -10,6 +10,7 @@
 
 pub(crate) mod budget;
 pub(crate) mod fetch;
+pub(crate) mod js;
 pub(crate) mod kv;
 pub(crate) mod v1;
 pub(crate) mod wasi;
@@ -76,6 +77,8 @@ pub(crate) struct HostState {
     pub budget: HostBudget,
     /// Log volume of this invocation.
     pub logs: LogAllowance,
+    /// The Worker's JavaScript bundle, read by the engine with `code_read` (empty for wasm).
+    pub code: Bytes,
 }
 
 impl HostState {
@@ -101,6 +104,7 @@ impl HostState {
             calls: fetch::Calls::default(),
             budget: HostBudget::new(limits.memory_bytes),
             logs: LogAllowance::default(),
+            code: Bytes::new(),
         }
     }
 
@@ -389,6 +393,7 @@ pub(crate) fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<
     fetch::add_to_linker(&mut linker)?;
     kv::add_to_linker(&mut linker)?;
     wasi::add_to_linker(&mut linker)?;
+    js::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

@@ -34,6 +34,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     linker.func_wrap(WORKER_V1, "response_body_write", response_body_write)?;
     linker.func_wrap(WORKER_V1, "env_get", env_get)?;
     linker.func_wrap(WORKER_V1, "env_kind", env_kind)?;
+    linker.func_wrap(WORKER_V1, "env_list", env_list)?;
     linker.func_wrap(WORKER_V1, "log", log)?;
     Ok(())
 }
@@ -386,6 +387,22 @@ fn env_kind(mut caller: Ctx<'_>, name_ptr: i32, name_len: i32) -> R {
         .bindings
         .get(name)
         .map_or(code::NOT_FOUND, |b| b.kind.abi_code()))
+}
+
+/// `env_list(out_ptr, out_cap)`: the names of the Worker's bindings in name order, joined by
+/// `\n` (buffer rule). Names only: values are read one at a time with `env_get`.
+fn env_list(mut caller: Ctx<'_>, out_ptr: i32, out_cap: i32) -> R {
+    let bindings = caller.data().bindings.clone();
+    let mut names = Vec::new();
+    for (i, b) in bindings.iter().enumerate() {
+        if i > 0 {
+            names.push(b'\n');
+        }
+        names.extend_from_slice(b.name.as_bytes());
+    }
+    // Building the list is a copy of every name, paid whether or not it fits.
+    charge_copy(&mut caller, names.len())?;
+    return_value(&mut caller, &names, out_ptr, out_cap, "env_list")
 }
 
 fn log(mut caller: Ctx<'_>, level: i32, ptr: i32, len: i32) -> R {

@@ -31,7 +31,12 @@ const PRELUDE: &str = r#"
 
 /// A module with the prelude, one page of memory and `body`.
 fn guest(body: &str) -> String {
-    format!("(module {PRELUDE} (memory (export \"memory\") 1) {body})")
+    guest_importing("", body)
+}
+
+/// [`guest`] with more imports (which must come before the memory).
+fn guest_importing(imports: &str, body: &str) -> String {
+    format!("(module {imports} {PRELUDE} (memory (export \"memory\") 1) {body})")
 }
 
 fn codes(body: &[u8]) -> Vec<i32> {
@@ -635,4 +640,101 @@ fn request_body_is_read_once_and_headers_are_case_insensitive() {
     ));
     let req = request("POST", "/", &[("content-type", "application/json")], "{}");
     assert_eq!(codes(&run(&w, req).unwrap().body), [2, 0, 16]);
+}
+
+#[test]
+fn env_list_names_every_binding_and_code_read_hands_out_the_bundle() {
+    let engine = engine();
+    let text = guest_importing(
+        r#"(import "tenantry:worker/v1" "env_list" (func $env_list (param i32 i32) (result i32)))
+               (import "tenantry:js/v1" "code_read" (func $code_read (param i32 i32) (result i32)))"#,
+        r#"(func (export "tenantry_fetch") (result i32)
+                 (local $n i32)
+                 ;; too small: the length, nothing written
+                 (call $emit (call $env_list (i32.const 1024) (i32.const 1)))
+                 (local.set $n (call $env_list (i32.const 1024) (i32.const 100)))
+                 (call $emit (local.get $n))
+                 (drop (call $body_write (i32.const 0) (i32.const 1024) (local.get $n)))
+                 (local.set $n (call $code_read (i32.const 2048) (i32.const 100)))
+                 (call $emit (local.get $n))
+                 (drop (call $body_write (i32.const 0) (i32.const 2048) (local.get $n)))
+                 (i32.const 0))"#,
+    );
+    let mut s = spec(
+        &engine,
+        &guest("(func (export \"tenantry_fetch\") (result i32) i32.const 0)"),
+    );
+    s.bindings = Bindings::new(vec![
+        Binding {
+            name: "B".into(),
+            kind: BindingKind::PlainText,
+            value: "x".into(),
+        },
+        Binding {
+            name: "A".into(),
+            kind: BindingKind::SecretText,
+            value: "y".into(),
+        },
+    ]);
+    // Only the engine may import `tenantry:js/v1`: compiled here without the upload check.
+    s.module = wasmtime::Module::new(engine.wasmtime(), wat::parse_str(&text).unwrap()).unwrap();
+    s.js_bundle = Some(bytes::Bytes::from_static(b"TJSB-bundle"));
+    let w = Worker::new(&engine, s).unwrap();
+    let body = run(&w, get("/")).unwrap().body;
+    assert_eq!(codes(&body[..8]), [3, 3]);
+    assert_eq!(&body[8..11], b"A\nB");
+    assert_eq!(codes(&body[11..15]), [11]);
+    assert_eq!(&body[15..], b"TJSB-bundle");
+}
+
+#[test]
+fn uploads_may_not_import_the_engine_interface() {
+    let e = engine()
+        .compile(
+            br#"(module (import "tenantry:js/v1" "code_read" (func (param i32 i32) (result i32)))
+                (memory (export "memory") 1)
+                (func (export "tenantry_fetch") (result i32) i32.const 0))"#,
+        )
+        .expect_err("refused");
+    assert!(e.to_string().contains("tenantry:js/v1::code_read"), "{e}");
+}
+
+/// `poll_oneoff` with one relative monotonic clock subscription of `ns` nanoseconds at 0; the
+/// event goes to 256, the count to 512. Emits the errno, the count and the event's userdata.
+fn sleeper(ns: u64) -> String {
+    guest_importing(
+        r#"(import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))"#,
+        &format!(
+            r#"(func (export "tenantry_fetch") (result i32)
+             (i64.store (i32.const 0) (i64.const 77))      ;; userdata
+             (i32.store8 (i32.const 8) (i32.const 0))      ;; eventtype clock
+             (i32.store (i32.const 16) (i32.const 1))      ;; monotonic
+             (i64.store (i32.const 24) (i64.const {ns}))   ;; timeout
+             (i32.store16 (i32.const 40) (i32.const 0))    ;; relative
+             (call $emit (call $poll (i32.const 0) (i32.const 256) (i32.const 1) (i32.const 512)))
+             (call $emit (i32.load (i32.const 512)))
+             (call $emit (i32.load (i32.const 256)))
+             (i32.const 0))"#
+        ),
+    )
+}
+
+#[test]
+fn poll_oneoff_sleeps_on_a_clock_within_the_wall_clock_limit() {
+    let w = worker(&sleeper(20_000_000));
+    let started = std::time::Instant::now();
+    let body = run(&w, get("/")).unwrap().body;
+    assert_eq!(codes(&body), [0, 1, 77]);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(20));
+
+    // A sleep past the deadline ends the invocation with the wall-clock fault.
+    let w = worker(&sleeper(60_000_000_000));
+    let limits = Limits {
+        wall_ms: 50,
+        ..Limits::DEFAULT
+    };
+    assert_eq!(
+        run_with(&w, limits).err(),
+        Some(Fault::Deadline { wall_ms: 50 })
+    );
 }

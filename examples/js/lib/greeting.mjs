@@ -1,0 +1,3 @@
+export function greeting(prefix, name) {
+  return `${prefix}, ${name}!`;
+}

@@ -1,0 +1,374 @@
+//! JavaScript Workers end to end (issue 11): uploaded as Cloudflare's API takes them (raw
+//! service-worker scripts, multipart ES modules with imports) or deployed from the config file,
+//! compiled at upload, served on real sockets, limited like wasm Workers.
+
+use std::net::SocketAddr;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const TOKEN: &str = "test-token";
+const BASE: &str = "/client/v4/accounts/acct-1/workers/dispatch/namespaces";
+
+fn node() -> TestNode {
+    TestNode::start(
+        "[[namespace]]\nname = \"customers\"\n\
+         [[route]]\nhost = \"*.example.test\"\nnamespace = \"customers\"\nscript_from = \"host_label\"\n",
+    )
+}
+
+fn admin(node: &TestNode) -> SocketAddr {
+    node.node.as_ref().unwrap().admin_addr().unwrap()
+}
+
+/// An admin request with the test token: status and body.
+fn api(addr: SocketAddr, method: &str, path: &str, content_type: &str, body: &[u8]) -> Resp {
+    let auth = format!("Bearer {TOKEN}");
+    let mut headers = vec![("Authorization", auth.as_str())];
+    if !content_type.is_empty() {
+        headers.push(("Content-Type", content_type));
+    }
+    request(addr, method, "admin", path, &headers, body)
+}
+
+fn envelope(r: &Resp) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
+}
+
+/// `multipart/form-data` with a `metadata` part and the given (name, content type, bytes) parts.
+fn form(metadata: Value, parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----tenantry-js-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\
+         Content-Type: application/json\r\n\r\n{metadata}\r\n"
+    )
+    .into_bytes();
+    for (name, ct, bytes) in parts {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; \
+                 filename=\"{name}\"\r\nContent-Type: {ct}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+fn put_raw(n: &TestNode, name: &str, script: &str) -> Resp {
+    api(
+        admin(n),
+        "PUT",
+        &format!("{BASE}/customers/scripts/{name}"),
+        "application/javascript",
+        script.as_bytes(),
+    )
+}
+
+fn put_modules(n: &TestNode, name: &str, metadata: Value, parts: &[(&str, &str, &[u8])]) -> Resp {
+    let (ct, body) = form(metadata, parts);
+    api(
+        admin(n),
+        "PUT",
+        &format!("{BASE}/customers/scripts/{name}"),
+        &ct,
+        &body,
+    )
+}
+
+const MODULE: &str = "application/javascript+module";
+
+/// The upload example of Cloudflare's Workers for Platforms documents, verbatim but for
+/// `new Response(...)` in place of `fetch(event.request)` (subrequests from JavaScript are the
+/// next issue's).
+#[test]
+fn the_documents_raw_service_worker_upload_runs() {
+    let n = node();
+    let r = put_raw(
+        &n,
+        "alice",
+        "addEventListener('fetch', event => { event.respondWith(new Response('Hello from alice')) })",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let resp = get(n.addr, "alice.example.test", "/");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.text(), "Hello from alice");
+    assert_eq!(
+        resp.header("content-type"),
+        Some("text/plain;charset=UTF-8")
+    );
+
+    // The content API gives the script back as uploaded.
+    let c = api(
+        admin(&n),
+        "GET",
+        &format!("{BASE}/customers/scripts/alice/content"),
+        "",
+        b"",
+    );
+    assert_eq!(c.status, 200);
+    assert_eq!(c.header("content-type"), Some("application/javascript"));
+    assert!(
+        c.text().starts_with("addEventListener('fetch'"),
+        "{}",
+        c.text()
+    );
+}
+
+#[test]
+fn a_module_worker_imports_modules_text_and_data_and_reads_its_bindings() {
+    let n = node();
+    let main = br#"
+        import { greet } from "./lib/greet.js";
+        import page from "./page.html";
+        import blob from "./blob.bin";
+        export default {
+          async fetch(request, env, ctx) {
+            const url = new URL(request.url);
+            const body = {
+              greeting: greet(url.searchParams.get("name") ?? "nobody"),
+              page,
+              blob: Array.from(new Uint8Array(blob)),
+              plain: env.PLAIN,
+              json: env.SETTINGS.level,
+              secret: env.SECRET.length,
+              method: request.method,
+            };
+            return Response.json(body, { headers: { "x-worker": "modules" } });
+          },
+        };
+    "#;
+    let greet = br#"export function greet(name) { return `hello, ${name}`; }"#;
+    let r = put_modules(
+        &n,
+        "bob",
+        json!({
+            "main_module": "worker.mjs",
+            "bindings": [
+                {"type": "plain_text", "name": "PLAIN", "text": "plain value"},
+                {"type": "json", "name": "SETTINGS", "json": {"level": 3}},
+                {"type": "secret_text", "name": "SECRET", "text": "hunter2"},
+            ],
+        }),
+        &[
+            ("worker.mjs", MODULE, main),
+            ("lib/greet.js", MODULE, greet),
+            ("page.html", "text/plain", b"<p>hi</p>"),
+            ("blob.bin", "application/octet-stream", &[1, 2, 3]),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let resp = get(n.addr, "bob.example.test", "/?name=carol");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    assert_eq!(resp.header("x-worker"), Some("modules"));
+    let v: Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(
+        v,
+        json!({
+            "greeting": "hello, carol",
+            "page": "<p>hi</p>",
+            "blob": [1, 2, 3],
+            "plain": "plain value",
+            "json": 3,
+            "secret": 7,
+            "method": "GET",
+        })
+    );
+
+    // The content API answers multipart, one part per module, the main module named.
+    let c = api(
+        admin(&n),
+        "GET",
+        &format!("{BASE}/customers/scripts/bob/content"),
+        "",
+        b"",
+    );
+    assert_eq!(c.status, 200);
+    assert_eq!(c.header("cf-entrypoint"), Some("worker.mjs"));
+    assert!(
+        c.header("content-type")
+            .unwrap()
+            .starts_with("multipart/form-data; boundary=")
+    );
+    let text = c.text();
+    assert!(text.contains("name=\"lib/greet.js\""), "{text}");
+    assert!(text.contains("export function greet"), "{text}");
+}
+
+#[test]
+fn compile_errors_are_400s_naming_file_line_and_column() {
+    let n = node();
+    let r = put_modules(
+        &n,
+        "broken",
+        json!({"main_module": "worker.mjs"}),
+        &[(
+            "worker.mjs",
+            MODULE,
+            b"export default {\n  fetch() { return 1 +; }\n};\n",
+        )],
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let message = envelope(&r)["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.starts_with("worker.mjs:2:"), "{message}");
+    assert!(message.contains("SyntaxError"), "{message}");
+
+    let r = put_modules(
+        &n,
+        "broken",
+        json!({"main_module": "worker.mjs"}),
+        &[(
+            "worker.mjs",
+            MODULE,
+            b"import { x } from \"./missing.js\";\nexport default { fetch() { return new Response(x); } };",
+        )],
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let message = envelope(&r)["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("./missing.js"), "{message}");
+    assert!(message.contains("worker.mjs"), "{message}");
+
+    let r = put_raw(&n, "broken", "const x = 1;");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let message = envelope(&r)["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("fetch"), "{message}");
+
+    // Nothing was deployed.
+    assert_eq!(get(n.addr, "broken.example.test", "/").status, 404);
+}
+
+#[test]
+fn an_uncaught_exception_is_a_500_and_the_node_keeps_serving() {
+    let n = node();
+    let r = put_modules(
+        &n,
+        "thrower",
+        json!({"main_module": "worker.mjs"}),
+        &[(
+            "worker.mjs",
+            MODULE,
+            b"export default { async fetch(request) {\n\
+              if (new URL(request.url).pathname === '/ok') return new Response('fine');\n\
+              throw new Error('secret detail 42'); } };",
+        )],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let resp = get(n.addr, "thrower.example.test", "/");
+    assert_eq!(resp.status, 500);
+    assert!(!resp.text().contains("secret detail 42"), "{}", resp.text());
+    assert_eq!(get(n.addr, "thrower.example.test", "/ok").text(), "fine");
+}
+
+#[test]
+fn limits_end_loops_and_handlers_that_never_settle() {
+    let n = node();
+    let r = put_modules(
+        &n,
+        "looper",
+        json!({"main_module": "worker.mjs", "limits": {"cpu_ms": 20, "wall_ms": 500}}),
+        &[(
+            "worker.mjs",
+            MODULE,
+            b"export default { async fetch(request) {\n\
+              const path = new URL(request.url).pathname;\n\
+              if (path === '/loop') { for (;;) {} }\n\
+              if (path === '/hang') { return new Promise(() => {}); }\n\
+              if (path === '/timer') { await new Promise(r => setTimeout(r, 5)); return new Response('timer'); }\n\
+              if (path === '/sleepy') { await new Promise(r => setTimeout(r, 60000)); }\n\
+              return new Response('ok'); } };",
+        )],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let resp = get(n.addr, "looper.example.test", "/loop");
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert!(resp.text().contains("CPU"), "{}", resp.text());
+    assert_eq!(get(n.addr, "looper.example.test", "/timer").text(), "timer");
+    let resp = get(n.addr, "looper.example.test", "/sleepy");
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    let resp = get(n.addr, "looper.example.test", "/hang");
+    assert!(resp.status >= 500, "{}", resp.text());
+    assert_eq!(get(n.addr, "looper.example.test", "/").text(), "ok");
+}
+
+#[test]
+fn config_file_deploys_js_workers_single_and_list_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let sw = dir.path().join("sw.js");
+    std::fs::write(
+        &sw,
+        "addEventListener('fetch', e => e.respondWith(new Response('from sw: ' + GREETING)));",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("mods/lib")).unwrap();
+    std::fs::write(
+        dir.path().join("mods/main.mjs"),
+        "import { n } from './lib/n.mjs'; import t from './hello.txt';\n\
+         export default { fetch() { return new Response(t.trim() + ' ' + n); } };",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("mods/lib/n.mjs"), "export const n = 42;").unwrap();
+    std::fs::write(dir.path().join("mods/hello.txt"), "hello text\n").unwrap();
+    let n = TestNode::start(&format!(
+        "[[namespace]]\nname = \"c\"\n\
+         [[worker]]\nnamespace = \"c\"\nname = \"sw\"\nmodule = \"{}\"\n\
+         bindings = [{{ type = \"plain_text\", name = \"GREETING\", text = \"hi\" }}]\n\
+         [[worker]]\nnamespace = \"c\"\nname = \"mods\"\nmodule = [\"{}\", \"{}\", \"{}\"]\n\
+         [[route]]\nhost = \"*.example.test\"\nnamespace = \"c\"\nscript_from = \"host_label\"\n",
+        sw.display(),
+        dir.path().join("mods/main.mjs").display(),
+        dir.path().join("mods/lib/n.mjs").display(),
+        dir.path().join("mods/hello.txt").display(),
+    ));
+    assert_eq!(get(n.addr, "sw.example.test", "/").text(), "from sw: hi");
+    assert_eq!(
+        get(n.addr, "mods.example.test", "/").text(),
+        "hello text 42"
+    );
+}
+
+/// The README's run command serves `examples/tenantry.toml`: its JavaScript Workers (an ES-module
+/// Worker given as a list, a service worker) answer as their comments say.
+#[test]
+fn the_example_js_workers_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config =
+        tenantry::config::Config::load(&repo_root().join("examples/tenantry.toml")).unwrap();
+    config.data_dir = dir.path().join("data");
+    config.server.addr = "127.0.0.1:0".parse().unwrap();
+    config.server.threads = 1;
+    config.admin = None;
+    let node = tenantry::serve::Node::start(&config).unwrap();
+    let addr = node.local_addr();
+    let r = get(addr, "dave.example.test", "/?name=you");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["message"], "Hello, you!");
+    // SHA-256 of "you".
+    assert_eq!(
+        v["sha256"],
+        "bb0347a468d97e98a9c00e37cebec1ab930f6f1221cae0f1fbb92b07e1900ba2"
+    );
+    let r = get(addr, "dave.example.test", "/about");
+    assert!(
+        r.text().starts_with("dave is an ES-module Worker"),
+        "{}",
+        r.text()
+    );
+    let r = get(addr, "erin.example.test", "/x");
+    assert_eq!(r.text(), "Hi from a service worker at /x\n");
+    node.shutdown();
+}
