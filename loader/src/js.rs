@@ -29,7 +29,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use sha2::{Digest, Sha256};
@@ -228,9 +228,10 @@ pub(crate) struct JsEngine {
     module: OnceLock<Result<Module, String>>,
 }
 
-/// Prepared engines (`.cwasm` bytes) by compat hash, shared by every store of the process: a
-/// node has one, a test binary starts dozens, and each would otherwise pay for the snapshot.
-static PREPARED: Mutex<Option<HashMap<String, Arc<Vec<u8>>>>> = Mutex::new(None);
+/// Where an engine was last prepared, by compat hash, for every store of the process: a node has
+/// one store, but a test binary opens dozens, and each would otherwise pay seconds for the
+/// snapshot. A later store links (or copies) that file instead of keeping megabytes in memory.
+static PREPARED: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
 
 impl JsEngine {
     pub(crate) fn new(dir: &Path, engine: Engine) -> JsEngine {
@@ -259,42 +260,52 @@ impl JsEngine {
 
     fn prepare(&self) -> Result<Module, ArtifactError> {
         let path = self.cwasm_path();
-        if !path.exists() {
-            let compat = self.engine.compat_hash().to_string();
-            let cached = lock(&PREPARED)
-                .get_or_insert_default()
-                .get(&compat)
-                .cloned();
-            let cwasm = match cached {
-                Some(cwasm) => cwasm,
-                None => {
-                    let started = std::time::Instant::now();
-                    let snapshot = self.snapshot()?;
-                    let cwasm = Arc::new(
-                        self.engine
-                            .precompile_js_engine(&snapshot)
-                            .map_err(|e| ArtifactError::JsEngine(e.to_string()))?,
-                    );
-                    tracing::info!(
-                        engine = engine_hash(),
-                        ms = started.elapsed().as_millis() as u64,
-                        bytes = cwasm.len(),
-                        "prepared the JavaScript engine"
-                    );
-                    lock(&PREPARED)
-                        .get_or_insert_default()
-                        .insert(compat, cwasm.clone());
-                    cwasm
-                }
-            };
+        if !path.exists() && !self.reuse_prepared(&path) {
+            let started = std::time::Instant::now();
+            let snapshot = self.snapshot()?;
+            let cwasm = self
+                .engine
+                .precompile_js_engine(&snapshot)
+                .map_err(|e| ArtifactError::JsEngine(e.to_string()))?;
             write_durably(&path, &[&cwasm]).map_err(|source| ArtifactError::Io {
                 path: path.clone(),
                 source,
             })?;
+            tracing::info!(
+                engine = engine_hash(),
+                ms = started.elapsed().as_millis() as u64,
+                bytes = cwasm.len(),
+                "prepared the JavaScript engine"
+            );
         }
+        lock(&PREPARED)
+            .get_or_insert_default()
+            .insert(self.engine.compat_hash().to_string(), path.clone());
         // SAFETY: the file was written by `precompile_js_engine` of an engine with this compat
         // hash (it is in the name), renamed into place complete, and never modified afterwards.
         Ok(unsafe { self.engine.load_artifact(&path) }?)
+    }
+
+    /// Links or copies the engine another store of this process prepared to `path`; `false` if
+    /// there is none (or it is gone).
+    fn reuse_prepared(&self, path: &Path) -> bool {
+        let compat = self.engine.compat_hash();
+        let Some(from) = lock(&PREPARED).get_or_insert_default().get(compat).cloned() else {
+            return false;
+        };
+        // Named as `write_durably` names its temporaries, so a crash leaves nothing that start-up
+        // does not clean.
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let tmp = path.with_file_name(format!(
+            ".{}.tmp-{}-link",
+            name.unwrap_or_default(),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&tmp);
+        let placed = std::fs::hard_link(&from, &tmp)
+            .or_else(|_| std::fs::copy(&from, &tmp).map(drop))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        placed.is_ok()
     }
 
     /// Runs the engine's `_initialize` and `wizer.initialize` and snapshots the result.

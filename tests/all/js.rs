@@ -372,3 +372,148 @@ fn the_example_js_workers_serve() {
     assert_eq!(r.text(), "Hi from a service worker at /x\n");
     node.shutdown();
 }
+
+/// The runtime API of issue 11, section 2, through a real node: one Worker exercises each API and
+/// answers what it saw; the bytes of the answers workerd gives for the same calls are asserted.
+#[test]
+fn the_runtime_api_behaves_as_workerd_does() {
+    let n = node();
+    let worker = br#"
+        export default {
+          async fetch(request, env, ctx) {
+            const url = new URL(request.url);
+            const path = url.pathname;
+            if (path === "/redirect") return Response.redirect("https://example.com/next", 301);
+            if (path === "/headers") {
+              const h = new Headers([["X-B", "1"], ["x-a", "2"]]);
+              h.append("x-b", "3");
+              return new Response(null, { status: 204, headers: h });
+            }
+            if (path === "/echo") {
+              const body = await request.text();
+              return new Response(body.toUpperCase(), {
+                status: 201, statusText: "Made",
+                headers: { "x-method": request.method, "x-type": request.headers.get("content-type") },
+              });
+            }
+            if (path === "/bytes") return new Response(new Uint8Array([104, 105]));
+            const out = {};
+            const h = new Headers({ "Content-Type": "a" });
+            h.append("content-type", "b");
+            out.joined = h.get("CONTENT-TYPE");
+            out.headerKeys = [...h.keys()];
+            out.search = [...new URLSearchParams("a=1&b=2&a=3").getAll("a")];
+            const u = new URL("../x?y=1#z", "https://h.example/a/b/c");
+            out.url = [u.href, u.host, u.pathname, u.search, u.hash];
+            u.searchParams.append("q", "a b");
+            out.urlAfter = u.search;
+            out.encoded = [...new TextEncoder().encode("h\u00e9llo")];
+            out.decoded = new TextDecoder().decode(new Uint8Array([0xe2, 0x82, 0xac]));
+            out.b64 = [btoa("hello"), atob("aGVsbG8=")];
+            const original = { d: new Date(0), m: new Map([[1, { x: [1, 2] }]]), s: new Set(["a"]) };
+            const copy = structuredClone(original);
+            out.clone = [copy.d.getTime(), copy.m.get(1).x, [...copy.s], copy.m !== original.m];
+            const order = [];
+            queueMicrotask(() => order.push("micro"));
+            await new Promise((resolve) => setTimeout(() => { order.push("timer"); resolve(); }, 1));
+            const cancelled = setTimeout(() => order.push("never"), 0);
+            clearTimeout(cancelled);
+            await new Promise((resolve) => setTimeout(resolve, 2));
+            out.order = order;
+            const r = new Uint8Array(16);
+            crypto.getRandomValues(r);
+            out.random = r.some((b) => b !== 0);
+            out.uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(crypto.randomUUID());
+            const hex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, "0")).join("");
+            const abc = new TextEncoder().encode("abc");
+            out.digests = {};
+            for (const alg of ["SHA-1", "SHA-256", "SHA-384", "SHA-512"]) {
+              out.digests[alg] = hex(await crypto.subtle.digest(alg, abc)).slice(0, 16);
+            }
+            const key = await crypto.subtle.importKey("raw", new TextEncoder().encode("Jefe"),
+              { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
+            const data = new TextEncoder().encode("what do ya want for nothing?");
+            const mac = await crypto.subtle.sign("HMAC", key, data);
+            out.hmac = hex(mac);
+            out.verify = [await crypto.subtle.verify("HMAC", key, mac, data),
+                          await crypto.subtle.verify("HMAC", key, new Uint8Array(32), data)];
+            const res = new Response("text body");
+            const res2 = res.clone();
+            out.bodies = [await res.text(), (await res2.arrayBuffer()).byteLength, res.ok, res.status, res.statusText];
+            out.json = await Response.json({ a: [1] }).json();
+            try { new Response("x", { status: 99 }); } catch (e) { out.badStatus = e.constructor.name; }
+            try { await res.text(); } catch (e) { out.usedBody = e.constructor.name; }
+            console.log("logged", { a: 1 });
+            return Response.json(out);
+          },
+        };
+    "#;
+    let r = put_modules(
+        &n,
+        "api",
+        json!({"main_module": "worker.mjs"}),
+        &[("worker.mjs", MODULE, worker)],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let resp = get(n.addr, "api.example.test", "/");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let v: Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(
+        v,
+        json!({
+            "joined": "a, b",
+            "headerKeys": ["content-type"],
+            "search": ["1", "3"],
+            "url": ["https://h.example/a/x?y=1#z", "h.example", "/a/x", "?y=1", "#z"],
+            "urlAfter": "?y=1&q=a+b",
+            "encoded": [104, 195, 169, 108, 108, 111],
+            "decoded": "€",
+            "b64": ["aGVsbG8=", "hello"],
+            "clone": [0, [1, 2], ["a"], true],
+            "order": ["micro", "timer"],
+            "random": true,
+            "uuid": true,
+            "digests": {
+                "SHA-1": "a9993e364706816a",
+                "SHA-256": "ba7816bf8f01cfea",
+                "SHA-384": "cb00753f45a35e8b",
+                "SHA-512": "ddaf35a193617aba",
+            },
+            "hmac": "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+            "verify": [true, false],
+            "bodies": ["text body", 9, true, 200, ""],
+            "json": {"a": [1]},
+            "badStatus": "RangeError",
+            "usedBody": "TypeError",
+        })
+    );
+
+    let r = get(n.addr, "api.example.test", "/redirect");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("https://example.com/next"));
+    let r = get(n.addr, "api.example.test", "/headers");
+    assert_eq!(r.status, 204);
+    // As workerd writes them: one field line per appended value.
+    let xb: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("x-b"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(xb, ["1", "3"]);
+    assert!(r.body.is_empty());
+    let r = request(
+        n.addr,
+        "POST",
+        "api.example.test",
+        "/echo",
+        &[("Content-Type", "text/plain")],
+        b"shout",
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(r.text(), "SHOUT");
+    assert_eq!(r.header("x-method"), Some("POST"));
+    assert_eq!(r.header("x-type"), Some("text/plain"));
+    let r = get(n.addr, "api.example.test", "/bytes");
+    assert_eq!(r.text(), "hi");
+}
