@@ -25,10 +25,14 @@ trap 'kill $workerd_pid 2>/dev/null; stop_server' EXIT
 for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/18091) 2>/dev/null && break; sleep 0.05; done
 
 hdr=(-H 'Host: hello.example.test')
-# Warm both up, then measure one after the other.
+reuse=(-H 'Host: hello-reuse.example.test')
+# Warm all up, then measure one after the other.
 taskset -c 1 wrk -t1 -c"$conns" -d2s "${hdr[@]}" http://127.0.0.1:18090/ >/dev/null
+taskset -c 1 wrk -t1 -c"$conns" -d2s "${reuse[@]}" http://127.0.0.1:18090/ >/dev/null
 taskset -c 1 wrk -t1 -c"$conns" -d2s "${hdr[@]}" http://127.0.0.1:18091/ >/dev/null
 echo "== workerd =="; w=$(wrk_rps "${hdr[@]}" http://127.0.0.1:18091/)
-echo "== tenantry, JavaScript hello =="; t=$(wrk_rps "${hdr[@]}" http://127.0.0.1:18090/)
-awk -v t="$t" -v w="$w" 'BEGIN { printf "tenantry %.0f req/s, workerd %.0f req/s, ratio %.2f\n", t, w, t / w }'
+echo "== tenantry, JavaScript hello, a fresh instance per request =="; t=$(wrk_rps "${hdr[@]}" http://127.0.0.1:18090/)
+echo "== tenantry, JavaScript hello, reused instances =="; r=$(wrk_rps "${reuse[@]}" http://127.0.0.1:18090/)
+awk -v t="$t" -v r="$r" -v w="$w" 'BEGIN {
+  printf "workerd %.0f req/s; tenantry fresh %.0f req/s (%.2fx), reused %.0f req/s (%.2fx)\n", w, t, t / w, r, r / w }'
 echo "node RSS: $(awk '$1 == "VmRSS:" {print $2}' "/proc/$server_pid/status") KiB"
