@@ -300,12 +300,25 @@ impl Worker {
         // tasks run (fairly: see `yielding`), then continue for one more tick.
         // The guests of one Worker share one rotation slot, so a Worker with many requests in
         // flight gets one slice per round like any other (see `yielding`).
-        store.epoch_deadline_callback(|ctx| {
+        // A guest counts as CPU-bound once it has burnt half a tick's worth of fuel in this
+        // invocation; before that, crossing a tick is chance, not a sign of a long request.
+        let tick_us = self.engine.settings().epoch_tick.as_micros() as u64;
+        let cpu_bound_fuel = crate::limits::FUEL_PER_CPU_MS.saturating_mul(tick_us) / 2000;
+        store.epoch_deadline_callback(move |ctx| {
             if Instant::now() >= ctx.data().deadline {
                 Err(DeadlineExceeded.into())
             } else {
                 let key = Arc::as_ptr(&ctx.data().ident) as yielding::YieldKey;
-                Ok(UpdateDeadline::YieldCustom(1, yielding::yield_now(key)))
+                let used = ctx
+                    .data()
+                    .limits
+                    .fuel()
+                    .saturating_sub(ctx.get_fuel().unwrap_or(0));
+                let cpu_bound = used >= cpu_bound_fuel;
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    yielding::yield_now(key, cpu_bound),
+                ))
             }
         });
         store

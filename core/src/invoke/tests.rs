@@ -579,7 +579,7 @@ fn cpu_hog_yields_to_other_tasks() {
             loop {
                 counter.set(counter.get() + 1);
                 // A fair yield: monoio would run a task that wakes itself again at once.
-                crate::yielding::yield_now(0).await;
+                crate::yielding::yield_now(0, true).await;
             }
         });
         monoio::spawn(async move {
