@@ -92,7 +92,9 @@ pub struct WorkerConfig {
     pub tags: Vec<String>,
     pub bindings: Vec<Binding>,
     pub limits: ScriptLimitsConfig,
-    pub reuse_instances: u32,
+    /// `None`: the default for its kind (`tenantry_loader::js::DEFAULT_REUSE_INSTANCES` for
+    /// JavaScript, 0 for wasm).
+    pub reuse_instances: Option<u32>,
 }
 
 /// A Worker's own limits; unset fields fall back to the platform defaults.
@@ -248,8 +250,7 @@ struct WorkerFile {
     bindings: Vec<Spanned<BindingFile>>,
     #[serde(default)]
     limits: ScriptLimitsConfig,
-    #[serde(default)]
-    reuse_instances: u32,
+    reuse_instances: Option<u32>,
 }
 
 /// `module = "a.wasm"`, or `module = ["main.mjs", "lib/util.mjs", "page.html"]` for a

@@ -106,7 +106,11 @@ pub fn apply(config: &Config, store: &Store, kv: &KvStore) -> anyhow::Result<Rep
             created_on,
             modified_on: now,
             etag: String::new(),
-            reuse_instances: w.reuse_instances,
+            reuse_instances: w.reuse_instances.unwrap_or(if is_js(&w.module) {
+                tenantry_loader::js::DEFAULT_REUSE_INSTANCES
+            } else {
+                0
+            }),
             compatibility_date: String::new(),
             main_module: w
                 .module
@@ -180,6 +184,14 @@ pub fn check(config: &Config) -> anyhow::Result<Report> {
         deployed: modules.len(),
         namespaces: config.namespaces.len(),
     })
+}
+
+/// Whether a config file's main module is JavaScript (by its extension).
+fn is_js(module: &Path) -> bool {
+    matches!(
+        module.extension().and_then(|e| e.to_str()),
+        Some("js" | "mjs" | "cjs")
+    )
 }
 
 /// The bytes to store for a Worker of the config file: its wasm module as is, or, for a

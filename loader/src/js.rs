@@ -59,6 +59,17 @@ pub const COMPILE_WALL_MS: u32 = 10_000;
 /// Memory the engine may use while compiling one upload.
 pub const COMPILE_MEMORY_BYTES: u64 = 256 << 20;
 
+/// Idle instances kept per core for a JavaScript Worker that does not say (`reuse_instances`).
+/// A fresh instance per request, the default for wasm Workers, costs a JavaScript Worker its
+/// whole start (loading and evaluating its bundle, then resetting the pages the interpreter
+/// dirtied): measured on one core with the hello Worker of `benches/js.sh`, 9.5k requests/s fresh
+/// against 31k reused (docs/performance.md), and workerd, which keeps its isolates, does ~12–19k.
+/// So JavaScript Workers reuse their instances by default, as Cloudflare keeps its isolates:
+/// global state of a Worker survives between *its own* requests (never another Worker's), and an
+/// instance that faulted or hit a limit is dropped. `reuse_instances = 0` still means a fresh
+/// instance per request.
+pub const DEFAULT_REUSE_INSTANCES: u32 = 4;
+
 /// How a Worker's code is shaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BundleFormat {

@@ -486,6 +486,9 @@ fn js_content(bundle: SourceBundle) -> (Bytes, Bytes) {
     )
 }
 
+/// The most idle instances per core an upload may ask a Worker to keep.
+const MAX_REUSE_INSTANCES: u32 = 1024;
+
 /// `PUT …/scripts/{name}` (a full upload) or `PUT …/content` (the module only).
 async fn put_script(
     c: &Control,
@@ -513,9 +516,26 @@ async fn put_script(
     if !content_only && let Some(tags) = &metadata.tags {
         validate_tags(tags)?;
     }
+    if metadata
+        .reuse_instances
+        .is_some_and(|n| n > MAX_REUSE_INSTANCES)
+    {
+        return Err(ApiError::bad_request(format!(
+            "reuse_instances may be at most {MAX_REUSE_INSTANCES}"
+        )));
+    }
+    let default_reuse = if tenantry_loader::js::is_bundle(&module) {
+        tenantry_loader::js::DEFAULT_REUSE_INSTANCES
+    } else {
+        0
+    };
     let artifact = c.compile(module)?;
     let entry = c.edit(ns, |data, now| {
         let old = data.scripts.get(name);
+        let reuse = metadata
+            .reuse_instances
+            .or(old.map(|o| o.reuse_instances))
+            .unwrap_or(default_reuse);
         let mut e = old.cloned().unwrap_or_else(|| ScriptEntry {
             name: name.to_string(),
             artifact: *artifact.as_bytes(),
@@ -531,6 +551,7 @@ async fn put_script(
         });
         e.artifact = *artifact.as_bytes();
         e.modified_on = now;
+        e.reuse_instances = reuse;
         if let Some(m) = &main_module {
             e.main_module = m.clone();
         }

@@ -21,6 +21,9 @@ pub struct Metadata {
     pub tags: Option<Vec<String>>,
     pub compatibility_date: Option<String>,
     pub limits: Option<LimitsMeta>,
+    /// Tenantry's extension: idle instances kept per core for reuse (`0`: a fresh instance per
+    /// request). Absent: a new script gets its kind's default, an existing one keeps its own.
+    pub reuse_instances: Option<u32>,
     /// Binding types whose existing bindings survive this upload (e.g. `["secret_text"]`).
     #[serde(default)]
     pub keep_bindings: Vec<String>,

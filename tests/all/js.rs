@@ -517,3 +517,42 @@ fn the_runtime_api_behaves_as_workerd_does() {
     let r = get(n.addr, "api.example.test", "/bytes");
     assert_eq!(r.text(), "hi");
 }
+
+/// JavaScript Workers keep instances for reuse by default (as Cloudflare keeps isolates): a
+/// Worker's globals survive between its own requests on a core; `reuse_instances: 0` gives a
+/// fresh instance per request, as for wasm Workers.
+#[test]
+fn js_workers_reuse_instances_by_default_and_zero_means_fresh() {
+    let n = node();
+    let counter: &[u8] =
+        b"let n = 0; export default { fetch() { n += 1; return new Response(String(n)); } };";
+    for (name, metadata) in [
+        ("kept", json!({"main_module": "worker.mjs"})),
+        (
+            "fresh",
+            json!({"main_module": "worker.mjs", "reuse_instances": 0}),
+        ),
+    ] {
+        let r = put_modules(&n, name, metadata, &[("worker.mjs", MODULE, counter)]);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // One connection: every request on the same core, one after the other.
+    let answers = |host: &str| {
+        let mut conn = Conn::open(n.addr);
+        (0..3)
+            .map(|_| {
+                conn.send(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+                conn.read_response(false).text()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(answers("kept.example.test"), ["1", "2", "3"]);
+    assert_eq!(answers("fresh.example.test"), ["1", "1", "1"]);
+    let r = put_modules(
+        &n,
+        "greedy",
+        json!({"main_module": "worker.mjs", "reuse_instances": 100000}),
+        &[("worker.mjs", MODULE, counter)],
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+}
