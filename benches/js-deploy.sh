@@ -18,7 +18,7 @@ python3 - "$data" "$n" <<'PY'
 import os, sys
 data, n = sys.argv[1], int(sys.argv[2])
 # ~100 KB of real code: many small functions, a table, a handler that uses some of them.
-fns = "\n".join(f"export function f{i}(x) {{ return (x * {i} + {i % 7}) % 1000003; }}" for i in range(2500))
+fns = "\n".join(f"export function f{i}(x) {{ return (x * {i} + {i % 7}) % 1000003; }}" for i in range(1650))
 big = fns + '\nexport default { fetch(request) { return new Response("big " + f7(6)); } };\n'
 open(os.path.join(data, "big.mjs"), "w").write(big)
 with open(os.path.join(data, "tenantry.toml"), "w") as cfg:
@@ -35,7 +35,7 @@ print(f"big.mjs: {len(big)} bytes")
 PY
 
 started=$(date +%s.%N)
-start_server "$data/tenantry.toml" 18095
+START_WAIT_S=1800 start_server "$data/tenantry.toml" 18095
 echo "deployed $n JavaScript Workers and started in $(echo "$(date +%s.%N) - $started" | bc) s"
 rss() { awk '$1 == "VmRSS:" {print $2}' "/proc/$server_pid/status"; }
 before=$(rss)
@@ -56,6 +56,11 @@ print(f"served {n} Workers once each, {bad} wrong answers")
 PY
 after=$(rss)
 echo "RSS before the requests ${before} KiB, after ${after} KiB: $(( (after - before) * 1024 / n )) bytes per Worker served once"
+# Idle reuse-mode instances are dropped after 30 s unused (tenantry_core::IDLE_INSTANCE_TTL),
+# swept every 15 s: what an idle, deployed Worker costs is what is left then.
+sleep 50
+idle=$(rss)
+echo "RSS after 50 s idle ${idle} KiB: $(( (idle - before) * 1024 / n )) bytes per deployed, idle Worker (beyond the node before any request)"
 
 for i in 1 2 3 4 5; do
   # Distinct bytes each time, so every upload is compiled (identical ones are not).

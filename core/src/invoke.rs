@@ -57,8 +57,9 @@ pub struct Worker {
     reuse: usize,
     /// The JavaScript bundle (empty for a wasm Worker).
     code: bytes::Bytes,
-    /// Idle instances, each counted against the engine's idle cap by its token.
-    idle: RefCell<Vec<(Live, IdleToken)>>,
+    /// Idle instances, each counted against the engine's idle cap by its token, with when it
+    /// went idle.
+    idle: RefCell<Vec<(Live, IdleToken, Instant)>>,
 }
 
 /// An instantiated, initialised guest and its store.
@@ -163,6 +164,21 @@ impl Worker {
         idle.len()
     }
 
+    /// Drops the idle instances unused for `max_age` or longer; returns how many are left.
+    pub fn expire_idle(&self, max_age: std::time::Duration) -> usize {
+        let expired: Vec<_> = {
+            let mut idle = self.idle.borrow_mut();
+            let (old, young) = std::mem::take(&mut *idle)
+                .into_iter()
+                .partition(|(_, _, since)| since.elapsed() >= max_age);
+            *idle = young;
+            old
+        };
+        // Dropped outside the borrow: freeing a store runs no guest code, but keep it simple.
+        drop(expired);
+        self.idle.borrow().len()
+    }
+
     /// This Worker's requests on the current core that ran a whole epoch tick and wait for their
     /// next slice (see `yielding`): how many of its requests are CPU-bound right now.
     pub fn cpu_bound_requests(&self) -> usize {
@@ -188,7 +204,10 @@ impl Worker {
     ) -> Result<Response, Fault> {
         let reused = if self.reuse > 0 {
             // The token goes with the pop: the instance is busy, no longer idle.
-            self.idle.borrow_mut().pop().map(|(live, _token)| live)
+            self.idle
+                .borrow_mut()
+                .pop()
+                .map(|(live, _token, _since)| live)
         } else {
             None
         };
@@ -217,7 +236,7 @@ impl Worker {
             if idle.len() < self.reuse
                 && let Some(token) = self.engine.hold_idle()
             {
-                idle.push((live, token));
+                idle.push((live, token, Instant::now()));
             }
         }
         result?;

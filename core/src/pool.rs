@@ -37,7 +37,14 @@ struct Shared {
     engine: Engine,
     capacity: usize,
     inner: RefCell<Inner>,
+    /// Whether the task that drops long-idle reuse-mode instances runs.
+    sweeping: std::cell::Cell<bool>,
 }
+
+/// A reuse-mode instance unused this long is dropped, so that a Worker that stopped receiving
+/// requests gives its memory back (an idle JavaScript instance holds ~1 MB; Cloudflare likewise
+/// evicts idle isolates). A Worker in steady use never waits this long between requests.
+pub const IDLE_INSTANCE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 type LoadResult = Result<Rc<Worker>, Fault>;
 
@@ -124,6 +131,7 @@ impl WorkerPool {
                     clock: 0,
                     loading: HashMap::new(),
                 }),
+                sweeping: std::cell::Cell::new(false),
             }),
         }
     }
@@ -228,6 +236,39 @@ impl WorkerPool {
             .map(|e| e.worker.clone())
             .collect();
         workers.iter().map(|w| w.evict_idle()).sum()
+    }
+
+    /// Makes sure a task drops this core's idle instances once they are [`IDLE_INSTANCE_TTL`]
+    /// old; it stops when none is left. Call after a request left an instance idle; must be
+    /// called inside a monoio runtime with a timer.
+    pub fn expire_idle_later(&self) {
+        if self.shared.sweeping.replace(true) {
+            return;
+        }
+        let shared = Rc::downgrade(&self.shared);
+        drop(monoio::spawn(async move {
+            loop {
+                monoio::time::sleep(IDLE_INSTANCE_TTL / 2).await;
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                let workers: Vec<Rc<Worker>> = shared
+                    .inner
+                    .borrow()
+                    .workers
+                    .values()
+                    .map(|e| e.worker.clone())
+                    .collect();
+                let left: usize = workers
+                    .iter()
+                    .map(|w| w.expire_idle(IDLE_INSTANCE_TTL))
+                    .sum();
+                if left == 0 {
+                    shared.sweeping.set(false);
+                    return;
+                }
+            }
+        }));
     }
 
     /// Whether `key` is loaded (does not count as a use).

@@ -200,13 +200,17 @@ async fn run(
 ) -> Result<Response, Fault> {
     // Kept for the retry only when eviction could free something (the count is node-wide).
     let spare = (worker.engine_idle_instances() > 0).then(|| (req.clone(), ctx.clone()));
-    match worker.invoke_with(req, limits, ctx).await {
+    let outcome = match worker.invoke_with(req, limits, ctx).await {
         Err(Fault::Overloaded) => match spare {
             Some((req, ctx)) if pool.evict_idle() > 0 => worker.invoke_with(req, limits, ctx).await,
             _ => Err(Fault::Overloaded),
         },
         outcome => outcome,
+    };
+    if worker.idle_instances() > 0 {
+        pool.expire_idle_later();
     }
+    outcome
 }
 
 /// Replaces the tokens of `secret_text` bindings by their values. A token without a value (the

@@ -442,6 +442,11 @@ fn reuse_mode_keeps_clean_instances_and_drops_faulted_ones() {
     assert!(matches!(fault, Fault::Trap(_)), "{fault:?}");
     assert_eq!(w.idle_instances(), 0);
     assert_eq!([count(&w), count(&w)], [1, 2]);
+
+    // An idle instance is dropped once it has been idle long enough, not before.
+    assert_eq!(w.expire_idle(std::time::Duration::from_secs(3600)), 1);
+    assert_eq!(w.expire_idle(std::time::Duration::ZERO), 0);
+    assert_eq!(count(&w), 1);
 }
 
 #[test]
