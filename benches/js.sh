@@ -18,7 +18,7 @@ if [[ ! -x target/peers/node_modules/.bin/workerd ]]; then
   npm install --silent --prefix target/peers workerd >/dev/null
 fi
 rm -rf target/js-bench-data
-start_server benches/load/js.toml 18090
+START_WAIT_S=300 start_server benches/load/js.toml 18090
 taskset -c 0 target/peers/node_modules/.bin/workerd serve benches/load/workerd.capnp >/dev/null 2>&1 &
 workerd_pid=$!
 trap 'kill $workerd_pid 2>/dev/null; stop_server' EXIT
