@@ -76,6 +76,12 @@ pub(crate) struct HostState {
     pub budget: HostBudget,
     /// Log volume of this invocation.
     pub logs: LogAllowance,
+    /// When the guest last started running, and how long it ran before that (between yields).
+    pub slice_start: Arc<crate::yielding::SliceStart>,
+    pub ran: std::time::Duration,
+    /// Held from the yield at which the invocation had run `invoke::CPU_BOUND_AFTER` to its end:
+    /// it counts as CPU-bound on its core (`Worker::cpu_bound_requests`).
+    pub rotation: Option<crate::yielding::InRotation>,
 }
 
 impl HostState {
@@ -101,6 +107,13 @@ impl HostState {
             calls: fetch::Calls::default(),
             budget: HostBudget::new(limits.memory_bytes),
             logs: LogAllowance::default(),
+            slice_start: {
+                let start = Arc::<crate::yielding::SliceStart>::default();
+                start.mark();
+                start
+            },
+            ran: std::time::Duration::ZERO,
+            rotation: None,
         }
     }
 
@@ -135,6 +148,8 @@ impl HostState {
         self.calls = fetch::Calls::default();
         self.budget = HostBudget::new(limits.memory_bytes);
         self.logs = LogAllowance::default();
+        self.ran = std::time::Duration::ZERO;
+        self.rotation = None;
     }
 
     /// Emits one guest log line, if the invocation's log allowance has room for it; otherwise
