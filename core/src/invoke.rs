@@ -333,13 +333,13 @@ impl Worker {
                 }
                 let slice_start = state.slice_start.clone();
                 let park = yielding::yield_now(key);
-                return Ok(UpdateDeadline::YieldCustom(
+                Ok(UpdateDeadline::YieldCustom(
                     1,
                     Box::pin(async move {
                         park.await;
                         slice_start.mark();
                     }),
-                ));
+                ))
             }
         });
         store

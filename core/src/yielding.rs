@@ -33,8 +33,8 @@
 //! a socket that already holds a byte, which completes only once the runtime submits and reaps —
 //! and for a timer already past due, which makes the runtime park (at most every millisecond:
 //! monoio's timer wheel counts whole milliseconds). That costs a `write` and two reaps per round
-//! (a few µs per 250 µs slice) and one socket pair per busy period. The pumps form a chain that
-//! lasts while guests keep yielding: a round in which nobody yielded ends it.
+//! (a few µs per 250 µs slice) and a socket pair per chain of pumps: a chain lasts while guests
+//! stay parked, so with a single CPU-bound guest on the core each of its slices starts one.
 //!
 //! Everything here is safe code, and the future handed to wasmtime is genuinely `Send` (it holds a
 //! `bool`): the `!Send` parts live in a thread-local and in a monoio task.
@@ -228,8 +228,8 @@ async fn between_rounds(reaper: Option<Reaper>) -> Option<Reaper> {
 const REAPS_PER_ROUND: usize = 2;
 
 /// A connected pair of sockets whose reads complete only when the runtime reaps I/O (see
-/// [`between_rounds`]). One per busy period of a thread: it moves from pump to pump and is closed
-/// when no guest is parked any more, or with the pump if its runtime shuts down.
+/// [`between_rounds`]). One per chain of pumps: it moves from pump to pump and is closed when no
+/// guest is parked any more, or with the pump if its runtime shuts down.
 struct Reaper {
     /// Written to directly (a non-blocking syscall), one byte per round.
     tx: std::os::unix::net::UnixStream,
@@ -303,11 +303,12 @@ impl Future for Pump {
                     p.order.push_back(key);
                 }
             }
-            // Guests still parked need another round even if none of the woken ones yields again;
-            // the woken ones likely yield again (a CPU-bound guest runs many slices), and the
-            // next pump must find them, not a fresh pump that would not wait for a reap. The
-            // chain ends after a round in which nobody yielded.
-            let again = !wakers.is_empty() || !p.order.is_empty();
+            // Guests still parked need another round even if none of the woken ones yields again.
+            // When none is, the chain ends here (a woken guest that yields again starts a new
+            // one, which waits for its reaps like any other round): a pump left waiting when
+            // nothing is parked would outlive a runtime that shuts down, and the next runtime on
+            // this thread would find `pump_queued` set and never start one.
+            let again = !p.order.is_empty();
             p.pump_queued = again;
             (wakers, again)
         });
