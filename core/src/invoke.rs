@@ -10,10 +10,10 @@
 //!                                  clean + reuse mode → back to the idle list; else dropped
 //! ```
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::{
     InstancePre, ModuleExport, PoolConcurrencyLimitError, Store, Trap, TypedFunc, UpdateDeadline,
@@ -43,6 +43,11 @@ pub struct WorkerSpec {
     pub js_bundle: Option<bytes::Bytes>,
 }
 
+/// Guest time after which a request counts as CPU-bound ([`Worker::cpu_bound_requests`]): two
+/// default epoch ticks of running (the time between yields, not the time parked). A hello runs a
+/// few µs; the fair-share benchmark's 5 ms Worker gets there in its second or third slice.
+pub(crate) const CPU_BOUND_AFTER: Duration = Duration::from_micros(500);
+
 /// A Worker loaded on one core: its pre-linked module, bindings, limits and, in reuse mode, its
 /// idle instances. Not `Send`: it belongs to the core that loaded it.
 pub struct Worker {
@@ -60,6 +65,8 @@ pub struct Worker {
     /// Idle instances, each counted against the engine's idle cap by its token, with when it
     /// went idle.
     idle: RefCell<Vec<(Live, IdleToken, Instant)>>,
+    /// Whether this Worker's last finished request on this core was CPU-bound.
+    last_cpu_bound: Cell<bool>,
 }
 
 /// An instantiated, initialised guest and its store.
@@ -115,6 +122,7 @@ impl Worker {
             limits: spec.limits,
             reuse: spec.reuse_instances as usize,
             idle: RefCell::new(Vec::new()),
+            last_cpu_bound: Cell::new(false),
         })
     }
 
@@ -165,7 +173,7 @@ impl Worker {
     }
 
     /// Drops the idle instances unused for `max_age` or longer; returns how many are left.
-    pub fn expire_idle(&self, max_age: std::time::Duration) -> usize {
+    pub fn expire_idle(&self, max_age: Duration) -> usize {
         let expired: Vec<_> = {
             let mut idle = self.idle.borrow_mut();
             let (old, young) = std::mem::take(&mut *idle)
@@ -174,15 +182,26 @@ impl Worker {
             *idle = young;
             old
         };
-        // Dropped outside the borrow: freeing a store runs no guest code, but keep it simple.
         drop(expired);
         self.idle.borrow().len()
     }
 
-    /// This Worker's requests on the current core that ran a whole epoch tick and wait for their
-    /// next slice (see `yielding`): how many of its requests are CPU-bound right now.
+    /// This Worker's requests on the current core that ran [`CPU_BOUND_AFTER`] and have not
+    /// finished: they take turns with other Workers' one slice at a time (see
+    /// `yielding`). How many of its requests are CPU-bound right now.
     pub fn cpu_bound_requests(&self) -> usize {
-        yielding::parked(Arc::as_ptr(&self.ident) as yielding::YieldKey)
+        yielding::in_rotation(self.yield_key())
+    }
+
+    /// Whether this Worker is CPU-bound on the current core: one of its requests is
+    /// ([`Worker::cpu_bound_requests`]), or the last one that finished was. Its requests that
+    /// have not yet run that long are likely CPU-bound too.
+    pub fn is_cpu_bound(&self) -> bool {
+        self.last_cpu_bound.get() || self.cpu_bound_requests() > 0
+    }
+
+    fn yield_key(&self) -> yielding::YieldKey {
+        Arc::as_ptr(&self.ident) as yielding::YieldKey
     }
 
     /// Runs one request. `limits` is the effective limit (the caller already applied
@@ -224,7 +243,17 @@ impl Worker {
             None => self.instantiate(req, limits, ctx).await?,
         };
 
+        // A Worker already CPU-bound on this core: the new request joins the back of its
+        // Worker's rotation at its first instruction instead of running a slice first, which would
+        // give the Worker an extra slice in this round (see `yielding`).
+        if self.cpu_bound_requests() > 0 {
+            live.store.set_epoch_deadline(0);
+        }
+        live.store.data().slice_start.mark();
         let outcome = live.fetch.call_async(&mut live.store, ()).await;
+        // The request is no longer CPU-bound (a reused instance's store outlives it).
+        let was_cpu_bound = live.store.data_mut().rotation.take().is_some();
+        self.last_cpu_bound.set(was_cpu_bound);
         let state = live.store.data();
         // Only an instance that finished normally and never hit a limit is reused.
         let clean = matches!(outcome, Ok(0)) && !state.limiter.denied && !state.budget.exceeded();
@@ -319,24 +348,33 @@ impl Worker {
         // tasks run (fairly: see `yielding`), then continue for one more tick.
         // The guests of one Worker share one rotation slot, so a Worker with many requests in
         // flight gets one slice per round like any other (see `yielding`).
-        // A guest counts as CPU-bound once it has burnt half a tick's worth of fuel in this
-        // invocation; before that, crossing a tick is chance, not a sign of a long request.
-        let tick_us = self.engine.settings().epoch_tick.as_micros() as u64;
-        let cpu_bound_fuel = crate::limits::FUEL_PER_CPU_MS.saturating_mul(tick_us) / 2000;
-        store.epoch_deadline_callback(move |ctx| {
+        store.epoch_deadline_callback(|mut ctx| {
             if Instant::now() >= ctx.data().deadline {
                 Err(DeadlineExceeded.into())
             } else {
                 let key = Arc::as_ptr(&ctx.data().ident) as yielding::YieldKey;
-                let used = ctx
-                    .data()
-                    .limits
-                    .fuel()
-                    .saturating_sub(ctx.get_fuel().unwrap_or(0));
-                let cpu_bound = used >= cpu_bound_fuel;
+                // Once it ran `CPU_BOUND_AFTER` in all (and until it ends) the request counts as
+                // CPU-bound. Time run, not ticks seen: a short request runs into a tick now and
+                // then, and after a yield it may run into another one at once.
+                let now = Instant::now();
+                let state = ctx.data_mut();
+                state.ran += state.slice_start.ran_until(now);
+                if state.ran >= CPU_BOUND_AFTER && state.rotation.is_none() {
+                    state.rotation = Some(yielding::InRotation::join(key));
+                }
+                let slice_start = state.slice_start.clone();
+                // Only a CPU-bound request waits its turn in its Worker's rotation; a short one
+                // that ran into a tick runs again next round with everything else, so a Worker of
+                // many short requests is not served one of them per round.
+                // (A request of a Worker that has CPU-bound ones here queues behind them.)
+                let in_rotation = state.rotation.is_some() || yielding::in_rotation(key) > 0;
+                let park = yielding::yield_now(key, in_rotation);
                 Ok(UpdateDeadline::YieldCustom(
                     1,
-                    yielding::yield_now(key, cpu_bound),
+                    Box::pin(async move {
+                        park.await;
+                        slice_start.mark();
+                    }),
                 ))
             }
         });

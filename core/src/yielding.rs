@@ -19,25 +19,22 @@
 //! Worker ([`YieldKey`]) and each pump wakes only the *oldest* parked guest of each Worker: every
 //! round, each CPU-bound Worker runs one slice, however many of its requests are in flight, and
 //! its other guests wait behind their own Worker's. Guests that do not run a whole tick (I/O-bound
-//! or short requests) never park and are not slowed; nor does a short request that happens to
-//! run across a tick (it has used less than half a tick of fuel when it yields): it joins no
-//! rotation and runs again next round with everything else. Measured (JavaScript hello, ~60 µs
-//! a request, 64 connections, one core): rotating those per Worker serialised a busy Worker
-//! behind itself, 5.3k requests/s with p99 99 ms; without, 9.5k with p99 16 ms (and with the
-//! default admission, which counts rotating guests as CPU-bound, ~60% of them were shed). One pump serves a whole round; it costs one
-//! task allocation per round, and re-queues itself while guests stay parked.
+//! or short requests) never park and are not slowed. One pump serves a whole round; it costs one
+//! task allocation per round.
 //!
-//! **A busy core must still reach its driver.** monoio 0.2 handles wakes from other threads
-//! (a module mapped by a loader thread, a KV reply, a DNS answer), its timers, and — on the epoll
-//! driver — I/O readiness only when it *parks*, and it parks only when its run queue is empty.
-//! A pump that re-queued itself at once would keep the queue non-empty for as long as any guest
-//! spins, so a request waiting for its module to load never woke (measured: another tenant's
-//! hello timed out behind 48 spinning requests). So each further pump first waits for a timer
-//! already past due: once the woken guests have run and parked again, the queue is empty, the
-//! runtime parks with a zero timeout (the timer is due), handles everything that is pending, and
-//! the timer wakes the pump. That costs one timer and one non-blocking `park` per round
-//! (~1–2 µs per slice); when the runtime processed its timers within the last millisecond the
-//! timer fires at once and the round is not delayed at all.
+//! **A busy core must still reach its driver.** monoio 0.2 reaps I/O completions only when it
+//! parks (its run queue is empty) or between batches of tasks, and handles wakes from other
+//! threads (a module mapped by a loader thread, a KV reply, a DNS answer), its timers, and — on
+//! the epoll driver — I/O readiness only when it parks. A pump that re-queued itself at once would
+//! keep the queue non-empty for as long as any guest spins, so a request waiting for its module to
+//! load never woke (measured: another tenant's hello timed out behind 48 spinning requests), and
+//! with one reap per batch a short request beside a spinning Worker waited several slices per
+//! read or write. So each pump first waits (see [`between_rounds`]) for two I/O reaps — a read of
+//! a socket that already holds a byte, which completes only once the runtime submits and reaps —
+//! and for a timer already past due, which makes the runtime park (at most every millisecond:
+//! monoio's timer wheel counts whole milliseconds). That costs a `write` and two reaps per round
+//! (a few µs per 250 µs slice) and a socket pair per chain of pumps: a chain lasts while guests
+//! stay parked, so with a single CPU-bound guest on the core each of its slices starts one.
 //!
 //! Everything here is safe code, and the future handed to wasmtime is genuinely `Send` (it holds a
 //! `bool`): the `!Send` parts live in a thread-local and in a monoio task.
@@ -46,7 +43,10 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 /// Which rotation a yielding guest joins: one per loaded Worker (the address of its identity,
 /// which lives as long as any of its stores).
@@ -54,12 +54,13 @@ pub(crate) type YieldKey = usize;
 
 thread_local! {
     static PARKED: RefCell<Parked> = RefCell::new(Parked::default());
+    static IN_ROTATION: RefCell<HashMap<YieldKey, usize>> = RefCell::new(HashMap::new());
 }
 
 #[derive(Default)]
 struct Parked {
-    /// Guests that yielded without having used a slice's worth of CPU (a short request that
-    /// happened to run across a tick): all of them run again next round.
+    /// Guests of requests that are not CPU-bound (a short request that ran into a tick): all of
+    /// them run again next round, whatever their Worker.
     brief: Vec<Waker>,
     /// Each Worker's parked guests, oldest first.
     queues: HashMap<YieldKey, VecDeque<Waker>>,
@@ -72,29 +73,88 @@ struct Parked {
 /// A future that completes once every other task ready on this monoio thread has run, and every
 /// other Worker with parked guests has had one slice.
 ///
-/// `cpu_bound` says whether the guest has used at least half a tick of CPU in this invocation:
-/// only such guests join their Worker's rotation (and count in [`parked`]); one that merely ran
-/// across a tick boundary is woken again with everything else next round, so a Worker of many
-/// short requests is not serialised behind its own rotation.
+/// `in_rotation` says whether the guest waits its turn in its Worker's rotation (a CPU-bound
+/// request, or any request of a Worker with CPU-bound ones on this core). Other guests — a short
+/// request that happened to run into a tick — run again next round with everything else: rotating
+/// them one per round served a Worker of many short requests (a JavaScript hello at 64
+/// connections, ~60 µs each) behind itself, at 5.3k instead of 9.5k requests/s.
 ///
 /// Must be polled inside a monoio runtime (it spawns the pump task there).
 pub(crate) fn yield_now(
     key: YieldKey,
-    cpu_bound: bool,
+    in_rotation: bool,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(YieldNow {
-        key: cpu_bound.then_some(key),
+        key: in_rotation.then_some(key),
         parked: false,
     })
 }
 
-/// How many guests of `key` are parked on this thread.
-pub(crate) fn parked(key: YieldKey) -> usize {
-    PARKED.with_borrow(|p| p.queues.get(&key).map_or(0, VecDeque::len))
+/// How many guests of `key` on this thread are CPU-bound (see `Worker::cpu_bound_requests`) and
+/// have not finished. This counts the parked ones, the one running a slice and
+/// those woken for their next one.
+pub(crate) fn in_rotation(key: YieldKey) -> usize {
+    IN_ROTATION.with_borrow(|r| r.get(&key).copied().unwrap_or(0))
+}
+
+/// When a guest last started running (its invocation began or it resumed after a yield), shared
+/// between its store and the future that resumes it. Safe to share across threads (`Send`), as
+/// a store's data must be.
+#[derive(Default)]
+pub(crate) struct SliceStart(AtomicU64);
+
+impl SliceStart {
+    /// Records that the guest starts running now.
+    pub(crate) fn mark(&self) {
+        self.0.store(since_base(Instant::now()), Ordering::Relaxed);
+    }
+
+    /// How long the guest has run since it last started, at `now`.
+    pub(crate) fn ran_until(&self, now: Instant) -> Duration {
+        let start = base() + Duration::from_nanos(self.0.load(Ordering::Relaxed));
+        now.saturating_duration_since(start)
+    }
+}
+
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+fn since_base(t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(base()).as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Counts one guest of `key` in [`in_rotation`] for as long as it lives: taken at its first
+/// yield, dropped when its invocation ends (or is dropped). It must be dropped on the thread that
+/// took it (a store never leaves its core).
+pub(crate) struct InRotation(YieldKey);
+
+impl InRotation {
+    pub(crate) fn join(key: YieldKey) -> InRotation {
+        IN_ROTATION.with_borrow_mut(|r| *r.entry(key).or_default() += 1);
+        InRotation(key)
+    }
+}
+
+impl Drop for InRotation {
+    fn drop(&mut self) {
+        let key = self.0;
+        let _ = IN_ROTATION.try_with(|r| {
+            if let Ok(mut r) = r.try_borrow_mut()
+                && let Some(n) = r.get_mut(&key)
+            {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    r.remove(&key);
+                }
+            }
+        });
+    }
 }
 
 struct YieldNow {
-    /// The rotation to join; `None` for a brief guest.
+    /// The rotation it joins; `None` for a brief guest.
     key: Option<YieldKey>,
     parked: bool,
 }
@@ -123,7 +183,7 @@ impl Future for YieldNow {
         });
         if spawn_pump {
             // Detached: the JoinHandle is dropped.
-            drop(monoio::spawn(Pump::new(false)));
+            drop(monoio::spawn(Pump::new(None)));
         }
         Poll::Pending
     }
@@ -133,33 +193,117 @@ impl Future for YieldNow {
 /// back of the queue.
 struct Pump {
     ran: bool,
-    /// For a pump that continues a round: a timer already due, so that the runtime parks (and
-    /// handles foreign wakes, timers and I/O) before the next round starts.
-    drain: Option<Pin<Box<monoio::time::Sleep>>>,
+    /// What it waits for before it starts its round (see [`between_rounds`]). It hands the reaper
+    /// back when done.
+    wait: Option<Pin<Box<dyn Future<Output = Option<Reaper>>>>>,
+    /// The reaper, once the wait gave it back; passed on to the next pump.
+    reaper: Option<Reaper>,
 }
 
 impl Pump {
-    fn new(drain: bool) -> Pump {
-        let drain = drain.then(|| {
-            let now = monoio::time::Instant::now();
-            let past = now
-                .checked_sub(std::time::Duration::from_millis(1))
-                .unwrap_or(now);
-            Box::pin(monoio::time::sleep_until(past))
-        });
-        Pump { ran: false, drain }
+    /// A pump for the next round; `reaper` is the previous pump's (created now if it has none).
+    fn new(reaper: Option<Reaper>) -> Pump {
+        let reaper = reaper.or_else(Reaper::new);
+        Pump {
+            ran: false,
+            wait: Some(Box::pin(between_rounds(reaper))),
+            reaper: None,
+        }
     }
 }
+
+/// What separates two rounds: I/O reaps ([`REAPS_PER_ROUND`]), then (at least every
+/// millisecond) a park.
+///
+/// - **The reap**: with io_uring, a read from a socket that already holds a byte completes as
+///   soon as it is submitted, which the runtime does only when it reaps I/O completions (when it
+///   parks, or between batches of tasks). So the pump wakes the next round's guests only after a
+///   reap, and every task whose I/O completed before it (a read of another tenant's request, a
+///   finished write) is woken in the same reap and runs before the guests' next slices. Without
+///   it the runtime reaped about once per millisecond, i.e. once per four 250 µs slices.
+/// - **The park**: a timer already due, so that the runtime parks (and handles foreign wakes,
+///   timers and, on the epoll driver, I/O readiness) before the next round starts. monoio's timer
+///   wheel counts whole milliseconds, so a due timer fires at once when the runtime processed its
+///   timers within the last millisecond: this costs a park at most about every millisecond.
+async fn between_rounds(reaper: Option<Reaper>) -> Option<Reaper> {
+    let now = monoio::time::Instant::now();
+    let past = now
+        .checked_sub(std::time::Duration::from_millis(1))
+        .unwrap_or(now);
+    let mut reaper = reaper;
+    for _ in 0..REAPS_PER_ROUND {
+        reaper = match reaper {
+            Some(reaper) => reaper.reap().await,
+            None => None,
+        };
+    }
+    monoio::time::sleep_until(past).await;
+    reaper
+}
+
+/// Reaps between two rounds. The first wakes the tasks whose I/O completed during the last
+/// slices (e.g. a read of another tenant's request); they run and start their next I/O (send the
+/// response); the second submits that I/O and wakes them again once it completed (the response
+/// was sent), so they wait for their next read before the guests' slices, not after. With one
+/// reap a short request on a busy core waited about two slices, with two about one.
+const REAPS_PER_ROUND: usize = 2;
+
+/// A connected pair of sockets whose reads complete only when the runtime reaps I/O (see
+/// [`between_rounds`]). One per chain of pumps: it moves from pump to pump and is closed when no
+/// guest is parked any more, or with the pump if its runtime shuts down.
+struct Reaper {
+    /// Written to directly (a non-blocking syscall), one byte per round.
+    tx: std::os::unix::net::UnixStream,
+    /// Read through the runtime's driver.
+    rx: monoio::net::UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Reaper {
+    /// `None` if the sockets cannot be made (out of file descriptors): rounds are then separated
+    /// by the timer alone.
+    fn new() -> Option<Reaper> {
+        let (tx, rx) = std::os::unix::net::UnixStream::pair().ok()?;
+        tx.set_nonblocking(true).ok()?;
+        rx.set_nonblocking(true).ok()?;
+        let rx = monoio::net::UnixStream::from_std(rx).ok()?;
+        Some(Reaper {
+            tx,
+            rx,
+            buf: Vec::with_capacity(REAPER_BUFFER_BYTES),
+        })
+    }
+
+    /// Completes after the runtime's next reap (on io_uring; on the epoll driver at once). The
+    /// reaper comes back unless the sockets failed.
+    async fn reap(mut self) -> Option<Reaper> {
+        use monoio::io::AsyncReadRent;
+        use std::io::Write;
+        // A byte is always there to read, so the read never waits for anything but the reap;
+        // each read takes everything written so far.
+        (&self.tx).write_all(&[0]).ok()?;
+        let buf = std::mem::take(&mut self.buf);
+        let (res, mut buf) = self.rx.read(buf).await;
+        res.ok().filter(|&n| n > 0)?;
+        buf.clear();
+        self.buf = buf;
+        Some(self)
+    }
+}
+
+/// How many bytes one reap read takes (one is written per round, so one is normally there).
+const REAPER_BUFFER_BYTES: usize = 64;
 
 impl Future for Pump {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if let Some(drain) = self.drain.as_mut() {
-            if drain.as_mut().poll(cx).is_pending() {
+        if let Some(wait) = self.wait.as_mut() {
+            let Poll::Ready(reaper) = wait.as_mut().poll(cx) else {
                 return Poll::Pending;
-            }
-            self.drain = None;
+            };
+            self.wait = None;
+            self.reaper = reaper;
         }
         self.ran = true;
         let (wakers, again) = PARKED.with_borrow_mut(|p| {
@@ -182,6 +326,10 @@ impl Future for Pump {
                 }
             }
             // Guests still parked need another round even if none of the woken ones yields again.
+            // When none is, the chain ends here (a woken guest that yields again starts a new
+            // one, which waits for its reaps like any other round): a pump left waiting when
+            // nothing is parked would outlive a runtime that shuts down, and the next runtime on
+            // this thread would find `pump_queued` set and never start one.
             let again = !p.order.is_empty();
             p.pump_queued = again;
             (wakers, again)
@@ -191,7 +339,7 @@ impl Future for Pump {
             waker.wake();
         }
         if again {
-            drop(monoio::spawn(Pump::new(true)));
+            drop(monoio::spawn(Pump::new(self.reaper.take())));
         }
         Poll::Ready(())
     }
@@ -262,6 +410,62 @@ mod tests {
         );
     }
 
+    /// An I/O completion that is ready is handled before the spinning guests' next round: every
+    /// round starts after a reap of I/O completions (io_uring), so a task whose read completed
+    /// waits at most one slice of each busy Worker, however long the core keeps spinning.
+    #[test]
+    fn a_completed_read_runs_before_the_next_round() {
+        use monoio::io::AsyncReadRent;
+        use std::io::Write;
+        const READS: u32 = 200;
+        let Ok(mut rt) = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .build()
+        else {
+            eprintln!("io_uring is not available here: nothing to test");
+            return;
+        };
+        let most_slices_between = rt.block_on(async {
+            let slices = Rc::new(Cell::new(0u32));
+            let done = Rc::new(Cell::new(false));
+            {
+                let (slices, done) = (slices.clone(), done.clone());
+                drop(monoio::spawn(async move {
+                    while !done.get() {
+                        slices.set(slices.get() + 1);
+                        yield_now(7, true).await;
+                    }
+                }));
+            }
+            let reader = monoio::spawn(async move {
+                let (tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
+                rx.set_nonblocking(true).unwrap();
+                let mut rx = monoio::net::UnixStream::from_std(rx).unwrap();
+                let mut most = 0;
+                let mut buf = vec![0u8; 16];
+                for read in 0..READS {
+                    let before = slices.get();
+                    (&tx).write_all(&[1]).unwrap();
+                    let (res, back) = rx.read(buf).await;
+                    buf = back;
+                    assert_eq!(res.unwrap(), 1);
+                    // The first reads run while the spinner joins its rotation.
+                    if read >= 2 {
+                        most = most.max(slices.get() - before);
+                    }
+                }
+                most
+            });
+            let most = reader.await;
+            done.set(true);
+            most
+        });
+        assert!(
+            most_slices_between <= 1,
+            "a ready read waited {most_slices_between} slices of one spinning Worker"
+        );
+    }
+
     /// Eight always-busy guests of one Worker get, together, the slices one guest of another
     /// Worker gets: the rotation is per Worker.
     #[test]
@@ -297,8 +501,8 @@ mod tests {
         assert!(many >= 100, "{many}");
     }
 
-    /// Guests that yield without having used a slice (short requests that ran across a tick) are
-    /// not rotated one per round: all of them run again next round, and none counts as parked.
+    /// Guests of requests that are not CPU-bound (short requests that ran into a tick) are not
+    /// rotated one per round: all of them run again next round.
     #[test]
     fn brief_guests_are_not_serialised_by_their_worker() {
         let (brief, reference) = block_on(async {
@@ -309,7 +513,6 @@ mod tests {
                     loop {
                         brief.set(brief.get() + 1);
                         yield_now(3, false).await;
-                        assert_eq!(parked(3), 0);
                     }
                 }));
             }

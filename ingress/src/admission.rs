@@ -19,11 +19,13 @@
 //! - fewer than [`AdmissionLimits::max_in_flight`] requests run on the core (requests from the
 //!   network only: calls between Workers are admitted by the per-Worker rules alone, because their
 //!   callers already hold a permit and must not wait for each other's, which could deadlock);
-//! - fewer than [`AdmissionLimits::max_in_flight_per_worker`] requests of W run on the core, and
-//!   fewer than [`AdmissionLimits::max_cpu_bound_per_worker`] of them are CPU-bound right now
-//!   (ran a whole epoch tick and wait for their next slice: [`Worker::cpu_bound_requests`]).
-//!   A CPU-heavy Worker thus runs a couple of requests at a time on a core and its others queue;
-//!   an I/O-bound Worker (waiting on subrequests or KV) is only bounded by the larger cap.
+//! - fewer than [`AdmissionLimits::max_in_flight_per_worker`] requests of W run on the core, and,
+//!   if W is CPU-bound there ([`Worker::is_cpu_bound`]: one of its requests has run 500 µs of
+//!   guest time and has not finished, or its last finished request had), fewer than
+//!   [`AdmissionLimits::max_cpu_bound_per_worker`] — counting all of its requests, also those that
+//!   have not run that long yet, so a burst is not admitted before it shows it is CPU-bound.
+//!   A CPU-heavy Worker thus runs one request at a time on a core and its others queue; a
+//!   Worker with short or I/O-bound requests is only bounded by the larger cap.
 //!
 //! Platform Workers (the dispatch Worker in `_platform`) route every tenant: the per-Worker share
 //! is not applied to them but to the customer Worker they call, so tenants are not lumped under
@@ -51,10 +53,10 @@ pub struct AdmissionLimits {
     /// Workers). Default: a quarter of `max_in_flight`, so at least four Workers at their cap
     /// fit in a core's share.
     pub max_in_flight_per_worker: usize,
-    /// Requests of one Worker on one core that may be CPU-bound (ran a whole epoch tick) while
-    /// another one of it is admitted. A core runs its CPU-bound Workers round robin, one slice
-    /// (an epoch tick) per Worker per round, so a CPU-bound Worker's requests take this many times their
-    /// CPU time; more would only make each of them slower without adding throughput. Default: 2.
+    /// Requests of a CPU-bound Worker (see the module doc) that run on one core. A core runs its
+    /// CPU-bound Workers round robin, one slice (an epoch tick) per Worker per round, so with
+    /// N in flight each takes N times as long; more than one adds no throughput and multiplies
+    /// the latency of every admitted request. Default: 1.
     pub max_cpu_bound_per_worker: usize,
     /// Requests waiting for room on one core, all Workers together. Default: `max_in_flight`.
     pub max_queued: usize,
@@ -69,7 +71,7 @@ pub struct AdmissionLimits {
 }
 
 /// Default of [`AdmissionLimits::max_cpu_bound_per_worker`].
-pub const DEFAULT_MAX_CPU_BOUND_PER_WORKER: usize = 2;
+pub const DEFAULT_MAX_CPU_BOUND_PER_WORKER: usize = 1;
 /// Default of [`AdmissionLimits::max_queued_per_worker`].
 pub const DEFAULT_MAX_QUEUED_PER_WORKER: usize = 8;
 /// Default of [`AdmissionLimits::max_queue_wait`].
@@ -305,7 +307,8 @@ impl Admission {
         let core = class == Class::Nested || in_flight < self.limits.max_in_flight;
         let own = !entry.capped
             || (entry.in_flight < self.limits.max_in_flight_per_worker
-                && entry.worker.cpu_bound_requests() < self.limits.max_cpu_bound_per_worker);
+                && (entry.in_flight < self.limits.max_cpu_bound_per_worker
+                    || !entry.worker.is_cpu_bound()));
         core && own
     }
 

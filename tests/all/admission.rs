@@ -178,6 +178,68 @@ fn a_cpu_hog_tenant_does_not_stop_another_tenants_requests() {
     assert!(statuses.contains(&200), "the hog was never admitted");
 }
 
+/// Once a Worker is known to be CPU-bound on a core, every request of it there counts against
+/// `max_cpu_bound_per_worker`, also those that have not yet run long enough to show it: a burst of
+/// them runs one at a time, and with no queue the rest is shed — never several admitted at once
+/// because they had not yet shown they were CPU-bound. Short requests of another Worker are not
+/// held to that share.
+#[test]
+fn a_cpu_bound_worker_runs_its_share_at_a_time() {
+    let wat = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "data_dir = \"data\"\n[server]\nlisten = \"127.0.0.1:0\"\nthreads = 1\n\
+         [admin]\nenabled = false\n\
+         [admission]\nmax_in_flight_per_worker = 16\nmax_cpu_bound_per_worker = 1\n\
+         max_queued_per_worker = 0\n{ROUTE}{}{}",
+        wat_worker(
+            wat.path(),
+            "hog",
+            &spinner(20_000_000),
+            "limits = { cpu_ms = 30000 }"
+        ),
+        worker("tenants", "alice", "hello", ""),
+    );
+    let path = dir.path().join("tenantry.toml");
+    std::fs::write(&path, &text).unwrap();
+    let config = Config::parse(&text, &path).unwrap();
+    let node = Node::start(&config).unwrap();
+    let addr = node.local_addr();
+
+    // The core learns that `hog` is CPU-bound: its request runs many ticks.
+    assert_eq!(get(addr, "hog.example.test", "/").status, 200);
+    let burst = |host: &'static str| -> Vec<Resp> {
+        let clients = 12;
+        let start = Arc::new(Barrier::new(clients));
+        (0..clients)
+            .map(|_| {
+                let start = start.clone();
+                thread::spawn(move || {
+                    start.wait();
+                    get(addr, host, "/")
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect()
+    };
+    let resps = burst("hog.example.test");
+    let (ok, shed): (Vec<_>, Vec<_>) = resps.iter().partition(|r| r.status == 200);
+    assert!(!ok.is_empty(), "nothing was admitted");
+    assert!(!shed.is_empty(), "twelve at once all ran");
+    for r in shed {
+        assert_shed(r);
+        // The 503 says how many of the Worker's requests ran on the core when it was shed.
+        assert!(r.text().contains(": 1 of its requests run"), "{}", r.text());
+    }
+    // Short requests: the share of CPU-bound requests does not apply.
+    for r in burst("alice.example.test") {
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    node.shutdown();
+}
+
 #[test]
 fn idle_reuse_instances_give_their_slots_to_another_worker() {
     let wat = tempfile::tempdir().unwrap();

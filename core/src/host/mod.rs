@@ -79,6 +79,12 @@ pub(crate) struct HostState {
     pub logs: LogAllowance,
     /// The Worker's JavaScript bundle, read by the engine with `code_read` (empty for wasm).
     pub code: Bytes,
+    /// When the guest last started running, and how long it ran before that (between yields).
+    pub slice_start: Arc<crate::yielding::SliceStart>,
+    pub ran: std::time::Duration,
+    /// Held from the yield at which the invocation had run `invoke::CPU_BOUND_AFTER` to its end:
+    /// it counts as CPU-bound on its core (`Worker::cpu_bound_requests`).
+    pub rotation: Option<crate::yielding::InRotation>,
 }
 
 impl HostState {
@@ -105,6 +111,13 @@ impl HostState {
             budget: HostBudget::new(limits.memory_bytes),
             logs: LogAllowance::default(),
             code: Bytes::new(),
+            slice_start: {
+                let start = Arc::<crate::yielding::SliceStart>::default();
+                start.mark();
+                start
+            },
+            ran: std::time::Duration::ZERO,
+            rotation: None,
         }
     }
 
@@ -139,6 +152,8 @@ impl HostState {
         self.calls = fetch::Calls::default();
         self.budget = HostBudget::new(limits.memory_bytes);
         self.logs = LogAllowance::default();
+        self.ran = std::time::Duration::ZERO;
+        self.rotation = None;
     }
 
     /// Emits one guest log line, if the invocation's log allowance has room for it; otherwise

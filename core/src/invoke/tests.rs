@@ -598,6 +598,47 @@ fn cpu_hog_yields_to_other_tasks() {
     assert!(during > 0, "the other task never ran while the guest spun");
 }
 
+/// A request that runs longer than `CPU_BOUND_AFTER` counts as CPU-bound while it runs, and its
+/// Worker is still known as CPU-bound after it finished (admission counts that Worker's next
+/// requests against its CPU-bound share before they have run that long). A request of one
+/// instruction leaves its Worker not CPU-bound.
+#[test]
+fn a_long_running_request_is_cpu_bound() {
+    let w = Rc::new(worker(&guest(SPIN)));
+    let quick = worker(&guest(
+        r#"(func (export "tenantry_fetch") (result i32) (i32.const 0))"#,
+    ));
+    let limits = Limits {
+        cpu_ms: 1_000_000,
+        wall_ms: 20,
+        ..Limits::DEFAULT
+    };
+    assert!(!w.is_cpu_bound());
+    let (spinner, invoker) = (w.clone(), w.clone());
+    let (most_seen, fault) = block_on(async move {
+        let seen = Rc::new(Cell::new(0usize));
+        let done = Rc::new(Cell::new(false));
+        let (observed, stop) = (seen.clone(), done.clone());
+        monoio::spawn(async move {
+            while !stop.get() {
+                observed.set(observed.get().max(spinner.cpu_bound_requests()));
+                crate::yielding::yield_now(0, true).await;
+            }
+        });
+        let fault =
+            monoio::spawn(async move { invoker.invoke(get("/"), limits).await.unwrap_err() }).await;
+        done.set(true);
+        (seen.get(), fault)
+    });
+    assert_eq!(fault, Fault::Deadline { wall_ms: 20 });
+    assert_eq!(most_seen, 1, "the spinning request was not counted");
+    assert_eq!(w.cpu_bound_requests(), 0, "a finished request still counts");
+    assert!(w.is_cpu_bound(), "the Worker's last request was CPU-bound");
+    // One instruction.
+    assert_eq!(run(&quick, get("/")).unwrap().status, 200);
+    assert!(!quick.is_cpu_bound());
+}
+
 #[test]
 fn pool_caches_and_evicts_least_recently_used() {
     let engine = engine();
