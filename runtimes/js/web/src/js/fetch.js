@@ -158,11 +158,40 @@
   // an array literal in one step, where each private field is a property added to the object,
   // and these are built on every request.
   const RQ_METHOD = 0, RQ_URL = 1, RQ_HEADERS = 2, RQ_RAW = 3, RQ_BODY = 4, RQ_REDIRECT = 5,
-    RQ_CF = 6, RQ_SIGNAL = 7;
+    RQ_CF = 6, RQ_SIGNAL = 7, RQ_GIVEN_URL = 8;
+
+  // The URL of a Request's state: the engine's incoming request keeps the URL as the host gave
+  // it until something reads it (a hello Worker never does, and parsing is a tenth of a
+  // request's cost); it is normalised then, once.
+  const urlOf = (s) => {
+    const given = s[RQ_GIVEN_URL];
+    if (given !== null) {
+      s[RQ_URL] = native.urlHref(usv(given)) ?? given;
+      s[RQ_GIVEN_URL] = null;
+    }
+    return s[RQ_URL];
+  };
+
+  // RFC 9110 §5.6.3 whitespace the engine's header block may have around a value (as Rust's
+  // `trim_ascii`: tab, LF, FF, CR, space).
+  const BLOCK_VALUE_EDGES = /^[\t\n\f\r ]+|[\t\n\f\r ]+$/g;
+  // The engine's raw headers as [name, value, ...]: already that array, or the host's block of
+  // `name: value` lines (split at the first colon; lines without one are skipped).
+  const rawPairs = (raw) => {
+    if (raw === null || raw === undefined) return [];
+    if (typeof raw !== "string") return raw;
+    const pairs = [];
+    for (const line of raw.split("\n")) {
+      const colon = line.indexOf(":");
+      if (colon < 0) continue;
+      pairs.push(line.slice(0, colon), line.slice(colon + 1).replace(BLOCK_VALUE_EDGES, ""));
+    }
+    return pairs;
+  };
 
   class Request {
     // [method, url, headers (null until first use when the engine gave raw headers),
-    //  raw headers, body record, redirect, cf, signal]
+    //  raw headers, body record, redirect, cf, signal, url as given (null once normalised)]
     #s;
 
     constructor(input, init = undefined) {
@@ -172,13 +201,13 @@
         return;
       }
       requireArgs(arguments.length, 1, "Request");
-      const s = ["GET", "", null, null, null, "follow", undefined, null];
+      const s = ["GET", "", null, null, null, "follow", undefined, null, null];
       this.#s = s;
       let inputBody = null;
       let inputHeaders = null;
       if (input instanceof Request) {
         const t = input.#s;
-        s[RQ_URL] = t[RQ_URL];
+        s[RQ_URL] = urlOf(t);
         s[RQ_METHOD] = t[RQ_METHOD];
         s[RQ_REDIRECT] = t[RQ_REDIRECT];
         s[RQ_CF] = t[RQ_CF];
@@ -223,13 +252,13 @@
     }
 
     get method() { return this.#s[RQ_METHOD]; }
-    get url() { return this.#s[RQ_URL]; }
+    get url() { return urlOf(this.#s); }
     get headers() {
       const s = this.#s;
       if (s[RQ_HEADERS] === null) {
         // The engine's [name, value, ...] as it came off the wire, made into the Headers
         // triples now, once.
-        const raw = s[RQ_RAW] ?? [];
+        const raw = rawPairs(s[RQ_RAW]);
         const list = new Array((raw.length >> 1) * 3);
         for (let r = 0, w = 0; r + 1 < raw.length; r += 2, w += 3) {
           const given = String(raw[r]);
@@ -257,7 +286,7 @@
     clone() {
       const s = this.#s;
       const body = cloneBody(s[RQ_BODY]);
-      trusted = [s[RQ_METHOD], s[RQ_URL], new Headers(this.headers), null, body, s[RQ_REDIRECT], s[RQ_CF], s[RQ_SIGNAL]];
+      trusted = [s[RQ_METHOD], urlOf(s), new Headers(this.headers), null, body, s[RQ_REDIRECT], s[RQ_CF], s[RQ_SIGNAL], null];
       return new Request(TRUSTED);
     }
 
@@ -271,9 +300,7 @@
             ? { src: null, stream: body, used: false }
             : { src: typeof body === "string" ? body : toU8(body), stream: null, used: false };
         }
-        const href = native.urlHref(usv(url));
-        if (href === undefined) throw new TypeError(`Invalid request URL: ${url}`);
-        trusted = [String(method), href, null, headers, record, "follow", cf, null];
+        trusted = [String(method), "", null, headers, record, "follow", cf, null, String(url)];
         return new Request(TRUSTED);
       };
     }
@@ -301,10 +328,19 @@
     //  Headers object, body record, type, cf]
     #s;
 
-    constructor(body = null, init = undefined) {
+    // No default parameters (each costs bytecode on every call); `length` is set to 0 below, as
+    // `(body = null, init = undefined)` would make it.
+    constructor(body, init) {
       if (body === TRUSTED) {
         this.#s = trusted;
         trusted = null;
+        return;
+      }
+      if (typeof body === "string" && init === undefined) {
+        // The common case, what `extract` and `addContentType` would make, built in one step.
+        const src = body.isWellFormed() ? body : body.toWellFormed();
+        this.#s = [200, "", null, ["content-type", TEXT_PLAIN, "Content-Type"],
+          { src, stream: null, used: false }, "default", undefined];
         return;
       }
       const s = [200, "", null, null, null, "default", undefined];
@@ -417,6 +453,7 @@
   }
   // The header list of a Response's state, whether or not its Headers object exists yet.
   const listOf = (s) => (s[RS_HEADERS] === null ? s[RS_LIST] : headersList(s[RS_HEADERS]));
+  Object.defineProperty(Response, "length", { value: 0 });
   internal.tag(Response.prototype, "Response");
   for (const name of ["type", "url", "redirected", "status", "ok", "statusText", "headers", "cf", "webSocket", "clone"]) {
     const d = Object.getOwnPropertyDescriptor(Response.prototype, name);
