@@ -32,6 +32,18 @@ pub struct Engine {
     pub ctx: Context,
     /// The object the prelude returned (`runModule`, `runServiceWorker`, `takeWaits`, …).
     pub internals: Persistent<Object<'static>>,
+    /// The prelude functions every request calls, looked up once (a lookup by name costs an
+    /// atom search per request).
+    pub per_request: PerRequest,
+}
+
+/// See [`Engine::per_request`].
+pub struct PerRequest {
+    /// `makeRequest(method, url, head, body)`: the Web APIs' `newRequest` when they have it.
+    pub make_request: Persistent<Function<'static>>,
+    pub run_module: Persistent<Function<'static>>,
+    pub run_service_worker: Persistent<Function<'static>>,
+    pub take_waits: Persistent<Function<'static>>,
 }
 
 thread_local! {
@@ -76,12 +88,23 @@ impl Engine {
                 .eval_with_options(PRELUDE, options)
                 .map_err(|e| describe(&ctx, e))?;
             let internals: Object = prelude.call((native,)).map_err(|e| describe(&ctx, e))?;
-            Ok(Persistent::save(&ctx, internals))
+            let function = |name: &str| -> rquickjs::Result<_> {
+                Ok(Persistent::save(&ctx, internals.get::<_, Function>(name)?))
+            };
+            let per_request = PerRequest {
+                make_request: function("makeRequest")?,
+                run_module: function("runModule")?,
+                run_service_worker: function("runServiceWorker")?,
+                take_waits: function("takeWaits")?,
+            };
+            Ok((Persistent::save(&ctx, internals), per_request))
         })?;
+        let (internals, per_request) = internals;
         Ok(Engine {
             _rt: rt,
             ctx,
             internals,
+            per_request,
         })
     }
 }

@@ -191,51 +191,62 @@
     }
   }
 
-  // The incoming request: `headers` a flat [name, value, ...] list as received, `body` an
-  // ArrayBuffer or null.
-  function makeRequest(method, url, headers, body) {
-    if (fast) return web.newRequest(method, url, headers, body === null ? null : new Uint8Array(body), undefined);
+  // The incoming request, when the Web APIs have no `newRequest` (which Rust calls directly
+  // otherwise, with the same arguments): `head` the host's block of `name: value` lines, `body`
+  // a Uint8Array or null.
+  function standardRequest(method, url, head, body) {
     const pairs = [];
-    for (let i = 0; i < headers.length; i += 2) pairs.push([headers[i], headers[i + 1]]);
+    for (const line of head.split("\n")) {
+      const colon = line.indexOf(":");
+      if (colon >= 0) pairs.push([line.slice(0, colon), line.slice(colon + 1).replace(/^[\t\n\f\r ]+|[\t\n\f\r ]+$/g, "")]);
+    }
     return new RequestClass(url, { method, headers: pairs, body });
   }
 
-  // The handler's result as [status, [name, value, ...], body], body null, a string, a
-  // Uint8Array or an ArrayBuffer; or a promise of it. A handler that returns a Response whose
-  // body is at hand is answered without a promise or a microtask turn (the common case, and each
-  // turn costs thousands of instructions).
+  // The handler's result in `responseParts`' shape, [status, statusText, [lower-case name,
+  // value, name as written, ...], body] with body null, a string, a Uint8Array or an
+  // ArrayBuffer; or a promise of it. A handler that returns a Response whose body is at hand is
+  // answered without a promise or a microtask turn (the common case, and each turn costs
+  // thousands of instructions); Rust reads the header list at once, before more JS runs.
   function respond(result) {
-    return isResponse(result) ? parts(result) : respondLater(result);
+    return isResponse(result) ? parts(result, false) : respondLater(result);
   }
 
   async function respondLater(result) {
     const response = await result;
     if (!isResponse(response))
       throw new TypeError("Incorrect type for Promise: the Promise did not resolve to 'Response'.");
-    return parts(response);
+    return parts(response, true);
   }
 
-  function parts(response) {
-    const headers = [];
+  // `later`: other JS may run before Rust reads the parts, so the header list is copied now
+  // (`responseParts` hands over the response's own list).
+  function parts(response, later) {
     if (fast) {
-      // [status, statusText, [lower-case name, value, name as written, ...], body]
       const p = web.responseParts(response);
-      const list = p[2];
-      for (let i = 0; i < list.length; i += 3) headers.push(list[i + 2], list[i + 1]);
       const body = p[3];
-      if (body === null || typeof body === "string" || body instanceof Uint8Array) return [p[0], headers, body];
-      return web.readAllBytes(body).then((bytes) => [p[0], headers, bytes]);
+      if (body === null || typeof body === "string" || body instanceof Uint8Array) {
+        if (later) p[2] = p[2].slice();
+        return p;
+      }
+      p[2] = p[2].slice();
+      return web.readAllBytes(body).then((bytes) => {
+        p[3] = bytes;
+        return p;
+      });
     }
-    for (const [name, value] of response.headers) headers.push(name, value);
-    if (response.body === null) return [response.status, headers, null];
-    return response.arrayBuffer().then((bytes) => [response.status, headers, bytes]);
+    const headers = [];
+    for (const [name, value] of response.headers) headers.push(name, value, name);
+    const status = response.status, text = response.statusText;
+    if (response.body === null) return [status, text, headers, null];
+    return response.arrayBuffer().then((bytes) => [status, text, headers, bytes]);
   }
 
   // `default` is the module's default export: an object with `fetch`, or a class whose
   // instances have one (constructed per request with (ctx, env), as WorkerEntrypoint is).
   // A synchronous throw propagates to Rust as an exception, answered like a rejection.
   function runModule(handler, request, env) {
-    waits = [];
+    if (waits.length !== 0) waits = []; // left by a request that failed before takeWaits
     const ctx = new ExecutionContext();
     if (typeof handler === "function") {
       const target = new handler(ctx, env);
@@ -245,7 +256,7 @@
   }
 
   function runServiceWorker(request) {
-    waits = [];
+    if (waits.length !== 0) waits = [];
     const event = new FetchEvent(request);
     for (const listener of listeners) {
       if (typeof listener === "function") listener.call(globalThis, event);
@@ -301,7 +312,7 @@
   Object.defineProperty(Math, "random", { value: native.random, writable: true, configurable: true, enumerable: false });
 
   return {
-    makeRequest,
+    makeRequest: fast ? web.newRequest : standardRequest,
     runModule,
     runServiceWorker,
     hasHandler,
