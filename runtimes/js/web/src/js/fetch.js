@@ -300,7 +300,9 @@
             ? { src: null, stream: body, used: false }
             : { src: typeof body === "string" ? body : toU8(body), stream: null, used: false };
         }
-        trusted = [String(method), "", null, headers, record, "follow", cf, null, String(url)];
+        // The engine passes strings; String() is only for other callers.
+        trusted = [typeof method === "string" ? method : String(method), "", null, headers, record,
+          "follow", cf, null, typeof url === "string" ? url : String(url)];
         return new Request(TRUSTED);
       };
     }
@@ -441,12 +443,12 @@
         const b = s[RS_BODY];
         let body = null;
         if (b !== null) {
-          if (isUsed(b)) throw new TypeError(USED);
+          if (b.used || (b.stream !== null && isUsed(b))) throw new TypeError(USED);
           b.used = true;
           body = b.stream !== null ? (internal.streamTakeBytes(b.stream) ?? b.stream) : b.src;
           b.src = null;
         }
-        return [s[RS_STATUS], s[RS_TEXT], listOf(s), body];
+        return [s[RS_STATUS], s[RS_TEXT], s[RS_HEADERS] === null ? s[RS_LIST] : listOf(s), body];
       };
       internal.isResponse = (r) => r !== null && typeof r === "object" && #s in r;
     }
