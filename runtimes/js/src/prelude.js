@@ -2,7 +2,8 @@
 // Evaluated once in `wizer.initialize` (so its cost is in the snapshot, not in a request); it is a
 // function expression called with the native helpers and returning the internals Rust calls.
 //
-// native: { log(level, text), setTimer(callback, ms, repeat) -> id, clearTimer(id), random() }
+// native: { log(level, text), setTimer(callback, ms, repeat) -> id, clearTimer(id), random(),
+//           waited() (a waitUntil promise was added: Rust asks for them after the response) }
 (function (native) {
   "use strict";
   const LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3;
@@ -144,9 +145,13 @@
 
   // ---- the invocation: one per request ----
   let waits = [];
+  const wait = (promise) => {
+    if (waits.length === 0) native.waited();
+    waits.push(Promise.resolve(promise));
+  };
   class ExecutionContext {
     waitUntil(promise) {
-      waits.push(Promise.resolve(promise));
+      wait(promise);
     }
     passThroughOnException() {
       throw new Error("passThroughOnException() is not supported: a Tenantry Worker has no origin to pass through to");
@@ -183,7 +188,7 @@
       this.#responded = true;
       this.#response = response;
     }
-    waitUntil(promise) { waits.push(Promise.resolve(promise)); }
+    waitUntil(promise) { wait(promise); }
     passThroughOnException() { ExecutionContext.prototype.passThroughOnException(); }
     static finish(event) {
       event.#dispatching = false;
@@ -209,32 +214,36 @@
   // answered without a promise or a microtask turn (the common case, and each turn costs
   // thousands of instructions); Rust reads the header list at once, before more JS runs.
   function respond(result) {
-    return isResponse(result) ? parts(result, false) : respondLater(result);
+    if (!isResponse(result)) return respondLater(result);
+    if (!fast) return standardParts(result);
+    const p = web.responseParts(result);
+    const body = p[3];
+    if (body === null || typeof body === "string" || body instanceof Uint8Array) return p;
+    return readBody(p);
   }
 
   async function respondLater(result) {
     const response = await result;
     if (!isResponse(response))
       throw new TypeError("Incorrect type for Promise: the Promise did not resolve to 'Response'.");
-    return parts(response, true);
+    if (!fast) return standardParts(response);
+    const p = web.responseParts(response);
+    // Other JS may run before Rust reads the parts: copy the response's own header list now.
+    p[2] = p[2].slice();
+    const body = p[3];
+    if (body === null || typeof body === "string" || body instanceof Uint8Array) return p;
+    return readBody(p);
   }
 
-  // `later`: other JS may run before Rust reads the parts, so the header list is copied now
-  // (`responseParts` hands over the response's own list).
-  function parts(response, later) {
-    if (fast) {
-      const p = web.responseParts(response);
-      const body = p[3];
-      if (body === null || typeof body === "string" || body instanceof Uint8Array) {
-        if (later) p[2] = p[2].slice();
-        return p;
-      }
-      p[2] = p[2].slice();
-      return web.readAllBytes(body).then((bytes) => {
-        p[3] = bytes;
-        return p;
-      });
-    }
+  function readBody(p) {
+    p[2] = p[2].slice();
+    return web.readAllBytes(p[3]).then((bytes) => {
+      p[3] = bytes;
+      return p;
+    });
+  }
+
+  function standardParts(response) {
     const headers = [];
     for (const [name, value] of response.headers) headers.push(name, value, name);
     const status = response.status, text = response.statusText;

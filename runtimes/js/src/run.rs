@@ -368,6 +368,9 @@ fn to_bytes(s: &str) -> std::borrow::Cow<'_, [u8]> {
 
 /// Runs the `waitUntil` promises to completion, after the response is written (same limits).
 fn finish_wait_until(ctx: &Ctx<'_>, engine: &engine::Engine) {
+    if !engine::take_waited() {
+        return;
+    }
     let Ok(take) = engine.per_request.take_waits.clone().restore(ctx) else {
         return;
     };
