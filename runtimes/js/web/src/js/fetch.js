@@ -1,12 +1,14 @@
 // Request and Response (Fetch Standard §5.3–5.5) and their Body mixin.
 //
-// A body is either absent (null) or a small record { src, stream, used }: `src` is the string
+// A body is either absent (null) or a small record [src, stream, used] (an array: QuickJS makes
+// an array literal in one step, an object literal one property at a time): `src` is the string
 // or the Uint8Array it was built from (kept as is, so text() of a string body and the engine
 // writing it out need no conversion), `stream` the ReadableStream once one exists (made lazily
-// when `.body` is read, or given by the Worker).
+// when `.body` is read, or given by the Worker), `used` whether it was consumed.
 (function (native, internal, global) {
   "use strict";
   const { requireArgs, usv, toU8, Headers, URLSearchParams, headersList, headersFromList } = internal;
+  const B_SRC = 0, B_STREAM = 1, B_USED = 2;
 
   const TEXT_PLAIN = "text/plain;charset=UTF-8";
   const FORM = "application/x-www-form-urlencoded;charset=UTF-8";
@@ -19,30 +21,30 @@
     // USVString: lone surrogates become U+FFFD, so the string is always valid UTF-8 to write.
     if (typeof init === "string") {
       extractedType = TEXT_PLAIN;
-      return { src: init.isWellFormed() ? init : init.toWellFormed(), stream: null, used: false };
+      return [init.isWellFormed() ? init : init.toWellFormed(), null, false];
     }
     extractedType = null;
     const u8 = toU8(init);
-    if (u8 !== undefined) return { src: u8.slice(), stream: null, used: false };
+    if (u8 !== undefined) return [u8.slice(), null, false];
     if (init instanceof URLSearchParams) {
       extractedType = FORM;
-      return { src: init.toString(), stream: null, used: false };
+      return [init.toString(), null, false];
     }
     if (init instanceof internal.Blob) {
       extractedType = init.type === "" ? null : init.type;
-      return { src: internal.blobBytes(init).slice(), stream: null, used: false };
+      return [internal.blobBytes(init).slice(), null, false];
     }
     if (init instanceof internal.FormData) {
       const [bytes, boundary] = internal.encodeMultipart(init);
       extractedType = `multipart/form-data; boundary=${boundary}`;
-      return { src: bytes, stream: null, used: false };
+      return [bytes, null, false];
     }
     if (internal.isReadableStream(init)) {
       if (internal.streamUnusable(init)) throw new TypeError("This ReadableStream is disturbed or locked and cannot be used as a body.");
-      return { src: null, stream: init, used: false };
+      return [null, init, false];
     }
     extractedType = TEXT_PLAIN;
-    return { src: usv(init), stream: null, used: false };
+    return [usv(init), null, false];
   };
 
   const addContentType = (list, type) => {
@@ -51,17 +53,18 @@
     list.push("content-type", type, "Content-Type");
   };
 
-  const isUsed = (b) => b !== null && (b.used || (b.stream !== null && internal.streamDisturbed(b.stream)));
+  const isUsed = (b) =>
+    b !== null && (b[B_USED] || (b[B_STREAM] !== null && internal.streamDisturbed(b[B_STREAM])));
 
   const streamOf = (b) => {
     if (b === null) return null;
-    if (b.stream === null) {
-      const bytes = typeof b.src === "string" ? internal.utf8Encode(b.src) : b.src;
-      b.stream = internal.streamFromBytes(bytes);
-      b.src = null;
-      if (b.used) internal.streamTakeBytes(b.stream); // a used body's stream is disturbed
+    if (b[B_STREAM] === null) {
+      const bytes = typeof b[B_SRC] === "string" ? internal.utf8Encode(b[B_SRC]) : b[B_SRC];
+      b[B_STREAM] = internal.streamFromBytes(bytes);
+      b[B_SRC] = null;
+      if (b[B_USED]) internal.streamTakeBytes(b[B_STREAM]); // a used body's stream is disturbed
     }
-    return b.stream;
+    return b[B_STREAM];
   };
 
   // workerd's text() keeps a leading BOM (Fetch's "UTF-8 decode" would strip it).
@@ -70,17 +73,17 @@
   // Fetch "consume body": resolves to a string (text) or a Uint8Array the caller owns.
   const consume = (b, asText) => {
     if (b === null) return Promise.resolve(asText ? "" : new Uint8Array(0));
-    if (isUsed(b) || (b.stream !== null && internal.streamUnusable(b.stream))) {
+    if (isUsed(b) || (b[B_STREAM] !== null && internal.streamUnusable(b[B_STREAM]))) {
       return Promise.reject(new TypeError(USED));
     }
-    b.used = true;
-    if (b.stream === null) {
-      const src = b.src;
-      b.src = null;
+    b[B_USED] = true;
+    if (b[B_STREAM] === null) {
+      const src = b[B_SRC];
+      b[B_SRC] = null;
       if (typeof src === "string") return Promise.resolve(asText ? src : internal.utf8Encode(src));
       return Promise.resolve(asText ? decodeKeepingBom(src) : src);
     }
-    return internal.readAllBytes(b.stream).then((u8) => (asText ? decodeKeepingBom(u8) : u8.slice()));
+    return internal.readAllBytes(b[B_STREAM]).then((u8) => (asText ? decodeKeepingBom(u8) : u8.slice()));
   };
 
   const toArrayBuffer = (u8) =>
@@ -90,11 +93,11 @@
   const cloneBody = (b) => {
     if (b === null) return null;
     if (isUsed(b)) throw new TypeError("Body has already been used. It can only be used once.");
-    if (b.stream === null) return { src: b.src, stream: null, used: false };
-    if (internal.streamUnusable(b.stream)) throw new TypeError("This body's stream is locked.");
-    const [a, c] = b.stream.tee();
-    b.stream = a;
-    return { src: null, stream: c, used: false };
+    if (b[B_STREAM] === null) return [b[B_SRC], null, false];
+    if (internal.streamUnusable(b[B_STREAM])) throw new TypeError("This body's stream is locked.");
+    const [a, c] = b[B_STREAM].tee();
+    b[B_STREAM] = a;
+    return [null, c, false];
   };
 
   // The Body mixin's methods, the same for Request and Response; `body(this)` brand-checks.
@@ -194,13 +197,16 @@
     //  raw headers, body record, redirect, cf, signal, url as given (null once normalised)]
     #s;
 
-    constructor(input, init = undefined) {
+    // Neither `arguments` nor a default parameter: each costs bytecode on every construction,
+    // the engine's trusted one included (`length` is set to 1 below, as `(input, init =
+    // undefined)` makes it). A missing `input` is met as `undefined`, from which no URL parses.
+    constructor(input, init) {
       if (input === TRUSTED) {
         this.#s = trusted;
         trusted = null;
         return;
       }
-      requireArgs(arguments.length, 1, "Request");
+      if (input === undefined) requireArgs(0, 1, "Request");
       const s = ["GET", "", null, null, null, "follow", undefined, null, null];
       this.#s = s;
       let inputBody = null;
@@ -246,8 +252,8 @@
       } else if (inputBody !== null) {
         if (isUsed(inputBody)) throw new TypeError(USED);
         // The new request takes the body over; the input's is used up (Fetch "create a proxy").
-        s[RQ_BODY] = { src: inputBody.src, stream: inputBody.stream, used: false };
-        inputBody.used = true;
+        s[RQ_BODY] = [inputBody[B_SRC], inputBody[B_STREAM], false];
+        inputBody[B_USED] = true;
       }
     }
 
@@ -297,8 +303,8 @@
         let record = null;
         if (body !== null && body !== undefined) {
           record = internal.isReadableStream(body)
-            ? { src: null, stream: body, used: false }
-            : { src: typeof body === "string" ? body : toU8(body), stream: null, used: false };
+            ? [null, body, false]
+            : [typeof body === "string" ? body : toU8(body), null, false];
         }
         // The engine passes strings; String() is only for other callers.
         trusted = [typeof method === "string" ? method : String(method), "", null, headers, record,
@@ -307,6 +313,7 @@
       };
     }
   }
+  Object.defineProperty(Request, "length", { value: 1 });
   internal.tag(Request.prototype, "Request");
   for (const name of ["method", "url", "headers", "redirect", "cf", "integrity", "keepalive", "clone"]) {
     const d = Object.getOwnPropertyDescriptor(Request.prototype, name);
@@ -342,7 +349,7 @@
         // The common case, what `extract` and `addContentType` would make, built in one step.
         const src = body.isWellFormed() ? body : body.toWellFormed();
         this.#s = [200, "", null, ["content-type", TEXT_PLAIN, "Content-Type"],
-          { src, stream: null, used: false }, "default", undefined];
+          [src, null, false], "default", undefined];
         return;
       }
       const s = [200, "", null, null, null, "default", undefined];
@@ -387,7 +394,7 @@
       if (NULL_BODY_STATUS.includes(s[RS_STATUS])) {
         throw new TypeError(`Response with null body status (${s[RS_STATUS]}) cannot have a body.`);
       }
-      s[RS_BODY] = { src: text, stream: null, used: false };
+      s[RS_BODY] = [text, null, false];
       addContentType(listOf(s), "application/json");
       return r;
     }
@@ -443,10 +450,10 @@
         const b = s[RS_BODY];
         let body = null;
         if (b !== null) {
-          if (b.used || (b.stream !== null && isUsed(b))) throw new TypeError(USED);
-          b.used = true;
-          body = b.stream !== null ? (internal.streamTakeBytes(b.stream) ?? b.stream) : b.src;
-          b.src = null;
+          if (b[B_USED] || (b[B_STREAM] !== null && isUsed(b))) throw new TypeError(USED);
+          b[B_USED] = true;
+          body = b[B_STREAM] !== null ? (internal.streamTakeBytes(b[B_STREAM]) ?? b[B_STREAM]) : b[B_SRC];
+          b[B_SRC] = null;
         }
         return [s[RS_STATUS], s[RS_TEXT], s[RS_HEADERS] === null ? s[RS_LIST] : listOf(s), body];
       };
