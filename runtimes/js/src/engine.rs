@@ -32,12 +32,26 @@ pub struct Engine {
     pub ctx: Context,
     /// The object the prelude returned (`runModule`, `runServiceWorker`, `takeWaits`, …).
     pub internals: Persistent<Object<'static>>,
+    /// The prelude functions every request calls, looked up once (a lookup by name costs an
+    /// atom search per request).
+    pub per_request: PerRequest,
+}
+
+/// See [`Engine::per_request`].
+pub struct PerRequest {
+    /// `makeRequest(method, url, head, body)`: the Web APIs' `newRequest` when they have it.
+    pub make_request: Persistent<Function<'static>>,
+    pub run_module: Persistent<Function<'static>>,
+    pub run_service_worker: Persistent<Function<'static>>,
+    pub take_waits: Persistent<Function<'static>>,
 }
 
 thread_local! {
     static ENGINE: OnceCell<&'static Engine> = const { OnceCell::new() };
     static TIMERS: RefCell<Timers> = RefCell::new(Timers::default());
     static UNHANDLED: RefCell<Vec<Rejection>> = const { RefCell::new(Vec::new()) };
+    /// Whether the invocation's `waitUntil` list has promises (set by the prelude's first one).
+    static WAITED: Cell<bool> = const { Cell::new(false) };
     static RANDOM: Cell<[u64; 2]> = const { Cell::new([0x9e37_79b9_7f4a_7c15, 0x6a09_e667_f3bc_c909]) };
 }
 
@@ -68,6 +82,7 @@ impl Engine {
             native.set("setTimer", Func::from(set_timer))?;
             native.set("clearTimer", Func::from(clear_timer))?;
             native.set("random", Func::from(random))?;
+            native.set("waited", Func::from(|| WAITED.with(|w| w.set(true))))?;
             let mut options = EvalOptions::default();
             options.global = true;
             options.strict = true;
@@ -76,12 +91,23 @@ impl Engine {
                 .eval_with_options(PRELUDE, options)
                 .map_err(|e| describe(&ctx, e))?;
             let internals: Object = prelude.call((native,)).map_err(|e| describe(&ctx, e))?;
-            Ok(Persistent::save(&ctx, internals))
+            let function = |name: &str| -> rquickjs::Result<_> {
+                Ok(Persistent::save(&ctx, internals.get::<_, Function>(name)?))
+            };
+            let per_request = PerRequest {
+                make_request: function("makeRequest")?,
+                run_module: function("runModule")?,
+                run_service_worker: function("runServiceWorker")?,
+                take_waits: function("takeWaits")?,
+            };
+            Ok((Persistent::save(&ctx, internals), per_request))
         })?;
+        let (internals, per_request) = internals;
         Ok(Engine {
             _rt: rt,
             ctx,
             internals,
+            per_request,
         })
     }
 }
@@ -105,7 +131,14 @@ pub fn begin_invocation() {
     // xorshift128+ must not start from all zeroes.
     RANDOM.with(|r| r.set(if a | b == 0 { [1, 2] } else { [a, b] }));
     TIMERS.with(|t| t.borrow_mut().clear());
+    WAITED.with(|w| w.set(false));
     UNHANDLED.with(|list| list.borrow_mut().clear());
+}
+
+/// Whether `waitUntil` was called since the last time this was asked (so a request that used
+/// none skips asking the prelude for them).
+pub fn take_waited() -> bool {
+    WAITED.with(|w| w.replace(false))
 }
 
 /// A promise rejected with no handler attached (yet).

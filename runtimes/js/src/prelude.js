@@ -2,7 +2,8 @@
 // Evaluated once in `wizer.initialize` (so its cost is in the snapshot, not in a request); it is a
 // function expression called with the native helpers and returning the internals Rust calls.
 //
-// native: { log(level, text), setTimer(callback, ms, repeat) -> id, clearTimer(id), random() }
+// native: { log(level, text), setTimer(callback, ms, repeat) -> id, clearTimer(id), random(),
+//           waited() (a waitUntil promise was added: Rust asks for them after the response) }
 (function (native) {
   "use strict";
   const LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3;
@@ -144,9 +145,13 @@
 
   // ---- the invocation: one per request ----
   let waits = [];
+  const wait = (promise) => {
+    if (waits.length === 0) native.waited();
+    waits.push(Promise.resolve(promise));
+  };
   class ExecutionContext {
     waitUntil(promise) {
-      waits.push(Promise.resolve(promise));
+      wait(promise);
     }
     passThroughOnException() {
       throw new Error("passThroughOnException() is not supported: a Tenantry Worker has no origin to pass through to");
@@ -183,7 +188,7 @@
       this.#responded = true;
       this.#response = response;
     }
-    waitUntil(promise) { waits.push(Promise.resolve(promise)); }
+    waitUntil(promise) { wait(promise); }
     passThroughOnException() { ExecutionContext.prototype.passThroughOnException(); }
     static finish(event) {
       event.#dispatching = false;
@@ -191,51 +196,66 @@
     }
   }
 
-  // The incoming request: `headers` a flat [name, value, ...] list as received, `body` an
-  // ArrayBuffer or null.
-  function makeRequest(method, url, headers, body) {
-    if (fast) return web.newRequest(method, url, headers, body === null ? null : new Uint8Array(body), undefined);
+  // The incoming request, when the Web APIs have no `newRequest` (which Rust calls directly
+  // otherwise, with the same arguments): `head` the host's block of `name: value` lines, `body`
+  // a Uint8Array or null.
+  function standardRequest(method, url, head, body) {
     const pairs = [];
-    for (let i = 0; i < headers.length; i += 2) pairs.push([headers[i], headers[i + 1]]);
+    for (const line of head.split("\n")) {
+      const colon = line.indexOf(":");
+      if (colon >= 0) pairs.push([line.slice(0, colon), line.slice(colon + 1).replace(/^[\t\n\f\r ]+|[\t\n\f\r ]+$/g, "")]);
+    }
     return new RequestClass(url, { method, headers: pairs, body });
   }
 
-  // The handler's result as [status, [name, value, ...], body], body null, a string, a
-  // Uint8Array or an ArrayBuffer; or a promise of it. A handler that returns a Response whose
-  // body is at hand is answered without a promise or a microtask turn (the common case, and each
-  // turn costs thousands of instructions).
+  // The handler's result in `responseParts`' shape, [status, statusText, [lower-case name,
+  // value, name as written, ...], body] with body null, a string, a Uint8Array or an
+  // ArrayBuffer; or a promise of it. A handler that returns a Response whose body is at hand is
+  // answered without a promise or a microtask turn (the common case, and each turn costs
+  // thousands of instructions); Rust reads the header list at once, before more JS runs.
   function respond(result) {
-    return isResponse(result) ? parts(result) : respondLater(result);
+    if (!isResponse(result)) return respondLater(result);
+    if (!fast) return standardParts(result);
+    const p = web.responseParts(result);
+    const body = p[3];
+    if (body === null || typeof body === "string" || body instanceof Uint8Array) return p;
+    return readBody(p);
   }
 
   async function respondLater(result) {
     const response = await result;
     if (!isResponse(response))
       throw new TypeError("Incorrect type for Promise: the Promise did not resolve to 'Response'.");
-    return parts(response);
+    if (!fast) return standardParts(response);
+    const p = web.responseParts(response);
+    // Other JS may run before Rust reads the parts: copy the response's own header list now.
+    p[2] = p[2].slice();
+    const body = p[3];
+    if (body === null || typeof body === "string" || body instanceof Uint8Array) return p;
+    return readBody(p);
   }
 
-  function parts(response) {
+  function readBody(p) {
+    p[2] = p[2].slice();
+    return web.readAllBytes(p[3]).then((bytes) => {
+      p[3] = bytes;
+      return p;
+    });
+  }
+
+  function standardParts(response) {
     const headers = [];
-    if (fast) {
-      // [status, statusText, [lower-case name, value, name as written, ...], body]
-      const p = web.responseParts(response);
-      const list = p[2];
-      for (let i = 0; i < list.length; i += 3) headers.push(list[i + 2], list[i + 1]);
-      const body = p[3];
-      if (body === null || typeof body === "string" || body instanceof Uint8Array) return [p[0], headers, body];
-      return web.readAllBytes(body).then((bytes) => [p[0], headers, bytes]);
-    }
-    for (const [name, value] of response.headers) headers.push(name, value);
-    if (response.body === null) return [response.status, headers, null];
-    return response.arrayBuffer().then((bytes) => [response.status, headers, bytes]);
+    for (const [name, value] of response.headers) headers.push(name, value, name);
+    const status = response.status, text = response.statusText;
+    if (response.body === null) return [status, text, headers, null];
+    return response.arrayBuffer().then((bytes) => [status, text, headers, bytes]);
   }
 
   // `default` is the module's default export: an object with `fetch`, or a class whose
   // instances have one (constructed per request with (ctx, env), as WorkerEntrypoint is).
   // A synchronous throw propagates to Rust as an exception, answered like a rejection.
   function runModule(handler, request, env) {
-    waits = [];
+    if (waits.length !== 0) waits = []; // left by a request that failed before takeWaits
     const ctx = new ExecutionContext();
     if (typeof handler === "function") {
       const target = new handler(ctx, env);
@@ -245,7 +265,7 @@
   }
 
   function runServiceWorker(request) {
-    waits = [];
+    if (waits.length !== 0) waits = [];
     const event = new FetchEvent(request);
     for (const listener of listeners) {
       if (typeof listener === "function") listener.call(globalThis, event);
@@ -301,7 +321,7 @@
   Object.defineProperty(Math, "random", { value: native.random, writable: true, configurable: true, enumerable: false });
 
   return {
-    makeRequest,
+    makeRequest: fast ? web.newRequest : standardRequest,
     runModule,
     runServiceWorker,
     hasHandler,

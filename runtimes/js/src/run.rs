@@ -200,8 +200,8 @@ fn load(ctx: &Ctx<'_>) -> Result<Worker, Failure> {
     }
 }
 
-/// Calls the handler with a `Request` for the incoming request; `[status, [name, value, …],
-/// body]`, or a promise of it.
+/// Calls the handler with a `Request` for the incoming request; the response's parts (see
+/// [`write_response`]), or a promise of them.
 fn call_handler<'js>(
     ctx: &Ctx<'js>,
     engine: &engine::Engine,
@@ -214,27 +214,33 @@ fn call_handler<'js>(
             Failure::Other(e.to_string())
         }
     };
-    let internals = engine.internals.clone().restore(ctx).map_err(thrown)?;
-    let request = build_request(ctx, &internals)?;
+    let calls = &engine.per_request;
+    let make = calls.make_request.clone().restore(ctx).map_err(thrown)?;
+    let request = build_request(ctx, &make)?;
     match worker.format {
         Format::Modules => {
-            let run: Function = internals.get("runModule").map_err(thrown)?;
+            let run = calls.run_module.clone().restore(ctx).map_err(thrown)?;
             let handler = worker.handler.clone().restore(ctx).map_err(thrown)?;
             let env = worker.env.clone().restore(ctx).map_err(thrown)?;
             run.call((handler, request, env)).map_err(thrown)
         }
         Format::ServiceWorker => {
-            let run: Function = internals.get("runServiceWorker").map_err(thrown)?;
+            let run = calls
+                .run_service_worker
+                .clone()
+                .restore(ctx)
+                .map_err(thrown)?;
             run.call((request,)).map_err(thrown)
         }
     }
 }
 
 /// The incoming request as a JS `Request`, through the prelude's `makeRequest` (the Web APIs'
-/// `newRequest` when they have it, else `new Request(url, { method, headers, body })`): headers a
-/// flat `[name, value, ...]` list as received, the body an `ArrayBuffer` that takes over the bytes
-/// read from the host (no copy), or `null` for `GET`/`HEAD` and empty bodies.
-fn build_request<'js>(ctx: &Ctx<'js>, internals: &Object<'js>) -> Result<Value<'js>, Failure> {
+/// `newRequest` when they have it, else `new Request(url, { method, headers, body })`): the
+/// header block as the host gave it (`name: value` lines, split only if the Worker reads
+/// `request.headers`), the body a `Uint8Array` that takes over the bytes read from the host (no
+/// copy), or `null` for `GET`/`HEAD` and empty bodies.
+fn build_request<'js>(ctx: &Ctx<'js>, make: &Function<'js>) -> Result<Value<'js>, Failure> {
     let js = |e: rquickjs::Error| {
         if e.is_exception() {
             Failure::Thrown(Thrown::catch(ctx))
@@ -245,39 +251,23 @@ fn build_request<'js>(ctx: &Ctx<'js>, internals: &Object<'js>) -> Result<Value<'
     let method = host::request_method();
     let url = host::request_url();
     let head = host::request_headers();
-    let headers = Array::new(ctx.clone()).map_err(js)?;
-    let mut n = 0;
-    for line in head.split(|&b| b == b'\n') {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let value = line[colon + 1..].trim_ascii();
-        headers
-            .set(n, latin1(ctx, &line[..colon]).map_err(js)?)
-            .map_err(js)?;
-        headers
-            .set(n + 1, latin1(ctx, value).map_err(js)?)
-            .map_err(js)?;
-        n += 2;
-    }
     let body = if method != b"GET" && method != b"HEAD" {
         let body = host::request_body()
             .map_err(|e| Failure::Other(format!("reading the request body: {e:?}")))?;
         if body.is_empty() {
             Value::new_null(ctx.clone())
         } else {
-            ArrayBuffer::new(ctx.clone(), body)
+            TypedArray::<u8>::new(ctx.clone(), body)
                 .map_err(js)?
                 .into_value()
         }
     } else {
         Value::new_null(ctx.clone())
     };
-    let make: Function = internals.get("makeRequest").map_err(js)?;
     make.call((
         latin1(ctx, &method).map_err(js)?,
         latin1(ctx, &url).map_err(js)?,
-        headers,
+        latin1(ctx, &head).map_err(js)?,
         body,
     ))
     .map_err(js)
@@ -294,7 +284,8 @@ fn latin1<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<rquickjs::Strin
     rquickjs::String::from_str(ctx.clone(), &text)
 }
 
-/// Writes `[status, headers, body]` through the ABI.
+/// Writes `[status, statusText, [lower-case name, value, name as written, ...], body]` (the
+/// Web APIs' `responseParts`) through the ABI, each header with its name as the Worker wrote it.
 fn write_response(parts: &Array<'_>) -> i32 {
     let status: i32 = parts.get(0).unwrap_or(INTERNAL_ERROR_STATUS);
     if status != 200
@@ -308,15 +299,15 @@ fn write_response(parts: &Array<'_>) -> i32 {
         );
         return internal_error();
     }
-    let headers: Array = match parts.get(1) {
+    let headers: Array = match parts.get(2) {
         Ok(headers) => headers,
         Err(_) => return internal_error(),
     };
     let mut i = 0;
-    while i + 1 < headers.len() {
-        let name: Option<String> = headers.get(i).ok();
+    while i + 2 < headers.len() {
         let value: Option<String> = headers.get(i + 1).ok();
-        i += 2;
+        let name: Option<String> = headers.get(i + 2).ok();
+        i += 3;
         let (Some(name), Some(value)) = (name, value) else {
             continue;
         };
@@ -328,7 +319,7 @@ fn write_response(parts: &Array<'_>) -> i32 {
             return 1;
         }
     }
-    let body: Value = match parts.get(2) {
+    let body: Value = match parts.get(3) {
         Ok(body) => body,
         Err(_) => return internal_error(),
     };
@@ -377,10 +368,10 @@ fn to_bytes(s: &str) -> std::borrow::Cow<'_, [u8]> {
 
 /// Runs the `waitUntil` promises to completion, after the response is written (same limits).
 fn finish_wait_until(ctx: &Ctx<'_>, engine: &engine::Engine) {
-    let Ok(internals) = engine.internals.clone().restore(ctx) else {
+    if !engine::take_waited() {
         return;
-    };
-    let Ok(take): rquickjs::Result<Function> = internals.get("takeWaits") else {
+    }
+    let Ok(take) = engine.per_request.take_waits.clone().restore(ctx) else {
         return;
     };
     let Ok(Some(all)): rquickjs::Result<Option<Promise>> = take.call(()) else {

@@ -75,8 +75,10 @@ pub fn install(ctx: &Ctx<'_>) -> Result<()> {
 /// The object of internal functions the engine uses, installed by [`install`]:
 ///
 /// - `newRequest(method, url, headers, body, cf)` → `Request`: `headers` a flat array
-///   `[name, value, ...]`, `body` `null`, a string, a `Uint8Array` or a `ReadableStream`;
-///   the headers are immutable, as workerd gives an incoming request's.
+///   `[name, value, ...]` or the host's block of `name: value` lines (split when first read),
+///   `body` `null`, a string, a `Uint8Array` or a `ReadableStream`; the URL is kept as given
+///   and normalised when first read; the headers are immutable, as workerd gives an incoming
+///   request's.
 /// - `responseParts(response)` → `[status, statusText, headers, body]`: `headers` the flat
 ///   triples `[lower-case name, value, name as the Worker wrote it, ...]` in insertion order
 ///   (the response's own list, not a copy: read it before running more JavaScript), `body`

@@ -43,10 +43,23 @@ fn engine_builds_the_incoming_request() {
         r#"__tenantry_web.newRequest("GET", "https://x/", [], null).body"#,
         "null",
     );
+    // The URL is normalised when first read, not when the request is made (a Worker that never
+    // reads it pays nothing); one that does not parse (a host never gives one) stays as given.
     check(
         &js,
-        r#"__tenantry_web.newRequest("GET", "::", [], null)"#,
-        "throws TypeError",
+        r#"(() => { const r = __tenantry_web.newRequest("GET", "HTTP://A.test", [], null); return [r.url, r.clone().url, new Request(r).url]; })()"#,
+        r#"["http://a.test/","http://a.test/","http://a.test/"]"#,
+    );
+    check(
+        &js,
+        r#"__tenantry_web.newRequest("GET", "::", [], null).url"#,
+        r#""::""#,
+    );
+    // The host's header block as it comes (`name: value` lines), split on first use.
+    check(
+        &js,
+        r#"[...__tenantry_web.newRequest("GET", "https://x/", "Host: x\nX-A:  1 \r\nbad line\nx-a:2\n", null).headers]"#,
+        r#"[["host","x"],["x-a","1, 2"]]"#,
     );
 }
 

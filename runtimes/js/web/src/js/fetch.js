@@ -1,12 +1,14 @@
 // Request and Response (Fetch Standard §5.3–5.5) and their Body mixin.
 //
-// A body is either absent (null) or a small record { src, stream, used }: `src` is the string
+// A body is either absent (null) or a small record [src, stream, used] (an array: QuickJS makes
+// an array literal in one step, an object literal one property at a time): `src` is the string
 // or the Uint8Array it was built from (kept as is, so text() of a string body and the engine
 // writing it out need no conversion), `stream` the ReadableStream once one exists (made lazily
-// when `.body` is read, or given by the Worker).
+// when `.body` is read, or given by the Worker), `used` whether it was consumed.
 (function (native, internal, global) {
   "use strict";
   const { requireArgs, usv, toU8, Headers, URLSearchParams, headersList, headersFromList } = internal;
+  const B_SRC = 0, B_STREAM = 1, B_USED = 2;
 
   const TEXT_PLAIN = "text/plain;charset=UTF-8";
   const FORM = "application/x-www-form-urlencoded;charset=UTF-8";
@@ -19,30 +21,30 @@
     // USVString: lone surrogates become U+FFFD, so the string is always valid UTF-8 to write.
     if (typeof init === "string") {
       extractedType = TEXT_PLAIN;
-      return { src: init.isWellFormed() ? init : init.toWellFormed(), stream: null, used: false };
+      return [init.isWellFormed() ? init : init.toWellFormed(), null, false];
     }
     extractedType = null;
     const u8 = toU8(init);
-    if (u8 !== undefined) return { src: u8.slice(), stream: null, used: false };
+    if (u8 !== undefined) return [u8.slice(), null, false];
     if (init instanceof URLSearchParams) {
       extractedType = FORM;
-      return { src: init.toString(), stream: null, used: false };
+      return [init.toString(), null, false];
     }
     if (init instanceof internal.Blob) {
       extractedType = init.type === "" ? null : init.type;
-      return { src: internal.blobBytes(init).slice(), stream: null, used: false };
+      return [internal.blobBytes(init).slice(), null, false];
     }
     if (init instanceof internal.FormData) {
       const [bytes, boundary] = internal.encodeMultipart(init);
       extractedType = `multipart/form-data; boundary=${boundary}`;
-      return { src: bytes, stream: null, used: false };
+      return [bytes, null, false];
     }
     if (internal.isReadableStream(init)) {
       if (internal.streamUnusable(init)) throw new TypeError("This ReadableStream is disturbed or locked and cannot be used as a body.");
-      return { src: null, stream: init, used: false };
+      return [null, init, false];
     }
     extractedType = TEXT_PLAIN;
-    return { src: usv(init), stream: null, used: false };
+    return [usv(init), null, false];
   };
 
   const addContentType = (list, type) => {
@@ -51,17 +53,18 @@
     list.push("content-type", type, "Content-Type");
   };
 
-  const isUsed = (b) => b !== null && (b.used || (b.stream !== null && internal.streamDisturbed(b.stream)));
+  const isUsed = (b) =>
+    b !== null && (b[B_USED] || (b[B_STREAM] !== null && internal.streamDisturbed(b[B_STREAM])));
 
   const streamOf = (b) => {
     if (b === null) return null;
-    if (b.stream === null) {
-      const bytes = typeof b.src === "string" ? internal.utf8Encode(b.src) : b.src;
-      b.stream = internal.streamFromBytes(bytes);
-      b.src = null;
-      if (b.used) internal.streamTakeBytes(b.stream); // a used body's stream is disturbed
+    if (b[B_STREAM] === null) {
+      const bytes = typeof b[B_SRC] === "string" ? internal.utf8Encode(b[B_SRC]) : b[B_SRC];
+      b[B_STREAM] = internal.streamFromBytes(bytes);
+      b[B_SRC] = null;
+      if (b[B_USED]) internal.streamTakeBytes(b[B_STREAM]); // a used body's stream is disturbed
     }
-    return b.stream;
+    return b[B_STREAM];
   };
 
   // workerd's text() keeps a leading BOM (Fetch's "UTF-8 decode" would strip it).
@@ -70,17 +73,17 @@
   // Fetch "consume body": resolves to a string (text) or a Uint8Array the caller owns.
   const consume = (b, asText) => {
     if (b === null) return Promise.resolve(asText ? "" : new Uint8Array(0));
-    if (isUsed(b) || (b.stream !== null && internal.streamUnusable(b.stream))) {
+    if (isUsed(b) || (b[B_STREAM] !== null && internal.streamUnusable(b[B_STREAM]))) {
       return Promise.reject(new TypeError(USED));
     }
-    b.used = true;
-    if (b.stream === null) {
-      const src = b.src;
-      b.src = null;
+    b[B_USED] = true;
+    if (b[B_STREAM] === null) {
+      const src = b[B_SRC];
+      b[B_SRC] = null;
       if (typeof src === "string") return Promise.resolve(asText ? src : internal.utf8Encode(src));
       return Promise.resolve(asText ? decodeKeepingBom(src) : src);
     }
-    return internal.readAllBytes(b.stream).then((u8) => (asText ? decodeKeepingBom(u8) : u8.slice()));
+    return internal.readAllBytes(b[B_STREAM]).then((u8) => (asText ? decodeKeepingBom(u8) : u8.slice()));
   };
 
   const toArrayBuffer = (u8) =>
@@ -90,11 +93,11 @@
   const cloneBody = (b) => {
     if (b === null) return null;
     if (isUsed(b)) throw new TypeError("Body has already been used. It can only be used once.");
-    if (b.stream === null) return { src: b.src, stream: null, used: false };
-    if (internal.streamUnusable(b.stream)) throw new TypeError("This body's stream is locked.");
-    const [a, c] = b.stream.tee();
-    b.stream = a;
-    return { src: null, stream: c, used: false };
+    if (b[B_STREAM] === null) return [b[B_SRC], null, false];
+    if (internal.streamUnusable(b[B_STREAM])) throw new TypeError("This body's stream is locked.");
+    const [a, c] = b[B_STREAM].tee();
+    b[B_STREAM] = a;
+    return [null, c, false];
   };
 
   // The Body mixin's methods, the same for Request and Response; `body(this)` brand-checks.
@@ -158,27 +161,59 @@
   // an array literal in one step, where each private field is a property added to the object,
   // and these are built on every request.
   const RQ_METHOD = 0, RQ_URL = 1, RQ_HEADERS = 2, RQ_RAW = 3, RQ_BODY = 4, RQ_REDIRECT = 5,
-    RQ_CF = 6, RQ_SIGNAL = 7;
+    RQ_CF = 6, RQ_SIGNAL = 7, RQ_GIVEN_URL = 8;
+
+  // The URL of a Request's state: the engine's incoming request keeps the URL as the host gave
+  // it until something reads it (a hello Worker never does, and parsing is a tenth of a
+  // request's cost); it is normalised then, once.
+  const urlOf = (s) => {
+    const given = s[RQ_GIVEN_URL];
+    if (given !== null) {
+      s[RQ_URL] = native.urlHref(usv(given)) ?? given;
+      s[RQ_GIVEN_URL] = null;
+    }
+    return s[RQ_URL];
+  };
+
+  // RFC 9110 §5.6.3 whitespace the engine's header block may have around a value (as Rust's
+  // `trim_ascii`: tab, LF, FF, CR, space).
+  const BLOCK_VALUE_EDGES = /^[\t\n\f\r ]+|[\t\n\f\r ]+$/g;
+  // The engine's raw headers as [name, value, ...]: already that array, or the host's block of
+  // `name: value` lines (split at the first colon; lines without one are skipped).
+  const rawPairs = (raw) => {
+    if (raw === null || raw === undefined) return [];
+    if (typeof raw !== "string") return raw;
+    const pairs = [];
+    for (const line of raw.split("\n")) {
+      const colon = line.indexOf(":");
+      if (colon < 0) continue;
+      pairs.push(line.slice(0, colon), line.slice(colon + 1).replace(BLOCK_VALUE_EDGES, ""));
+    }
+    return pairs;
+  };
 
   class Request {
     // [method, url, headers (null until first use when the engine gave raw headers),
-    //  raw headers, body record, redirect, cf, signal]
+    //  raw headers, body record, redirect, cf, signal, url as given (null once normalised)]
     #s;
 
-    constructor(input, init = undefined) {
+    // Neither `arguments` nor a default parameter: each costs bytecode on every construction,
+    // the engine's trusted one included (`length` is set to 1 below, as `(input, init =
+    // undefined)` makes it). A missing `input` is met as `undefined`, from which no URL parses.
+    constructor(input, init) {
       if (input === TRUSTED) {
         this.#s = trusted;
         trusted = null;
         return;
       }
-      requireArgs(arguments.length, 1, "Request");
-      const s = ["GET", "", null, null, null, "follow", undefined, null];
+      if (input === undefined) requireArgs(0, 1, "Request");
+      const s = ["GET", "", null, null, null, "follow", undefined, null, null];
       this.#s = s;
       let inputBody = null;
       let inputHeaders = null;
       if (input instanceof Request) {
         const t = input.#s;
-        s[RQ_URL] = t[RQ_URL];
+        s[RQ_URL] = urlOf(t);
         s[RQ_METHOD] = t[RQ_METHOD];
         s[RQ_REDIRECT] = t[RQ_REDIRECT];
         s[RQ_CF] = t[RQ_CF];
@@ -217,19 +252,19 @@
       } else if (inputBody !== null) {
         if (isUsed(inputBody)) throw new TypeError(USED);
         // The new request takes the body over; the input's is used up (Fetch "create a proxy").
-        s[RQ_BODY] = { src: inputBody.src, stream: inputBody.stream, used: false };
-        inputBody.used = true;
+        s[RQ_BODY] = [inputBody[B_SRC], inputBody[B_STREAM], false];
+        inputBody[B_USED] = true;
       }
     }
 
     get method() { return this.#s[RQ_METHOD]; }
-    get url() { return this.#s[RQ_URL]; }
+    get url() { return urlOf(this.#s); }
     get headers() {
       const s = this.#s;
       if (s[RQ_HEADERS] === null) {
         // The engine's [name, value, ...] as it came off the wire, made into the Headers
         // triples now, once.
-        const raw = s[RQ_RAW] ?? [];
+        const raw = rawPairs(s[RQ_RAW]);
         const list = new Array((raw.length >> 1) * 3);
         for (let r = 0, w = 0; r + 1 < raw.length; r += 2, w += 3) {
           const given = String(raw[r]);
@@ -257,7 +292,7 @@
     clone() {
       const s = this.#s;
       const body = cloneBody(s[RQ_BODY]);
-      trusted = [s[RQ_METHOD], s[RQ_URL], new Headers(this.headers), null, body, s[RQ_REDIRECT], s[RQ_CF], s[RQ_SIGNAL]];
+      trusted = [s[RQ_METHOD], urlOf(s), new Headers(this.headers), null, body, s[RQ_REDIRECT], s[RQ_CF], s[RQ_SIGNAL], null];
       return new Request(TRUSTED);
     }
 
@@ -268,16 +303,17 @@
         let record = null;
         if (body !== null && body !== undefined) {
           record = internal.isReadableStream(body)
-            ? { src: null, stream: body, used: false }
-            : { src: typeof body === "string" ? body : toU8(body), stream: null, used: false };
+            ? [null, body, false]
+            : [typeof body === "string" ? body : toU8(body), null, false];
         }
-        const href = native.urlHref(usv(url));
-        if (href === undefined) throw new TypeError(`Invalid request URL: ${url}`);
-        trusted = [String(method), href, null, headers, record, "follow", cf, null];
+        // The engine passes strings; String() is only for other callers.
+        trusted = [typeof method === "string" ? method : String(method), "", null, headers, record,
+          "follow", cf, null, typeof url === "string" ? url : String(url)];
         return new Request(TRUSTED);
       };
     }
   }
+  Object.defineProperty(Request, "length", { value: 1 });
   internal.tag(Request.prototype, "Request");
   for (const name of ["method", "url", "headers", "redirect", "cf", "integrity", "keepalive", "clone"]) {
     const d = Object.getOwnPropertyDescriptor(Request.prototype, name);
@@ -301,10 +337,19 @@
     //  Headers object, body record, type, cf]
     #s;
 
-    constructor(body = null, init = undefined) {
+    // No default parameters (each costs bytecode on every call); `length` is set to 0 below, as
+    // `(body = null, init = undefined)` would make it.
+    constructor(body, init) {
       if (body === TRUSTED) {
         this.#s = trusted;
         trusted = null;
+        return;
+      }
+      if (typeof body === "string" && init === undefined) {
+        // The common case, what `extract` and `addContentType` would make, built in one step.
+        const src = body.isWellFormed() ? body : body.toWellFormed();
+        this.#s = [200, "", null, ["content-type", TEXT_PLAIN, "Content-Type"],
+          [src, null, false], "default", undefined];
         return;
       }
       const s = [200, "", null, null, null, "default", undefined];
@@ -349,7 +394,7 @@
       if (NULL_BODY_STATUS.includes(s[RS_STATUS])) {
         throw new TypeError(`Response with null body status (${s[RS_STATUS]}) cannot have a body.`);
       }
-      s[RS_BODY] = { src: text, stream: null, used: false };
+      s[RS_BODY] = [text, null, false];
       addContentType(listOf(s), "application/json");
       return r;
     }
@@ -405,18 +450,19 @@
         const b = s[RS_BODY];
         let body = null;
         if (b !== null) {
-          if (isUsed(b)) throw new TypeError(USED);
-          b.used = true;
-          body = b.stream !== null ? (internal.streamTakeBytes(b.stream) ?? b.stream) : b.src;
-          b.src = null;
+          if (b[B_USED] || (b[B_STREAM] !== null && isUsed(b))) throw new TypeError(USED);
+          b[B_USED] = true;
+          body = b[B_STREAM] !== null ? (internal.streamTakeBytes(b[B_STREAM]) ?? b[B_STREAM]) : b[B_SRC];
+          b[B_SRC] = null;
         }
-        return [s[RS_STATUS], s[RS_TEXT], listOf(s), body];
+        return [s[RS_STATUS], s[RS_TEXT], s[RS_HEADERS] === null ? s[RS_LIST] : listOf(s), body];
       };
       internal.isResponse = (r) => r !== null && typeof r === "object" && #s in r;
     }
   }
   // The header list of a Response's state, whether or not its Headers object exists yet.
   const listOf = (s) => (s[RS_HEADERS] === null ? s[RS_LIST] : headersList(s[RS_HEADERS]));
+  Object.defineProperty(Response, "length", { value: 0 });
   internal.tag(Response.prototype, "Response");
   for (const name of ["type", "url", "redirected", "status", "ok", "statusText", "headers", "cf", "webSocket", "clone"]) {
     const d = Object.getOwnPropertyDescriptor(Response.prototype, name);

@@ -34,8 +34,11 @@
   class URL {
     #s;
 
-    constructor(url, base = undefined) {
-      requireArgs(arguments.length, 1, "URL");
+    // Neither `arguments` nor a default parameter: each costs bytecode on every construction
+    // (`length` is set to 1 below, as `(url, base = undefined)` makes it). A missing `url` is met
+    // as `undefined`, which does not parse.
+    constructor(url, base) {
+      if (url === undefined) requireArgs(0, 1, "URL");
       const href = parse(url, base);
       if (href === undefined) throw new TypeError(`Invalid URL string.`);
       this.#s = state(href, null);
@@ -108,6 +111,7 @@
       writable: true, configurable: true,
     });
   }
+  Object.defineProperty(URL, "length", { value: 1 });
   internal.tag(URL.prototype, "URL");
   for (const name of ["href", "origin", "protocol", "username", "password", "host", "hostname",
     "port", "pathname", "search", "hash", "searchParams", "toString", "toJSON"]) {
