@@ -356,9 +356,8 @@ impl Worker {
                 // Once it ran `CPU_BOUND_AFTER` in all (and until it ends) the request counts as
                 // CPU-bound. Time run, not ticks seen: a short request runs into a tick now and
                 // then, and after a yield it may run into another one at once.
-                let now = Instant::now();
                 let state = ctx.data_mut();
-                state.ran += state.slice_start.ran_until(now);
+                state.ran += state.slice_start.ran();
                 if state.ran >= CPU_BOUND_AFTER && state.rotation.is_none() {
                     state.rotation = Some(yielding::InRotation::join(key));
                 }
