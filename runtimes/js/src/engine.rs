@@ -76,6 +76,7 @@ impl Engine {
                 .eval_with_options(PRELUDE, options)
                 .map_err(|e| describe(&ctx, e))?;
             let internals: Object = prelude.call((native,)).map_err(|e| describe(&ctx, e))?;
+            crate::platform::install(&ctx, &internals).map_err(|e| describe(&ctx, e))?;
             Ok(Persistent::save(&ctx, internals))
         })?;
         Ok(Engine {
