@@ -271,8 +271,17 @@
         const h = native.kvList(binding, JSON.stringify(o));
         if (h < 0) kvFailed("LIST", h);
         const result = JSON.parse(decoder.decode(readAll(h)));
-        result.cacheStatus = null;
-        return result;
+        // Cloudflare's field order (the host's JSON sorts them): name, expiration, metadata.
+        const keys = result.keys.map((k) => {
+          const key = { name: k.name };
+          if (k.expiration !== undefined) key.expiration = k.expiration;
+          if (k.metadata !== undefined) key.metadata = k.metadata;
+          return key;
+        });
+        const out = { keys, list_complete: result.list_complete };
+        if (result.cursor !== undefined) out.cursor = result.cursor;
+        out.cacheStatus = null;
+        return out;
       },
     };
     return Object.freeze(kv);
