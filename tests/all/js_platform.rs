@@ -396,8 +396,20 @@ fn js_service_and_dispatch_bindings_call_workers() {
          bindings = [{{ type = \"service\", name = \"BACKEND\", service = \"alice\" }}]\n\
          [[platform_worker]]\nname = \"dispatcher\"\nmodule = \"{dispatcher}\"\n\
          bindings = [{{ type = \"dispatch_namespace\", name = \"DISPATCHER\", namespace = \"customers\" }}]\n\
-         [[route]]\nhost = \"*.example.test\"\nworker = \"dispatcher\"\n"
+         [[route]]\nhost = \"*.example.test\"\nworker = \"dispatcher\"\n{}",
+        worker("customers", "wasmecho", "echo", "")
     ));
+
+    // A JavaScript dispatcher calls a wasm user Worker the same way.
+    let r = request(n.addr, "POST", "wasmecho.example.test", "/w", &[], b"abc");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text()
+            .starts_with("POST http://wasmecho.example.test/w\n"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.header("x-echo-length"), Some("3"));
 
     let r = request(n.addr, "POST", "alice.example.test", "/hi", &[], b"body!");
     assert_eq!(r.status, 200, "{}", r.text());
