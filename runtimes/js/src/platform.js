@@ -21,9 +21,17 @@
   const decoder = new TextDecoder();
 
   // The incoming request of the invocation: forwarding it untouched is one request_clone(0).
+  // `invocation` counts requests: host handles are the invocation's, and a later request on a
+  // reused instance reuses their numbers.
   let incoming = null;
+  let invocation = 0;
   const makeRequest = internals.makeRequest;
-  internals.makeRequest = (method, url, headers, body) => (incoming = makeRequest(method, url, headers, body));
+  internals.makeRequest = (method, url, headers, body) => {
+    invocation++;
+    return (incoming = makeRequest(method, url, headers, body));
+  };
+  // workerd's words for the same mistake.
+  const OTHER_REQUEST = "Cannot perform I/O on behalf of a different request. I/O objects (such as streams, request/response bodies, and others) created in the context of one request handler cannot be accessed from a different request's handler.";
 
   const why = () => native.fetchError() || "no explanation from the host";
 
@@ -63,8 +71,10 @@
     for (let i = 0; i < flat.length; i += 2) headers.push([flat[i], flat[i + 1]]);
     let body = null;
     if (method !== "HEAD" && !NULL_BODY.has(status)) {
+      const own = invocation;
       body = new ReadableStreamClass({
         pull(controller) {
+          if (own !== invocation) return controller.error(new Error(OTHER_REQUEST));
           const chunk = native.responseBodyRead(h);
           if (chunk === null) controller.close();
           else if (typeof chunk === "number") controller.error(new TypeError(`Network connection lost: ${why()}`));

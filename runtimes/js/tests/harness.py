@@ -378,6 +378,8 @@ export default {
         return new Response(`${r.status} ${r.headers.get("x-echo")} ${r.headers.getSetCookie()}\n${refused}\n${await r.text()}`);
       }
       case "/forward": return fetch(request);
+      case "/keep": globalThis.kept = await fetch("http://upstream.test/kept"); return new Response("kept");
+      case "/read-kept": try { return new Response(await globalThis.kept.text()); } catch (e) { return new Response(`${e.name}: ${e.message}`); }
       case "/interval": { let n = 0; return new Promise((r) => { const id = setInterval((x) => { n += x; if (n === 3) { clearInterval(id); r(new Response(String(n))); } }, 1, 1); }); }
       case "/leak": setTimeout(() => console.log("leaked"), 1); return new Response("l");
     }
@@ -485,6 +487,15 @@ export default {
     def _():
         rc, status, _, body, logs = run("/forward", method=b"POST", headers=[(b"X-H", b"v")], body=b"payload")
         assert body == b"POST http://example.test/forward\nhost: example.test\nX-H: v\n\npayload", (body, logs)
+
+    @check("a fetched body kept past its request cannot be read by a later one (handles are per invocation)")
+    def _():
+        h = fresh()
+        h.env = env
+        h.code = code
+        assert h.fetch("/keep")[3] == b"kept"
+        rc, status, _, body, logs = h.fetch("/read-kept")
+        assert body.startswith(b"Error: Cannot perform I/O on behalf of a different request."), (body, logs)
 
     @check("setInterval with arguments, clearInterval")
     def _():
