@@ -244,6 +244,10 @@ pub(crate) struct JsEngine {
 /// snapshot. A later store links (or copies) that file instead of keeping megabytes in memory.
 static PREPARED: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
 
+/// Held while an engine is prepared, so that stores preparing at once (a test binary's nodes)
+/// wait for the first and link its file instead of each spending seconds of Cranelift.
+static PREPARING: Mutex<()> = Mutex::new(());
+
 impl JsEngine {
     pub(crate) fn new(dir: &Path, engine: Engine) -> JsEngine {
         JsEngine {
@@ -271,6 +275,7 @@ impl JsEngine {
 
     fn prepare(&self) -> Result<Module, ArtifactError> {
         let path = self.cwasm_path();
+        let _preparing = lock(&PREPARING);
         if !path.exists() && !self.reuse_prepared(&path) {
             let started = std::time::Instant::now();
             let snapshot = self.snapshot()?;

@@ -53,6 +53,7 @@ impl TestNode {
     /// Starts a node from `body` (config without `data_dir` and `[server]`, which this adds:
     /// 127.0.0.1 port 0, 2 threads, the given driver).
     pub fn start_with_driver(body: &str, driver: &str) -> TestNode {
+        js_engine_ready();
         let dir = tempfile::tempdir().unwrap();
         let node = start_in(dir.path(), body, driver)
             .unwrap_or_else(|e| panic!("node failed to start: {e:#}"));
@@ -85,6 +86,31 @@ impl Drop for TestNode {
             node.shutdown();
         }
     }
+}
+
+/// Prepares the JavaScript engine once per test process, in `target/test-js-engine` (kept between
+/// runs: its file name carries the engine's and the wasmtime configuration's hashes), before any
+/// test node needs it: every node's store then links that file instead of spending seconds of
+/// Cranelift inside a request with a client timeout.
+pub fn js_engine_ready() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        let dir = repo_root().join("target/test-js-engine");
+        std::fs::create_dir_all(&dir).unwrap();
+        let module = dir.join("ready.mjs");
+        std::fs::write(
+            &module,
+            "export default { fetch() { return new Response('ready'); } };",
+        )
+        .unwrap();
+        let body = format!(
+            "[[namespace]]\nname = \"warm\"\n[[worker]]\nnamespace = \"warm\"\nname = \"ready\"\nmodule = \"{}\"\n",
+            module.display()
+        );
+        // Deploying the file prepares the engine (or finds it from an earlier run).
+        let node = start_in(&dir, &body, "auto").expect("the JavaScript engine prepares");
+        node.shutdown();
+    });
 }
 
 /// The config text a test node runs with.

@@ -11,6 +11,7 @@ mod dispatch;
 mod hostile;
 mod http;
 mod js;
+mod js_platform;
 mod kv;
 mod modules;
 mod openapi;

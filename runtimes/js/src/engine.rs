@@ -91,6 +91,9 @@ impl Engine {
                 .eval_with_options(PRELUDE, options)
                 .map_err(|e| describe(&ctx, e))?;
             let internals: Object = prelude.call((native,)).map_err(|e| describe(&ctx, e))?;
+            // The platform wraps some of the prelude's internals (it must know the incoming
+            // request): installed before the per-request functions are looked up.
+            crate::platform::install(&ctx, &internals).map_err(|e| describe(&ctx, e))?;
             let function = |name: &str| -> rquickjs::Result<_> {
                 Ok(Persistent::save(&ctx, internals.get::<_, Function>(name)?))
             };

@@ -22,6 +22,7 @@ mod engine;
 mod error;
 mod host;
 mod modules;
+mod platform;
 mod run;
 
 pub use compile::compile;

@@ -386,7 +386,7 @@ fn finish_wait_until(ctx: &Ctx<'_>, engine: &engine::Engine) {
 }
 
 /// The Worker's bindings as JS values, in declaration order: `plain_text`/`secret_text` as
-/// strings, `json` parsed; other kinds a placeholder that throws on use (issue 12 brings them).
+/// strings, `json` parsed; the platform's kinds (service, KV, dispatch) from [`crate::platform`].
 fn bindings<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Vec<(String, Value<'js>)>> {
     use tenantry_sdk::env::{self, Kind as Binding};
     let Ok(names) = env::try_names() else {
@@ -400,24 +400,12 @@ fn bindings<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Vec<(String, Value<'js>)>> 
                 rquickjs::String::from_str(ctx.clone(), &text)?.into_value()
             }
             Some(Binding::Json) => ctx.json_parse(env::var(&name).unwrap_or_default())?,
-            Some(kind) => unsupported_binding(ctx, kind.as_str())?,
+            Some(kind) => crate::platform::binding(ctx, &name, kind.as_str())?,
             None => continue,
         };
         out.push((name, value));
     }
     Ok(out)
-}
-
-/// A stand-in for a binding of a kind this engine does not serve yet (the prelude's
-/// `unsupportedBinding`: any use throws an Error naming the kind).
-fn unsupported_binding<'js>(ctx: &Ctx<'js>, kind: &str) -> rquickjs::Result<Value<'js>> {
-    let internals = engine::get()
-        .map_err(|e| rquickjs::Error::new_from_js_message("engine", "binding", e))?
-        .internals
-        .clone()
-        .restore(ctx)?;
-    let make: Function = internals.get("unsupportedBinding")?;
-    make.call((kind,))
 }
 
 /// The `env` object of a module Worker.

@@ -13,6 +13,7 @@ It is a test tool for the engine alone: the node's own end-to-end tests (tests/a
 real proof. Each check below fails loudly (assert) when the engine misbehaves.
 """
 
+import json
 import os
 import struct
 import sys
@@ -92,6 +93,26 @@ class Host:
         fn("env_kind", 2, self.env_kind)
         fn("env_get", 4, self.env_get)
         fn("code_read", 2, lambda c, p, n: self.out(c, self.code, p, n), module="tenantry:js/v1")
+        # The platform: outgoing requests, an echoing "network", an in-memory KV store.
+        self.kv = {}
+        fn("request_new", 0, lambda c: self.new_request({"method": b"GET", "url": b"/", "headers": [], "body": b""}))
+        fn("request_clone", 1, self.request_clone)
+        fn("request_set_method", 3, lambda c, h, p, n: self.set_field(h, "method", self.read(c, p, n)))
+        fn("request_set_url", 3, lambda c, h, p, n: self.set_field(h, "url", self.read(c, p, n)))
+        fn("request_header_set", 5, self.request_header_set)
+        fn("request_body_write", 3, self.request_body_write)
+        fn("fetch", 1, self.net_fetch)
+        fn("service_fetch", 3, lambda c, bp, bl, h: self.fail(-5, "no Workers to call in the harness"))
+        fn("dispatch_fetch", 7, lambda c, *a: self.fail(-5, "no Workers to call in the harness"))
+        fn("fetch_error", 2, lambda c, p, n: self.out(c, self.last_error, p, n))
+        fn("response_status", 1, lambda c, h: self.resps[h]["status"] if h in self.resps else -4)
+        fn("response_headers", 3, lambda c, h, p, n: self.out(
+            c, b"".join(k + b": " + v + b"\n" for k, v in self.resps[h]["headers"]), p, n))
+        fn("response_body_read", 3, self.response_body_read)
+        fn("kv_get", 4, self.kv_get)
+        fn("kv_put", 8, self.kv_put)
+        fn("kv_delete", 4, lambda c, bp, bl, kp, kl: (self.kv.pop(self.read(c, kp, kl), None), 0)[1])
+        fn("kv_list", 4, self.kv_list)
         self.instance = linker.instantiate(self.store, module)
         self.exports = self.instance.exports(self.store)
         self.memory = self.exports["memory"]
@@ -101,6 +122,90 @@ class Host:
         self.req_method, self.req_url, self.req_headers, self.req_body = method, url, headers, body
         self.body_pos = 0
         self.status, self.headers, self.body, self.logs = 200, [], b"", []
+        self.reqs, self.resps, self.last_error = {}, {}, b""
+
+    def fail(self, code, why):
+        self.last_error = why.encode()
+        return code
+
+    def new_request(self, req):
+        h = len(self.reqs) + 1
+        self.reqs[h] = req
+        return h
+
+    def request_clone(self, c, h):
+        if h == 0:
+            return self.new_request({"method": self.req_method, "url": self.req_url,
+                                     "headers": list(self.req_headers), "body": self.req_body})
+        return self.new_request(dict(self.reqs[h])) if h in self.reqs else -4
+
+    def set_field(self, h, field, value):
+        if h not in self.reqs:
+            return -4
+        self.reqs[h][field] = value
+        return 0
+
+    def request_header_set(self, c, h, np, nl, vp, vl):
+        name, value = self.read(c, np, nl).lower(), self.read(c, vp, vl)
+        if h not in self.reqs:
+            return -4
+        self.reqs[h]["headers"] = [(k, v) for k, v in self.reqs[h]["headers"] if k.lower() != name] + [(name, value)]
+        return 0
+
+    def request_body_write(self, c, h, p, n):
+        if h not in self.reqs:
+            return -4
+        self.reqs[h]["body"] += self.read(c, p, n)
+        return n
+
+    def new_response(self, status, headers, body):
+        h = len(self.resps) + 1
+        self.resps[h] = {"status": status, "headers": headers, "body": body, "pos": 0}
+        return h
+
+    # The "network": refuses refused.test as the node refuses a private address, echoes the rest.
+    def net_fetch(self, c, h):
+        r = self.reqs.get(h)
+        if r is None:
+            return -4
+        if b"//refused.test" in r["url"]:
+            return self.fail(-8, "subrequest to 10.0.0.1 refused: private addresses are not reachable from Workers")
+        head = b"".join(k + b": " + v + b"\n" for k, v in r["headers"])
+        return self.new_response(200, [(b"x-echo", b"1"), (b"set-cookie", b"a=1"), (b"set-cookie", b"b=2")],
+                                 r["method"] + b" " + r["url"] + b"\n" + head + b"\n" + r["body"])
+
+    def response_body_read(self, c, h, p, cap):
+        r = self.resps.get(h)
+        if r is None:
+            return -4
+        chunk = r["body"][r["pos"]: r["pos"] + min(cap, 7000)]
+        r["pos"] += len(chunk)
+        if chunk:
+            self.mem(c).write(c, chunk, p)
+        return len(chunk)
+
+    def kv_get(self, c, bp, bl, kp, kl):
+        key = self.read(c, kp, kl)
+        if not key:
+            return self.fail(INVALID, "KV keys are 1 to 512 bytes")
+        if key not in self.kv:
+            return NOT_FOUND
+        value, metadata = self.kv[key]
+        return self.new_response(200, [(b"kv-metadata", metadata)] if metadata else [], value)
+
+    def kv_put(self, c, bp, bl, kp, kl, vp, vl, op, ol):
+        opts = json.loads(self.read(c, op, ol) or b"{}")
+        if "expiration_ttl" in opts and opts["expiration_ttl"] < 60:
+            return self.fail(INVALID, "expiration_ttl must be at least 60")
+        metadata = json.dumps(opts["metadata"], separators=(",", ":")).encode() if "metadata" in opts else None
+        self.kv[self.read(c, kp, kl)] = (self.read(c, vp, vl), metadata)
+        return 0
+
+    def kv_list(self, c, bp, bl, op, ol):
+        opts = json.loads(self.read(c, op, ol) or b"{}")
+        keys = sorted(k for k in self.kv if k.startswith(opts.get("prefix", "").encode()))
+        body = json.dumps({"keys": [{"name": k.decode()} for k in keys], "list_complete": True}).encode()
+        return self.new_response(200, [], body)
 
     def mem(self, c):
         return c["memory"]
@@ -254,9 +359,27 @@ export default {
       case "/random": return new Response(String(Math.random()));
       case "/count": return new Response(String(count));
       case "/status": return new Response(null, { status: 99 });
-      case "/kv": return new Response(String(env.KV.get));
+      case "/kv": {
+        await env.KV.put("k", "v", { metadata: { m: 1 } });
+        await env.KV.put("n", new Uint8Array([1, 2]));
+        const { value, metadata } = await env.KV.getWithMetadata("k");
+        const listed = (await env.KV.list({ prefix: "" })).keys.map((k) => k.name).join();
+        await env.KV.delete("k");
+        let bad = "";
+        try { await env.KV.put("x", "v", { expirationTtl: 1 }); } catch (e) { bad = e.message; }
+        return new Response([value, JSON.stringify(metadata), new Uint8Array(await env.KV.get("n", "arrayBuffer")).join(),
+          listed, await env.KV.get("k"), bad].join("|"));
+      }
       case "/unhandled": Promise.reject(new Error("lost")); (async () => { throw new Error("awaited"); })().catch(() => {}); return new Response("u");
-      case "/fetch": return await fetch("http://example.test/");
+      case "/fetch": {
+        const r = await fetch("http://upstream.test/x?y", { method: "PUT", headers: { "x-a": "b" }, body: new Uint8Array([104, 105]) });
+        let refused = "";
+        try { await fetch("http://refused.test/"); } catch (e) { refused = `${e.name}: ${e.message}`; }
+        return new Response(`${r.status} ${r.headers.get("x-echo")} ${r.headers.getSetCookie()}\n${refused}\n${await r.text()}`);
+      }
+      case "/forward": return fetch(request);
+      case "/keep": globalThis.kept = await fetch("http://upstream.test/kept"); return new Response("kept");
+      case "/read-kept": try { return new Response(await globalThis.kept.text()); } catch (e) { return new Response(`${e.name}: ${e.message}`); }
       case "/interval": { let n = 0; return new Promise((r) => { const id = setInterval((x) => { n += x; if (n === 3) { clearInterval(id); r(new Response(String(n))); } }, 1, 1); }); }
       case "/leak": setTimeout(() => console.log("leaked"), 1); return new Response("l");
     }
@@ -302,12 +425,15 @@ export default {
         rc, status, _, body, logs = run("/modules")
         assert body == b"HI THERE 1,2,3", (body, logs)
 
-    @check("env: plain_text, json, secret_text; other kinds throw naming the kind")
+    @check("env: plain_text, json, secret_text, kv_namespace")
     def _():
         rc, status, _, body, logs = run("/env")
         assert body == b'{"GREETING":"hi","CFG":{"a":[1,2]},"SECRET":"s3","KV":{}}', (body, logs)
+
+    @check("KV: put with metadata, getWithMetadata, arrayBuffer, list, delete, refused put")
+    def _():
         rc, status, _, body, logs = run("/kv")
-        assert status == 500 and "kv_namespace bindings are not supported yet" in logs[-1][1], logs
+        assert body == b'v|{"m":1}|1,2|k,n||KV PUT failed: expiration_ttl must be at least 60', (body, logs)
 
     @check("uncaught exception: workerd's 500, the error and stack in the log")
     def _():
@@ -349,10 +475,27 @@ export default {
         assert body == b"u" and [l for l in logs] == [(3, logs[0][1])], logs
         assert logs[0][1].startswith("Uncaught (in promise) Error: lost\n    at fetch (worker.js:"), logs
 
-    @check("fetch() is not there yet and says so")
+    @check("fetch(): method, URL, headers, bytes body; a refusal is a TypeError saying why")
     def _():
         rc, status, _, body, logs = run("/fetch")
-        assert status == 500 and "fetch() is not supported yet" in logs[-1][1], logs
+        want = (b"200 1 a=1,b=2\n"
+                b"TypeError: fetch() failed: subrequest to 10.0.0.1 refused: private addresses are not reachable from Workers\n"
+                b"PUT http://upstream.test/x?y\nx-a: b\n\nhi")
+        assert (status, body) == (200, want), (status, body, logs)
+
+    @check("fetch(request) forwards the incoming request (request_clone(0)), body included")
+    def _():
+        rc, status, _, body, logs = run("/forward", method=b"POST", headers=[(b"X-H", b"v")], body=b"payload")
+        assert body == b"POST http://example.test/forward\nhost: example.test\nX-H: v\n\npayload", (body, logs)
+
+    @check("a fetched body kept past its request cannot be read by a later one (handles are per invocation)")
+    def _():
+        h = fresh()
+        h.env = env
+        h.code = code
+        assert h.fetch("/keep")[3] == b"kept"
+        rc, status, _, body, logs = h.fetch("/read-kept")
+        assert body.startswith(b"Error: Cannot perform I/O on behalf of a different request."), (body, logs)
 
     @check("setInterval with arguments, clearInterval")
     def _():

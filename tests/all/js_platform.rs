@@ -1,0 +1,492 @@
+//! JavaScript Workers reach the platform (issue 12): global `fetch()` to a real upstream on
+//! 127.0.0.1 through the node's client and egress policy, KV bindings on the node's store,
+//! service bindings, and dispatch namespace bindings with per-call limits, all through the same
+//! `tenantry:worker/v1` calls as wasm Workers.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::common::*;
+
+/// A keep-alive HTTP/1.1 upstream on 127.0.0.1. `/redirect/<n>` answers `302` to
+/// `/redirect/<n-1>` (`/redirect/0` to `/landed`); every other request is answered `200` with
+/// `x-upstream: yes` and the body `<request line>\n<header lines>\n\n<body>`.
+fn upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    addr
+}
+
+fn serve(stream: TcpStream) {
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    loop {
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push(line.trim_end().to_string());
+        }
+        let length = head
+            .iter()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap())
+            })
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let target = head[0].split(' ').nth(1).unwrap_or("/").to_string();
+        let response = if let Some(n) = target.strip_prefix("/redirect/") {
+            let n: u32 = n.parse().unwrap();
+            let to = if n == 0 {
+                "/landed".to_string()
+            } else {
+                format!("/redirect/{}", n - 1)
+            };
+            format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n")
+                .into_bytes()
+        } else {
+            let mut text = format!("{}\n\n", head.join("\n")).into_bytes();
+            text.extend_from_slice(&body);
+            let mut r = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nx-upstream: yes\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n",
+                text.len()
+            )
+            .into_bytes();
+            r.extend_from_slice(&text);
+            r
+        };
+        if out.write_all(&response).is_err() {
+            return;
+        }
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// The fetcher: `/?url=…&case=…` fetches `url` in the way `case` names and describes the result.
+const FETCHER: &str = r#"
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const target = url.searchParams.get("url");
+    const describe = async (r) =>
+      `${r.status} ${r.headers.get("x-upstream")} ${r.headers.getSetCookie().join("|")}\n${await r.text()}`;
+    try {
+      switch (url.searchParams.get("case")) {
+        case "get":
+          return new Response(await describe(await fetch(target, { headers: { "x-from": "js" } })));
+        case "put-bytes":
+          return new Response(await describe(await fetch(new Request(target, {
+            method: "put", body: new Uint16Array([0x6968]), headers: new Headers({ "content-type": "x/y" }) }))));
+        case "url-object":
+          return new Response(await describe(await fetch(new URL(target), { method: "POST", body: "text body" })));
+        case "json": {
+          const r = await fetch(target, { method: "POST", body: JSON.stringify({ a: 1 }) });
+          const text = await r.text();
+          return Response.json({ status: r.status, ok: r.ok, first: text.split("\n")[0] });
+        }
+        case "array-buffer": {
+          const b = await (await fetch(target)).arrayBuffer();
+          return new Response(`${b.byteLength} ${b instanceof ArrayBuffer}`);
+        }
+        case "stream": {
+          const reader = (await fetch(target)).body.getReader();
+          let n = 0;
+          for (;;) { const { done, value } = await reader.read(); if (done) break; n += value.length; }
+          return new Response(`streamed ${n}`);
+        }
+        case "manual": {
+          const r = await fetch(target, { redirect: "manual" });
+          return new Response(`${r.status} ${r.headers.get("location")}`);
+        }
+        case "twice": {
+          await fetch(target);
+          await fetch(target);
+          return new Response("both");
+        }
+        case "forward":
+          return fetch(request);
+      }
+      return new Response("no case", { status: 400 });
+    } catch (e) {
+      return new Response(`${e.name}: ${e.message}`, { status: 502 });
+    }
+  },
+};
+"#;
+
+fn q(url: &str) -> String {
+    url.replace(':', "%3A").replace('/', "%2F")
+}
+
+fn fetcher_node(dir: &Path, allow: &str) -> TestNode {
+    let main = write(dir, "fetcher.mjs", FETCHER);
+    TestNode::start(&format!(
+        "[subrequests]\nallow = [{allow}]\n\
+         [[namespace]]\nname = \"c\"\n\
+         [[worker]]\nnamespace = \"c\"\nname = \"fetcher\"\nmodule = \"{main}\"\n\
+         [[worker]]\nnamespace = \"c\"\nname = \"budget\"\nmodule = \"{main}\"\nlimits = {{ subrequests = 1 }}\n\
+         [[route]]\nhost = \"fetcher.test\"\nnamespace = \"c\"\nscript = \"fetcher\"\n\
+         [[route]]\nhost = \"budget.test\"\nnamespace = \"c\"\nscript = \"budget\"\n\
+         [[route]]\nhost = \"127.0.0.1\"\nnamespace = \"c\"\nscript = \"fetcher\"\n"
+    ))
+}
+
+#[test]
+fn js_fetch_reaches_an_upstream_with_methods_headers_and_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = upstream();
+    let n = fetcher_node(dir.path(), "\"127.0.0.1\"");
+    let at = |case: &str, path: &str| {
+        get(
+            n.addr,
+            "fetcher.test",
+            &format!("/?case={case}&url={}", q(&format!("http://{up}{path}"))),
+        )
+    };
+
+    let r = at("get", "/item?x=1");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert!(
+        text.starts_with("200 yes a=1|b=2\nGET /item?x=1 HTTP/1.1\n"),
+        "{text}"
+    );
+    assert!(text.contains("x-from: js"), "{text}");
+    assert!(text.contains(&format!("host: {up}")), "{text}");
+
+    // Methods are upper-cased, typed-array bodies sent as their bytes.
+    let text = at("put-bytes", "/p").text();
+    assert!(text.contains("PUT /p HTTP/1.1"), "{text}");
+    assert!(text.contains("content-type: x/y"), "{text}");
+    assert!(text.ends_with("\n\nhi"), "{text}");
+
+    // A URL object as input; a string body gets its default content type.
+    let text = at("url-object", "/u").text();
+    assert!(text.contains("POST /u HTTP/1.1"), "{text}");
+    assert!(text.contains("text/plain;charset=UTF-8"), "{text}");
+    assert!(text.ends_with("\n\ntext body"), "{text}");
+
+    let r = at("json", "/j");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap(),
+        serde_json::json!({"status": 200, "ok": true, "first": "POST /j HTTP/1.1"})
+    );
+    assert!(at("array-buffer", "/b").text().ends_with(" true"));
+    assert!(at("stream", "/s").text().starts_with("streamed "));
+
+    // Redirects are followed (Fetch's default), or handed over with `redirect: "manual"`.
+    let text = at("get", "/redirect/2").text();
+    assert!(text.contains("GET /landed HTTP/1.1"), "{text}");
+    assert_eq!(at("manual", "/redirect/0").text(), "302 /landed");
+    let text = at("get", "/redirect/30").text();
+    assert!(
+        text.starts_with("TypeError: ") && text.contains("too many redirects"),
+        "{text}"
+    );
+
+    // fetch(request): the incoming request itself (its Host names the upstream), body included.
+    let r = request(
+        n.addr,
+        "POST",
+        &up.to_string(),
+        "/echo?case=forward",
+        &[("x-client", "1")],
+        b"forwarded body",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert!(
+        text.starts_with("POST /echo?case=forward HTTP/1.1\n"),
+        "{text}"
+    );
+    assert!(text.contains("x-client: 1"), "{text}");
+    assert!(text.ends_with("\n\nforwarded body"), "{text}");
+}
+
+#[test]
+fn js_fetch_errors_are_type_errors_that_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = upstream();
+    // Loopback is not allowed here: the egress policy refuses it.
+    let n = fetcher_node(dir.path(), "");
+    let r = get(
+        n.addr,
+        "fetcher.test",
+        &format!("/?case=get&url={}", q(&format!("http://{up}/"))),
+    );
+    assert_eq!(r.status, 502);
+    let text = r.text();
+    assert!(text.starts_with("TypeError: "), "{text}");
+    assert!(
+        text.contains("refused") && text.contains("loopback"),
+        "{text}"
+    );
+
+    // An unparsable URL is the Request constructor's TypeError.
+    let r = get(n.addr, "fetcher.test", "/?case=get&url=nope");
+    assert!(r.text().starts_with("TypeError: "), "{}", r.text());
+}
+
+#[test]
+fn js_fetch_spends_the_subrequest_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = upstream();
+    let n = fetcher_node(dir.path(), "\"127.0.0.1\"");
+    let r = get(
+        n.addr,
+        "budget.test",
+        &format!("/?case=twice&url={}", q(&format!("http://{up}/"))),
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
+    let text = r.text();
+    assert!(text.starts_with("TypeError: "), "{text}");
+    assert!(text.contains("subrequest limit of 1"), "{text}");
+}
+
+const KV_WORKER: &str = r#"
+export default {
+  async fetch(request, env) {
+    const kv = env.KV;
+    const out = [];
+    const attempt = async (f) => { try { out.push(String(await f())); } catch (e) { out.push(`${e.name}: ${e.message}`); } };
+    await kv.put("a", "hello", { metadata: { v: 1 } });
+    await kv.put("j", JSON.stringify({ x: [1, 2] }));
+    await kv.put("b", new Uint8Array([1, 2, 3]));
+    await kv.put("c", new Uint8Array([7, 8, 9]).buffer, { expirationTtl: 3600 });
+    out.push(await kv.get("a"));
+    out.push(JSON.stringify(await kv.get("j", "json")));
+    out.push(new Uint8Array(await kv.get("b", { type: "arrayBuffer" })).join(","));
+    out.push(await new Response(await kv.get("a", "stream")).text());
+    const m = await kv.getWithMetadata("a");
+    out.push(`${m.value} ${JSON.stringify(m.metadata)} ${m.cacheStatus}`);
+    out.push(JSON.stringify(await kv.getWithMetadata("missing")));
+    out.push(String(await kv.get("missing")));
+    const page = await kv.list({ limit: 2 });
+    out.push(`${page.keys.map((k) => k.name).join(",")} ${page.list_complete} ${typeof page.cursor}`);
+    const rest = await kv.list({ cursor: page.cursor });
+    out.push(`${rest.keys.map((k) => k.name).join(",")} ${rest.list_complete}`);
+    const c = (await kv.list({ prefix: "c" })).keys[0];
+    out.push(`${c.name} ${typeof c.expiration}`);
+    out.push(JSON.stringify((await kv.list({ prefix: "a" })).keys));
+    await kv.delete("a");
+    out.push(String(await kv.get("a")));
+    await attempt(() => kv.put("x", "v", { expirationTtl: 1 }));
+    await attempt(() => kv.get("x", "bogus"));
+    await attempt(() => kv.put("x", 42));
+    await attempt(() => kv.get(""));
+    return new Response(out.join("\n"));
+  },
+};
+"#;
+
+#[test]
+fn js_kv_bindings_have_cloudflares_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = write(dir.path(), "kv.mjs", KV_WORKER);
+    let n = TestNode::start(&format!(
+        "[[kv_namespace]]\ntitle = \"store\"\n\
+         [[namespace]]\nname = \"c\"\n\
+         [[worker]]\nnamespace = \"c\"\nname = \"kv\"\nmodule = \"{main}\"\n\
+         bindings = [{{ type = \"kv_namespace\", name = \"KV\", namespace = \"store\" }}]\n\
+         [[route]]\nhost = \"kv.test\"\nnamespace = \"c\"\nscript = \"kv\"\n"
+    ));
+    let r = get(n.addr, "kv.test", "/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "hello");
+    assert_eq!(lines[1], r#"{"x":[1,2]}"#);
+    assert_eq!(lines[2], "1,2,3");
+    assert_eq!(lines[3], "hello");
+    assert_eq!(lines[4], r#"hello {"v":1} null"#);
+    assert_eq!(
+        lines[5],
+        r#"{"value":null,"metadata":null,"cacheStatus":null}"#
+    );
+    assert_eq!(lines[6], "null");
+    assert_eq!(lines[7], "a,b false string");
+    assert_eq!(lines[8], "c,j true");
+    assert_eq!(lines[9], "c number");
+    assert_eq!(lines[10], r#"[{"name":"a","metadata":{"v":1}}]"#);
+    assert_eq!(lines[11], "null");
+    assert!(lines[12].starts_with("Error: KV PUT failed: "), "{text}");
+    assert!(
+        lines[13].starts_with("TypeError: Unknown response type"),
+        "{text}"
+    );
+    assert!(
+        lines[14].starts_with("TypeError: KV put() accepts only"),
+        "{text}"
+    );
+    assert!(lines[15].starts_with("Error: KV GET failed: "), "{text}");
+}
+
+#[test]
+fn js_service_and_dispatch_bindings_call_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = write(
+        dir.path(),
+        "alice.mjs",
+        "export default { async fetch(request, env) {\n\
+           return new Response(`alice saw ${request.method} ${new URL(request.url).pathname} ${await request.text()}`,\n\
+             { headers: { 'x-alice': 'yes' } });\n\
+         } };",
+    );
+    let hog = write(
+        dir.path(),
+        "hog.mjs",
+        "export default { fetch() { for (;;) {} } };",
+    );
+    let front = write(
+        dir.path(),
+        "front.mjs",
+        "export default { async fetch(request, env) {\n\
+           const r = await env.BACKEND.fetch(request);\n\
+           return new Response(`front got ${r.status} ${r.headers.get('x-alice')}: ${await r.text()}`);\n\
+         } };",
+    );
+    // The dispatcher of Cloudflare's documents, verbatim, plus a per-call CPU limit for `hog`.
+    let dispatcher = write(
+        dir.path(),
+        "dispatcher.mjs",
+        "export default {\n\
+           async fetch(request, env) {\n\
+             try {\n\
+               const customerName = new URL(request.url).hostname.split('.')[0];\n\
+               const options = customerName === 'hog' ? { limits: { cpuMs: 5 } } : undefined;\n\
+               const userWorker = env.DISPATCHER.get(customerName, {}, options);\n\
+               return await userWorker.fetch(request);\n\
+             } catch (e) {\n\
+               if (e.message.startsWith('Worker not found')) return new Response('', { status: 404 });\n\
+               return new Response(`${e.name}: ${e.message}`, { status: 503 });\n\
+             }\n\
+           },\n\
+         };",
+    );
+    let n = TestNode::start(&format!(
+        "[[namespace]]\nname = \"customers\"\n\
+         [[worker]]\nnamespace = \"customers\"\nname = \"alice\"\nmodule = \"{alice}\"\n\
+         [[worker]]\nnamespace = \"customers\"\nname = \"hog\"\nmodule = \"{hog}\"\n\
+         [[worker]]\nnamespace = \"customers\"\nname = \"front\"\nmodule = \"{front}\"\n\
+         bindings = [{{ type = \"service\", name = \"BACKEND\", service = \"alice\" }}]\n\
+         [[platform_worker]]\nname = \"dispatcher\"\nmodule = \"{dispatcher}\"\n\
+         bindings = [{{ type = \"dispatch_namespace\", name = \"DISPATCHER\", namespace = \"customers\" }}]\n\
+         [[route]]\nhost = \"*.example.test\"\nworker = \"dispatcher\"\n{}",
+        worker("customers", "wasmecho", "echo", "")
+    ));
+
+    // A JavaScript dispatcher calls a wasm user Worker the same way.
+    let r = request(n.addr, "POST", "wasmecho.example.test", "/w", &[], b"abc");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text()
+            .starts_with("POST http://wasmecho.example.test/w\n"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.header("x-echo-length"), Some("3"));
+
+    let r = request(n.addr, "POST", "alice.example.test", "/hi", &[], b"body!");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "alice saw POST /hi body!");
+    assert_eq!(r.header("x-alice"), Some("yes"));
+
+    // Through the dispatcher to `front`, which calls alice over its service binding.
+    let r = request(n.addr, "PUT", "front.example.test", "/svc", &[], b"x");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "front got 200 yes: alice saw PUT /svc x");
+
+    let r = get(n.addr, "nobody.example.test", "/");
+    assert_eq!(r.status, 404, "{}", r.text());
+
+    let r = get(n.addr, "hog.example.test", "/");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().starts_with("Error: "), "{}", r.text());
+    assert!(r.text().contains("CPU"), "{}", r.text());
+}
+
+#[test]
+fn js_outbound_worker_sees_every_subrequest_of_js_user_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = upstream();
+    let user = write(
+        dir.path(),
+        "user.mjs",
+        "export default { async fetch(request) {\n\
+           const target = new URL(request.url).searchParams.get('url');\n\
+           try {\n\
+             const r = await fetch(target, { headers: { 'x-user': '1' } });\n\
+             return new Response(`${r.status}: ${await r.text()}`);\n\
+           } catch (e) { return new Response(`${e.name}: ${e.message}`, { status: 502 }); }\n\
+         } };",
+    );
+    let outbound = write(
+        dir.path(),
+        "outbound.mjs",
+        "export default { async fetch(request, env) {\n\
+           const url = new URL(request.url);\n\
+           if (url.pathname === '/blocked') return new Response(`blocked for ${env.customer}`, { status: 403 });\n\
+           if (url.pathname === '/rewrite') { url.pathname = '/rewritten'; return fetch(new Request(url, request)); }\n\
+           return fetch(request);\n\
+         } };",
+    );
+    let dispatcher = write(
+        dir.path(),
+        "dispatcher.mjs",
+        "export default { async fetch(request, env) {\n\
+           const name = new URL(request.url).hostname.split('.')[0];\n\
+           return env.DISPATCHER.get(name, {}, { outbound: { customer: name } }).fetch(request);\n\
+         } };",
+    );
+    let n = TestNode::start(&format!(
+        "[subrequests]\nallow = [\"127.0.0.1\"]\n\
+         [[namespace]]\nname = \"customers\"\n\
+         [[worker]]\nnamespace = \"customers\"\nname = \"user\"\nmodule = \"{user}\"\n\
+         [[platform_worker]]\nname = \"dispatcher\"\nmodule = \"{dispatcher}\"\n\
+         bindings = [{{ type = \"dispatch_namespace\", name = \"DISPATCHER\", namespace = \"customers\", \
+         outbound = {{ service = \"outbound\", parameters = [\"customer\"] }} }}]\n\
+         [[platform_worker]]\nname = \"outbound\"\nmodule = \"{outbound}\"\n\
+         [[route]]\nhost = \"*.example.test\"\nworker = \"dispatcher\"\n"
+    ));
+    let at = |path: &str| {
+        get(
+            n.addr,
+            "user.example.test",
+            &format!("/?url={}", q(&format!("http://{up}{path}"))),
+        )
+    };
+    // Forwarded as is: the upstream sees the user Worker's request.
+    let text = at("/pass").text();
+    assert!(text.starts_with("200: GET /pass HTTP/1.1\n"), "{text}");
+    assert!(text.contains("x-user: 1"), "{text}");
+    // Rewritten by the outbound Worker.
+    let text = at("/rewrite").text();
+    assert!(text.starts_with("200: GET /rewritten HTTP/1.1\n"), "{text}");
+    // Answered by the outbound Worker, which sees the dispatcher's parameter.
+    assert_eq!(at("/blocked").text(), "403: blocked for user");
+}
