@@ -220,27 +220,25 @@ fn part_kind(part: &Part, body_part: Option<&str>) -> Result<Option<PartKind>, A
     let name = part.file_name.as_deref().unwrap_or(&part.name);
     let named_script =
         body_part.is_some_and(|b| b == part.name || Some(b) == part.file_name.as_deref());
+    // `body_part` names a service-worker script; any other JavaScript main part is an ES module.
+    let js = if named_script {
+        PartKind::Script
+    } else {
+        PartKind::EsModule
+    };
     let kind = match part.content_type.as_deref() {
         Some("application/wasm") => None,
         Some("application/javascript+module" | "text/javascript+module") => {
             Some(PartKind::EsModule)
         }
-        Some("application/javascript" | "text/javascript") => Some(if named_script {
-            PartKind::Script
-        } else {
-            PartKind::EsModule
-        }),
+        Some("application/javascript" | "text/javascript") => Some(js),
         Some(ct) if ct.contains("python") => {
             return Err(ApiError::bad_request(format!(
                 "module `{name}` is {ct}: Tenantry runs JavaScript and WebAssembly Workers"
             )));
         }
         _ if part.bytes.starts_with(b"\0asm") => None,
-        _ if name.ends_with(".js") || name.ends_with(".mjs") => Some(if named_script {
-            PartKind::Script
-        } else {
-            PartKind::EsModule
-        }),
+        _ if name.ends_with(".js") || name.ends_with(".mjs") => Some(js),
         _ => None,
     };
     Ok(kind)

@@ -296,3 +296,34 @@ pub fn wat_worker(dir: &Path, ns: &str, name: &str, wat: &str, extra: &str) -> S
         path.display()
     )
 }
+
+/// Reads one HTTP/1.1 request (head lines without CRLF, and its `Content-Length` body) for the
+/// tests' local upstreams; `None` when the client closed or sent a short body.
+pub fn read_upstream_request(
+    reader: &mut std::io::BufReader<TcpStream>,
+) -> Option<(Vec<String>, Vec<u8>)> {
+    use std::io::BufRead;
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push(line.trim_end().to_string());
+    }
+    let length = head
+        .iter()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((head, body))
+}

@@ -32,6 +32,15 @@ fn api(addr: SocketAddr, method: &str, path: &str, content_type: &str, body: &[u
     request(addr, method, "admin", path, &headers, body)
 }
 
+/// The message of an upload refused with `400`.
+fn rejected(r: &Resp) -> String {
+    assert_eq!(r.status, 400, "{}", r.text());
+    envelope(r)["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn envelope(r: &Resp) -> Value {
     serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
 }
@@ -213,11 +222,7 @@ fn compile_errors_are_400s_naming_file_line_and_column() {
             b"export default {\n  fetch() { return 1 +; }\n};\n",
         )],
     );
-    assert_eq!(r.status, 400, "{}", r.text());
-    let message = envelope(&r)["errors"][0]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let message = rejected(&r);
     assert!(message.starts_with("worker.mjs:2:"), "{message}");
     assert!(message.contains("SyntaxError"), "{message}");
 
@@ -231,20 +236,12 @@ fn compile_errors_are_400s_naming_file_line_and_column() {
             b"import { x } from \"./missing.js\";\nexport default { fetch() { return new Response(x); } };",
         )],
     );
-    assert_eq!(r.status, 400, "{}", r.text());
-    let message = envelope(&r)["errors"][0]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let message = rejected(&r);
     assert!(message.contains("./missing.js"), "{message}");
     assert!(message.contains("worker.mjs"), "{message}");
 
     let r = put_raw(&n, "broken", "const x = 1;");
-    assert_eq!(r.status, 400, "{}", r.text());
-    let message = envelope(&r)["errors"][0]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let message = rejected(&r);
     assert!(message.contains("fetch"), "{message}");
 
     // Nothing was deployed.

@@ -3,7 +3,7 @@
 //! service bindings, and dispatch namespace bindings with per-call limits, all through the same
 //! `tenantry:worker/v1` calls as wasm Workers.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
@@ -30,30 +30,9 @@ fn serve(stream: TcpStream) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
     loop {
-        let mut head = Vec::new();
-        loop {
-            let mut line = String::new();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if line == "\r\n" {
-                break;
-            }
-            head.push(line.trim_end().to_string());
-        }
-        let length = head
-            .iter()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse::<usize>().unwrap())
-            })
-            .unwrap_or(0);
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
+        let Some((head, body)) = read_upstream_request(&mut reader) else {
             return;
-        }
+        };
         let target = head[0].split(' ').nth(1).unwrap_or("/").to_string();
         let response = if let Some(n) = target.strip_prefix("/redirect/") {
             let n: u32 = n.parse().unwrap();

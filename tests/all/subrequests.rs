@@ -3,7 +3,7 @@
 //! outbound Worker set on a dispatch namespace binding sees (and allows, rewrites, answers or
 //! blocks) every subrequest of the Workers dispatched through it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,28 +44,9 @@ fn serve(stream: TcpStream) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
     loop {
-        let mut head = Vec::new();
-        loop {
-            let mut line = String::new();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if line == "\r\n" {
-                break;
-            }
-            head.push(line.trim_end().to_string());
-        }
-        let length = head
-            .iter()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse::<usize>().unwrap())
-            })
-            .unwrap_or(0);
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
+        let Some((head, _body)) = read_upstream_request(&mut reader) else {
+            return;
+        };
         // `/big/<n>`: n bytes, by Content-Length; `/bigchunked/<n>`: n bytes in 64 KiB chunks.
         let target = head[0].split(' ').nth(1).unwrap_or("/").to_string();
         if let Some(n) = target.strip_prefix("/big/") {

@@ -18,6 +18,9 @@ const URL_FIRST: usize = 256;
 /// Growth step while reading a request body of unknown length.
 const BODY_CHUNK: usize = 16 * 1024;
 
+// SAFETY (both blocks): the signatures are the host's (docs/worker-abi.md, `core/src/abi.rs`),
+// which type-checks every import when it links the engine; callers pass pointers into this
+// module's own memory with the lengths of those buffers.
 #[cfg(target_arch = "wasm32")]
 mod raw {
     #[link(wasm_import_module = "tenantry:js/v1")]

@@ -29,6 +29,8 @@ pub use compile::compile;
 
 /// Pre-initialisation (wasmtime-wizer): makes the runtime and context and installs the globals, so
 /// the snapshot holds them. Calls no `tenantry:*` import (only WASI clocks, frozen in the snapshot).
+// SAFETY (this and the exports below): the names are the contract's entry points and no other
+// symbol of the module has them, so the unmangled exports cannot clash.
 #[unsafe(export_name = "wizer.initialize")]
 pub extern "C" fn wizer_initialize() {
     // A failure here is met again, and logged, by the first request.
