@@ -53,6 +53,7 @@ pub(crate) fn worker(wat: &str) -> Worker {
 
 /// Runs a future on a monoio runtime, as a serving core does.
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    crate::yielding::reset_thread();
     monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .enable_timer()
         .build()

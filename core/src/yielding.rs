@@ -89,6 +89,17 @@ pub(crate) fn yield_now(
     })
 }
 
+/// Forgets the guests parked on this thread and the pump queued for them. For a thread that
+/// runs one monoio runtime after another (tests): monoio does not drop the tasks a runtime still
+/// holds when it ends, so a pump queued there never runs and never resets `pump_queued`, and the
+/// next runtime's guests would park with no pump to wake them (measured: a test hung on its
+/// second runtime once in a few runs). A serving thread runs one runtime for its whole life.
+#[cfg(test)]
+pub(crate) fn reset_thread() {
+    PARKED.with_borrow_mut(|p| *p = Parked::default());
+    IN_ROTATION.with_borrow_mut(|r| r.clear());
+}
+
 /// How many guests of `key` on this thread are CPU-bound (see `Worker::cpu_bound_requests`) and
 /// have not finished. This counts the parked ones, the one running a slice and
 /// those woken for their next one.
