@@ -47,7 +47,11 @@ victim
 echo -n "hog, 1 connection: "; loadgen hog 1 "$secs" | grep '^status'
 echo "RSS before the attack: $(rss_kb VmRSS) KiB"
 echo "== hog at $hconns connections${hrate:+, $hrate requests/s offered}, victim measured meanwhile =="
-loadgen hog "$hconns" "$((secs + 2))" $hrate > target/fairshare-hog.txt &
+# The hog runs a second before and after the victim's window; only its requests sent well inside
+# that window (from 0.5 s after the victim starts to 0.5 s before it ends) are counted: before the
+# victim's first requests arrive the hog has the core to itself and may queue. (RATE 0: as many as
+# the connections send.)
+loadgen hog "$hconns" "$((secs + 2))" "${hrate:-0}" "1.5-$((secs)).5" > target/fairshare-hog.txt &
 attacker=$!
 sleep 1
 victim

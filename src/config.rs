@@ -153,6 +153,7 @@ struct AdmissionFile {
     max_cpu_bound_per_worker: Option<usize>,
     max_queued: Option<usize>,
     max_queued_per_worker: Option<usize>,
+    max_queued_per_cpu_bound_worker: Option<usize>,
     max_queue_wait_ms: Option<u64>,
     retry_after_s: Option<u32>,
 }
@@ -789,6 +790,9 @@ fn admission_limits(
     }
     if let Some(n) = file.max_queued_per_worker {
         limits.max_queued_per_worker = n;
+    }
+    if let Some(n) = file.max_queued_per_cpu_bound_worker {
+        limits.max_queued_per_cpu_bound_worker = n;
     }
     if let Some(ms) = file.max_queue_wait_ms {
         limits.max_queue_wait = std::time::Duration::from_millis(ms);

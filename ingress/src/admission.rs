@@ -24,8 +24,16 @@
 //!   guest time and has not finished, or its last finished request had), fewer than
 //!   [`AdmissionLimits::max_cpu_bound_per_worker`] — counting all of its requests, also those that
 //!   have not run that long yet, so a burst is not admitted before it shows it is CPU-bound.
-//!   A CPU-heavy Worker thus runs one request at a time on a core and its others queue; a
-//!   Worker with short or I/O-bound requests is only bounded by the larger cap.
+//!   A CPU-heavy Worker thus runs one request at a time on a core; a Worker with short or
+//!   I/O-bound requests is only bounded by the larger cap.
+//!
+//! How long a Worker's queue may grow: [`AdmissionLimits::max_queued_per_worker`], except for a
+//! CPU-bound Worker while the core is shared — another Worker's request arrived on it within
+//! [`CONTENTION_WINDOW`] — which gets [`AdmissionLimits::max_queued_per_cpu_bound_worker`]
+//! (default 0: shed at once). A request queued behind a CPU-bound one waits its whole run time,
+//! stretched by the other tenants' share of the core: with a queue of 8 the fair-share
+//! benchmark's admitted hog requests took 10× their unloaded p99, with none ~2.5×
+//! (docs/performance.md). A CPU-heavy Worker alone on a core still queues as before.
 //!
 //! Platform Workers (the dispatch Worker in `_platform`) route every tenant: the per-Worker share
 //! is not applied to them but to the customer Worker they call, so tenants are not lumped under
@@ -63,6 +71,10 @@ pub struct AdmissionLimits {
     /// Requests of one Worker waiting on one core. Default: 8, so one Worker's backlog cannot
     /// fill the core's queue, and the last in line waits about 8 of its requests' run time.
     pub max_queued_per_worker: usize,
+    /// Requests of a CPU-bound Worker waiting on one core while other Workers' requests are
+    /// served there (see the module doc). Default: 0, so an admitted request never waits
+    /// behind the run time of its own Worker's CPU-bound requests.
+    pub max_queued_per_cpu_bound_worker: usize,
     /// The longest a request waits for room before it is shed. Default: 100 ms.
     pub max_queue_wait: Duration,
     /// The `Retry-After` a shed request gets, in seconds. Default:
@@ -74,6 +86,11 @@ pub struct AdmissionLimits {
 pub const DEFAULT_MAX_CPU_BOUND_PER_WORKER: usize = 1;
 /// Default of [`AdmissionLimits::max_queued_per_worker`].
 pub const DEFAULT_MAX_QUEUED_PER_WORKER: usize = 8;
+/// Default of [`AdmissionLimits::max_queued_per_cpu_bound_worker`].
+pub const DEFAULT_MAX_QUEUED_PER_CPU_BOUND_WORKER: usize = 0;
+/// How recently another Worker's request must have arrived on a core for a CPU-bound Worker to
+/// count as sharing it: the default queue wait, the horizon a queued request looks ahead.
+pub const CONTENTION_WINDOW: Duration = Duration::from_millis(100);
 /// Default of [`AdmissionLimits::max_queue_wait`].
 pub const DEFAULT_MAX_QUEUE_WAIT: Duration = Duration::from_millis(100);
 
@@ -88,6 +105,7 @@ impl AdmissionLimits {
             max_cpu_bound_per_worker: DEFAULT_MAX_CPU_BOUND_PER_WORKER,
             max_queued: max_in_flight,
             max_queued_per_worker: DEFAULT_MAX_QUEUED_PER_WORKER,
+            max_queued_per_cpu_bound_worker: DEFAULT_MAX_QUEUED_PER_CPU_BOUND_WORKER,
             max_queue_wait: DEFAULT_MAX_QUEUE_WAIT,
             retry_after_s: OVERLOADED_RETRY_AFTER_S,
         }
@@ -129,6 +147,8 @@ pub enum Shed {
         running: usize,
         queued: usize,
     },
+    /// A CPU-bound Worker at its share of a core that other Workers use too (no queue).
+    CpuBoundShare { worker: String, running: usize },
     /// No room came within the maximum queue wait.
     Waited { worker: String, waited: Duration },
 }
@@ -148,6 +168,10 @@ impl Shed {
             } => format!(
                 "Worker `{worker}` is over its share of this node: {running} of its requests \
                  run and {queued} wait on this core"
+            ),
+            Shed::CpuBoundShare { worker, running } => format!(
+                "Worker `{worker}` is CPU-bound and already runs {running} of its requests on this \
+                 core, which other Workers share; it is not queued behind them"
             ),
             Shed::Waited { worker, waited } => format!(
                 "Worker `{worker}` found no capacity on this node within {} ms",
@@ -179,6 +203,29 @@ struct State {
     workers: HashMap<Rc<str>, PerWorker>,
     /// Workers with waiters, in the order they are served.
     order: VecDeque<Rc<str>>,
+    /// The last two distinct Workers whose requests arrived here, newest first, and when: the
+    /// newest arrival of any Worker other than a given one is always among them.
+    recent: [Option<(Rc<str>, Instant)>; 2],
+}
+
+impl State {
+    fn arrived(&mut self, key: &Rc<str>, now: Instant) {
+        match &mut self.recent[0] {
+            Some((newest, at)) if newest == key => *at = now,
+            _ => {
+                self.recent[1] = self.recent[0].take();
+                self.recent[0] = Some((key.clone(), now));
+            }
+        }
+    }
+
+    /// Whether a Worker other than `key` had a request arrive within [`CONTENTION_WINDOW`].
+    fn shared(&self, key: &Rc<str>, now: Instant) -> bool {
+        self.recent
+            .iter()
+            .flatten()
+            .any(|(other, at)| other != key && now.duration_since(*at) < CONTENTION_WINDOW)
+    }
 }
 
 struct PerWorker {
@@ -229,6 +276,9 @@ impl Admission {
             let mut s = self.state.borrow_mut();
             let s = &mut *s;
             Self::expire(s);
+            let now = Instant::now();
+            s.arrived(&key, now);
+            let shared = s.shared(&key, now);
             let entry = s.workers.entry(key.clone()).or_insert_with(|| PerWorker {
                 in_flight: 0,
                 capped: class != Class::Platform,
@@ -244,6 +294,15 @@ impl Admission {
                 return Ok(self.permit(key, class));
             }
             let name = || worker.name().to_string();
+            if shared
+                && entry.worker.is_cpu_bound()
+                && entry.waiters.len() >= self.limits.max_queued_per_cpu_bound_worker
+            {
+                return Err(Shed::CpuBoundShare {
+                    worker: name(),
+                    running: entry.in_flight,
+                });
+            }
             if entry.waiters.len() >= self.limits.max_queued_per_worker {
                 return Err(Shed::WorkerQueueFull {
                     worker: name(),
@@ -266,7 +325,7 @@ impl Admission {
             entry.waiters.push_back(Waiter {
                 id,
                 class,
-                deadline: Instant::now() + self.limits.max_queue_wait,
+                deadline: now + self.limits.max_queue_wait,
                 outcome: tx,
             });
             s.queued += 1;

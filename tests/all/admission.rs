@@ -49,6 +49,7 @@ fn assert_shed(resp: &Resp) {
     let text = resp.text();
     assert!(
         text.contains("over its share")
+            || text.contains("is CPU-bound")
             || text.contains("no capacity")
             || text.contains("over capacity"),
         "{text}"
@@ -237,6 +238,65 @@ fn a_cpu_bound_worker_runs_its_share_at_a_time() {
     for r in burst("alice.example.test") {
         assert_eq!(r.status, 200, "{}", r.text());
     }
+    node.shutdown();
+}
+
+/// A CPU-bound Worker's requests past its share of a core queue while it has the core to itself,
+/// but not while another Worker's requests arrive there: then the one that does not fit is shed
+/// at once instead of waiting out the other's run time.
+#[test]
+fn a_cpu_bound_worker_queues_only_on_a_core_it_has_to_itself() {
+    let wat = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "data_dir = \"data\"\n[server]\nlisten = \"127.0.0.1:0\"\nthreads = 1\n\
+         [admin]\nenabled = false\n\
+         [admission]\nmax_cpu_bound_per_worker = 1\nmax_queue_wait_ms = 60000\n{ROUTE}{}{}",
+        wat_worker(
+            wat.path(),
+            "hog",
+            &spinner(300_000_000),
+            "limits = { cpu_ms = 30000, wall_ms = 60000 }"
+        ),
+        worker("tenants", "alice", "hello", ""),
+    );
+    let path = dir.path().join("tenantry.toml");
+    std::fs::write(&path, &text).unwrap();
+    let config = Config::parse(&text, &path).unwrap();
+    let node = Node::start(&config).unwrap();
+    let addr = node.local_addr();
+    // The core learns that `hog` is CPU-bound.
+    assert_eq!(get(addr, "hog.example.test", "/").status, 200);
+    let two_hogs = |between: &dyn Fn()| -> Vec<Resp> {
+        let first = thread::spawn(move || get(addr, "hog.example.test", "/"));
+        between();
+        let second = get(addr, "hog.example.test", "/");
+        vec![first.join().unwrap(), second]
+    };
+
+    // Alone on the core: the second waits for the first and both are answered.
+    for r in two_hogs(&|| {}) {
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+
+    // Another tenant's request arrives meanwhile: whichever of the two overlapping hog requests
+    // came second is shed, with a message saying why.
+    let resps = two_hogs(&|| assert_eq!(get(addr, "alice.example.test", "/").status, 200));
+    let (ok, shed): (Vec<_>, Vec<_>) = resps.iter().partition(|r| r.status == 200);
+    assert_eq!(
+        (ok.len(), shed.len()),
+        (1, 1),
+        "{:?}",
+        resps.iter().map(Resp::text).collect::<Vec<_>>()
+    );
+    assert_shed(shed[0]);
+    assert!(
+        shed[0]
+            .text()
+            .contains("is CPU-bound and already runs 1 of its requests"),
+        "{}",
+        shed[0].text()
+    );
     node.shutdown();
 }
 

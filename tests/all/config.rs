@@ -167,11 +167,13 @@ fn admission_defaults_follow_the_pool_and_overrides_apply() {
     // Half of each core's 500 slots for requests from the network, a quarter of that per Worker.
     assert_eq!((a.max_in_flight, a.max_in_flight_per_worker), (250, 62));
     assert_eq!(a.max_queued, 250);
+    assert_eq!(a.max_queued_per_cpu_bound_worker, 0);
     assert_eq!(config.engine.idle_cap(), 250);
 
     let config = Config::parse(
         "[server]\nthreads = 2\n[engine]\nmax_idle_instances = 7\n\
-         [admission]\nmax_in_flight = 9\nmax_queued_per_worker = 0\nmax_queue_wait_ms = 5\nretry_after_s = 3\n",
+         [admission]\nmax_in_flight = 9\nmax_queued_per_worker = 0\nmax_queue_wait_ms = 5\nretry_after_s = 3\n\
+         max_queued_per_cpu_bound_worker = 2\n",
         path,
     )
     .unwrap();
@@ -179,6 +181,7 @@ fn admission_defaults_follow_the_pool_and_overrides_apply() {
     assert_eq!((a.max_in_flight, a.max_queued_per_worker), (9, 0));
     assert_eq!(a.max_queue_wait, std::time::Duration::from_millis(5));
     assert_eq!(a.retry_after_s, 3);
+    assert_eq!(a.max_queued_per_cpu_bound_worker, 2);
     assert_eq!(config.engine.idle_cap(), 7);
 
     let e = parse_err("[admission]\nmax_in_flight_per_worker = 0\n");

@@ -5,9 +5,13 @@
 //! `loadgen ADDR HOST PATH CONNECTIONS SECONDS [RATE]`: CONNECTIONS keep-alive connections on
 //! one thread, each sending `GET PATH` with `Host: HOST` as soon as the previous response
 //! arrived, or, with RATE (requests/s, all connections together), no sooner than its next slot
-//! of a fixed schedule: an offered load that does not grow when the server answers fast (e.g.
+//! of a fixed schedule (0: none): an offered load that does not grow when the server answers fast (e.g.
 //! with `503`). Latency is measured from the send. Prints, per status: the count, the rate, and
 //! p50 / p99 / max latency.
+//!
+//! `loadgen ... SECONDS RATE FROM-TO` counts only the requests sent between FROM and TO seconds
+//! after the start (the window in which another load generator measures, e.g. the fair-share
+//! benchmark's victim), so that the time before and after it does not blur the figures.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -29,18 +33,33 @@ fn main() {
     let (addr, host, path, conns, secs, rate) = match &args[..] {
         [_, a, h, p, c, s] => (a, h, p, c, s, None),
         [_, a, h, p, c, s, r] => (a, h, p, c, s, Some(r)),
+        [_, a, h, p, c, s, r, _] => (a, h, p, c, s, Some(r)),
         _ => {
-            eprintln!("usage: loadgen ADDR HOST PATH CONNECTIONS SECONDS [RATE]");
+            eprintln!("usage: loadgen ADDR HOST PATH CONNECTIONS SECONDS [RATE [FROM-TO]]");
             std::process::exit(2);
         }
     };
-    let rate: Option<f64> = rate.map(|r| r.parse().expect("RATE is requests/s"));
+    // RATE 0: no schedule, as without one.
+    let rate: Option<f64> = rate
+        .map(|r| r.parse().expect("RATE is requests/s"))
+        .filter(|&r| r > 0.0);
     let addr: SocketAddr = addr.parse().expect("ADDR is host:port");
     let conns: usize = conns.parse().expect("CONNECTIONS is a number");
     let secs: f64 = secs
         .trim_end_matches('s')
         .parse()
         .expect("SECONDS is a number");
+    let window = match args.get(7) {
+        Some(w) => {
+            let (from, to) = w
+                .split_once('-')
+                .expect("FROM-TO is two numbers of seconds");
+            let from: f64 = from.parse().expect("FROM is a number of seconds");
+            let to: f64 = to.parse().expect("TO is a number of seconds");
+            (Duration::from_secs_f64(from), Duration::from_secs_f64(to))
+        }
+        None => (Duration::ZERO, Duration::from_secs_f64(secs)),
+    };
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes();
     let samples: Samples = Rc::default();
     let errors = Rc::new(RefCell::new(0u64));
@@ -60,10 +79,12 @@ fn main() {
                 monoio::spawn(async move {
                     let mut pace = pace;
                     while Instant::now() < until {
-                        if drive(addr, &request, until, &samples, &mut pace)
-                            .await
-                            .is_err()
-                        {
+                        let run = Run {
+                            addr,
+                            until,
+                            window: (start + window.0, start + window.1),
+                        };
+                        if drive(&run, &request, &samples, &mut pace).await.is_err() {
                             *errors.borrow_mut() += 1;
                             monoio::time::sleep(Duration::from_millis(10)).await;
                         }
@@ -82,7 +103,7 @@ fn main() {
         println!(
             "status {status}: {} requests ({:.0}/s), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             lat.len(),
-            lat.len() as f64 / secs,
+            lat.len() as f64 / (window.1 - window.0).as_secs_f64(),
             ms(at(0.50)),
             ms(at(0.99)),
             ms(*lat.last().expect("at least one")),
@@ -97,15 +118,23 @@ struct Pace {
     every: Duration,
 }
 
-/// Sends requests on one connection until `until` or until it fails.
-async fn drive(
+/// Where and until when to send, and which sends count.
+struct Run {
     addr: SocketAddr,
-    request: &[u8],
     until: Instant,
+    /// Requests sent in `[from, to)` are recorded.
+    window: (Instant, Instant),
+}
+
+/// Sends requests on one connection until `run.until` or until it fails.
+async fn drive(
+    run: &Run,
+    request: &[u8],
     samples: &Samples,
     pace: &mut Option<Pace>,
 ) -> std::io::Result<()> {
-    let mut stream = TcpStream::connect(addr).await?;
+    let until = run.until;
+    let mut stream = TcpStream::connect(run.addr).await?;
     stream.set_nodelay(true)?;
     let mut buf = BytesMut::with_capacity(16 * 1024);
     while Instant::now() < until {
@@ -135,11 +164,13 @@ async fn drive(
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
         };
-        samples
-            .borrow_mut()
-            .entry(status)
-            .or_default()
-            .push(sent.elapsed());
+        if sent >= run.window.0 && sent < run.window.1 {
+            samples
+                .borrow_mut()
+                .entry(status)
+                .or_default()
+                .push(sent.elapsed());
+        }
     }
     Ok(())
 }
