@@ -1,7 +1,7 @@
 //! `kv_get`, `kv_get_many`, `kv_put`, `kv_delete`, `kv_list` on a `kv_namespace` binding
-//! (docs/worker-abi.md, "KV"). Each is an async host call: the operation runs on the KV store's threads while the
-//! guest's core serves others. Reads come back as response handles (the value as the body,
-//! metadata and expiration as headers; a list as Cloudflare's JSON list result), so the guest
+//! (docs/worker-abi.md, "KV"). Each is an async host call: the operation runs on the KV store's
+//! threads while the guest's core serves others. Reads come back as response handles (the value
+//! as the body, metadata and expiration as headers; a list or a bulk read as JSON), so the guest
 //! reads them with the `response_*` calls.
 
 use bytes::Bytes;
