@@ -158,6 +158,7 @@ pub(crate) const WORKER_V1_FUNCS: &[HostSig] = &[
     sig("response_body_read", &[I, I, I], &[I]),
     sig("response_forward", &[I], &[I]),
     sig("kv_get", &[I, I, I, I], &[I]),
+    sig("kv_get_many", &[I, I, I, I], &[I]),
     sig("kv_put", &[I, I, I, I, I, I, I, I], &[I]),
     sig("kv_delete", &[I, I, I, I], &[I]),
     sig("kv_list", &[I, I, I, I], &[I]),

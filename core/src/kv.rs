@@ -25,6 +25,12 @@ pub enum KvOp {
         /// JSON text.
         metadata: Option<String>,
     },
+    /// Several keys read in one transaction (Cloudflare's bulk read), at most
+    /// [`MAX_BULK_GET_KEYS`].
+    GetMany {
+        namespace: String,
+        keys: Vec<String>,
+    },
     Delete {
         namespace: String,
         key: String,
@@ -37,6 +43,16 @@ pub enum KvOp {
     },
 }
 
+/// Most keys one bulk read names (Cloudflare's limit, for a binding's multi-key `get` and the
+/// API's `bulk/get`).
+pub const MAX_BULK_GET_KEYS: usize = 100;
+
+/// Most value bytes one bulk read returns (Cloudflare's 25 MiB).
+pub const MAX_BULK_GET_BYTES: usize = 25 << 20;
+
+/// A value read: the bytes, metadata (JSON text), expiration (Unix seconds).
+pub type KvValue = (Bytes, Option<String>, Option<u64>);
+
 /// A listed key: name, expiration (Unix seconds), metadata (JSON text).
 pub type KvListedKey = (String, Option<u64>, Option<String>);
 
@@ -44,7 +60,9 @@ pub type KvListedKey = (String, Option<u64>, Option<String>);
 #[derive(Debug, Clone)]
 pub enum KvReply {
     /// `Get`: the value, its metadata (JSON text) and expiration, or `None`.
-    Value(Option<(Bytes, Option<String>, Option<u64>)>),
+    Value(Option<KvValue>),
+    /// `GetMany`: each key's value, metadata and expiration, or `None`, in the keys' order.
+    Values(Vec<Option<KvValue>>),
     /// `Put` and `Delete`.
     Done,
     /// `List`: keys, and the cursor of the next page (`None` when complete).

@@ -28,6 +28,7 @@ pub const MAX_VALUE_BYTES: usize = 25 << 20;
 pub const MAX_METADATA_BYTES: usize = 1024;
 /// The most keys one list returns.
 pub const MAX_LIST_LIMIT: usize = 1000;
+pub use tenantry_core::kv::{MAX_BULK_GET_BYTES, MAX_BULK_GET_KEYS};
 /// The nearest an expiration may be, in seconds from now.
 pub const MIN_EXPIRATION_TTL_S: u64 = 60;
 
@@ -467,6 +468,45 @@ impl KvStore {
         }))
     }
 
+    /// The entries under `keys`, in their order, read in one transaction (a bulk read sees one
+    /// state of the namespace); `None` for an absent or expired key.
+    pub fn get_many(
+        &self,
+        ns: &str,
+        keys: &[&str],
+        now: u64,
+    ) -> Result<Vec<Option<KvEntry>>, KvError> {
+        for key in keys {
+            check_key(key)?;
+        }
+        let txn = self.db.begin_read().map_err(storage)?;
+        if txn
+            .open_table(NAMESPACES)
+            .map_err(storage)?
+            .get(ns)
+            .map_err(storage)?
+            .is_none()
+        {
+            return Err(KvError::NamespaceNotFound(ns.to_string()));
+        }
+        let table = txn.open_table(ENTRIES).map_err(storage)?;
+        let mut entries = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some(raw) = table.get((ns, *key)).map_err(storage)? else {
+                entries.push(None);
+                continue;
+            };
+            let (expiration, metadata, value) =
+                decode(raw.value()).ok_or_else(|| storage("a corrupt KV record"))?;
+            entries.push((!expired(expiration, now)).then(|| KvEntry {
+                value: value.to_vec(),
+                metadata: metadata.map(str::to_string),
+                expiration,
+            }));
+        }
+        Ok(entries)
+    }
+
     /// Stores `value` under `key`, replacing what was there.
     pub fn put(
         &self,
@@ -893,6 +933,16 @@ fn execute(
                 .get(&namespace, &key, now)?
                 .map(|e| (bytes::Bytes::from(e.value), e.metadata, e.expiration)),
         ),
+        KvOp::GetMany { namespace, keys } => {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            KvReply::Values(
+                store
+                    .get_many(&namespace, &keys, now)?
+                    .into_iter()
+                    .map(|e| e.map(|e| (bytes::Bytes::from(e.value), e.metadata, e.expiration)))
+                    .collect(),
+            )
+        }
         op @ (KvOp::Put { .. } | KvOp::Delete { .. }) => {
             let write = as_write(op).expect("a put or delete");
             store

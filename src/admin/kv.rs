@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantry_core::{Request, Response};
 use tenantry_loader::kv::{
-    KvError, KvNamespace, KvStore, MAX_LIST_LIMIT, MAX_METADATA_BYTES, PutOptions, unix_now,
+    KvError, KvNamespace, KvStore, MAX_BULK_GET_BYTES, MAX_BULK_GET_KEYS, MAX_LIST_LIMIT,
+    MAX_METADATA_BYTES, PutOptions, unix_now,
 };
 
 use super::envelope::{ApiError, code, success, success_with_info};
@@ -143,6 +144,7 @@ pub async fn route(
             Ok(success(Value::Null))
         }
         (b"PUT", [id, "bulk"]) => bulk_write(kv, id, &req.body),
+        (b"POST", [id, "bulk", "get"]) => bulk_get(kv, id, &req.body),
         (b"POST", [id, "bulk", "delete"]) | (b"DELETE", [id, "bulk"]) => {
             let keys: Vec<String> = json_body(&req.body)?;
             if keys.len() > MAX_BULK {
@@ -166,7 +168,7 @@ pub async fn route(
             | [_, "keys"]
             | [_, "values" | "metadata", _]
             | [_, "bulk"]
-            | [_, "bulk", "delete"],
+            | [_, "bulk", "delete" | "get"],
         ) => Err(ApiError::new(
             405,
             10405,
@@ -318,6 +320,85 @@ fn bulk_write(kv: &KvStore, id: &str, body: &Bytes) -> Result<Response, ApiError
         "successful_key_count": decoded.len(),
         "unsuccessful_keys": [],
     })))
+}
+
+/// Cloudflare's bulk read: up to [`MAX_BULK_GET_KEYS`] keys, their values as text or parsed
+/// JSON, with metadata (and expiration) when `withMetadata` is set; `null` for an absent key.
+/// `{"values": {key: value | {value, metadata, expiration?} | null}}`.
+fn bulk_get(kv: &KvStore, id: &str, body: &Bytes) -> Result<Response, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct BulkGet {
+        keys: Vec<String>,
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        #[serde(default)]
+        with_metadata: bool,
+    }
+    let q: BulkGet = json_body(body)?;
+    let json_values = match q.kind.as_deref() {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "\"{other}\" is not a valid type. Use \"json\" or \"text\""
+            )));
+        }
+    };
+    if q.keys.is_empty() {
+        return Err(ApiError::bad_request("You must request a minimum of 1 key"));
+    }
+    if q.keys.len() > MAX_BULK_GET_KEYS {
+        return Err(ApiError::bad_request(format!(
+            "You can request a maximum of {MAX_BULK_GET_KEYS} keys"
+        )));
+    }
+    let keys: Vec<&str> = q.keys.iter().map(String::as_str).collect();
+    let entries = kv.get_many(id, &keys, unix_now())?;
+    let total: usize = entries.iter().flatten().map(|e| e.value.len()).sum();
+    if total > MAX_BULK_GET_BYTES {
+        return Err(ApiError::new(
+            413,
+            code::TOO_LARGE,
+            format!(
+                "Total size of request exceeds the limit of {}MB",
+                MAX_BULK_GET_BYTES >> 20
+            ),
+        ));
+    }
+    let mut values = serde_json::Map::with_capacity(keys.len());
+    for (key, entry) in keys.iter().zip(entries) {
+        let Some(entry) = entry else {
+            values.insert(key.to_string(), Value::Null);
+            continue;
+        };
+        let text = String::from_utf8_lossy(&entry.value);
+        let value = if json_values {
+            serde_json::from_str(&text).map_err(|_| {
+                ApiError::bad_request(
+                    "At least one of the requested keys corresponds to a non-json value",
+                )
+            })?
+        } else {
+            Value::String(text.into_owned())
+        };
+        let value = if q.with_metadata {
+            let metadata = entry
+                .metadata
+                .as_deref()
+                .and_then(|m| serde_json::from_str::<Value>(m).ok())
+                .unwrap_or(Value::Null);
+            let mut v = json!({ "value": value, "metadata": metadata });
+            if let Some(e) = entry.expiration {
+                v["expiration"] = json!(e);
+            }
+            v
+        } else {
+            value
+        };
+        values.insert(key.to_string(), value);
+    }
+    Ok(success(json!({ "values": values })))
 }
 
 /// Standard base64, padded or not.

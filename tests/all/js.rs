@@ -46,7 +46,7 @@ fn envelope(r: &Resp) -> Value {
 }
 
 /// `multipart/form-data` with a `metadata` part and the given (name, content type, bytes) parts.
-fn form(metadata: Value, parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+pub(crate) fn form(metadata: Value, parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
     let boundary = "----tenantry-js-boundary";
     let mut body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\

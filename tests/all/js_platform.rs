@@ -102,6 +102,15 @@ export default {
           const r = await fetch(target, { redirect: "manual" });
           return new Response(`${r.status} ${r.headers.get("location")}`);
         }
+        case "url": {
+          const r = await fetch(target + '#frag');
+          const c = r.clone();
+          return new Response(`${r.url} ${r.redirected} ${c.url} ${c.redirected} ${JSON.stringify(new Response("x").url)}`);
+        }
+        case "url-manual": {
+          const r = await fetch(target, { redirect: "manual" });
+          return new Response(`${r.status} ${r.url} ${r.redirected}`);
+        }
         case "twice": {
           await fetch(target);
           await fetch(target);
@@ -182,6 +191,20 @@ fn js_fetch_reaches_an_upstream_with_methods_headers_and_bodies() {
     let text = at("get", "/redirect/2").text();
     assert!(text.contains("GET /landed HTTP/1.1"), "{text}");
     assert_eq!(at("manual", "/redirect/0").text(), "302 /landed");
+    // Response.url and Response.redirected: the final URL (no fragment), and whether redirects
+    // led there; a constructed Response has neither.
+    assert_eq!(
+        at("url", "/redirect/1").text(),
+        format!("http://{up}/landed true http://{up}/landed true \"\"")
+    );
+    assert_eq!(
+        at("url", "/plain").text(),
+        format!("http://{up}/plain false http://{up}/plain false \"\"")
+    );
+    assert_eq!(
+        at("url-manual", "/redirect/0").text(),
+        format!("302 http://{up}/redirect/0 false")
+    );
     let text = at("get", "/redirect/30").text();
     assert!(
         text.starts_with("TypeError: ") && text.contains("too many redirects"),
@@ -278,6 +301,29 @@ export default {
     await attempt(() => kv.get("x", "bogus"));
     await attempt(() => kv.put("x", 42));
     await attempt(() => kv.get(""));
+    // Several keys at once: a Map, as Cloudflare's bulk read.
+    await kv.put("m1", "one", { metadata: { n: 1 } });
+    await kv.put("m2", '{"two":2}');
+    const many = await kv.get(["m1", "m2", "nope"]);
+    out.push(`${many instanceof Map} ${[...many].map(([k, v]) => `${k}=${v}`).join(",")}`);
+    out.push(JSON.stringify((await kv.get(["m2"], "json")).get("m2")));
+    out.push(JSON.stringify([...(await kv.getWithMetadata(["m1", "nope"], { type: "text", cacheTtl: 3600 }))]));
+    out.push(String((await kv.get(Array.from({ length: 100 }, (_, i) => `k${i}`))).size));
+    await attempt(() => kv.get(["m1"], "arrayBuffer"));
+    await attempt(() => kv.get(Array.from({ length: 101 }, (_, i) => `k${i}`)));
+    await attempt(() => kv.get([]));
+    await attempt(() => kv.get(["m1"], "json"));
+    await attempt(() => kv.get("m1", { cacheTtl: 10 }));
+    out.push(await kv.get("m1", { type: "text", cacheTtl: 60 }));
+    await attempt(() => kv.get("x".repeat(513)));
+    await attempt(() => kv.put("..", "v"));
+    // A multi-key get is one KV operation and one host handle, however many keys it finds.
+    for (let i = 0; i < 100; i++) await kv.put(`p${i}`, `v${i}`);
+    const hundred = Array.from({ length: 100 }, (_, i) => `p${i}`);
+    let found = 0;
+    for (let round = 0; round < 3; round++)
+      for (const v of (await kv.get(hundred)).values()) if (v === `v${found % 100}`) found++;
+    out.push(String(found));
     return new Response(out.join("\n"));
   },
 };
@@ -322,7 +368,45 @@ fn js_kv_bindings_have_cloudflares_shapes() {
         lines[14].starts_with("TypeError: KV put() accepts only"),
         "{text}"
     );
-    assert!(lines[15].starts_with("Error: KV GET failed: "), "{text}");
+    // workerd's own key checks, then Cloudflare's multi-key get and cacheTtl answers.
+    assert_eq!(lines[15], "TypeError: Key name cannot be empty.");
+    assert_eq!(lines[16], r#"true m1=one,m2={"two":2},nope=null"#);
+    assert_eq!(lines[17], r#"{"two":2}"#);
+    assert_eq!(
+        lines[18],
+        r#"[["m1",{"value":"one","metadata":{"n":1}}],["nope",null]]"#
+    );
+    assert_eq!(lines[19], "100");
+    assert_eq!(
+        lines[20],
+        r#"Error: KV GET_BULK failed: 400 "arrayBuffer" is not a valid type. Use "json" or "text""#
+    );
+    assert_eq!(
+        lines[21],
+        "Error: KV GET_BULK failed: 400 You can request a maximum of 100 keys"
+    );
+    assert_eq!(
+        lines[22],
+        "Error: KV GET_BULK failed: 400 You must request a minimum of 1 key"
+    );
+    assert_eq!(
+        lines[23],
+        "Error: KV GET_BULK failed: 400 At least one of the requested keys corresponds to a non-json value"
+    );
+    assert_eq!(
+        lines[24],
+        "Error: KV GET failed: 400 Invalid cache_ttl of 10. Cache TTL must be at least 60."
+    );
+    assert_eq!(lines[25], "one");
+    assert_eq!(
+        lines[26],
+        "Error: KV GET failed: 414 UTF-8 encoded length of 513 exceeds key length limit of 512."
+    );
+    assert_eq!(
+        lines[27],
+        r#"TypeError: ".." is not allowed as a key name."#
+    );
+    assert_eq!(lines[28], "300");
 }
 
 #[test]
@@ -468,4 +552,207 @@ fn js_outbound_worker_sees_every_subrequest_of_js_user_workers() {
     assert!(text.starts_with("200: GET /rewritten HTTP/1.1\n"), "{text}");
     // Answered by the outbound Worker, which sees the dispatcher's parameter.
     assert_eq!(at("/blocked").text(), "403: blocked for user");
+}
+
+/// The plain dispatcher of the issue (and of Cloudflare's documents), verbatim.
+const DOCS_DISPATCHER: &str = r#"export default { async fetch(request, env) {
+  const customerName = new URL(request.url).hostname.split(".")[0];
+  const userWorker = env.DISPATCHER.get(customerName);
+  return userWorker.fetch(request);
+} };
+"#;
+
+/// The same with the documents' try/catch: a missing Worker is a 404. `return await`, as the
+/// documents write it: without `await` the rejection would leave the `try` (in workerd too).
+const DOCS_DISPATCHER_404: &str = r#"export default { async fetch(request, env) {
+  try {
+    const customerName = new URL(request.url).hostname.split(".")[0];
+    const userWorker = env.DISPATCHER.get(customerName);
+    return await userWorker.fetch(request);
+  } catch (e) {
+    if (e.message.startsWith("Worker not found")) return new Response("", { status: 404 });
+    throw e;
+  }
+} };
+"#;
+
+/// A user Worker answering with what it was given: its body (bytes as they came), and in
+/// headers its method, URL, every header name and whether it has `request.cf`.
+const MIRROR: &str = r#"export default { async fetch(request) {
+  const body = await request.arrayBuffer();
+  return new Response(body, { status: 201, headers: {
+    "x-method": request.method,
+    "x-url": request.url,
+    "x-names": [...request.headers.keys()].join(","),
+    "x-cf": typeof request.cf,
+  } });
+} };
+"#;
+
+/// PUTs an account-level (platform) script or a namespace's user Worker through the admin API.
+fn admin_put(
+    a: SocketAddr,
+    path: &str,
+    metadata: serde_json::Value,
+    parts: &[(&str, &str, &[u8])],
+) {
+    let (ct, body) = crate::js::form(metadata, parts);
+    let r = request(
+        a,
+        "PUT",
+        "admin",
+        path,
+        &[
+            ("Authorization", "Bearer test-token"),
+            ("Content-Type", &ct),
+        ],
+        &body,
+    );
+    assert_eq!(r.status, 200, "PUT {path}: {}", r.text());
+}
+
+#[test]
+fn the_documents_dispatchers_run_verbatim_uploaded_through_the_admin_api() {
+    // Routes to dispatchers that are not deployed yet: everything goes through the admin API.
+    let n = TestNode::start(
+        "[[namespace]]\nname = \"customers\"\n\
+         [[route]]\nhost = \"*.plain.test\"\nworker = \"dispatcher\"\n\
+         [[route]]\nhost = \"*.caught.test\"\nworker = \"dispatcher-404\"\n",
+    );
+    let a = n.node.as_ref().unwrap().admin_addr().unwrap();
+    const MODULE: &str = "application/javascript+module";
+    let scripts = "/client/v4/accounts/acct-1/workers/scripts";
+    let user = "/client/v4/accounts/acct-1/workers/dispatch/namespaces/customers/scripts";
+    // Cloudflare's shape: `main_module` and a `dispatch_namespace` binding in the metadata.
+    for (name, source) in [
+        ("dispatcher", DOCS_DISPATCHER),
+        ("dispatcher-404", DOCS_DISPATCHER_404),
+    ] {
+        admin_put(
+            a,
+            &format!("{scripts}/{name}"),
+            serde_json::json!({
+                "main_module": "dispatcher.mjs",
+                "bindings": [{"type": "dispatch_namespace", "name": "DISPATCHER", "namespace": "customers"}],
+            }),
+            &[("dispatcher.mjs", MODULE, source.as_bytes())],
+        );
+    }
+    // User Workers: JavaScript and wasm, uploaded into the namespace.
+    admin_put(
+        a,
+        &format!("{user}/alice"),
+        serde_json::json!({"main_module": "mirror.mjs"}),
+        &[("mirror.mjs", MODULE, MIRROR.as_bytes())],
+    );
+    let echo = std::fs::read(guest("echo")).unwrap();
+    admin_put(
+        a,
+        &format!("{user}/wasmecho"),
+        serde_json::json!({"main_module": "w.wasm"}),
+        &[("w.wasm", "application/wasm", &echo)],
+    );
+
+    // Every byte value, there and back, through both dispatchers; platform-internal headers
+    // never reach the user Worker, the client's own do.
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    for host in ["alice.plain.test", "alice.caught.test"] {
+        let r = request(
+            n.addr,
+            "POST",
+            host,
+            "/path/x?q=1",
+            &[("x-client", "1"), ("x-tenantry-secret", "platform only")],
+            &bytes,
+        );
+        assert_eq!(r.status, 201, "{host}: {}", r.text());
+        assert!(r.body == bytes, "{host}: the body came back changed");
+        assert_eq!(r.header("x-method"), Some("POST"));
+        assert_eq!(
+            r.header("x-url"),
+            Some(format!("http://{host}/path/x?q=1").as_str())
+        );
+        let names = r.header("x-names").unwrap();
+        assert!(names.split(',').any(|n| n == "x-client"), "{names}");
+        assert!(!names.contains("x-tenantry"), "{names}");
+        assert_eq!(r.header("x-cf"), Some("undefined"));
+    }
+    // A wasm user Worker behind the JavaScript dispatcher.
+    let r = request(n.addr, "PUT", "wasmecho.caught.test", "/w", &[], b"abc");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().starts_with("PUT http://wasmecho.caught.test/w\n"),
+        "{}",
+        r.text()
+    );
+
+    // A missing Worker: the try/catch dispatcher answers 404 with an empty body; the plain one
+    // lets the `Worker not found` error escape, which is workerd's 500.
+    let r = get(n.addr, "nobody.caught.test", "/");
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.body.is_empty(), "{}", r.text());
+    let r = get(n.addr, "nobody.plain.test", "/");
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.text(), "Internal Server Error");
+
+    // A Worker deleted through the API is not found at once.
+    let r = request(
+        a,
+        "DELETE",
+        "admin",
+        &format!("{user}/alice"),
+        &[("Authorization", "Bearer test-token")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(get(n.addr, "alice.caught.test", "/").status, 404);
+}
+
+#[test]
+fn user_workers_never_see_request_cf_nor_platform_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = write(dir.path(), "mirror.mjs", MIRROR);
+    // A dispatcher that hands its user Worker a `cf` object and platform-internal header fields
+    // besides its own: the `cf` object stays in the dispatcher, and so do `x-tenantry-*` fields.
+    let dispatcher = write(
+        dir.path(),
+        "dispatcher.mjs",
+        "export default { async fetch(request, env) {\n\
+           const headers = new Headers(request.headers);\n\
+           headers.set('x-tenantry-tenant', 'mirror');\n\
+           headers.set('X-Tenantry-Plan', 'pro');\n\
+           headers.set('x-platform-checked', '1');\n\
+           const seen = request.headers.get('x-tenantry-edge');\n\
+           const forwarded = new Request(request, { headers, cf: { country: 'XX' } });\n\
+           const r = await env.DISPATCHER.get('mirror').fetch(forwarded);\n\
+           const out = new Response(r.body, r);\n\
+           out.headers.set('x-dispatcher-saw', `${seen} ${forwarded.cf.country}`);\n\
+           return out;\n\
+         } };",
+    );
+    let n = TestNode::start(&format!(
+        "[[namespace]]\nname = \"customers\"\n\
+         [[worker]]\nnamespace = \"customers\"\nname = \"mirror\"\nmodule = \"{mirror}\"\n\
+         [[platform_worker]]\nname = \"dispatcher\"\nmodule = \"{dispatcher}\"\n\
+         bindings = [{{ type = \"dispatch_namespace\", name = \"DISPATCHER\", namespace = \"customers\" }}]\n\
+         [[route]]\nhost = \"*.example.test\"\nworker = \"dispatcher\"\n"
+    ));
+    let r = request(
+        n.addr,
+        "POST",
+        "mirror.example.test",
+        "/",
+        &[("x-tenantry-edge", "from the edge"), ("x-client", "1")],
+        b"body",
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.body, b"body");
+    // The platform's own Worker sees the internal field and its own `cf`.
+    assert_eq!(r.header("x-dispatcher-saw"), Some("from the edge XX"));
+    let names = r.header("x-names").unwrap();
+    for expected in ["x-client", "x-platform-checked"] {
+        assert!(names.split(',').any(|n| n == expected), "{names}");
+    }
+    assert!(!names.contains("tenantry"), "{names}");
+    assert_eq!(r.header("x-cf"), Some("undefined"));
 }

@@ -489,3 +489,101 @@ fn expired_keys_are_never_returned() {
         .collect();
     assert_eq!(names, ["later"]);
 }
+
+#[test]
+fn the_cloudflare_kv_api_reads_in_bulk() {
+    let n = TestNode::start("[[kv_namespace]]\ntitle = \"bulk\"\n");
+    let base = "/client/v4/accounts/acct-1/storage/kv/namespaces";
+    let js = "application/json";
+    let v = json_of(&admin(&n, "GET", base, js, b""));
+    let id = v["result"][0]["id"].as_str().unwrap().to_string();
+    let pairs = serde_json::json!([
+        {"key": "text", "value": "plain"},
+        {"key": "doc", "value": "{\"n\": [1, 2]}", "metadata": {"v": 3}, "expiration_ttl": 3600},
+    ]);
+    let r = admin(
+        &n,
+        "PUT",
+        &format!("{base}/{id}/bulk"),
+        js,
+        pairs.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let bulk = |body: Value| {
+        admin(
+            &n,
+            "POST",
+            &format!("{base}/{id}/bulk/get"),
+            js,
+            body.to_string().as_bytes(),
+        )
+    };
+
+    // Text by default; an absent key is null.
+    let r = bulk(serde_json::json!({"keys": ["text", "doc", "absent"]}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = json_of(&r);
+    assert_eq!(v["success"], true);
+    assert_eq!(
+        v["result"],
+        serde_json::json!({"values": {"text": "plain", "doc": "{\"n\": [1, 2]}", "absent": null}})
+    );
+    // JSON parsed, with metadata and expiration.
+    let v = json_of(&bulk(
+        serde_json::json!({"keys": ["doc", "absent"], "type": "json", "withMetadata": true}),
+    ));
+    let doc = &v["result"]["values"]["doc"];
+    assert_eq!(doc["value"], serde_json::json!({"n": [1, 2]}), "{v}");
+    assert_eq!(doc["metadata"], serde_json::json!({"v": 3}), "{v}");
+    assert!(doc["expiration"].as_u64().is_some(), "{v}");
+    assert_eq!(v["result"]["values"]["absent"], Value::Null);
+    let v = json_of(&bulk(
+        serde_json::json!({"keys": ["text"], "withMetadata": true}),
+    ));
+    assert_eq!(
+        v["result"]["values"]["text"],
+        serde_json::json!({"value": "plain", "metadata": null})
+    );
+
+    // Cloudflare's limits and messages.
+    let refused = |body: Value, status: u16, message: &str| {
+        let r = bulk(body);
+        assert_eq!(r.status, status, "{}", r.text());
+        let v = json_of(&r);
+        assert_eq!(v["success"], false);
+        assert_eq!(v["errors"][0]["message"], message, "{v}");
+    };
+    refused(
+        serde_json::json!({"keys": ["text"], "type": "json"}),
+        400,
+        "At least one of the requested keys corresponds to a non-json value",
+    );
+    refused(
+        serde_json::json!({"keys": ["text"], "type": "arrayBuffer"}),
+        400,
+        "\"arrayBuffer\" is not a valid type. Use \"json\" or \"text\"",
+    );
+    let many: Vec<String> = (0..101).map(|i| format!("k{i}")).collect();
+    refused(
+        serde_json::json!({ "keys": many }),
+        400,
+        "You can request a maximum of 100 keys",
+    );
+    refused(
+        serde_json::json!({"keys": []}),
+        400,
+        "You must request a minimum of 1 key",
+    );
+    let r = bulk(serde_json::json!({"keys": [""]}));
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = admin(
+        &n,
+        "POST",
+        &format!("{base}/0123456789abcdef0123456789abcdef/bulk/get"),
+        js,
+        br#"{"keys": ["a"]}"#,
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = admin(&n, "GET", &format!("{base}/{id}/bulk/get"), js, b"");
+    assert_eq!(r.status, 405, "{}", r.text());
+}

@@ -1,7 +1,7 @@
-//! `kv_get`, `kv_put`, `kv_delete`, `kv_list` on a `kv_namespace` binding (docs/worker-abi.md,
-//! "KV"). Each is an async host call: the operation runs on the KV store's threads while the
-//! guest's core serves others. Reads come back as response handles (the value as the body,
-//! metadata and expiration as headers; a list as Cloudflare's JSON list result), so the guest
+//! `kv_get`, `kv_get_many`, `kv_put`, `kv_delete`, `kv_list` on a `kv_namespace` binding
+//! (docs/worker-abi.md, "KV"). Each is an async host call: the operation runs on the KV store's
+//! threads while the guest's core serves others. Reads come back as response handles (the value
+//! as the body, metadata and expiration as headers; a list or a bulk read as JSON), so the guest
 //! reads them with the `response_*` calls.
 
 use bytes::Bytes;
@@ -12,7 +12,7 @@ use super::fetch::binding_value;
 use super::{DeadlineExceeded, HostState, charge_alloc, parts};
 use crate::abi::{WORKER_V1, code};
 use crate::guest_mem::slice;
-use crate::kv::{KvFailure, KvOp, KvReply};
+use crate::kv::{KvFailure, KvOp, KvReply, MAX_BULK_GET_BYTES, MAX_BULK_GET_KEYS};
 use crate::{BindingKind, Response};
 
 type Ctx<'a> = Caller<'a, HostState>;
@@ -27,6 +27,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         "kv_get",
         |caller: Ctx<'_>, (b_ptr, b_len, k_ptr, k_len): (i32, i32, i32, i32)| {
             Box::new(kv_get(caller, (b_ptr, b_len), (k_ptr, k_len)))
+        },
+    )?;
+    linker.func_wrap_async(
+        WORKER_V1,
+        "kv_get_many",
+        |caller: Ctx<'_>, (b_ptr, b_len, k_ptr, k_len): (i32, i32, i32, i32)| {
+            Box::new(kv_get_many(caller, (b_ptr, b_len), (k_ptr, k_len)))
         },
     )?;
     linker.func_wrap_async(
@@ -189,6 +196,82 @@ async fn kv_get(mut caller: Ctx<'_>, binding: (i32, i32), key: (i32, i32)) -> R 
             body: value,
         },
     ))
+}
+
+/// Cloudflare's bulk read, one KV operation: `keys` is a JSON array of 1 to
+/// [`MAX_BULK_GET_KEYS`] keys; the answer a response handle whose body is a JSON array in the
+/// keys' order, each `null` (absent) or `{"value": <text>, "metadata"?, "expiration"?}` (the
+/// value decoded as UTF-8, invalid sequences replaced: a bulk read serves text and JSON only).
+async fn kv_get_many(mut caller: Ctx<'_>, binding: (i32, i32), keys: (i32, i32)) -> R {
+    const CALL: &str = "kv_get_many";
+    let (namespace, _) = match target(&mut caller, binding, None, CALL)? {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
+    charge_alloc(&mut caller, keys.1 as u32 as usize)?;
+    let keys: Vec<String> = {
+        let (mem, state) = parts(&mut caller)?;
+        match serde_json::from_slice(slice(mem, keys.0, keys.1, CALL)?) {
+            Ok(keys) => keys,
+            Err(_) => {
+                return Ok(state.calls.fail(
+                    code::INVALID,
+                    format!("{CALL}: the keys are not a JSON array of strings"),
+                ));
+            }
+        }
+    };
+    if keys.is_empty() || keys.len() > MAX_BULK_GET_KEYS {
+        let why = if keys.is_empty() {
+            "You must request a minimum of 1 key".to_string()
+        } else {
+            format!("You can request a maximum of {MAX_BULK_GET_KEYS} keys")
+        };
+        return Ok(caller.data_mut().calls.fail(code::INVALID, why));
+    }
+    let values = match run(&mut caller, KvOp::GetMany { namespace, keys }).await? {
+        Ok(KvReply::Values(values)) => values,
+        Ok(_) => Vec::new(),
+        Err(code) => return Ok(code),
+    };
+    let total: usize = values.iter().flatten().map(|(v, _, _)| v.len()).sum();
+    if total > MAX_BULK_GET_BYTES {
+        return Ok(caller.data_mut().calls.fail(
+            code::LIMIT,
+            format!(
+                "Total size of request exceeds the limit of {}MB",
+                MAX_BULK_GET_BYTES >> 20
+            ),
+        ));
+    }
+    let entries: Vec<Value> = values
+        .into_iter()
+        .map(|entry| {
+            let Some((value, metadata, expiration)) = entry else {
+                return Value::Null;
+            };
+            let mut e = json!({ "value": String::from_utf8_lossy(&value) });
+            if let Some(m) = metadata.and_then(|m| serde_json::from_str::<Value>(&m).ok()) {
+                e["metadata"] = m;
+            }
+            if let Some(x) = expiration {
+                e["expiration"] = json!(x);
+            }
+            e
+        })
+        .collect();
+    let response = Response {
+        status: 200,
+        headers: vec![(
+            Bytes::from_static(b"content-type"),
+            Bytes::from_static(b"application/json"),
+        )],
+        body: Bytes::from(Value::Array(entries).to_string()),
+    };
+    // Building the answer: the values are copied into it.
+    charge_alloc(&mut caller, response.body.len())?;
+    let state = caller.data_mut();
+    Ok(state.calls.push_response(&mut state.budget, response))
 }
 
 async fn kv_put(

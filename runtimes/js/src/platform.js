@@ -5,11 +5,12 @@
 //
 // native: requestNew, requestClone, requestSetMethod, requestSetUrl, requestHeaderSet,
 //   requestBodyWrite, fetch, serviceFetch, dispatchFetch, fetchError, responseStatus,
-//   responseHeaders, responseBodyRead, kvGet, kvPut, kvDelete, kvList
+//   responseHeaders, responseBodyRead, kvGet, kvGetMany, kvPut, kvDelete, kvList
 // internals: the prelude's internals (its makeRequest is wrapped to know the incoming request).
 (function (native, internals) {
   "use strict";
   const NOT_FOUND = -1, WORKER_NOT_FOUND = -6, EXCEEDED = -7, NETWORK = -8;
+  const INVALID = -2;
   // Fetch Standard §4.4 (HTTP-redirect fetch): at most 20 redirects are followed.
   const MAX_REDIRECTS = 20;
   const REDIRECT = new Set([301, 302, 303, 307, 308]);
@@ -19,6 +20,7 @@
   const ReadableStreamClass = globalThis.ReadableStream;
   const URLClass = globalThis.URL;
   const decoder = new TextDecoder();
+  const setResponseUrl = globalThis.__tenantry_web?.setResponseUrl;
 
   // The incoming request of the invocation: forwarding it untouched is one request_clone(0).
   // `invocation` counts requests: host handles are the invocation's, and a later request on a
@@ -103,9 +105,9 @@
     let method = request.method;
     let url = request.url;
     for (let redirects = 0; ; redirects++) {
-      if (!follow || request.redirect === "manual" || !REDIRECT.has(response.status)) return response;
+      if (!follow || request.redirect === "manual" || !REDIRECT.has(response.status)) return located(response, url, redirects);
       const location = response.headers.get("location");
-      if (location === null) return response;
+      if (location === null) return located(response, url, redirects);
       if (request.redirect === "error") throw new TypeError(`fetch() of ${url} was redirected, and its redirect mode is "error"`);
       if (redirects === MAX_REDIRECTS) throw new TypeError(`fetch() of ${request.url}: too many redirects (more than ${MAX_REDIRECTS})`);
       url = new URLClass(location, url).href;
@@ -117,6 +119,12 @@
       }
       response = respond(call(hostRequest(request, method, url, bytes, fail)), method, fail);
     }
+  }
+
+  // Response.url and Response.redirected, as Fetch gives them to a fetched response.
+  function located(response, url, redirects) {
+    if (setResponseUrl !== undefined) setResponseUrl(response, url, redirects > 0);
+    return response;
   }
 
   function respond(code, method, fail) {
@@ -196,12 +204,39 @@
   }
 
   // ---- KV ----
+  // Cloudflare's limits, and its words for breaking them (workerd's checks in the binding, the
+  // KV service's answers as workerd reports them: "KV <op> failed: <status> <text>").
+  const MAX_KEY_BYTES = 512;
+  // Keys per multi-key get (Cloudflare's bulk read).
+  const MAX_BULK_KEYS = 100;
+  // The shortest cacheTtl Cloudflare takes (seconds); also its default.
+  const MIN_CACHE_TTL = 60;
   const TYPES = ["text", "json", "arrayBuffer", "stream"];
+  const encoder = new TextEncoder();
+  const kvError = (op, status, text) => new Error(`KV ${op} failed: ${status} ${text}`);
   function kvType(options) {
     const type = typeof options === "string" ? options : options === undefined || options === null ? "text" : options.type ?? "text";
     if (!TYPES.includes(type))
       throw new TypeError(`Unknown response type "${type}". Possible types are "text", "arrayBuffer", "json", and "stream".`);
     return type;
+  }
+  // workerd's key checks, before anything reaches the store.
+  function kvKey(op, key) {
+    const name = String(key);
+    if (name === "") throw new TypeError("Key name cannot be empty.");
+    if (name === "." || name === "..") throw new TypeError(`"${name}" is not allowed as a key name.`);
+    const bytes = encoder.encode(name).length;
+    if (bytes > MAX_KEY_BYTES) throw kvError(op, 414, `UTF-8 encoded length of ${bytes} exceeds key length limit of ${MAX_KEY_BYTES}.`);
+    return name;
+  }
+  // `cacheTtl` is checked as Cloudflare checks it, then has nothing to do: a node has one copy
+  // of each namespace, so every read already sees the latest write.
+  function kvCacheTtl(op, options) {
+    if (options === undefined || options === null || typeof options !== "object") return;
+    const ttl = options.cacheTtl;
+    if (ttl === undefined) return;
+    if (typeof ttl !== "number" || !Number.isInteger(ttl) || ttl < MIN_CACHE_TTL)
+      throw kvError(op, 400, `Invalid cache_ttl of ${ttl}. Cache TTL must be at least ${MIN_CACHE_TTL}.`);
   }
   function readAll(h) {
     const chunks = [];
@@ -230,28 +265,74 @@
       default: return new ResponseClass(buffer).body ?? new ReadableStreamClass({ start: (c) => c.close() });
     }
   }
+  function kvMetadata(h) {
+    const flat = native.responseHeaders(h);
+    for (let i = 0; i < flat.length; i += 2) if (flat[i].toLowerCase() === "kv-metadata") return JSON.parse(flat[i + 1]);
+    return null;
+  }
   const kvFailed = (op, code) => {
     throw new Error(`KV ${op} failed: ${why()}`);
   };
 
   function kvBinding(binding) {
-    async function getWithMetadata(key, options) {
+    async function getOne(key, options) {
       const type = kvType(options);
-      const h = native.kvGet(binding, String(key));
+      const name = kvKey("GET", key);
+      kvCacheTtl("GET", options);
+      const h = native.kvGet(binding, name);
       if (h === NOT_FOUND) return { value: null, metadata: null, cacheStatus: null };
       if (h < 0) kvFailed("GET", h);
-      let metadata = null;
-      const flat = native.responseHeaders(h);
-      for (let i = 0; i < flat.length; i += 2) if (flat[i].toLowerCase() === "kv-metadata") metadata = JSON.parse(flat[i + 1]);
+      const metadata = kvMetadata(h);
       return { value: kvValue(readAll(h), type), metadata, cacheStatus: null };
+    }
+    // Several keys at once, as Cloudflare's bulk read answers them: a Map from each key to its
+    // value (text or json only), `{value, metadata}` with metadata, `null` for an absent key.
+    async function getMany(keys, options, withMetadata) {
+      const op = "GET_BULK";
+      const type = typeof options === "string" ? options : options === undefined || options === null ? "text" : options.type ?? "text";
+      if (type !== "text" && type !== "json") throw kvError(op, 400, `"${type}" is not a valid type. Use "json" or "text"`);
+      if (keys.length > MAX_BULK_KEYS) throw kvError(op, 400, `You can request a maximum of ${MAX_BULK_KEYS} keys`);
+      if (keys.length < 1) throw kvError(op, 400, "You must request a minimum of 1 key");
+      kvCacheTtl(op, options);
+      const names = keys.map((k) => kvKey(op, k));
+      // One host call, one KV operation, one handle: the host answers a JSON array in the keys'
+      // order, each null or {value (text), metadata?}.
+      const h = native.kvGetMany(binding, JSON.stringify(names));
+      if (h < 0) {
+        const reason = why();
+        throw h === INVALID ? kvError(op, 400, reason) : new Error(`KV ${op} failed: ${reason}`);
+      }
+      const entries = JSON.parse(decoder.decode(readAll(h)));
+      const map = new Map();
+      for (let i = 0; i < names.length; i++) {
+        const entry = entries[i];
+        if (entry === null) {
+          map.set(names[i], null);
+          continue;
+        }
+        let value = entry.value;
+        if (type === "json") {
+          try {
+            value = JSON.parse(value);
+          } catch {
+            throw kvError(op, 400, "At least one of the requested keys corresponds to a non-json value");
+          }
+        }
+        map.set(names[i], withMetadata ? { value, metadata: entry.metadata ?? null } : value);
+      }
+      return map;
     }
     const kv = {
       async get(key, options) {
-        if (Array.isArray(key)) throw new Error("KV GET of several keys is not supported yet: get them one by one");
-        return (await getWithMetadata(key, options)).value;
+        if (Array.isArray(key)) return getMany(key, options, false);
+        return (await getOne(key, options)).value;
       },
-      getWithMetadata,
+      async getWithMetadata(key, options) {
+        if (Array.isArray(key)) return getMany(key, options, true);
+        return getOne(key, options);
+      },
       async put(key, value, options) {
+        const name = kvKey("PUT", key);
         let bytes = bytesOf(value);
         if (bytes === undefined && value instanceof ReadableStreamClass) bytes = await new ResponseClass(value).arrayBuffer();
         if (bytes === undefined)
@@ -264,11 +345,11 @@
           if (options.metadata !== undefined && options.metadata !== null) o.metadata = options.metadata;
           opts = JSON.stringify(o);
         }
-        const code = native.kvPut(binding, String(key), bytes, opts);
+        const code = native.kvPut(binding, name, bytes, opts);
         if (code < 0) kvFailed("PUT", code);
       },
       async delete(key) {
-        const code = native.kvDelete(binding, String(key));
+        const code = native.kvDelete(binding, kvKey("DELETE", key));
         if (code < 0) kvFailed("DELETE", code);
       },
       async list(options) {

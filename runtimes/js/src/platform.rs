@@ -42,6 +42,7 @@ pub fn install<'js>(ctx: &Ctx<'js>, internals: &Object<'js>) -> rquickjs::Result
     native.set("responseHeaders", Func::from(response_headers))?;
     native.set("responseBodyRead", Func::from(response_body_read))?;
     native.set("kvGet", Func::from(kv_get))?;
+    native.set("kvGetMany", Func::from(kv_get_many))?;
     native.set("kvPut", Func::from(kv_put))?;
     native.set("kvDelete", Func::from(kv_delete))?;
     native.set("kvList", Func::from(kv_list))?;
@@ -224,6 +225,12 @@ fn response_body_read<'js>(ctx: Ctx<'js>, resp: i32) -> rquickjs::Result<Value<'
 fn kv_get(binding: String, key: String) -> i32 {
     // SAFETY: both slices are live and only read by the host.
     unsafe { sys::kv_get(binding.as_ptr(), binding.len(), key.as_ptr(), key.len()) }
+}
+
+/// `keys`: the ABI's JSON array of keys.
+fn kv_get_many(binding: String, keys: String) -> i32 {
+    // SAFETY: both slices are live and only read by the host.
+    unsafe { sys::kv_get_many(binding.as_ptr(), binding.len(), keys.as_ptr(), keys.len()) }
 }
 
 /// `opts`: the ABI's put options JSON (empty for none).

@@ -179,6 +179,13 @@ unsafe extern "C" {
         key_ptr: *const u8,
         key_len: usize,
     ) -> i32;
+    /// Reads 1 to 100 keys in one operation; `keys` is a JSON array of strings. A response handle whose body is a JSON array in the keys' order: `null` or `{"value": text, "metadata"?, "expiration"?}`.
+    pub fn kv_get_many(
+        binding_ptr: *const u8,
+        binding_len: usize,
+        keys_ptr: *const u8,
+        keys_len: usize,
+    ) -> i32;
     /// Writes a key; `opts` is empty or JSON `{expiration, expiration_ttl, metadata}`.
     pub fn kv_put(
         binding_ptr: *const u8,
@@ -380,6 +387,15 @@ mod fallback {
         _binding_len: usize,
         _key_ptr: *const u8,
         _key_len: usize,
+    ) -> i32 {
+        UNSUPPORTED
+    }
+    /// Off wasm32: returns `UNSUPPORTED`.
+    pub unsafe fn kv_get_many(
+        _binding_ptr: *const u8,
+        _binding_len: usize,
+        _keys_ptr: *const u8,
+        _keys_len: usize,
     ) -> i32 {
         UNSUPPORTED
     }

@@ -47,7 +47,13 @@ const PRELUDE: &[(&str, &str)] = &[
 const INTERNALS: &str = "__tenantry_web";
 
 /// The functions of `internal` the engine calls, documented at [`internals`].
-const ENGINE_FUNCTIONS: &[&str] = &["newRequest", "responseParts", "isResponse", "readAllBytes"];
+const ENGINE_FUNCTIONS: &[&str] = &[
+    "newRequest",
+    "responseParts",
+    "isResponse",
+    "readAllBytes",
+    "setResponseUrl",
+];
 
 /// Defines the Web APIs on the context's global object.
 pub fn install(ctx: &Ctx<'_>) -> Result<()> {
@@ -87,6 +93,8 @@ pub fn install(ctx: &Ctx<'_>) -> Result<()> {
 /// - `isResponse(value)` → bool.
 /// - `readAllBytes(stream)` → `Promise<Uint8Array>`, rejecting with a `TypeError` if a chunk is
 ///   not bytes.
+/// - `setResponseUrl(response, url, redirected)`: gives a fetched `Response` its `url` (the
+///   fragment dropped) and `redirected`; a constructed one keeps `""` and `false`.
 pub fn internals<'js>(ctx: &Ctx<'js>) -> Result<Object<'js>> {
     ctx.globals().get(INTERNALS)
 }

@@ -330,11 +330,13 @@
   };
   const REDIRECT_STATUS = [301, 302, 303, 307, 308];
   const REASON_PHRASE = /^[\t\x20-\x7e\x80-\xff]*$/;
-  const RS_STATUS = 0, RS_TEXT = 1, RS_HEADERS = 2, RS_LIST = 3, RS_BODY = 4, RS_TYPE = 5, RS_CF = 6;
+  const RS_STATUS = 0, RS_TEXT = 1, RS_HEADERS = 2, RS_LIST = 3, RS_BODY = 4, RS_TYPE = 5, RS_CF = 6,
+    RS_URL = 7, RS_REDIRECTED = 8;
 
   class Response {
     // [status, statusText, headers (null until first use), flat header list while there is no
-    //  Headers object, body record, type, cf]
+    //  Headers object, body record, type, cf, and for a fetched response its URL and whether it was
+    //  redirected (absent otherwise)]
     #s;
 
     // No default parameters (each costs bytecode on every call); `length` is set to 0 below, as
@@ -416,8 +418,8 @@
     }
 
     get type() { return this.#s[RS_TYPE]; }
-    get url() { return ""; }
-    get redirected() { return false; }
+    get url() { return this.#s[RS_URL] ?? ""; }
+    get redirected() { return this.#s[RS_REDIRECTED] === true; }
     get status() { return this.#s[RS_STATUS]; }
     get ok() { const status = this.#s[RS_STATUS]; return status >= 200 && status <= 299; }
     get statusText() { return this.#s[RS_TEXT]; }
@@ -435,7 +437,8 @@
     clone() {
       const s = this.#s;
       const body = cloneBody(s[RS_BODY]);
-      trusted = [s[RS_STATUS], s[RS_TEXT], new Headers(this.headers), null, body, s[RS_TYPE], s[RS_CF]];
+      trusted = [s[RS_STATUS], s[RS_TEXT], new Headers(this.headers), null, body, s[RS_TYPE], s[RS_CF],
+        s[RS_URL], s[RS_REDIRECTED]];
       return new Response(TRUSTED);
     }
 
@@ -458,6 +461,14 @@
         return [s[RS_STATUS], s[RS_TEXT], s[RS_HEADERS] === null ? s[RS_LIST] : listOf(s), body];
       };
       internal.isResponse = (r) => r !== null && typeof r === "object" && #s in r;
+      // A fetched response's URL (Fetch §6.4: the last of its URL list, without the fragment)
+      // and whether a redirect was followed to reach it; set by the engine's fetch().
+      internal.setResponseUrl = (r, url, redirected) => {
+        if (r === null || typeof r !== "object" || !(#s in r)) throw new TypeError("not a Response");
+        const hash = url.indexOf("#");
+        r.#s[RS_URL] = hash < 0 ? url : url.slice(0, hash);
+        r.#s[RS_REDIRECTED] = redirected === true;
+      };
     }
   }
   // The header list of a Response's state, whether or not its Headers object exists yet.
