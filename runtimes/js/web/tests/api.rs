@@ -141,7 +141,7 @@ fn internals_cannot_be_replaced_or_enumerated() {
     check(
         &js,
         r#"(() => { try { __tenantry_web.newRequest = 1; } catch {} return [Object.getOwnPropertyNames(__tenantry_web), typeof __tenantry_web.newRequest]; })()"#,
-        r#"[["newRequest","responseParts","isResponse","readAllBytes"],"function"]"#,
+        r#"[["newRequest","responseParts","isResponse","readAllBytes","setResponseUrl"],"function"]"#,
     );
     // Globals are not enumerable, like Web IDL interfaces; instances carry no visible state.
     check(
