@@ -41,7 +41,8 @@ fn bench(c: &mut Criterion) {
     for size in SIZES {
         let keys: Vec<String> = (0..=size).map(|i| format!("ns/worker-{i:06}")).collect();
         let pool = WorkerPool::new(engine.clone(), size);
-        let load = |rt: &mut monoio::Runtime<monoio::LegacyDriver>, key: &str| {
+        let load = |rt: &mut monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>>,
+                    key: &str| {
             let spec = spec(&module, key);
             rt.block_on(pool.get_or_load(key, move || std::future::ready(Ok(spec))))
                 .unwrap()
