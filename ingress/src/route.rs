@@ -210,8 +210,11 @@ struct Conditions {
     /// The first route without a header condition.
     unconditional: Option<u32>,
     /// By header name (lower case): the first route for each value.
-    headers: Vec<(Box<[u8]>, HashMap<Box<[u8]>, u32>)>,
+    headers: Vec<(Box<[u8]>, ByValue)>,
 }
+
+/// Header value → the first route requiring it.
+type ByValue = HashMap<Box<[u8]>, u32>;
 
 impl Default for Conditions {
     fn default() -> Self {
