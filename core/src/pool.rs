@@ -19,16 +19,17 @@ use std::future::Future;
 use std::rc::Rc;
 
 use futures_channel::oneshot;
+use lru::LruCache;
 
 use crate::{Engine, Fault, Worker, WorkerSpec};
 
 /// Loaded Workers of one core, keyed by deployed version, least recently used evicted first.
 ///
-/// The LRU order is a use counter per entry rather than a linked list: a hit (the hot path) is one
-/// hash lookup and a counter store; eviction scans the map for the smallest counter, which costs
-/// O(capacity) but only happens on a miss, and a miss already pays a module load and link (tens of
-/// µs, far more than scanning a few thousand entries). This keeps the crate free of an LRU
-/// dependency and of `unsafe` linked lists.
+/// The order is kept by the `lru` crate (a hash map whose entries form a doubly linked list), so a
+/// hit and an eviction each cost O(1) whatever the capacity. It used to be a use counter per entry
+/// with eviction scanning the map for the smallest: ~40 µs per miss at 20k entries, so round robin
+/// over one Worker more than the cache holds (every request a miss) halved a core's throughput
+/// (issue 13; `cargo bench -p tenantry-benches --bench pool`, docs/performance.md).
 pub struct WorkerPool {
     shared: Rc<Shared>,
 }
@@ -49,42 +50,32 @@ pub const IDLE_INSTANCE_TTL: std::time::Duration = std::time::Duration::from_sec
 type LoadResult = Result<Rc<Worker>, Fault>;
 
 struct Inner {
-    workers: HashMap<Box<str>, Entry>,
-    clock: u64,
+    /// Bounded by `Shared::capacity`: `insert` evicts past it.
+    workers: LruCache<Box<str>, Rc<Worker>>,
     /// Keys being loaded, with the requests waiting for them, so that concurrent misses of one
     /// Worker on this core load it once.
     loading: HashMap<Box<str>, Vec<oneshot::Sender<LoadResult>>>,
 }
 
-struct Entry {
-    worker: Rc<Worker>,
-    last_used: u64,
-}
-
 impl Inner {
     fn hit(&mut self, key: &str) -> Option<Rc<Worker>> {
-        self.clock += 1;
-        let now = self.clock;
-        let entry = self.workers.get_mut(key)?;
-        entry.last_used = now;
-        Some(entry.worker.clone())
+        self.workers.get(key).cloned()
     }
 
-    fn insert(&mut self, key: Box<str>, worker: Rc<Worker>, capacity: usize) {
-        self.clock += 1;
-        let last_used = self.clock;
-        self.workers.insert(key, Entry { worker, last_used });
-        while self.workers.len() > capacity {
-            let Some(oldest) = self
-                .workers
-                .iter()
-                .min_by_key(|(_, e)| e.last_used)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            self.workers.remove(&oldest);
+    /// Keeps `worker` as the most recently used; returns the Workers evicted past `capacity`,
+    /// to be dropped after the borrow of `Inner` ends (dropping one drops its instances).
+    fn insert(&mut self, key: Box<str>, worker: Rc<Worker>, capacity: usize) -> Vec<Rc<Worker>> {
+        let mut evicted = Vec::new();
+        if let Some((_, old)) = self.workers.push(key, worker) {
+            evicted.push(old);
         }
+        while self.workers.len() > capacity {
+            match self.workers.pop_lru() {
+                Some((_, old)) => evicted.push(old),
+                None => break,
+            }
+        }
+        evicted
     }
 }
 
@@ -97,13 +88,15 @@ struct Loading {
 
 impl Loading {
     fn finish(self, result: &LoadResult) {
-        let waiters = {
+        let (waiters, evicted) = {
             let mut inner = self.shared.inner.borrow_mut();
-            if let Ok(worker) = result {
-                inner.insert(self.key.clone(), worker.clone(), self.shared.capacity);
-            }
-            inner.loading.remove(&self.key).unwrap_or_default()
+            let evicted = match result {
+                Ok(worker) => inner.insert(self.key.clone(), worker.clone(), self.shared.capacity),
+                Err(_) => Vec::new(),
+            };
+            (inner.loading.remove(&self.key).unwrap_or_default(), evicted)
         };
+        drop(evicted);
         for waiter in waiters {
             let _ = waiter.send(result.clone());
         }
@@ -127,8 +120,9 @@ impl WorkerPool {
                 engine,
                 capacity: capacity.max(1),
                 inner: RefCell::new(Inner {
-                    workers: HashMap::new(),
-                    clock: 0,
+                    // Unbounded as far as the crate knows (it would reserve `capacity` entries
+                    // up front); `Inner::insert` keeps the bound.
+                    workers: LruCache::unbounded(),
                     loading: HashMap::new(),
                 }),
                 sweeping: std::cell::Cell::new(false),
@@ -232,8 +226,8 @@ impl WorkerPool {
             .inner
             .borrow()
             .workers
-            .values()
-            .map(|e| e.worker.clone())
+            .iter()
+            .map(|(_, w)| w.clone())
             .collect();
         workers.iter().map(|w| w.evict_idle()).sum()
     }
@@ -256,8 +250,8 @@ impl WorkerPool {
                     .inner
                     .borrow()
                     .workers
-                    .values()
-                    .map(|e| e.worker.clone())
+                    .iter()
+                    .map(|(_, w)| w.clone())
                     .collect();
                 let left: usize = workers
                     .iter()
@@ -273,7 +267,7 @@ impl WorkerPool {
 
     /// Whether `key` is loaded (does not count as a use).
     pub fn contains(&self, key: &str) -> bool {
-        self.shared.inner.borrow().workers.contains_key(key)
+        self.shared.inner.borrow().workers.contains(key)
     }
 
     /// Keys being loaded on this core now.
@@ -374,6 +368,57 @@ mod tests {
         assert_eq!(b.err(), Some(Fault::Unavailable("no such artifact".into())));
         assert!(!pool.contains("k"));
         assert_eq!(pool.loading(), 0);
+    }
+
+    #[test]
+    fn round_robin_over_more_workers_than_it_holds_stays_bounded_and_correct() {
+        const CAPACITY: usize = 16;
+        let engine = engine();
+        let module = spec(&engine, WAT).module;
+        let pool = WorkerPool::new(engine.clone(), CAPACITY);
+        let loads = Cell::new(0);
+        let get = |key: &str| {
+            let s = WorkerSpec {
+                name: key.into(),
+                module: module.clone(),
+                bindings: crate::Bindings::default(),
+                limits: crate::Limits::DEFAULT,
+                reuse_instances: 0,
+                js_bundle: None,
+            };
+            block_on(pool.get_or_load(key, || {
+                loads.set(loads.get() + 1);
+                std::future::ready(Ok(s))
+            }))
+            .unwrap()
+        };
+        let keys: Vec<String> = (0..=CAPACITY).map(|i| format!("ns/w{i}")).collect();
+        for round in 0..3 {
+            for (i, key) in keys.iter().enumerate() {
+                assert_eq!(get(key).name(), key.as_str(), "round {round}");
+                let held = if round == 0 {
+                    CAPACITY.min(i + 1)
+                } else {
+                    CAPACITY
+                };
+                assert_eq!(pool.len(), held);
+                // The next key in the rotation is the one used longest ago, so it was just
+                // evicted (or not loaded yet): LRU's worst case, every request a miss.
+                assert!(!pool.contains(&keys[(i + 1) % keys.len()]));
+            }
+        }
+        assert_eq!(pool.len(), CAPACITY);
+        assert_eq!(loads.get(), 3 * keys.len());
+        // The last round left `keys[1..]` loaded: round robin over them (as many Workers as the
+        // pool holds) only hits.
+        let before = loads.get();
+        for _ in 0..3 {
+            for key in &keys[1..] {
+                assert_eq!(get(key).name(), key.as_str());
+            }
+        }
+        assert_eq!(loads.get(), before);
+        assert!(!pool.contains(&keys[0]));
     }
 
     /// Polls two futures until both are ready.
