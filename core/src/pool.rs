@@ -42,6 +42,19 @@ struct Shared {
     sweeping: std::cell::Cell<bool>,
 }
 
+impl Shared {
+    /// The Workers loaded now, taken out of the borrow so that what is done with them (dropping
+    /// instances) cannot re-enter it.
+    fn loaded(&self) -> Vec<Rc<Worker>> {
+        self.inner
+            .borrow()
+            .workers
+            .iter()
+            .map(|(_, w)| w.clone())
+            .collect()
+    }
+}
+
 /// A reuse-mode instance unused this long is dropped, so that a Worker that stopped receiving
 /// requests gives its memory back (an idle JavaScript instance holds ~1 MB; Cloudflare likewise
 /// evicts idle isolates). A Worker in steady use never waits this long between requests.
@@ -221,15 +234,7 @@ impl WorkerPool {
     /// serve requests; returns how many were dropped. Called when an instantiation found the
     /// pool full.
     pub fn evict_idle(&self) -> usize {
-        let workers: Vec<Rc<Worker>> = self
-            .shared
-            .inner
-            .borrow()
-            .workers
-            .iter()
-            .map(|(_, w)| w.clone())
-            .collect();
-        workers.iter().map(|w| w.evict_idle()).sum()
+        self.shared.loaded().iter().map(|w| w.evict_idle()).sum()
     }
 
     /// Makes sure a task drops this core's idle instances once they are [`IDLE_INSTANCE_TTL`]
@@ -246,14 +251,8 @@ impl WorkerPool {
                 let Some(shared) = shared.upgrade() else {
                     return;
                 };
-                let workers: Vec<Rc<Worker>> = shared
-                    .inner
-                    .borrow()
-                    .workers
-                    .iter()
-                    .map(|(_, w)| w.clone())
-                    .collect();
-                let left: usize = workers
+                let left: usize = shared
+                    .loaded()
                     .iter()
                     .map(|w| w.expire_idle(IDLE_INSTANCE_TTL))
                     .sum();

@@ -441,31 +441,7 @@ impl KvStore {
 
     /// The entry under `key`, unless absent or expired at `now` (Unix seconds).
     pub fn get(&self, ns: &str, key: &str, now: u64) -> Result<Option<KvEntry>, KvError> {
-        check_key(key)?;
-        let txn = self.db.begin_read().map_err(storage)?;
-        if txn
-            .open_table(NAMESPACES)
-            .map_err(storage)?
-            .get(ns)
-            .map_err(storage)?
-            .is_none()
-        {
-            return Err(KvError::NamespaceNotFound(ns.to_string()));
-        }
-        let table = txn.open_table(ENTRIES).map_err(storage)?;
-        let Some(raw) = table.get((ns, key)).map_err(storage)? else {
-            return Ok(None);
-        };
-        let (expiration, metadata, value) =
-            decode(raw.value()).ok_or_else(|| storage("a corrupt KV record"))?;
-        if expired(expiration, now) {
-            return Ok(None);
-        }
-        Ok(Some(KvEntry {
-            value: value.to_vec(),
-            metadata: metadata.map(str::to_string),
-            expiration,
-        }))
+        Ok(self.get_many(ns, &[key], now)?.pop().flatten())
     }
 
     /// The entries under `keys`, in their order, read in one transaction (a bulk read sees one

@@ -42,6 +42,15 @@ fn wat_worker(dir: &Path, name: &str, wat: &str, extra: &str) -> String {
 const ROUTE: &str = "[[namespace]]\nname = \"tenants\"\n\
     [[route]]\nhost = \"*.example.test\"\nnamespace = \"tenants\"\nscript_from = \"host_label\"\n";
 
+/// A node started from config `text`, written to `dir/tenantry.toml` (its data dir is relative
+/// to it).
+fn start_node(dir: &Path, text: &str) -> Node {
+    let path = dir.join("tenantry.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::parse(text, &path).unwrap();
+    Node::start(&config).unwrap()
+}
+
 /// The shed response: 503, a `Retry-After` in seconds and a message saying what was full.
 fn assert_shed(resp: &Resp) {
     assert_eq!(resp.status, 503, "{}", resp.text());
@@ -201,10 +210,7 @@ fn a_cpu_bound_worker_runs_its_share_at_a_time() {
         ),
         worker("tenants", "alice", "hello", ""),
     );
-    let path = dir.path().join("tenantry.toml");
-    std::fs::write(&path, &text).unwrap();
-    let config = Config::parse(&text, &path).unwrap();
-    let node = Node::start(&config).unwrap();
+    let node = start_node(dir.path(), &text);
     let addr = node.local_addr();
 
     // The core learns that `hog` is CPU-bound: its request runs many ticks.
@@ -260,10 +266,7 @@ fn a_cpu_bound_worker_queues_only_on_a_core_it_has_to_itself() {
         ),
         worker("tenants", "alice", "hello", ""),
     );
-    let path = dir.path().join("tenantry.toml");
-    std::fs::write(&path, &text).unwrap();
-    let config = Config::parse(&text, &path).unwrap();
-    let node = Node::start(&config).unwrap();
+    let node = start_node(dir.path(), &text);
     let addr = node.local_addr();
     // The core learns that `hog` is CPU-bound.
     assert_eq!(get(addr, "hog.example.test", "/").status, 200);
@@ -319,10 +322,7 @@ fn idle_reuse_instances_give_their_slots_to_another_worker() {
         ),
         wat_worker(wat.path(), "other", &spinner(1), ""),
     );
-    let path = dir.path().join("tenantry.toml");
-    std::fs::write(&path, &text).unwrap();
-    let config = Config::parse(&text, &path).unwrap();
-    let node = Node::start(&config).unwrap();
+    let node = start_node(dir.path(), &text);
     let addr = node.local_addr();
     let plane = node.plane().clone();
 
