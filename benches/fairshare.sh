@@ -28,7 +28,7 @@ rm -rf target/fairshare-data
 printf '%s\n%b\n' "$(cat benches/load/fairshare.toml)" "${FAIRSHARE_CONFIG:-}" > benches/load/.fairshare.toml
 start_server benches/load/.fairshare.toml 18084
 addr=127.0.0.1:18084
-loadgen() { taskset -c 1 target/release/loadgen "$addr" "$1.example.test" / "$2" "$3" ${4:-}; }
+loadgen() { taskset -c 1 target/release/loadgen "$addr" "$1.example.test" / "${@:2}"; }
 victim() {
   local out
   out=$(mktemp)
