@@ -20,7 +20,8 @@
   const ReadableStreamClass = globalThis.ReadableStream;
   const URLClass = globalThis.URL;
   const decoder = new TextDecoder();
-  const setResponseUrl = globalThis.__tenantry_web?.setResponseUrl;
+  const web = globalThis.__tenantry_web;
+  const setResponseUrl = web?.setResponseUrl;
 
   // The incoming request of the invocation: forwarding it untouched is one request_clone(0).
   // `invocation` counts requests: host handles are the invocation's, and a later request on a
@@ -65,26 +66,39 @@
     return h;
   }
 
-  // A fetched response handle as a Response whose body streams from the host as it is read.
+  // The body of a fetched response, read from the host only when the Worker reads it (the Web
+  // APIs' byte source: `read()` gives the next chunk, null at the end, or throws). A body nobody
+  // read is handed back to the engine, which forwards it without copying it through JavaScript
+  // (`hostHandle`).
+  class HostBody {
+    #handle;
+    #invocation = invocation;
+    #touched = false;
+    constructor(handle) {
+      this.#handle = handle;
+    }
+    read() {
+      this.#touched = true;
+      if (this.#invocation !== invocation) throw new Error(OTHER_REQUEST);
+      const chunk = native.responseBodyRead(this.#handle);
+      if (chunk === null) return null;
+      if (typeof chunk === "number") throw new TypeError(`Network connection lost: ${why()}`);
+      return new Uint8Array(chunk);
+    }
+    // The host's handle of an unread body of this invocation, else undefined.
+    static handle(body) {
+      if (!(body instanceof HostBody) || body.#touched || body.#invocation !== invocation) return undefined;
+      body.#touched = true;
+      return body.#handle;
+    }
+  }
+  internals.hostHandle = HostBody.handle;
+
+  // A fetched response handle as a Response whose body is read from the host when it is read.
   function makeResponse(h, method) {
     const status = native.responseStatus(h);
-    const flat = native.responseHeaders(h);
-    const headers = [];
-    for (let i = 0; i < flat.length; i += 2) headers.push([flat[i], flat[i + 1]]);
-    let body = null;
-    if (method !== "HEAD" && !NULL_BODY.has(status)) {
-      const own = invocation;
-      body = new ReadableStreamClass({
-        pull(controller) {
-          if (own !== invocation) return controller.error(new Error(OTHER_REQUEST));
-          const chunk = native.responseBodyRead(h);
-          if (chunk === null) controller.close();
-          else if (typeof chunk === "number") controller.error(new TypeError(`Network connection lost: ${why()}`));
-          else controller.enqueue(new Uint8Array(chunk));
-        },
-      });
-    }
-    return new ResponseClass(body, { status, headers });
+    const body = method !== "HEAD" && !NULL_BODY.has(status) ? new HostBody(h) : null;
+    return web.newResponse(status, native.responseHeaders(h), body);
   }
 
   // Sends `input`/`init` through `call(handle) -> code`; `fail(code, what)` throws the caller's

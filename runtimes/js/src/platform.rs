@@ -168,7 +168,7 @@ fn dispatch_fetch(binding: String, name: String, opts: Value<'_>, req: i32) -> i
 }
 
 /// The host's explanation of the last failed call (empty if it has none).
-fn fetch_error() -> String {
+pub fn fetch_error() -> String {
     // SAFETY: `read_value` passes `cap` writable bytes it owns.
     tenantry_sdk::read_value(ERROR_FIRST, |p, c| unsafe { sys::fetch_error(p, c) })
         .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -180,23 +180,32 @@ fn response_status(resp: i32) -> i32 {
     unsafe { sys::response_status(resp) }
 }
 
+/// A fetched response's header block, `name: value` lines (empty if the handle is bad).
+pub fn host_header_block(resp: i32) -> Vec<u8> {
+    // SAFETY: `read_value` passes `cap` writable bytes it owns.
+    tenantry_sdk::read_value(HEADERS_FIRST, |p, c| unsafe {
+        sys::response_headers(resp, p, c)
+    })
+    .unwrap_or_default()
+}
+
+/// The `(name, value)` fields of a header block, in order: each line split at its first colon,
+/// the value trimmed; lines without a colon skipped.
+pub fn header_fields(block: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    block.split(|&b| b == b'\n').filter_map(|line| {
+        let colon = line.iter().position(|&b| b == b':')?;
+        Some((&line[..colon], line[colon + 1..].trim_ascii()))
+    })
+}
+
 /// A fetched response's header fields as a flat `[name, value, …]` list, in order (bytes as
 /// Latin-1 code points, as the incoming request's).
 fn response_headers<'js>(ctx: Ctx<'js>, resp: i32) -> rquickjs::Result<Array<'js>> {
-    // SAFETY: `read_value` passes `cap` writable bytes it owns.
-    let text = tenantry_sdk::read_value(HEADERS_FIRST, |p, c| unsafe {
-        sys::response_headers(resp, p, c)
-    })
-    .unwrap_or_default();
+    let block = host_header_block(resp);
     let list = Array::new(ctx.clone())?;
-    let mut n = 0;
-    for line in text.split(|&b| b == b'\n') {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        list.set(n, latin1(&line[..colon]))?;
-        list.set(n + 1, latin1(line[colon + 1..].trim_ascii()))?;
-        n += 2;
+    for (n, (name, value)) in header_fields(&block).enumerate() {
+        list.set(2 * n, latin1(name))?;
+        list.set(2 * n + 1, latin1(value))?;
     }
     Ok(list)
 }
