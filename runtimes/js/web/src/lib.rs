@@ -96,14 +96,15 @@ pub fn install(ctx: &Ctx<'_>) -> Result<()> {
 /// - `isResponse(value)` → bool.
 /// - `readAllBytes(stream)` → `Promise<Uint8Array>`, rejecting with a `TypeError` if a chunk is
 ///   not bytes; `stream` may also be a byte source (read to its end).
-/// - `newResponse(status, pairs, source)` → `Response`: what `new Response(body, { status,
-///   headers })` makes of a fetched response (same checks and errors), in one step: `pairs` the
-///   flat `[name, value, ...]` list, `source` `null` or the body's *byte source*, an object whose
-///   `read()` returns the next chunk as a `Uint8Array`, `null` at the end, and throws if the body
-///   cannot be read. It is read only when the Worker reads the body (`text()` and the like read
-///   it at once; `.body` makes a stream pulling it chunk by chunk).
-/// - `setResponseUrl(response, url, redirected)`: gives a fetched `Response` its `url` (the
-///   fragment dropped) and `redirected`; a constructed one keeps `""` and `false`.
+/// - `newResponse(status, list, source, url)` → `Response`: what `new Response(body, { status,
+///   headers })` makes of a fetched response (same status checks and errors), in one step:
+///   `list` the header list as `Headers` keeps it, flat triples `[lower-case name, value, name
+///   as received, ...]` the caller has checked as `append` would (a fetched response's fields);
+///   `source` `null` or the body's *byte source*, an object whose `read()` returns the next
+///   chunk as a `Uint8Array`, `null` at the end, and throws if the body cannot be read. It is
+///   read only when the Worker reads the body (`text()` and the like read it at once; `.body`
+///   makes a stream pulling it chunk by chunk). `url` (optional) is its `url`, as
+///   `setResponseUrl(response, url, false)` would set it.
 pub fn internals<'js>(ctx: &Ctx<'js>) -> Result<Object<'js>> {
     ctx.globals().get(INTERNALS)
 }

@@ -493,22 +493,27 @@
       };
       internal.isResponse = (r) => r !== null && typeof r === "object" && #s in r;
       // A fetched response, as `new Response(body, { status, headers })` makes it (the same
-      // checks and errors) but in one step: `pairs` the flat [name, value, ...] list, `source`
-      // null or the body's byte source (an object whose `read()` gives the next Uint8Array, null
-      // at the end, and throws when the body cannot be read), read only when the Worker reads
-      // the body; untouched, `responseParts` hands the source back.
-      internal.newResponse = (status, pairs, source) => {
+      // status checks and errors) but in one step: `list` its header list as Headers keeps it
+      // (flat [lower-case name, value, name as received, ...] triples, checked by the caller as
+      // append() checks them), `source` null or the body's byte source (an object whose
+      // `read()` gives the next Uint8Array, null at the end, and throws when the body cannot be
+      // read), read only when the Worker reads the body (untouched, `responseParts` hands the
+      // source back), `url` its URL (Response.url, without the fragment), if given.
+      internal.newResponse = (status, list, source, url) => {
         const code = unsignedShort(status);
         if (code < 200 || code > 599) {
           throw new RangeError(`Responses may only be constructed with status codes in the range 200 to 599, inclusive.`);
         }
-        const list = internal.headersListFromPairs(pairs);
         let record = null;
         if (source !== null && source !== undefined) {
           if (NULL_BODY_STATUS.includes(code)) throw new TypeError(`Response with null body status (${code}) cannot have a body.`);
           record = [null, null, false, source];
         }
         trusted = [code, "", null, list, record, "default", undefined];
+        if (typeof url === "string") {
+          const hash = url.indexOf("#");
+          trusted.push(hash < 0 ? url : url.slice(0, hash), false);
+        }
         return new Response(TRUSTED);
       };
       // A fetched response's URL (Fetch §6.4: the last of its URL list, without the fragment)

@@ -201,16 +201,6 @@
     static {
       // For Request/Response and the engine: raw access without copying or validation.
       internal.headersList = (h) => h.#list;
-      // A header list from flat [name, value, ...] pairs, checked and normalised as append()
-      // does (the same TypeErrors), without a Headers object or an iterator per pair.
-      internal.headersListFromPairs = (pairs) => {
-        const list = [];
-        for (let i = 0; i + 1 < pairs.length; i += 2) {
-          const given = typeof pairs[i] === "string" ? pairs[i] : String(pairs[i]);
-          list.push(lowerName(given), normalizeValue(pairs[i + 1]), given);
-        }
-        return list;
-      };
       internal.headersFromList = (list, immutable) => {
         const h = new Headers();
         h.#list = list;
