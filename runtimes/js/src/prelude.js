@@ -210,10 +210,11 @@
 
   // The handler's result in `responseParts`' shape, [status, statusText, [lower-case name,
   // value, name as written, ...], body] with body null, a string, a Uint8Array, an ArrayBuffer
-  // or a number: the host's handle of a fetched response whose body nothing read (the platform's
-  // `hostHandle`), which Rust forwards without copying it through JavaScript; or a promise of it. A handler that returns a Response whose body is at hand is
-  // answered without a promise or a microtask turn (the common case, and each turn costs
-  // thousands of instructions); Rust reads the header list at once, before more JS runs.
+  // or a number: the host's handle of a fetched response whose body nothing read (the
+  // platform's `hostHandle`), which Rust forwards without copying it through JavaScript; or a
+  // promise of it. A handler that returns a Response whose body is at hand is answered without
+  // a promise or a microtask turn (the common case, and each turn costs thousands of
+  // instructions); Rust reads the header list at once, before more JS runs.
   function respond(result) {
     if (!isResponse(result)) return respondLater(result);
     if (!fast) return standardParts(result);
