@@ -134,6 +134,43 @@ pub fn request_body() -> Result<Vec<u8>, tenantry_sdk::Error> {
     }
 }
 
+/// The rest of a fetched response's body (`response_body_read` to its end); `Err` with the
+/// host's code if a read failed.
+pub fn fetched_body(resp: i32) -> Result<Vec<u8>, i32> {
+    let mut body: Vec<u8> = Vec::new();
+    loop {
+        if body.len() == body.capacity() {
+            body.reserve(BODY_CHUNK);
+        }
+        let len = body.len();
+        let room = body.capacity() - len;
+        // SAFETY: as in `request_body`: `room` bytes of spare capacity after `len`.
+        let n = unsafe { sys::response_body_read(resp, body.as_mut_ptr().add(len), room) };
+        if n < 0 {
+            return Err(n);
+        }
+        let n = (n as usize).min(room);
+        if n == 0 {
+            return Ok(body);
+        }
+        // SAFETY: the host wrote `n <= room` bytes starting at `len`.
+        unsafe { body.set_len(len + n) };
+    }
+}
+
+/// Makes a fetched response this invocation's response, its body unread by the guest
+/// (`response_forward`); `Err` with the host's code.
+pub fn response_forward(resp: i32) -> Result<(), i32> {
+    // SAFETY: no pointers.
+    check(unsafe { sys::response_forward(resp) })
+}
+
+/// A fetched response's status (a negative code for a bad handle).
+pub fn fetched_status(resp: i32) -> i32 {
+    // SAFETY: no pointers.
+    unsafe { sys::response_status(resp) }
+}
+
 /// Sets the response status; `Err` with the host's code (e.g. `INVALID` outside 200..=599).
 pub fn response_status(status: i32) -> Result<(), i32> {
     // SAFETY: no pointers.

@@ -5,7 +5,7 @@
 //
 // native: requestNew, requestClone, requestSetMethod, requestSetUrl, requestHeaderSet,
 //   requestBodyWrite, fetch, serviceFetch, dispatchFetch, fetchError, responseStatus,
-//   responseHeaders, responseBodyRead, kvGet, kvGetMany, kvPut, kvDelete, kvList
+//   responseHeaders, responseHeaderList, responseBodyRead, kvGet, kvGetMany, kvPut, kvDelete, kvList
 // internals: the prelude's internals (its makeRequest is wrapped to know the incoming request).
 (function (native, internals) {
   "use strict";
@@ -20,7 +20,8 @@
   const ReadableStreamClass = globalThis.ReadableStream;
   const URLClass = globalThis.URL;
   const decoder = new TextDecoder();
-  const setResponseUrl = globalThis.__tenantry_web?.setResponseUrl;
+  const web = globalThis.__tenantry_web;
+  const setResponseUrl = web?.setResponseUrl;
 
   // The incoming request of the invocation: forwarding it untouched is one request_clone(0).
   // `invocation` counts requests: host handles are the invocation's, and a later request on a
@@ -65,26 +66,43 @@
     return h;
   }
 
-  // A fetched response handle as a Response whose body streams from the host as it is read.
-  function makeResponse(h, method) {
-    const status = native.responseStatus(h);
-    const flat = native.responseHeaders(h);
-    const headers = [];
-    for (let i = 0; i < flat.length; i += 2) headers.push([flat[i], flat[i + 1]]);
-    let body = null;
-    if (method !== "HEAD" && !NULL_BODY.has(status)) {
-      const own = invocation;
-      body = new ReadableStreamClass({
-        pull(controller) {
-          if (own !== invocation) return controller.error(new Error(OTHER_REQUEST));
-          const chunk = native.responseBodyRead(h);
-          if (chunk === null) controller.close();
-          else if (typeof chunk === "number") controller.error(new TypeError(`Network connection lost: ${why()}`));
-          else controller.enqueue(new Uint8Array(chunk));
-        },
-      });
+  // The body of a fetched response, read from the host only when the Worker reads it (the Web
+  // APIs' byte source: `read()` gives the next chunk, null at the end, or throws). A body nobody
+  // read is handed back to the engine, which forwards it without copying it through JavaScript
+  // (`hostHandle`).
+  // One private field, [handle, invocation, touched]: each field is a property added per body.
+  const HB_HANDLE = 0, HB_INVOCATION = 1, HB_TOUCHED = 2;
+  class HostBody {
+    #s;
+    constructor(handle) {
+      this.#s = [handle, invocation, false];
     }
-    return new ResponseClass(body, { status, headers });
+    read() {
+      const s = this.#s;
+      s[HB_TOUCHED] = true;
+      if (s[HB_INVOCATION] !== invocation) throw new Error(OTHER_REQUEST);
+      const chunk = native.responseBodyRead(s[HB_HANDLE]);
+      if (chunk === null) return null;
+      if (typeof chunk === "number") throw new TypeError(`Network connection lost: ${why()}`);
+      return new Uint8Array(chunk);
+    }
+    // The host's handle of an unread body of this invocation, else undefined.
+    static handle(body) {
+      if (body === null || typeof body !== "object" || !(#s in body)) return undefined;
+      const s = body.#s;
+      if (s[HB_TOUCHED] || s[HB_INVOCATION] !== invocation) return undefined;
+      s[HB_TOUCHED] = true;
+      return s[HB_HANDLE];
+    }
+  }
+  internals.hostHandle = HostBody.handle;
+
+  // A fetched response handle as a Response (of `url`) whose body is read from the host when it
+  // is read. Its header list comes checked from Rust (`responseHeaderList`).
+  function makeResponse(h, method, url) {
+    const status = native.responseStatus(h);
+    const body = method !== "HEAD" && !NULL_BODY.has(status) ? new HostBody(h) : null;
+    return web.newResponse(status, native.responseHeaderList(h), body, url);
   }
 
   // Sends `input`/`init` through `call(handle) -> code`; `fail(code, what)` throws the caller's
@@ -96,16 +114,17 @@
       const h = native.requestClone(0);
       if (h < 0) fail(h, "copying the incoming request");
       request = input;
-      response = respond(call(h), request.method, fail);
+      response = respond(call(h), request.method, request.url, fail);
     } else {
       request = new RequestClass(input, init);
       bytes = request.body === null ? null : bytesOf(await request.arrayBuffer());
-      response = respond(call(hostRequest(request, request.method, request.url, bytes, fail)), request.method, fail);
+      response = respond(call(hostRequest(request, request.method, request.url, bytes, fail)), request.method, request.url, fail);
     }
+    if (!follow) return response;
     let method = request.method;
     let url = request.url;
     for (let redirects = 0; ; redirects++) {
-      if (!follow || request.redirect === "manual" || !REDIRECT.has(response.status)) return located(response, url, redirects);
+      if (request.redirect === "manual" || !REDIRECT.has(response.status)) return located(response, url, redirects);
       const location = response.headers.get("location");
       if (location === null) return located(response, url, redirects);
       if (request.redirect === "error") throw new TypeError(`fetch() of ${url} was redirected, and its redirect mode is "error"`);
@@ -117,19 +136,19 @@
         method = "GET";
         bytes = null;
       }
-      response = respond(call(hostRequest(request, method, url, bytes, fail)), method, fail);
+      response = respond(call(hostRequest(request, method, url, bytes, fail)), method, url, fail);
     }
   }
 
-  // Response.url and Response.redirected, as Fetch gives them to a fetched response.
+  // Response.redirected, as Fetch gives it to a fetched response (its url is set when made).
   function located(response, url, redirects) {
-    if (setResponseUrl !== undefined) setResponseUrl(response, url, redirects > 0);
+    if (redirects > 0 && setResponseUrl !== undefined) setResponseUrl(response, url, true);
     return response;
   }
 
-  function respond(code, method, fail) {
+  function respond(code, method, url, fail) {
     if (code < 0) fail(code, "");
-    return makeResponse(code, method);
+    return makeResponse(code, method, url);
   }
 
   // ---- fetch(): the network, through the node's egress policy and the outbound Worker ----

@@ -40,6 +40,7 @@ pub fn install<'js>(ctx: &Ctx<'js>, internals: &Object<'js>) -> rquickjs::Result
     native.set("fetchError", Func::from(fetch_error))?;
     native.set("responseStatus", Func::from(response_status))?;
     native.set("responseHeaders", Func::from(response_headers))?;
+    native.set("responseHeaderList", Func::from(response_header_list))?;
     native.set("responseBodyRead", Func::from(response_body_read))?;
     native.set("kvGet", Func::from(kv_get))?;
     native.set("kvGetMany", Func::from(kv_get_many))?;
@@ -168,7 +169,7 @@ fn dispatch_fetch(binding: String, name: String, opts: Value<'_>, req: i32) -> i
 }
 
 /// The host's explanation of the last failed call (empty if it has none).
-fn fetch_error() -> String {
+pub fn fetch_error() -> String {
     // SAFETY: `read_value` passes `cap` writable bytes it owns.
     tenantry_sdk::read_value(ERROR_FIRST, |p, c| unsafe { sys::fetch_error(p, c) })
         .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -180,25 +181,65 @@ fn response_status(resp: i32) -> i32 {
     unsafe { sys::response_status(resp) }
 }
 
+/// A fetched response's header block, `name: value` lines (empty if the handle is bad).
+pub fn host_header_block(resp: i32) -> Vec<u8> {
+    // SAFETY: `read_value` passes `cap` writable bytes it owns.
+    tenantry_sdk::read_value(HEADERS_FIRST, |p, c| unsafe {
+        sys::response_headers(resp, p, c)
+    })
+    .unwrap_or_default()
+}
+
+/// The `(name, value)` fields of a header block, in order: each line split at its first colon,
+/// the value trimmed; lines without a colon skipped.
+pub fn header_fields(block: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    block.split(|&b| b == b'\n').filter_map(|line| {
+        let colon = line.iter().position(|&b| b == b':')?;
+        Some((&line[..colon], line[colon + 1..].trim_ascii()))
+    })
+}
+
 /// A fetched response's header fields as a flat `[name, value, …]` list, in order (bytes as
 /// Latin-1 code points, as the incoming request's).
 fn response_headers<'js>(ctx: Ctx<'js>, resp: i32) -> rquickjs::Result<Array<'js>> {
-    // SAFETY: `read_value` passes `cap` writable bytes it owns.
-    let text = tenantry_sdk::read_value(HEADERS_FIRST, |p, c| unsafe {
-        sys::response_headers(resp, p, c)
-    })
-    .unwrap_or_default();
+    let block = host_header_block(resp);
     let list = Array::new(ctx.clone())?;
-    let mut n = 0;
-    for line in text.split(|&b| b == b'\n') {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        list.set(n, latin1(&line[..colon]))?;
-        list.set(n + 1, latin1(line[colon + 1..].trim_ascii()))?;
-        n += 2;
+    for (n, (name, value)) in header_fields(&block).enumerate() {
+        list.set(2 * n, latin1(name))?;
+        list.set(2 * n + 1, latin1(value))?;
     }
     Ok(list)
+}
+
+/// A fetched response's header fields as the Web APIs' header list, the flat triples
+/// `[lower-case name, value, name as received, …]` `newResponse` takes, each field checked as
+/// `Headers.append` checks it (a `TypeError` with its words otherwise): the same list JavaScript
+/// would make of [`response_headers`], without a JavaScript call per field.
+fn response_header_list<'js>(ctx: Ctx<'js>, resp: i32) -> rquickjs::Result<Array<'js>> {
+    let block = host_header_block(resp);
+    let list = Array::new(ctx.clone())?;
+    for (n, (name, value)) in header_fields(&block).enumerate() {
+        if let Err(message) = check_field(name, value) {
+            return Err(rquickjs::Exception::throw_type(&ctx, &message));
+        }
+        list.set(3 * n, latin1(&name.to_ascii_lowercase()))?;
+        list.set(3 * n + 1, latin1(value))?;
+        list.set(3 * n + 2, latin1(name))?;
+    }
+    Ok(list)
+}
+
+/// The Web APIs' header checks (`headers.js`): a name of RFC 9110 token characters (empty
+/// allowed, as workerd does), a value without CR, LF or NUL. `Err` with `Headers`' message.
+fn check_field(name: &[u8], value: &[u8]) -> Result<(), String> {
+    let tchar = |c: &u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(c);
+    if !name.iter().all(tchar) {
+        return Err(format!("Invalid header name: \"{}\"", latin1(name)));
+    }
+    if value.iter().any(|&c| c == b'\r' || c == b'\n' || c == 0) {
+        return Err(format!("Invalid header value: \"{}\"", latin1(value)));
+    }
+    Ok(())
 }
 
 fn latin1(bytes: &[u8]) -> String {
@@ -260,4 +301,38 @@ fn kv_delete(binding: String, key: String) -> i32 {
 fn kv_list(binding: String, opts: String) -> i32 {
     // SAFETY: both slices are live and only read by the host.
     unsafe { sys::kv_list(binding.as_ptr(), binding.len(), opts.as_ptr(), opts.len()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_fields_split_at_the_first_colon_and_trim_values() {
+        let block = b"Content-Type: text/plain\nx-a:  1:2 \nno colon\n\n";
+        let fields: Vec<_> = header_fields(block).collect();
+        assert_eq!(
+            fields,
+            [(&b"Content-Type"[..], &b"text/plain"[..]), (b"x-a", b"1:2")]
+        );
+    }
+
+    #[test]
+    fn fields_are_checked_as_headers_append_checks_them() {
+        assert_eq!(check_field(b"X-Ok_1", b"v\xe9 x"), Ok(()));
+        assert_eq!(check_field(b"", b""), Ok(()));
+        assert_eq!(
+            check_field(b"bad name", b"1"),
+            Err("Invalid header name: \"bad name\"".into())
+        );
+        assert_eq!(
+            check_field(b"n\xe9", b"1"),
+            Err("Invalid header name: \"n\u{e9}\"".into())
+        );
+        assert_eq!(
+            check_field(b"a", b"1\r2"),
+            Err("Invalid header value: \"1\r2\"".into())
+        );
+        assert!(check_field(b"a", b"1\x002").is_err());
+    }
 }

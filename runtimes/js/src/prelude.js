@@ -209,17 +209,28 @@
   }
 
   // The handler's result in `responseParts`' shape, [status, statusText, [lower-case name,
-  // value, name as written, ...], body] with body null, a string, a Uint8Array or an
-  // ArrayBuffer; or a promise of it. A handler that returns a Response whose body is at hand is
-  // answered without a promise or a microtask turn (the common case, and each turn costs
-  // thousands of instructions); Rust reads the header list at once, before more JS runs.
+  // value, name as written, ...], body] with body null, a string, a Uint8Array, an ArrayBuffer
+  // or a number: the host's handle of a fetched response whose body nothing read (the
+  // platform's `hostHandle`), which Rust forwards without copying it through JavaScript; or a
+  // promise of it. A handler that returns a Response whose body is at hand is answered without
+  // a promise or a microtask turn (the common case, and each turn costs thousands of
+  // instructions); Rust reads the header list at once, before more JS runs.
   function respond(result) {
     if (!isResponse(result)) return respondLater(result);
     if (!fast) return standardParts(result);
     const p = web.responseParts(result);
     const body = p[3];
     if (body === null || typeof body === "string" || body instanceof Uint8Array) return p;
-    return readBody(p);
+    return hostBody(p) ?? readBody(p);
+  }
+
+  // The parts with the body as the host's handle, if it is the unread body of a fetched response.
+  function hostBody(p) {
+    const handle = internals.hostHandle?.(p[3]);
+    if (handle === undefined) return undefined;
+    p[2] = p[2].slice();
+    p[3] = handle;
+    return p;
   }
 
   async function respondLater(result) {
@@ -232,7 +243,7 @@
     p[2] = p[2].slice();
     const body = p[3];
     if (body === null || typeof body === "string" || body instanceof Uint8Array) return p;
-    return readBody(p);
+    return hostBody(p) ?? readBody(p);
   }
 
   function readBody(p) {
@@ -320,7 +331,7 @@
   // draw the same sequence. The native one is reseeded from the host at each invocation.
   Object.defineProperty(Math, "random", { value: native.random, writable: true, configurable: true, enumerable: false });
 
-  return {
+  const internals = {
     makeRequest: fast ? web.newRequest : standardRequest,
     runModule,
     runServiceWorker,
@@ -336,5 +347,8 @@
     uncaught,
     format,
     unsupportedBinding,
+    // Set by the platform: the host's handle of a fetched body nothing read, else undefined.
+    hostHandle: undefined,
   };
+  return internals;
 })

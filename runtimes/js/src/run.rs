@@ -286,8 +286,42 @@ fn latin1<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<rquickjs::Strin
 
 /// Writes `[status, statusText, [lower-case name, value, name as written, ...], body]` (the
 /// Web APIs' `responseParts`) through the ABI, each header with its name as the Worker wrote it.
+/// A body that is a number is the host's handle of a fetched response whose body nothing read
+/// (the prelude's `hostBody`): forwarded as it is when the status and headers are the fetched
+/// ones (the dispatcher's `return userWorker.fetch(request)`), else read here, in Rust.
 fn write_response(parts: &Array<'_>) -> i32 {
     let status: i32 = parts.get(0).unwrap_or(INTERNAL_ERROR_STATUS);
+    let headers: Array = match parts.get(2) {
+        Ok(headers) => headers,
+        Err(_) => return internal_error(),
+    };
+    let mut fields = Vec::with_capacity(headers.len() / 3);
+    let mut i = 0;
+    while i + 2 < headers.len() {
+        let value: Option<String> = headers.get(i + 1).ok();
+        let name: Option<String> = headers.get(i + 2).ok();
+        i += 3;
+        if let (Some(name), Some(value)) = (name, value) {
+            fields.push((name, value));
+        }
+    }
+    let body: Value = match parts.get(3) {
+        Ok(body) => body,
+        Err(_) => return internal_error(),
+    };
+    let mut fetched = None;
+    if let Some(handle) = body.as_int() {
+        if same_head(handle, status, &fields) {
+            return match host::response_forward(handle) {
+                Ok(()) => 0,
+                Err(code) => fetched_body_failed(code),
+            };
+        }
+        match host::fetched_body(handle) {
+            Ok(bytes) => fetched = Some(bytes),
+            Err(code) => return fetched_body_failed(code),
+        }
+    }
     if status != 200
         && let Err(code) = host::response_status(status)
     {
@@ -299,19 +333,8 @@ fn write_response(parts: &Array<'_>) -> i32 {
         );
         return internal_error();
     }
-    let headers: Array = match parts.get(2) {
-        Ok(headers) => headers,
-        Err(_) => return internal_error(),
-    };
-    let mut i = 0;
-    while i + 2 < headers.len() {
-        let value: Option<String> = headers.get(i + 1).ok();
-        let name: Option<String> = headers.get(i + 2).ok();
-        i += 3;
-        let (Some(name), Some(value)) = (name, value) else {
-            continue;
-        };
-        if let Err(code) = host::response_header(&to_bytes(&name), &to_bytes(&value)) {
+    for (name, value) in &fields {
+        if let Err(code) = host::response_header(&to_bytes(name), &to_bytes(value)) {
             host::log(
                 host::LOG_ERROR,
                 &format!("the host refused the response header {name:?} ({code})"),
@@ -319,11 +342,11 @@ fn write_response(parts: &Array<'_>) -> i32 {
             return 1;
         }
     }
-    let body: Value = match parts.get(3) {
-        Ok(body) => body,
-        Err(_) => return internal_error(),
+    let written = match &fetched {
+        Some(bytes) => host::response_body(bytes),
+        None => write_body(&body),
     };
-    if let Err(code) = write_body(&body) {
+    if let Err(code) = written {
         host::log(
             host::LOG_ERROR,
             &format!("the host refused the response body ({code})"),
@@ -331,6 +354,41 @@ fn write_response(parts: &Array<'_>) -> i32 {
         return 1;
     }
     0
+}
+
+/// Whether a fetched response still has the status and header fields (names as written, values,
+/// order) the Worker's response has: then forwarding it writes what copying it would.
+fn same_head(handle: i32, status: i32, fields: &[(String, String)]) -> bool {
+    if host::fetched_status(handle) != status {
+        return false;
+    }
+    let block = crate::platform::host_header_block(handle);
+    let mut host_fields = crate::platform::header_fields(&block);
+    for (name, value) in fields {
+        match host_fields.next() {
+            Some((n, v)) if *to_bytes(name) == *n && *to_bytes(value) == *v => {}
+            _ => return false,
+        }
+    }
+    host_fields.next().is_none()
+}
+
+/// A fetched body that could not be passed on: as reading it in JavaScript would have ended (an
+/// uncaught `TypeError`, workerd's 500), or, past the host's body limit, as writing it would.
+fn fetched_body_failed(code: i32) -> i32 {
+    let why = crate::platform::fetch_error();
+    if code == tenantry_sdk::sys::LIMIT {
+        host::log(
+            host::LOG_ERROR,
+            &format!("the host refused the response body ({code}): {why}"),
+        );
+        return 1;
+    }
+    host::log(
+        host::LOG_ERROR,
+        &format!("Uncaught TypeError: Network connection lost: {why}"),
+    );
+    internal_error()
 }
 
 /// Writes a response body: `null`, a string (as UTF-8), a `Uint8Array` or an `ArrayBuffer`.

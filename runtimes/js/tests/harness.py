@@ -8,6 +8,7 @@ host side of the contract (tenantry:worker/v1, tenantry:js/v1 code_read, WASI in
 
 The second form prints, for that module Worker, the wasm instructions (fuel) of the first request
 on a fresh instance, of the loading of its bundle, and of a later request on the same instance.
+The Worker has the bindings of COST_ENV (env.DISPATCHER, env.KV, env.GREETING).
 
 It is a test tool for the engine alone: the node's own end-to-end tests (tests/all) are the
 real proof. Each check below fails loudly (assert) when the engine misbehaves.
@@ -103,15 +104,17 @@ class Host:
         fn("request_body_write", 3, self.request_body_write)
         fn("fetch", 1, self.net_fetch)
         fn("service_fetch", 3, lambda c, bp, bl, h: self.fail(-5, "no Workers to call in the harness"))
-        fn("dispatch_fetch", 7, lambda c, *a: self.fail(-5, "no Workers to call in the harness"))
+        fn("dispatch_fetch", 7, self.dispatch_fetch)
         fn("fetch_error", 2, lambda c, p, n: self.out(c, self.last_error, p, n))
         fn("response_status", 1, lambda c, h: self.resps[h]["status"] if h in self.resps else -4)
         fn("response_headers", 3, lambda c, h, p, n: self.out(
             c, b"".join(k + b": " + v + b"\n" for k, v in self.resps[h]["headers"]), p, n))
         fn("response_body_read", 3, self.response_body_read)
+        fn("response_forward", 1, self.response_forward)
         fn("kv_get", 4, self.kv_get)
         fn("kv_put", 8, self.kv_put)
         fn("kv_delete", 4, lambda c, bp, bl, kp, kl: (self.kv.pop(self.read(c, kp, kl), None), 0)[1])
+        fn("kv_get_many", 4, self.kv_get_many)
         fn("kv_list", 4, self.kv_list)
         self.instance = linker.instantiate(self.store, module)
         self.exports = self.instance.exports(self.store)
@@ -123,6 +126,7 @@ class Host:
         self.body_pos = 0
         self.status, self.headers, self.body, self.logs = 200, [], b"", []
         self.reqs, self.resps, self.last_error = {}, {}, b""
+        self.forwarded = 0
 
     def fail(self, code, why):
         self.last_error = why.encode()
@@ -174,6 +178,15 @@ class Host:
         return self.new_response(200, [(b"x-echo", b"1"), (b"set-cookie", b"a=1"), (b"set-cookie", b"b=2")],
                                  r["method"] + b" " + r["url"] + b"\n" + head + b"\n" + r["body"])
 
+    # The dispatched "user Workers": every name but "missing" answers as a JS hello does.
+    def dispatch_fetch(self, c, bp, bl, np, nl, op, ol, h):
+        if h not in self.reqs:
+            return -4
+        name = self.read(c, np, nl)
+        if name == b"missing":
+            return self.fail(-6, "Worker not found: missing")
+        return self.new_response(200, [(b"content-type", b"text/plain;charset=UTF-8")], b"hello from " + name)
+
     def response_body_read(self, c, h, p, cap):
         r = self.resps.get(h)
         if r is None:
@@ -192,6 +205,23 @@ class Host:
             return NOT_FOUND
         value, metadata = self.kv[key]
         return self.new_response(200, [(b"kv-metadata", metadata)] if metadata else [], value)
+
+    # A fetched response becomes the invocation's: status, headers, the body from where it was read.
+    def response_forward(self, c, h):
+        r = self.resps.get(h)
+        if r is None:
+            return -4
+        self.status = r["status"]
+        self.headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in r["headers"]]
+        self.body = r["body"][r["pos"]:]
+        r["pos"] = len(r["body"])
+        self.forwarded += 1
+        return 0
+
+    def kv_get_many(self, c, bp, bl, kp, kl):
+        keys = json.loads(self.read(c, kp, kl))
+        entries = [None if k.encode() not in self.kv else {"value": self.kv[k.encode()][0].decode()} for k in keys]
+        return self.new_response(200, [], json.dumps(entries).encode())
 
     def kv_put(self, c, bp, bl, kp, kl, vp, vl, op, ol):
         opts = json.loads(self.read(c, op, ol) or b"{}")
@@ -272,6 +302,11 @@ class Host:
 DEFAULT_WASM = os.path.join(os.path.dirname(__file__), "../../../target/guests/wasm32-wasip1/release/tenantry_js.wasm")
 
 
+# The bindings a --cost Worker sees: a dispatch namespace whose Workers answer "hello from
+# <name>" ("missing" is not found), a KV namespace, a plain_text variable.
+COST_ENV = [("DISPATCHER", "dispatch_namespace", "customers"), ("KV", "kv_namespace", "id1"), ("GREETING", "plain_text", "hi")]
+
+
 def cost(source, wasm):
     config = wasmtime.Config()
     config.consume_fuel = True
@@ -280,7 +315,7 @@ def cost(source, wasm):
     status, code = Host(engine, module).compile(bundle(0, [(0, "worker.js", source)]))
     assert status == 200, code
     h = Host(engine, module)
-    h.code = code
+    h.code, h.env = code, COST_ENV
     loaded = []
     out = h.out  # code_read starts the loading; env_list is the first call after it
 
@@ -298,11 +333,12 @@ def cost(source, wasm):
         rc, status, _, body, logs = h.fetch("/")
         assert (rc, status) == (0, 200), (rc, status, body, logs)
         counts.append(before - h.store.get_fuel())
+    print(f"response: {status} {body[:60]!r}")
     print(f"first request on a fresh instance: {counts[0]} instructions (fuel)")
     print(f"  of which loading and evaluating the bundle: {loaded[0] - loaded[1]}")
     print(f"later requests on the same instance: {min(counts[1:])}")
     h = Host(engine, module)
-    h.code = code
+    h.code, h.env = code, COST_ENV
     assert h.exports["tenantry_js_preload"](h.store) == 0
     before = h.store.get_fuel()
     h.fetch("/")
@@ -382,6 +418,12 @@ export default {
       case "/read-kept": try { return new Response(await globalThis.kept.text()); } catch (e) { return new Response(`${e.name}: ${e.message}`); }
       case "/interval": { let n = 0; return new Promise((r) => { const id = setInterval((x) => { n += x; if (n === 3) { clearInterval(id); r(new Response(String(n))); } }, 1, 1); }); }
       case "/leak": setTimeout(() => console.log("leaked"), 1); return new Response("l");
+      case "/dispatch": return env.DISPATCHER.get("alice").fetch(request);
+      case "/dispatch-rewrap": return new Response((await env.DISPATCHER.get("alice").fetch(request)).body, { status: 201, headers: { "x-a": "1" } });
+      case "/dispatch-same": { const r = await env.DISPATCHER.get("alice").fetch(request); r.headers.get("content-type"); return new Response(r.body, r); }
+      case "/dispatch-text": return new Response((await (await env.DISPATCHER.get("alice").fetch(request)).text()) + "!");
+      case "/dispatch-stream": { const r = await env.DISPATCHER.get("alice").fetch(request); let n = 0, text = ""; for await (const c of r.body) { n++; text += new TextDecoder().decode(c); } return new Response(`${n} ${text} ${r.bodyUsed}`); }
+      case "/dispatch-missing": try { await env.DISPATCHER.get("missing").fetch(request); return new Response("found?"); } catch (e) { return new Response(e.message, { status: 404 }); }
     }
     return new Response("not found", { status: 404 });
   },
@@ -393,7 +435,8 @@ export default {
         (2, "greeting.txt", "hi there"),
         (3, "data.bin", bytes([1, 2, 3])),
     ]
-    env = [("GREETING", "plain_text", "hi"), ("CFG", "json", '{"a":[1,2]}'), ("SECRET", "secret_text", "s3"), ("KV", "kv_namespace", "id1")]
+    env = [("GREETING", "plain_text", "hi"), ("CFG", "json", '{"a":[1,2]}'), ("SECRET", "secret_text", "s3"), ("KV", "kv_namespace", "id1"),
+           ("DISPATCHER", "dispatch_namespace", "customers")]
     code = compiled(0, mod_entries, env)
 
     @check("compiled bundle: bytecode for JS modules, text/data as is")
@@ -425,10 +468,10 @@ export default {
         rc, status, _, body, logs = run("/modules")
         assert body == b"HI THERE 1,2,3", (body, logs)
 
-    @check("env: plain_text, json, secret_text, kv_namespace")
+    @check("env: plain_text, json, secret_text, kv_namespace, dispatch_namespace")
     def _():
         rc, status, _, body, logs = run("/env")
-        assert body == b'{"GREETING":"hi","CFG":{"a":[1,2]},"SECRET":"s3","KV":{}}', (body, logs)
+        assert body == b'{"GREETING":"hi","CFG":{"a":[1,2]},"SECRET":"s3","KV":{},"DISPATCHER":{}}', (body, logs)
 
     @check("KV: put with metadata, getWithMetadata, arrayBuffer, list, delete, refused put")
     def _():
@@ -496,6 +539,32 @@ export default {
         assert h.fetch("/keep")[3] == b"kept"
         rc, status, _, body, logs = h.fetch("/read-kept")
         assert body.startswith(b"Error: Cannot perform I/O on behalf of a different request."), (body, logs)
+
+    def dispatched(path):
+        h = fresh()
+        h.env, h.code = env, code
+        rc, status, headers, body, logs = h.fetch(path)
+        return status, headers, body, logs, h.forwarded
+
+    @check("a dispatched Worker's response returned as it is: forwarded by the host, no body through JavaScript")
+    def _():
+        status, headers, body, logs, forwarded = dispatched("/dispatch")
+        assert (status, headers, body, forwarded) == (200, [("content-type", "text/plain;charset=UTF-8")], b"hello from alice", 1), (status, headers, body, logs)
+        # Its untouched body in a Response with the same status and headers: forwarded too.
+        assert dispatched("/dispatch-same")[2:] == (b"hello from alice", [], 1)
+
+    @check("a dispatched body under other status and headers, read in JS, streamed: the same bytes, copied")
+    def _():
+        status, headers, body, logs, forwarded = dispatched("/dispatch-rewrap")
+        assert (status, headers, body, forwarded) == (201, [("x-a", "1")], b"hello from alice", 0), (status, headers, body, logs)
+        assert dispatched("/dispatch-text")[2:] == (b"hello from alice!", [], 0)
+        status, headers, body, logs, forwarded = dispatched("/dispatch-stream")
+        assert (status, body, forwarded) == (200, b"1 hello from alice true", 0), (status, body, logs)
+
+    @check("a missing dispatched Worker: an Error starting with 'Worker not found'")
+    def _():
+        status, headers, body, logs, forwarded = dispatched("/dispatch-missing")
+        assert (status, body) == (404, b"Worker not found: missing"), (status, body, logs)
 
     @check("setInterval with arguments, clearInterval")
     def _():

@@ -53,6 +53,7 @@ const ENGINE_FUNCTIONS: &[&str] = &[
     "isResponse",
     "readAllBytes",
     "setResponseUrl",
+    "newResponse",
 ];
 
 /// Defines the Web APIs on the context's global object.
@@ -88,13 +89,22 @@ pub fn install(ctx: &Ctx<'_>) -> Result<()> {
 /// - `responseParts(response)` → `[status, statusText, headers, body]`: `headers` the flat
 ///   triples `[lower-case name, value, name as the Worker wrote it, ...]` in insertion order
 ///   (the response's own list, not a copy: read it before running more JavaScript), `body`
-///   `null`, a string, a `Uint8Array` or a `ReadableStream`; marks the body used. Throws a
-///   `TypeError` if the value is not a `Response` or its body was used.
+///   `null`, a string, a `Uint8Array`, a `ReadableStream`, or the byte source given to
+///   `newResponse` if nothing read the body (also when the Worker passed its untouched `.body`
+///   on to another `Response`); marks the body used. Throws a `TypeError` if the value is not a
+///   `Response` or its body was used.
 /// - `isResponse(value)` → bool.
 /// - `readAllBytes(stream)` → `Promise<Uint8Array>`, rejecting with a `TypeError` if a chunk is
-///   not bytes.
-/// - `setResponseUrl(response, url, redirected)`: gives a fetched `Response` its `url` (the
-///   fragment dropped) and `redirected`; a constructed one keeps `""` and `false`.
+///   not bytes; `stream` may also be a byte source (read to its end).
+/// - `newResponse(status, list, source, url)` → `Response`: what `new Response(body, { status,
+///   headers })` makes of a fetched response (same status checks and errors), in one step:
+///   `list` the header list as `Headers` keeps it, flat triples `[lower-case name, value, name
+///   as received, ...]` the caller has checked as `append` would (a fetched response's fields);
+///   `source` `null` or the body's *byte source*, an object whose `read()` returns the next
+///   chunk as a `Uint8Array`, `null` at the end, and throws if the body cannot be read. It is
+///   read only when the Worker reads the body (`text()` and the like read it at once; `.body`
+///   makes a stream pulling it chunk by chunk). `url` (optional) is its `url`, as
+///   `setResponseUrl(response, url, false)` would set it.
 pub fn internals<'js>(ctx: &Ctx<'js>) -> Result<Object<'js>> {
     ctx.globals().get(INTERNALS)
 }

@@ -129,6 +129,95 @@ fn engine_reads_the_response() {
     );
 }
 
+/// A byte source over `chunks`, counting its reads in `source.reads`.
+const SOURCE: &str = r#"const source = (chunks) => ({ reads: 0, read() { this.reads++; return chunks.length ? new Uint8Array(chunks.shift()) : null; } });"#;
+
+#[test]
+fn engine_builds_a_fetched_response_over_a_byte_source() {
+    let js = js_with_cases();
+    let run = |body: &str| format!("(async () => {{ {SOURCE} {body} }})()");
+    // As `new Response(body, { status, headers })` makes it: headers mutable, no content type.
+    check(
+        &js,
+        &run(
+            r#"const r = __tenantry_web.newResponse(201, ["x-a", "1", "X-A", "x-a", "2", "x-a"], source([[104], [105]]), "http://a.test/p#f");
+            r.headers.set("b", "3");
+            return [r.status, r.statusText, [...r.headers], r.url, r.redirected, r.bodyUsed, await r.text(), r.bodyUsed];"#,
+        ),
+        r#"[201,"",[["b","3"],["x-a","1, 2"]],"http://a.test/p",false,false,"hi",true]"#,
+    );
+    check(
+        &js,
+        &run(r#"const r = __tenantry_web.newResponse(200, [], null); return [r.url, r.body];"#),
+        r#"["",null]"#,
+    );
+    check(
+        &js,
+        &run(r#"return __tenantry_web.newResponse(101, [], null);"#),
+        "throws RangeError",
+    );
+    check(
+        &js,
+        &run(r#"return __tenantry_web.newResponse(204, [], source([]));"#),
+        "throws TypeError",
+    );
+    // Untouched, the source itself comes back, unread; also through `new Response(r.body, r)`.
+    check(
+        &js,
+        &run(
+            r#"const s = source([[1]]); const r = __tenantry_web.newResponse(200, [], s);
+            const again = new Response(r.body, r); const parts = __tenantry_web.responseParts(again);
+            return [parts[3] === s, s.reads, r.bodyUsed];"#,
+        ),
+        "[true,0,true]",
+    );
+    check(
+        &js,
+        &run(
+            r#"const s = source([[1]]); return [__tenantry_web.responseParts(__tenantry_web.newResponse(200, [], s))[3] === s, s.reads];"#,
+        ),
+        "[true,0]",
+    );
+    // Read: a stream pulls it only when read, chunk by chunk; readAllBytes takes a source too.
+    check(
+        &js,
+        &run(
+            r#"const s = source([[1], [2, 3]]); const r = __tenantry_web.newResponse(200, [], s);
+            const body = r.body; const before = s.reads; const chunks = [];
+            for await (const c of body) chunks.push([...c]);
+            return [before, chunks, await __tenantry_web.readAllBytes(source([[4], [5]]))];"#,
+        ),
+        r#"[0,[[1],[2,3]],{"Uint8Array":["4","5"]}]"#,
+    );
+    // A source that throws rejects the read with its error; clone() tees it.
+    check(
+        &js,
+        &run(
+            r#"const r = __tenantry_web.newResponse(200, [], { read() { throw new TypeError("gone"); } });
+            return await r.text();"#,
+        ),
+        "throws TypeError",
+    );
+    check(
+        &js,
+        &run(
+            r#"const r = __tenantry_web.newResponse(200, [], source([[111, 107]]));
+            const c = r.clone(); return [await r.text(), await c.text()];"#,
+        ),
+        r#"["ok","ok"]"#,
+    );
+}
+
+#[test]
+fn a_consumed_body_reads_as_an_empty_disturbed_stream() {
+    let js = js_with_cases();
+    check(
+        &js,
+        r#"(async () => { const r = new Response("x"); await r.text(); const b = r.body; return [b instanceof ReadableStream, r.bodyUsed]; })()"#,
+        "[true,true]",
+    );
+}
+
 #[test]
 fn internals_cannot_be_replaced_or_enumerated() {
     let js = js_with_cases();
@@ -137,11 +226,11 @@ fn internals_cannot_be_replaced_or_enumerated() {
         r#"(() => { try { globalThis.__tenantry_web = 1; } catch {} return [typeof __tenantry_web, Object.keys(globalThis).includes("__tenantry_web")]; })()"#,
         r#"["object",false]"#,
     );
-    // Only the engine's four functions are reachable there, and they cannot be swapped.
+    // Only the engine's functions are reachable there, and they cannot be swapped.
     check(
         &js,
         r#"(() => { try { __tenantry_web.newRequest = 1; } catch {} return [Object.getOwnPropertyNames(__tenantry_web), typeof __tenantry_web.newRequest]; })()"#,
-        r#"[["newRequest","responseParts","isResponse","readAllBytes","setResponseUrl"],"function"]"#,
+        r#"[["newRequest","responseParts","isResponse","readAllBytes","setResponseUrl","newResponse"],"function"]"#,
     );
     // Globals are not enumerable, like Web IDL interfaces; instances carry no visible state.
     check(

@@ -1,14 +1,16 @@
 // Request and Response (Fetch Standard §5.3–5.5) and their Body mixin.
 //
-// A body is either absent (null) or a small record [src, stream, used] (an array: QuickJS makes
-// an array literal in one step, an object literal one property at a time): `src` is the string
-// or the Uint8Array it was built from (kept as is, so text() of a string body and the engine
-// writing it out need no conversion), `stream` the ReadableStream once one exists (made lazily
-// when `.body` is read, or given by the Worker), `used` whether it was consumed.
+// A body is either absent (null) or a small record [src, stream, used, source] (an array: QuickJS
+// makes an array literal in one step, an object literal one property at a time): `src` is the
+// string or the Uint8Array it was built from (kept as is, so text() of a string body and the
+// engine writing it out need no conversion), `stream` the ReadableStream once one exists (made
+// lazily when `.body` is read, or given by the Worker), `used` whether it was consumed, and
+// `source` (absent in most records) the byte source of a body the engine fetched (see
+// `newResponse`), until something reads it or makes a stream of it.
 (function (native, internal, global) {
   "use strict";
   const { requireArgs, usv, toU8, Headers, URLSearchParams, headersList, headersFromList } = internal;
-  const B_SRC = 0, B_STREAM = 1, B_USED = 2;
+  const B_SRC = 0, B_STREAM = 1, B_USED = 2, B_SOURCE = 3;
 
   const TEXT_PLAIN = "text/plain;charset=UTF-8";
   const FORM = "application/x-www-form-urlencoded;charset=UTF-8";
@@ -59,7 +61,15 @@
   const streamOf = (b) => {
     if (b === null) return null;
     if (b[B_STREAM] === null) {
-      const bytes = typeof b[B_SRC] === "string" ? internal.utf8Encode(b[B_SRC]) : b[B_SRC];
+      const source = b[B_SOURCE];
+      if (source !== undefined) {
+        b[B_SOURCE] = undefined;
+        b[B_STREAM] = internal.streamFromSource(source);
+        return b[B_STREAM];
+      }
+      const src = b[B_SRC];
+      // A consumed body keeps no bytes: its stream is an empty one, disturbed below.
+      const bytes = src === null ? new Uint8Array(0) : typeof src === "string" ? internal.utf8Encode(src) : src;
       b[B_STREAM] = internal.streamFromBytes(bytes);
       b[B_SRC] = null;
       if (b[B_USED]) internal.streamTakeBytes(b[B_STREAM]); // a used body's stream is disturbed
@@ -78,6 +88,18 @@
     }
     b[B_USED] = true;
     if (b[B_STREAM] === null) {
+      const source = b[B_SOURCE];
+      if (source !== undefined) {
+        // A fetched body read at once, without a stream and a microtask per chunk.
+        b[B_SOURCE] = undefined;
+        let u8;
+        try {
+          u8 = internal.readSource(source);
+        } catch (e) {
+          return Promise.reject(e);
+        }
+        return Promise.resolve(asText ? decodeKeepingBom(u8) : u8);
+      }
       const src = b[B_SRC];
       b[B_SRC] = null;
       if (typeof src === "string") return Promise.resolve(asText ? src : internal.utf8Encode(src));
@@ -93,6 +115,7 @@
   const cloneBody = (b) => {
     if (b === null) return null;
     if (isUsed(b)) throw new TypeError("Body has already been used. It can only be used once.");
+    if (b[B_SOURCE] !== undefined) streamOf(b); // a fetched body is teed like a stream
     if (b[B_STREAM] === null) return [b[B_SRC], null, false];
     if (internal.streamUnusable(b[B_STREAM])) throw new TypeError("This body's stream is locked.");
     const [a, c] = b[B_STREAM].tee();
@@ -252,7 +275,7 @@
       } else if (inputBody !== null) {
         if (isUsed(inputBody)) throw new TypeError(USED);
         // The new request takes the body over; the input's is used up (Fetch "create a proxy").
-        s[RQ_BODY] = [inputBody[B_SRC], inputBody[B_STREAM], false];
+        s[RQ_BODY] = [inputBody[B_SRC], inputBody[B_STREAM], false, inputBody[B_SOURCE]];
         inputBody[B_USED] = true;
       }
     }
@@ -455,12 +478,44 @@
         if (b !== null) {
           if (b[B_USED] || (b[B_STREAM] !== null && isUsed(b))) throw new TypeError(USED);
           b[B_USED] = true;
-          body = b[B_STREAM] !== null ? (internal.streamTakeBytes(b[B_STREAM]) ?? b[B_STREAM]) : b[B_SRC];
+          if (b[B_STREAM] !== null) {
+            const stream = b[B_STREAM];
+            body = internal.streamTakeBytes(stream) ?? internal.streamTakeSource(stream) ?? stream;
+          } else if (b[B_SOURCE] !== undefined) {
+            body = b[B_SOURCE];
+            b[B_SOURCE] = undefined;
+          } else {
+            body = b[B_SRC];
+          }
           b[B_SRC] = null;
         }
         return [s[RS_STATUS], s[RS_TEXT], s[RS_HEADERS] === null ? s[RS_LIST] : listOf(s), body];
       };
       internal.isResponse = (r) => r !== null && typeof r === "object" && #s in r;
+      // A fetched response, as `new Response(body, { status, headers })` makes it (the same
+      // status checks and errors) but in one step: `list` its header list as Headers keeps it
+      // (flat [lower-case name, value, name as received, ...] triples, checked by the caller as
+      // append() checks them), `source` null or the body's byte source (an object whose
+      // `read()` gives the next Uint8Array, null at the end, and throws when the body cannot be
+      // read), read only when the Worker reads the body (untouched, `responseParts` hands the
+      // source back), `url` its URL (Response.url, without the fragment), if given.
+      internal.newResponse = (status, list, source, url) => {
+        const code = unsignedShort(status);
+        if (code < 200 || code > 599) {
+          throw new RangeError(`Responses may only be constructed with status codes in the range 200 to 599, inclusive.`);
+        }
+        let record = null;
+        if (source !== null && source !== undefined) {
+          if (NULL_BODY_STATUS.includes(code)) throw new TypeError(`Response with null body status (${code}) cannot have a body.`);
+          record = [null, null, false, source];
+        }
+        trusted = [code, "", null, list, record, "default", undefined];
+        if (typeof url === "string") {
+          const hash = url.indexOf("#");
+          trusted.push(hash < 0 ? url : url.slice(0, hash), false);
+        }
+        return new Response(TRUSTED);
+      };
       // A fetched response's URL (Fetch §6.4: the last of its URL list, without the fragment)
       // and whether a redirect was followed to reach it; set by the engine's fetch().
       internal.setResponseUrl = (r, url, redirected) => {

@@ -25,6 +25,7 @@
     #closeRequested = false;
     #highWaterMark = 1;
     #bytes = undefined; // a Uint8Array when built by the prelude from a known body
+    #origin = undefined; // the byte source it reads, when built by `streamFromSource`
 
     constructor(underlyingSource = undefined, strategy = undefined) {
       const source = underlyingSource ?? {};
@@ -181,6 +182,7 @@
 
     #cancel(reason) {
       this.#disturbed = true;
+      this.#origin = undefined;
       if (this.#state === "closed") return resolvedUndefined();
       if (this.#state === "errored") return Promise.reject(this.#error);
       this.#queue = [];
@@ -197,6 +199,7 @@
     #read(reader) {
       this.#disturbed = true;
       this.#bytes = undefined;
+      this.#origin = undefined;
       if (this.#queue.length > 0) {
         const value = this.#queue.shift();
         if (this.#closeRequested && this.#queue.length === 0) this.#finishClose();
@@ -239,6 +242,28 @@
         }, { highWaterMark: 0 });
         s.#bytes = bytes;
         return s;
+      };
+      // A stream over a byte source (see `readSource`), pulled only when read: untouched, it
+      // can give the source back (`streamTakeSource`) for its owner to hand on unread.
+      internal.streamFromSource = (source) => {
+        const s = new ReadableStream({
+          pull(c) {
+            const chunk = source.read();
+            if (chunk === null) c.close();
+            else c.enqueue(chunk);
+          },
+        }, { highWaterMark: 0 });
+        s.#origin = source;
+        return s;
+      };
+      // The stream's byte source without reading it, if it was built from one and is untouched.
+      internal.streamTakeSource = (stream) => {
+        const source = stream.#origin;
+        if (source === undefined || stream.#disturbed || stream.#reader !== null) return undefined;
+        stream.#disturbed = true;
+        stream.#origin = undefined;
+        stream.#state = "closed";
+        return source;
       };
       // The stream's bytes without reading it, if it was built from bytes and is untouched.
       internal.streamTakeBytes = (stream) => {
@@ -365,10 +390,33 @@
   });
   internal.tag(asyncIteratorProto, "ReadableStream AsyncIterator");
 
-  // Reads a body stream to the end; chunks must be bytes, as workerd requires.
+  // A byte source: an object whose `read()` returns the next chunk of a body as a Uint8Array,
+  // or null at its end, and throws if the body cannot be read (what a body fetched by the
+  // engine is, until something makes a stream of it). Read to the end, at once.
+  const readSource = (source) => {
+    const chunks = [];
+    let total = 0;
+    for (;;) {
+      const chunk = source.read();
+      if (chunk === null) break;
+      chunks.push(chunk);
+      total += chunk.byteLength;
+    }
+    if (chunks.length === 1) return chunks[0];
+    const out = new Uint8Array(total);
+    let at = 0;
+    for (const c of chunks) { out.set(c, at); at += c.byteLength; }
+    return out;
+  };
+  internal.readSource = readSource;
+
+  // Reads a body stream (or a byte source) to the end; chunks must be bytes, as workerd requires.
   internal.readAllBytes = async (stream) => {
+    if (!internal.isReadableStream(stream)) return readSource(stream);
     const taken = internal.streamTakeBytes(stream);
     if (taken !== undefined) return taken;
+    const source = internal.streamTakeSource(stream);
+    if (source !== undefined) return readSource(source);
     const reader = new ReadableStreamDefaultReader(stream);
     const chunks = [];
     let total = 0;
