@@ -3,7 +3,7 @@
 //! - `hit`: a loaded Worker looked up (the hot path of every request);
 //! - `miss_evict`: round robin over one Worker more than the cache holds, so every request is a
 //!   miss that links a Worker (the module is already mapped) and evicts the least recently used;
-//! - `link_only`: `Worker::new` alone, the part of a miss that is not the cache's.
+//! - `link_only`: `Worker::link` alone (what a miss does besides the cache's work).
 //!
 //! `miss_evict − link_only` is what the cache costs per miss; it must not grow with its size
 //! (issue 13: a scan for the oldest entry cost ~40 µs at 20k).
@@ -75,7 +75,7 @@ fn bench(c: &mut Criterion) {
         assert_eq!(pool.len(), size);
     }
     group.bench_function("link_only", |b| {
-        b.iter(|| Worker::new(&engine, spec(&module, "ns/alone")).unwrap())
+        b.iter(|| Worker::link(&engine, spec(&module, "ns/alone")).unwrap())
     });
     group.finish();
 }

@@ -91,8 +91,12 @@ impl Worker {
         Ok(worker)
     }
 
-    /// [`Worker::new`] without the pre-warm.
-    fn link(engine: &Engine, spec: WorkerSpec) -> Result<Worker, Fault> {
+    /// [`Worker::new`] without the pre-warm: for a Worker loaded because a request needs it now,
+    /// whose own instantiation does what the pre-warm would (build the memory image, warm a
+    /// slot). Pre-warming there instantiated twice per load: with 1001 Workers of one module in
+    /// turn on a core of 1000 (every request a load), 12.7 → 7.8 µs per load
+    /// (`benches/round-robin.sh`, docs/performance.md).
+    pub fn link(engine: &Engine, spec: WorkerSpec) -> Result<Worker, Fault> {
         let bad = |what: String| Fault::BadModule(what);
         let extra = host::linker_for(engine.linker(), &spec.module)
             .map_err(|e| bad(format!("cannot link: {e}")))?;
@@ -238,6 +242,10 @@ impl Worker {
                     .set_fuel(limits.fuel())
                     .map_err(|e| internal(&e))?;
                 live.store.set_epoch_deadline(1);
+                // Its guest time starts now (a fresh store's started when it was made, just
+                // before instantiation: one read of the thread's CPU clock per request, a
+                // syscall on some hosts).
+                live.store.data().slice_start.mark();
                 live
             }
             None => self.instantiate(req, limits, ctx).await?,
@@ -249,7 +257,6 @@ impl Worker {
         if self.cpu_bound_requests() > 0 {
             live.store.set_epoch_deadline(0);
         }
-        live.store.data().slice_start.mark();
         let outcome = live.fetch.call_async(&mut live.store, ()).await;
         // The request is no longer CPU-bound (a reused instance's store outlives it).
         let was_cpu_bound = live.store.data_mut().rotation.take().is_some();

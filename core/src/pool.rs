@@ -173,7 +173,8 @@ impl WorkerPool {
 
     /// Loads the Worker for `key` (the unique id of one deployed version) after a miss: awaits
     /// `spec` (which should map the module off this thread, e.g. `ArtifactStore::load_async`),
-    /// then links the module and pre-warms a pool slot here ([`Worker::new`]) and keeps the
+    /// then links the module here ([`Worker::link`]: the waiting request's instantiation warms a
+    /// pool slot, so it is not pre-warmed) and keeps the
     /// Worker, evicting the least recently used one past capacity. Concurrent loads of one key
     /// on this core share the first one (the others' `spec` is never awaited). A failed load is
     /// not cached, so the next request retries. An evicted Worker stays alive until its
@@ -213,7 +214,7 @@ impl WorkerPool {
                 key,
             };
             let result = match spec.await {
-                Ok(spec) => Worker::new(&shared.engine, spec).map(Rc::new),
+                Ok(spec) => Worker::link(&shared.engine, spec).map(Rc::new),
                 Err(fault) => Err(fault),
             };
             loading.finish(&result);
