@@ -11,12 +11,15 @@
 //! ```
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::{
-    InstancePre, ModuleExport, PoolConcurrencyLimitError, Store, Trap, TypedFunc, UpdateDeadline,
+    InstancePre, Module, ModuleExport, PoolConcurrencyLimitError, Store, Trap, TypedFunc,
+    UpdateDeadline,
 };
 
 use crate::engine::IdleToken;
@@ -52,10 +55,8 @@ pub(crate) const CPU_BOUND_AFTER: Duration = Duration::from_micros(500);
 /// idle instances. Not `Send`: it belongs to the core that loaded it.
 pub struct Worker {
     engine: Engine,
-    pre: InstancePre<HostState>,
-    memory: ModuleExport,
-    fetch: ModuleExport,
-    initialize: Option<ModuleExport>,
+    /// Its module linked on this core, shared with the other Workers of that module here.
+    linked: Rc<Linked>,
     ident: Arc<WorkerIdent>,
     bindings: Bindings,
     limits: Limits,
@@ -67,6 +68,79 @@ pub struct Worker {
     idle: RefCell<Vec<(Live, IdleToken, Instant)>>,
     /// Whether this Worker's last finished request on this core was CPU-bound.
     last_cpu_bound: Cell<bool>,
+}
+
+/// A module linked against the host API on one core: what every Worker of that module there
+/// shares. Linking (checking each import against the host's signatures, `instantiate_pre`) cost
+/// ~3.7 µs per Worker load; with many Workers of one module (a platform's template, 1001 Workers
+/// in turn on a core that keeps 1000) it was paid on every load.
+struct Linked {
+    pre: InstancePre<HostState>,
+    memory: ModuleExport,
+    fetch: ModuleExport,
+    /// `_initialize`, run on each fresh instance; `None` for the JavaScript engine, whose
+    /// snapshot was taken after its initialisation.
+    initialize: Option<ModuleExport>,
+}
+
+/// How many entries [`LINKED`] may hold before its dead ones are swept (then the bound doubles
+/// past the live ones): a sweep per so many loads, so each load pays O(1) on average.
+const LINKED_SWEEP_AT: usize = 64;
+
+thread_local! {
+    /// This core's linked modules, by the address of their code image and whether they run a
+    /// JavaScript bundle. Weak: an entry lives as long as a Worker that uses it, and so does its
+    /// module (a loaded module stays mapped while a Worker holds it, as before).
+    static LINKED: RefCell<(HashMap<(usize, bool), Weak<Linked>>, usize)> =
+        RefCell::new((HashMap::new(), LINKED_SWEEP_AT));
+}
+
+impl Linked {
+    /// `module` linked on this thread: the one a live Worker of it already uses, or a new one.
+    fn shared(engine: &Engine, module: &Module, js: bool) -> Result<Rc<Linked>, Fault> {
+        let key = (module.image_range().start as usize, js);
+        let found = LINKED.with_borrow(|(linked, _)| linked.get(&key).and_then(Weak::upgrade));
+        // The same address is the same module while it lives; checked all the same.
+        if let Some(linked) = found
+            && Module::same(linked.pre.module(), module)
+        {
+            return Ok(linked);
+        }
+        let linked = Rc::new(Linked::new(engine, module, js)?);
+        LINKED.with_borrow_mut(|(map, sweep_at)| {
+            map.insert(key, Rc::downgrade(&linked));
+            if map.len() >= *sweep_at {
+                map.retain(|_, w| w.strong_count() > 0);
+                *sweep_at = (map.len() * 2).max(LINKED_SWEEP_AT);
+            }
+        });
+        Ok(linked)
+    }
+
+    fn new(engine: &Engine, module: &Module, js: bool) -> Result<Linked, Fault> {
+        let bad = |what: String| Fault::BadModule(what);
+        let extra = host::linker_for(engine.linker(), module)
+            .map_err(|e| bad(format!("cannot link: {e}")))?;
+        let linker = extra.as_ref().unwrap_or(engine.linker());
+        let pre = linker
+            .instantiate_pre(module)
+            .map_err(|e| bad(format!("cannot link: {e}")))?;
+        let export = |name: &str| module.get_export_index(name);
+        let memory =
+            export(abi::EXPORT_MEMORY).ok_or_else(|| bad("missing export `memory`".into()))?;
+        let fetch = export(abi::EXPORT_FETCH)
+            .ok_or_else(|| bad("missing export `tenantry_fetch`".into()))?;
+        Ok(Linked {
+            pre,
+            memory,
+            fetch,
+            initialize: if js {
+                None
+            } else {
+                export(abi::EXPORT_INITIALIZE)
+            },
+        })
+    }
 }
 
 /// An instantiated, initialised guest and its store.
@@ -97,29 +171,10 @@ impl Worker {
     /// turn on a core of 1000 (every request a load), 12.7 → 7.8 µs per load
     /// (`benches/round-robin.sh`, docs/performance.md).
     pub fn link(engine: &Engine, spec: WorkerSpec) -> Result<Worker, Fault> {
-        let bad = |what: String| Fault::BadModule(what);
-        let extra = host::linker_for(engine.linker(), &spec.module)
-            .map_err(|e| bad(format!("cannot link: {e}")))?;
-        let linker = extra.as_ref().unwrap_or(engine.linker());
-        let pre = linker
-            .instantiate_pre(&spec.module)
-            .map_err(|e| bad(format!("cannot link: {e}")))?;
-        let export = |name: &str| spec.module.get_export_index(name);
-        let memory =
-            export(abi::EXPORT_MEMORY).ok_or_else(|| bad("missing export `memory`".into()))?;
-        let fetch = export(abi::EXPORT_FETCH)
-            .ok_or_else(|| bad("missing export `tenantry_fetch`".into()))?;
+        let linked = Linked::shared(engine, &spec.module, spec.js_bundle.is_some())?;
         Ok(Worker {
             engine: engine.clone(),
-            pre,
-            memory,
-            fetch,
-            // The engine's snapshot was taken after its initialisation; running it again would
-            // undo nothing useful and cost every request.
-            initialize: match spec.js_bundle {
-                Some(_) => None,
-                None => export(abi::EXPORT_INITIALIZE),
-            },
+            linked,
             code: spec.js_bundle.unwrap_or_default(),
             ident: Arc::new(WorkerIdent::new(&spec.name)),
             bindings: spec.bindings,
@@ -137,7 +192,7 @@ impl Worker {
         // The async form, because a module importing an async host call (`service_fetch`, …)
         // cannot be instantiated synchronously. Without guest code running nothing can suspend,
         // so one poll completes it; a module that did suspend is simply not pre-warmed.
-        let instantiate = std::pin::pin!(self.pre.instantiate_async(&mut store));
+        let instantiate = std::pin::pin!(self.linked.pre.instantiate_async(&mut store));
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         match instantiate.poll(&mut cx) {
             std::task::Poll::Ready(Ok(_)) => {}
@@ -299,7 +354,7 @@ impl Worker {
         store.set_fuel(limits.fuel()).map_err(|e| internal(&e))?;
         store.set_epoch_deadline(1);
 
-        let instance = match self.pre.instantiate_async(&mut store).await {
+        let instance = match self.linked.pre.instantiate_async(&mut store).await {
             Ok(instance) => instance,
             Err(e) => {
                 return Err(classify(&e, store.data(), limits)
@@ -308,12 +363,12 @@ impl Worker {
             }
         };
         let memory = instance
-            .get_module_export(&mut store, &self.memory)
+            .get_module_export(&mut store, &self.linked.memory)
             .and_then(|e| e.into_memory())
             .ok_or_else(|| Fault::BadModule(NoMemory.to_string()))?;
         store.data_mut().memory = Some(memory);
 
-        if let Some(init) = &self.initialize {
+        if let Some(init) = &self.linked.initialize {
             let init = instance
                 .get_module_export(&mut store, init)
                 .and_then(|e| e.into_func())
@@ -328,7 +383,7 @@ impl Worker {
         }
 
         let fetch = instance
-            .get_module_export(&mut store, &self.fetch)
+            .get_module_export(&mut store, &self.linked.fetch)
             .and_then(|e| e.into_func())
             .and_then(|f| f.typed::<(), i32>(&store).ok())
             .ok_or_else(|| Fault::BadModule("export `tenantry_fetch` is not `() -> i32`".into()))?;

@@ -784,3 +784,58 @@ fn poll_oneoff_sleeps_on_a_clock_within_the_wall_clock_limit() {
         Some(Fault::Deadline { wall_ms: 50 })
     );
 }
+
+/// Workers of one module on a core share its link; another module, or the same module running a
+/// JavaScript bundle, gets its own; a link lives as long as a Worker uses it, and each Worker
+/// still runs with its own name and bindings.
+#[test]
+fn workers_of_one_module_share_its_link_on_a_core() {
+    let engine = engine();
+    let hello = guest(r#"(func (export "tenantry_fetch") (result i32) (i32.const 0))"#);
+    let first = spec(&engine, &hello);
+    let module = first.module.clone();
+    let a = Worker::link(&engine, first).unwrap();
+    let b = Worker::link(
+        &engine,
+        WorkerSpec {
+            name: "test/other".into(),
+            module: module.clone(),
+            ..spec(&engine, &hello)
+        },
+    )
+    .unwrap();
+    assert!(Rc::ptr_eq(&a.linked, &b.linked), "one module, one link");
+
+    let recompiled = Worker::link(&engine, spec(&engine, &hello)).unwrap();
+    assert!(
+        !Rc::ptr_eq(&a.linked, &recompiled.linked),
+        "another module (same bytes, compiled again) is linked on its own"
+    );
+    let as_js = Worker::link(
+        &engine,
+        WorkerSpec {
+            js_bundle: Some(bytes::Bytes::from_static(b"bundle")),
+            module: module.clone(),
+            ..spec(&engine, &hello)
+        },
+    )
+    .unwrap();
+    assert!(!Rc::ptr_eq(&a.linked, &as_js.linked), "a JavaScript Worker of it is not");
+
+    assert_eq!(run(&a, get("/")).unwrap().status, 200);
+    assert_eq!(run(&b, get("/")).unwrap().status, 200);
+    assert_eq!(b.name(), "test/other");
+
+    let weak = Rc::downgrade(&a.linked);
+    drop((a, b));
+    assert!(weak.upgrade().is_none(), "the link goes with its last Worker");
+    let again = Worker::link(
+        &engine,
+        WorkerSpec {
+            module,
+            ..spec(&engine, &hello)
+        },
+    )
+    .unwrap();
+    assert_eq!(run(&again, get("/")).unwrap().status, 200);
+}
