@@ -87,19 +87,27 @@ struct Linked {
 /// past the live ones): a sweep per so many loads, so each load pays O(1) on average.
 const LINKED_SWEEP_AT: usize = 64;
 
+/// This core's linked modules, by the address of their code image and whether they run a
+/// JavaScript bundle. Weak: an entry lives as long as a Worker that uses it, and so does its
+/// module (a loaded module stays mapped while a Worker holds it, as before).
+struct LinkTable {
+    by_image: HashMap<(usize, bool), Weak<Linked>>,
+    /// The size at which dead entries are swept next.
+    sweep_at: usize,
+}
+
 thread_local! {
-    /// This core's linked modules, by the address of their code image and whether they run a
-    /// JavaScript bundle. Weak: an entry lives as long as a Worker that uses it, and so does its
-    /// module (a loaded module stays mapped while a Worker holds it, as before).
-    static LINKED: RefCell<(HashMap<(usize, bool), Weak<Linked>>, usize)> =
-        RefCell::new((HashMap::new(), LINKED_SWEEP_AT));
+    static LINKED: RefCell<LinkTable> = RefCell::new(LinkTable {
+        by_image: HashMap::new(),
+        sweep_at: LINKED_SWEEP_AT,
+    });
 }
 
 impl Linked {
     /// `module` linked on this thread: the one a live Worker of it already uses, or a new one.
     fn shared(engine: &Engine, module: &Module, js: bool) -> Result<Rc<Linked>, Fault> {
         let key = (module.image_range().start as usize, js);
-        let found = LINKED.with_borrow(|(linked, _)| linked.get(&key).and_then(Weak::upgrade));
+        let found = LINKED.with_borrow(|t| t.by_image.get(&key).and_then(Weak::upgrade));
         // The same address is the same module while it lives; checked all the same.
         if let Some(linked) = found
             && Module::same(linked.pre.module(), module)
@@ -107,11 +115,11 @@ impl Linked {
             return Ok(linked);
         }
         let linked = Rc::new(Linked::new(engine, module, js)?);
-        LINKED.with_borrow_mut(|(map, sweep_at)| {
-            map.insert(key, Rc::downgrade(&linked));
-            if map.len() >= *sweep_at {
-                map.retain(|_, w| w.strong_count() > 0);
-                *sweep_at = (map.len() * 2).max(LINKED_SWEEP_AT);
+        LINKED.with_borrow_mut(|t| {
+            t.by_image.insert(key, Rc::downgrade(&linked));
+            if t.by_image.len() >= t.sweep_at {
+                t.by_image.retain(|_, w| w.strong_count() > 0);
+                t.sweep_at = (t.by_image.len() * 2).max(LINKED_SWEEP_AT);
             }
         });
         Ok(linked)

@@ -820,7 +820,10 @@ fn workers_of_one_module_share_its_link_on_a_core() {
         },
     )
     .unwrap();
-    assert!(!Rc::ptr_eq(&a.linked, &as_js.linked), "a JavaScript Worker of it is not");
+    assert!(
+        !Rc::ptr_eq(&a.linked, &as_js.linked),
+        "a JavaScript Worker of it is not"
+    );
 
     assert_eq!(run(&a, get("/")).unwrap().status, 200);
     assert_eq!(run(&b, get("/")).unwrap().status, 200);
@@ -828,7 +831,10 @@ fn workers_of_one_module_share_its_link_on_a_core() {
 
     let weak = Rc::downgrade(&a.linked);
     drop((a, b));
-    assert!(weak.upgrade().is_none(), "the link goes with its last Worker");
+    assert!(
+        weak.upgrade().is_none(),
+        "the link goes with its last Worker"
+    );
     let again = Worker::link(
         &engine,
         WorkerSpec {
