@@ -3,6 +3,9 @@
 //! ```text
 //! <root>/artifacts/…                 see crate::artifacts
 //! <root>/namespaces/<ns>/index       see crate::index
+//! <root>/namespaces/.<ns>.tmp-<pid>-<n>/index
+//!                                    a namespace being created (renamed to <ns> when its index
+//!                                    is durable); removed at open if a crash left it
 //! ```
 //! One process owns a data directory; publishes within it are serialised by a mutex. Artifacts
 //! that no index names any more are kept (garbage collection is future work).

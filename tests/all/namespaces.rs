@@ -196,3 +196,27 @@ fn namespaces_are_listed_in_pages_from_the_catalog() {
     assert_eq!(get_api(a, &format!("{BASE}/c")).0, 404);
     assert_eq!(list_all(a), ["a", "b", "customers", "d"]);
 }
+
+/// A node's second start with 1000 declared namespaces (`TENANTRY_NS_DECLARED`), every one
+/// already on disk. Reproduce:
+/// `cargo test --test all measure_declared_start -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement, not a check: run by hand"]
+fn measure_declared_start() {
+    let declared: usize =
+        std::env::var("TENANTRY_NS_DECLARED").map_or(1000, |s| s.trim().parse().expect("a count"));
+    let body: String = (0..declared)
+        .map(|i| format!("[[namespace]]\nname = \"ns-{i:07}\"\n"))
+        .collect();
+    let t = Instant::now();
+    let mut n = TestNode::start(&body);
+    let first = t.elapsed();
+    let t = Instant::now();
+    n.restart(&body);
+    let second = t.elapsed();
+    println!(
+        "{declared} declared namespaces: first start {:.0} ms, second start {:.0} ms",
+        first.as_secs_f64() * 1e3,
+        second.as_secs_f64() * 1e3
+    );
+}
