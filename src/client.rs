@@ -252,8 +252,18 @@ impl Client {
         }
     }
 
+    /// Every namespace, following the list's cursor page by page.
     pub fn list_namespaces(&self) -> anyhow::Result<Value> {
-        Ok(self.call("GET", "", None, None)?.0)
+        let mut all = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (result, info) = self.call("GET", &format!("?cursor={cursor}"), None, None)?;
+            all.extend(result.as_array().cloned().unwrap_or_default());
+            match info["cursor"].as_str() {
+                Some(next) if !next.is_empty() => cursor = next.to_string(),
+                _ => return Ok(Value::Array(all)),
+            }
+        }
     }
 
     pub fn create_namespace(&self, name: &str) -> anyhow::Result<Value> {

@@ -3,7 +3,8 @@
 //! core. Changes are serialised by one lock (compiling happens before it is taken), so concurrent
 //! changes to one namespace never lose each other's updates.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tenantry_loader::kv::KvStore;
@@ -35,6 +36,38 @@ pub enum ControlError {
     Secrets(String),
 }
 
+/// What the admin API shows of a namespace, kept per namespace so that listing reads no index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceSummary {
+    pub name: String,
+    pub id: String,
+    pub created_on: i64,
+    /// The latest of the namespace's creation and its scripts' modifications.
+    pub modified_on: i64,
+    pub script_count: usize,
+}
+
+impl NamespaceSummary {
+    pub fn of(index: &Index) -> NamespaceSummary {
+        let data = index.data();
+        let created_on = data.created_on.to_native();
+        let modified_on = data
+            .scripts
+            .values()
+            .map(|s| s.modified_on.to_native())
+            .max()
+            .unwrap_or(created_on)
+            .max(created_on);
+        NamespaceSummary {
+            name: data.namespace.to_string(),
+            id: data.namespace_id.to_string(),
+            created_on,
+            modified_on,
+            script_count: data.scripts.len(),
+        }
+    }
+}
+
 /// Deploys into a data directory and keeps the data plane's snapshot current.
 pub struct Control {
     store: Store,
@@ -46,6 +79,10 @@ pub struct Control {
     lock: Mutex<()>,
     /// The node's KV namespaces (the admin API manages them; Workers reach them on the plane).
     kv: KvStore,
+    /// The user namespaces by name (the platform's left out), changed with the snapshot: listing
+    /// and getting a namespace read this, not the indexes (mapping every index to list them
+    /// failed past ~31.7k namespaces, issue 13).
+    catalog: Mutex<BTreeMap<String, NamespaceSummary>>,
 }
 
 impl Control {
@@ -60,6 +97,13 @@ impl Control {
     ) -> Control {
         let compiler =
             Compiler::new(store.artifacts().clone(), compile_threads).with_timeout(compile_timeout);
+        let catalog = plane
+            .load()
+            .namespaces
+            .iter()
+            .filter(|(name, _)| !name.starts_with('_'))
+            .map(|(name, index)| (name.clone(), NamespaceSummary::of(index)))
+            .collect();
         Control {
             store,
             compiler,
@@ -68,6 +112,7 @@ impl Control {
             default_limits,
             lock: Mutex::new(()),
             kv,
+            catalog: Mutex::new(catalog),
         }
     }
 
@@ -121,20 +166,29 @@ impl Control {
             .ok_or_else(|| ControlError::NamespaceNotFound(ns.to_string()))
     }
 
-    pub fn namespaces(&self) -> Result<Vec<Index>, ControlError> {
-        let mut out = Vec::new();
-        for name in self.store.namespaces()? {
-            if name.starts_with('_') {
-                continue;
-            }
-            if let Some(index) = self.store.open_index(&name)? {
-                out.push(index);
-            }
-        }
-        Ok(out)
+    /// Up to `limit` user namespaces named after `cursor`, in name order, how many there are in
+    /// all, and whether more follow the page: O(log n + limit), no index is read.
+    pub fn namespaces(&self, cursor: &str, limit: usize) -> (Vec<NamespaceSummary>, usize, bool) {
+        let catalog = self.catalog();
+        let mut page: Vec<NamespaceSummary> = catalog
+            .range::<str, _>((Bound::Excluded(cursor), Bound::Unbounded))
+            .take(limit.saturating_add(1))
+            .map(|(_, summary)| summary.clone())
+            .collect();
+        let more = page.len() > limit;
+        page.truncate(limit);
+        (page, catalog.len(), more)
     }
 
-    pub fn create_namespace(&self, ns: &str) -> Result<Index, ControlError> {
+    /// The user namespace `ns`, as listed.
+    pub fn namespace(&self, ns: &str) -> Result<NamespaceSummary, ControlError> {
+        self.catalog()
+            .get(ns)
+            .cloned()
+            .ok_or_else(|| ControlError::NamespaceNotFound(ns.to_string()))
+    }
+
+    pub fn create_namespace(&self, ns: &str) -> Result<NamespaceSummary, ControlError> {
         tenantry_loader::valid_name(ns)
             .and_then(|()| {
                 if ns.starts_with('_') {
@@ -147,24 +201,27 @@ impl Control {
                 ControlError::Invalid(format!("invalid namespace name `{ns}`: {reason}"))
             })?;
         let _guard = self.guard();
-        if self.store.open_index(ns)?.is_some() {
-            return Err(ControlError::NamespaceExists(ns.to_string()));
-        }
-        let index = self
+        let index = match self
             .store
-            .publish_index(ns, &IndexData::new(ns, now_ms()))?;
-        self.swap(ns, Some(index.clone()));
-        Ok(index)
+            .create_namespace(ns, &IndexData::new(ns, now_ms()))
+        {
+            Ok(index) => index,
+            Err(StoreError::NamespaceExists(ns)) => return Err(ControlError::NamespaceExists(ns)),
+            Err(e) => return Err(e.into()),
+        };
+        let summary = NamespaceSummary::of(&index);
+        self.swap(ns, Some(index));
+        Ok(summary)
     }
 
     /// Creates the platform Workers' namespace if it does not exist yet.
     pub fn ensure_platform(&self) -> Result<(), ControlError> {
         let ns = tenantry_loader::PLATFORM_NAMESPACE;
         let _guard = self.guard();
-        if self.store.open_index(ns)?.is_none() {
+        if !self.store.has_namespace(ns)? {
             let index = self
                 .store
-                .publish_index(ns, &IndexData::new(ns, now_ms()))?;
+                .create_namespace(ns, &IndexData::new(ns, now_ms()))?;
             self.swap(ns, Some(index));
         }
         Ok(())
@@ -229,6 +286,13 @@ impl Control {
 
     /// Replaces the plane's snapshot with one where `ns` is `index` (or gone).
     fn swap(&self, ns: &str, index: Option<Index>) {
+        if !ns.starts_with('_') {
+            let mut catalog = self.catalog();
+            match &index {
+                Some(index) => catalog.insert(ns.to_string(), NamespaceSummary::of(index)),
+                None => catalog.remove(ns),
+            };
+        }
         let current = self.plane.load();
         let mut namespaces = current.namespaces.clone();
         let mut secrets = current.secrets.clone();
@@ -253,6 +317,10 @@ impl Control {
             default_limits: self.default_limits,
             secrets,
         });
+    }
+
+    fn catalog(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, NamespaceSummary>> {
+        self.catalog.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn guard(&self) -> std::sync::MutexGuard<'_, ()> {

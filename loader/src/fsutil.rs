@@ -10,19 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Writes `parts` (concatenated) to `path` durably, replacing any file there.
 pub(crate) fn write_durably(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("a file path without a directory"))?;
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::other("a file path without a name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp = dir.join(temporary_name(&name.to_string_lossy()));
     let result = (|| {
         // Indexes and artifacts are the node's alone (indexes name secret tokens, artifacts are
         // customers' code).
@@ -45,6 +39,17 @@ pub(crate) fn write_durably(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// A fresh name for a temporary file or directory that will become `name`, unique within this
+/// process; [`is_temporary`] recognises it, so a crash's leftovers can be removed at start.
+pub(crate) fn temporary_name(name: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Makes a directory's entries (a rename, a new file) durable.

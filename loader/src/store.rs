@@ -3,6 +3,9 @@
 //! ```text
 //! <root>/artifacts/…                 see crate::artifacts
 //! <root>/namespaces/<ns>/index       see crate::index
+//! <root>/namespaces/.<ns>.tmp-<pid>-<n>/index
+//!                                    a namespace being created (renamed to <ns> when its index
+//!                                    is durable); removed at open if a crash left it
 //! ```
 //! One process owns a data directory; publishes within it are serialised by a mutex. Artifacts
 //! that no index names any more are kept (garbage collection is future work).
@@ -14,7 +17,7 @@ use std::time::Duration;
 use tenantry_core::Engine;
 
 use crate::artifacts::{ArtifactError, ArtifactId, ArtifactStore};
-use crate::fsutil::{is_temporary, sync_dir};
+use crate::fsutil::{is_temporary, sync_dir, temporary_name};
 use crate::index::{Index, IndexData, IndexError, publish};
 
 /// Why a store operation failed.
@@ -23,6 +26,8 @@ use crate::index::{Index, IndexData, IndexError, publish};
 pub enum StoreError {
     #[error("invalid namespace name `{name}`: {reason}")]
     InvalidName { name: String, reason: &'static str },
+    #[error("namespace `{0}` already exists")]
+    NamespaceExists(String),
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error(transparent)]
@@ -115,6 +120,25 @@ impl Store {
         Ok(names)
     }
 
+    /// Whether namespace `ns` exists (its index file does), without opening or mapping the index.
+    pub fn has_namespace(&self, ns: &str) -> Result<bool, StoreError> {
+        check_name(ns)?;
+        let path = self.index_path(ns);
+        match std::fs::metadata(&path) {
+            Ok(meta) => Ok(meta.is_file()),
+            // `namespaces/<ns>` missing, or a stray file of that name.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
     /// The current index of `ns`, or `None` if the namespace does not exist. A corrupt index is
     /// an error naming the file.
     pub fn open_index(&self, ns: &str) -> Result<Option<Index>, StoreError> {
@@ -147,11 +171,50 @@ impl Store {
         let path = self.index_path(ns);
         let dir = path.parent().expect("index paths have a parent");
         if !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-            sync_dir(&self.inner.root.join("namespaces")).map_err(io(dir))?;
+            return self.create_locked(ns, data);
         }
         publish(&path, data, generation, self.inner.engine.compat_hash())?;
         Ok(Index::open(&path, None)?)
+    }
+
+    /// Creates namespace `ns` with `data` as its first generation, all or nothing: the index is
+    /// written into a temporary directory beside the namespaces, which is then renamed into place
+    /// (a rename is atomic, and refuses a non-empty directory or a file of that name). A failure
+    /// removes the temporary directory; a crash leaves only it, and [`Store::open`] removes it.
+    /// So a failed create never leaves a half-made namespace behind.
+    pub fn create_namespace(&self, ns: &str, data: &IndexData) -> Result<Index, StoreError> {
+        check_name(ns)?;
+        let _guard = self
+            .inner
+            .publishing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.has_namespace(ns)? {
+            return Err(StoreError::NamespaceExists(ns.to_string()));
+        }
+        self.create_locked(ns, data)
+    }
+
+    /// [`Store::create_namespace`] with the publishing lock held.
+    fn create_locked(&self, ns: &str, data: &IndexData) -> Result<Index, StoreError> {
+        let namespaces = self.inner.root.join("namespaces");
+        let tmp = namespaces.join(temporary_name(ns));
+        let dir = namespaces.join(ns);
+        let result = (|| {
+            std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+            publish(&tmp.join("index"), data, 1, self.inner.engine.compat_hash())?;
+            std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
+            sync_dir(&namespaces).map_err(io(&namespaces))
+        })();
+        if let Err(e) = result {
+            if let Err(cleanup) = std::fs::remove_dir_all(&tmp)
+                && cleanup.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %tmp.display(), "removing a failed create's directory: {cleanup}");
+            }
+            return Err(e);
+        }
+        Ok(Index::open(&self.index_path(ns), None)?)
     }
 
     /// Returns `index` ready for this engine: when it was built for another engine (an upgrade),
@@ -259,7 +322,15 @@ impl Store {
 fn remove_leftovers(root: &Path) {
     let mut dirs = vec![root.join("artifacts")];
     if let Ok(entries) = std::fs::read_dir(root.join("namespaces")) {
-        dirs.extend(entries.flatten().map(|e| e.path()));
+        for entry in entries.flatten() {
+            // A namespace whose create was interrupted (see `Store::create_namespace`).
+            if entry.file_name().to_str().is_some_and(is_temporary) {
+                tracing::info!(dir = %entry.path().display(), "removing an unfinished namespace");
+                let _ = std::fs::remove_dir_all(entry.path());
+            } else {
+                dirs.push(entry.path());
+            }
+        }
     }
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -345,6 +416,57 @@ mod tests {
         assert!(s.delete_namespace("staging").unwrap());
         assert!(!s.delete_namespace("staging").unwrap());
         assert_eq!(s.namespaces().unwrap(), ["production"]);
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_create_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let namespaces = dir.path().join("namespaces");
+        let data = data_with(&s, "production");
+        let index = s.create_namespace("production", &data).unwrap();
+        assert_eq!((index.generation(), index.len()), (1, 1));
+        assert!(s.has_namespace("production").unwrap());
+        let e = s.create_namespace("production", &data).unwrap_err();
+        assert!(matches!(e, StoreError::NamespaceExists(_)), "{e}");
+
+        // A file where the directory goes: the index is written, the rename into place fails,
+        // and nothing of the attempt stays.
+        std::fs::write(namespaces.join("clash"), b"x").unwrap();
+        let before = entries(&namespaces);
+        let e = s.create_namespace("clash", &IndexData::new("clash", 1));
+        assert!(matches!(e, Err(StoreError::Io { .. })), "{e:?}");
+        assert_eq!(entries(&namespaces), before);
+        assert!(!s.has_namespace("clash").unwrap());
+        assert_eq!(s.namespaces().unwrap(), ["production"]);
+    }
+
+    #[test]
+    fn an_interrupted_create_is_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let namespaces = dir.path().join("namespaces");
+        // What a crash between writing the index and renaming its directory leaves.
+        let tmp = namespaces.join(temporary_name("half"));
+        std::fs::create_dir(&tmp).unwrap();
+        publish(&tmp.join("index"), &IndexData::new("half", 1), 1, "x").unwrap();
+        drop(s);
+        let s = store(dir.path());
+        assert!(
+            entries(&namespaces).is_empty(),
+            "{:?}",
+            entries(&namespaces)
+        );
+        assert!(s.namespaces().unwrap().is_empty());
     }
 
     #[test]

@@ -6,17 +6,15 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantry_core::{BindingKind, Request, Response};
-use tenantry_loader::{
-    ArtifactId, BindingEntry, Index, PLATFORM_NAMESPACE, ScriptEntry, ScriptLimits,
-};
+use tenantry_loader::{ArtifactId, BindingEntry, PLATFORM_NAMESPACE, ScriptEntry, ScriptLimits};
 
 use super::envelope::{ApiError, success, success_with_info};
 use super::time::rfc3339;
 use super::upload::{self, Upload, validate_tags};
-use crate::control::{Control, ControlError};
+use crate::control::{Control, ControlError, NamespaceSummary};
 use tenantry_loader::js::{BundleFormat, PartKind, SourceBundle};
 
-/// Scripts per page when a list does not say (and the most it may ask for).
+/// Entries (scripts, namespaces) per page when a list does not say (and the most it may ask for).
 const DEFAULT_PAGE: usize = 1000;
 
 /// Percent-decodes one path segment (RFC 3986 §2.1); it must decode to UTF-8.
@@ -119,9 +117,9 @@ pub async fn route(
     let method = req.method.as_ref();
     let c = control;
     match (method, rest) {
-        (b"GET", []) => list_namespaces(c),
+        (b"GET", []) => list_namespaces(c, &query),
         (b"POST", []) => create_namespace(c, &req.body),
-        (b"GET", [ns]) => Ok(success(namespace_json(&c.index(ns)?))),
+        (b"GET", [ns]) => Ok(success(namespace_json(&c.namespace(ns)?))),
         (b"DELETE", [ns]) => {
             c.delete_namespace(ns)?;
             Ok(success(Value::Null))
@@ -259,31 +257,32 @@ fn dedup(tags: Vec<String>) -> Vec<String> {
 
 // ---- namespaces ----
 
-fn namespace_json(index: &Index) -> Value {
-    let data = index.data();
-    let created = data.created_on.to_native();
-    let modified = data
-        .scripts
-        .values()
-        .map(|s| s.modified_on.to_native())
-        .max()
-        .unwrap_or(created)
-        .max(created);
+fn namespace_json(ns: &NamespaceSummary) -> Value {
     json!({
-        "namespace_id": data.namespace_id.as_str(),
-        "namespace_name": data.namespace.as_str(),
-        "created_on": rfc3339(created),
+        "namespace_id": ns.id,
+        "namespace_name": ns.name,
+        "created_on": rfc3339(ns.created_on),
         "created_by": "",
-        "modified_on": rfc3339(modified),
+        "modified_on": rfc3339(ns.modified_on),
         "modified_by": "",
-        "script_count": data.scripts.len(),
+        "script_count": ns.script_count,
         "trusted_workers": false,
     })
 }
 
-fn list_namespaces(c: &Control) -> Result<Response, ApiError> {
-    let list: Vec<Value> = c.namespaces()?.iter().map(namespace_json).collect();
-    Ok(success(Value::Array(list)))
+/// A page of namespaces in name order, with `limit` and `cursor` as for scripts.
+fn list_namespaces(c: &Control, query: &HashMap<String, String>) -> Result<Response, ApiError> {
+    let limit = page_limit(query)?;
+    let cursor = query.get("cursor").map(String::as_str).unwrap_or("");
+    let (page, total, more) = c.namespaces(cursor, limit);
+    let next = match page.last() {
+        Some(last) if more => last.name.as_str(),
+        _ => "",
+    };
+    let info =
+        json!({"count": page.len(), "per_page": limit, "total_count": total, "cursor": next});
+    let list = page.iter().map(namespace_json).collect();
+    Ok(success_with_info(Value::Array(list), Some(info)))
 }
 
 fn create_namespace(c: &Control, body: &Bytes) -> Result<Response, ApiError> {
@@ -700,20 +699,25 @@ fn matches(filter: &[(String, bool)], tags: &[String]) -> bool {
         .all(|(tag, want)| tags.iter().any(|t| t == tag) == *want)
 }
 
+/// A list's `limit` query parameter: 1 to [`DEFAULT_PAGE`], that when absent.
+fn page_limit(query: &HashMap<String, String>) -> Result<usize, ApiError> {
+    match query.get("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=DEFAULT_PAGE).contains(n))
+            .ok_or_else(|| ApiError::bad_request(format!("limit must be 1 to {DEFAULT_PAGE}"))),
+        None => Ok(DEFAULT_PAGE),
+    }
+}
+
 fn list_scripts(
     c: &Control,
     ns: &str,
     query: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
     let filter = tag_filter(query)?.unwrap_or_default();
-    let limit = match query.get("limit") {
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=DEFAULT_PAGE).contains(n))
-            .ok_or_else(|| ApiError::bad_request(format!("limit must be 1 to {DEFAULT_PAGE}")))?,
-        None => DEFAULT_PAGE,
-    };
+    let limit = page_limit(query)?;
     let cursor = query.get("cursor").map(String::as_str).unwrap_or("");
     let index = c.index(ns)?;
     let mut names: Vec<&str> = index

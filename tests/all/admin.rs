@@ -7,18 +7,18 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-const TOKEN: &str = "test-token";
-const BASE: &str = "/client/v4/accounts/acct-1/workers/dispatch/namespaces";
+pub(crate) const TOKEN: &str = "test-token";
+pub(crate) const BASE: &str = "/client/v4/accounts/acct-1/workers/dispatch/namespaces";
 
 /// A node with the `customers` namespace routed by host label and no Workers yet.
-fn node() -> TestNode {
+pub(crate) fn node() -> TestNode {
     TestNode::start(
         "[[namespace]]\nname = \"customers\"\n\
          [[route]]\nhost = \"*.example.test\"\nnamespace = \"customers\"\nscript_from = \"host_label\"\n",
     )
 }
 
-fn admin(node: &TestNode) -> SocketAddr {
+pub(crate) fn admin(node: &TestNode) -> SocketAddr {
     node.node
         .as_ref()
         .unwrap()
@@ -27,7 +27,7 @@ fn admin(node: &TestNode) -> SocketAddr {
 }
 
 /// Sends one admin request with the test token; returns the status and the parsed envelope.
-fn api(
+pub(crate) fn api(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -47,7 +47,7 @@ fn api(
     (r.status, v)
 }
 
-fn json_req(addr: SocketAddr, method: &str, path: &str, body: Value) -> (u16, Value) {
+pub(crate) fn json_req(addr: SocketAddr, method: &str, path: &str, body: Value) -> (u16, Value) {
     api(
         addr,
         method,
@@ -57,7 +57,7 @@ fn json_req(addr: SocketAddr, method: &str, path: &str, body: Value) -> (u16, Va
     )
 }
 
-fn get_api(addr: SocketAddr, path: &str) -> (u16, Value) {
+pub(crate) fn get_api(addr: SocketAddr, path: &str) -> (u16, Value) {
     api(addr, "GET", path, "", b"")
 }
 

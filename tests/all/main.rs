@@ -14,6 +14,7 @@ mod js;
 mod js_platform;
 mod kv;
 mod modules;
+mod namespaces;
 mod openapi;
 mod responses;
 mod serve;

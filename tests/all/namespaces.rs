@@ -1,0 +1,222 @@
+//! Dispatch namespaces in number (issue 13): declared namespaces are not rewritten at start, a
+//! failed create leaves nothing behind, listing pages through names without mapping each index.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::admin::{BASE, admin, get_api, json_req, node};
+use crate::common::TestNode;
+
+/// Every namespace name the API lists, following the cursor from page to page.
+fn list_all(a: std::net::SocketAddr) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, v) = get_api(a, &format!("{BASE}?cursor={cursor}"));
+        assert_eq!(status, 200, "{v}");
+        for ns in v["result"].as_array().unwrap() {
+            names.push(ns["namespace_name"].as_str().unwrap().to_string());
+        }
+        match v["result_info"]["cursor"].as_str() {
+            Some(next) if !next.is_empty() => cursor = next.to_string(),
+            _ => return names,
+        }
+    }
+}
+
+/// Creating and listing namespaces at 1k and 10k namespaces through the admin API (a debug build
+/// unless run with `--release`). Reproduce:
+/// `cargo test --test all measure_namespaces -- --ignored --nocapture`
+/// (`TENANTRY_NS_SIZES=1000,10000` by default).
+#[test]
+#[ignore = "a measurement, not a check: run by hand"]
+fn measure_namespaces() {
+    let sizes: Vec<usize> = std::env::var("TENANTRY_NS_SIZES")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("a size"))
+        .collect();
+    let n = node();
+    let a = admin(&n);
+    let mut created = 1; // `customers`
+    for size in sizes {
+        let mut last = Vec::new();
+        while created < size {
+            let name = format!("ns-{created:07}");
+            let t = Instant::now();
+            let (status, v) = json_req(a, "POST", BASE, json!({ "name": name }));
+            let took = t.elapsed();
+            assert_eq!(status, 200, "{v}");
+            created += 1;
+            if size - created < 100 {
+                last.push(took);
+            }
+        }
+        last.sort();
+        let median = last.get(last.len() / 2).copied().unwrap_or_default();
+        let t = Instant::now();
+        let (status, _) = get_api(a, BASE);
+        let first_page = t.elapsed();
+        assert_eq!(status, 200);
+        let t = Instant::now();
+        let all = list_all(a);
+        let every_page = t.elapsed();
+        assert_eq!(all.len(), size);
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "{size} namespaces: create p50 (last 100) {:.2} ms, list first page {:.2} ms, list all pages {:.2} ms",
+            ms(median),
+            ms(first_page),
+            ms(every_page)
+        );
+    }
+}
+
+/// The index file of `ns` in a node's data directory: its inode and its bytes.
+fn index_file(n: &TestNode, ns: &str) -> (u64, Vec<u8>) {
+    use std::os::unix::fs::MetadataExt;
+    let path = n
+        .dir
+        .path()
+        .join("data")
+        .join("namespaces")
+        .join(ns)
+        .join("index");
+    let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (meta.ino(), std::fs::read(&path).unwrap())
+}
+
+#[test]
+fn declared_namespaces_that_exist_are_not_rewritten_at_start() {
+    let body = "[[namespace]]\nname = \"customers\"\n[[namespace]]\nname = \"staging\"\n";
+    let mut n = TestNode::start(body);
+    let a = admin(&n);
+    assert_eq!(json_req(a, "POST", BASE, json!({"name": "extra"})).0, 200);
+    let before: Vec<_> = ["customers", "staging", "extra", "_platform"]
+        .iter()
+        .map(|ns| index_file(&n, ns))
+        .collect();
+
+    // A declared namespace the data directory lacks is still created.
+    let body = format!("{body}[[namespace]]\nname = \"later\"\n");
+    n.restart(&body);
+    let after: Vec<_> = ["customers", "staging", "extra", "_platform"]
+        .iter()
+        .map(|ns| index_file(&n, ns))
+        .collect();
+    // The same file (inode) with the same bytes: no new generation was written.
+    assert_eq!(before, after);
+    let names = list_all(admin(&n));
+    assert_eq!(names, ["customers", "extra", "later", "staging"]);
+}
+
+#[test]
+fn a_failed_create_leaves_nothing_behind_and_the_node_starts() {
+    let mut n = node();
+    let a = admin(&n);
+    let namespaces = n.dir.path().join("data").join("namespaces");
+    // A file where the namespace's directory would go (an operator's stray file): the create
+    // writes the index, then cannot move it into place.
+    std::fs::write(namespaces.join("clash"), b"not a namespace").unwrap();
+    let entries = || {
+        let mut names: Vec<String> = std::fs::read_dir(&namespaces)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = entries();
+    let (status, v) = json_req(a, "POST", BASE, json!({"name": "clash"}));
+    assert_eq!(status, 500, "{v}");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("clash"),
+        "{v}"
+    );
+    assert_eq!(entries(), before, "a failed create left files behind");
+    assert_eq!(
+        std::fs::read(namespaces.join("clash")).unwrap(),
+        b"not a namespace"
+    );
+    assert_eq!(get_api(a, &format!("{BASE}/clash")).0, 404);
+    assert_eq!(list_all(a), ["customers"]);
+
+    // The node starts on this data directory; once the clash is gone the create succeeds.
+    n.restart(
+        "[[namespace]]\nname = \"customers\"\n\
+         [[route]]\nhost = \"*.example.test\"\nnamespace = \"customers\"\nscript_from = \"host_label\"\n",
+    );
+    let a = admin(&n);
+    std::fs::remove_file(namespaces.join("clash")).unwrap();
+    assert_eq!(json_req(a, "POST", BASE, json!({"name": "clash"})).0, 200);
+    assert_eq!(list_all(a), ["clash", "customers"]);
+}
+
+#[test]
+fn namespaces_are_listed_in_pages_from_the_catalog() {
+    let n = node();
+    let a = admin(&n);
+    for name in ["b", "a", "d", "c"] {
+        assert_eq!(json_req(a, "POST", BASE, json!({ "name": name })).0, 200);
+    }
+    let (status, v) = get_api(a, &format!("{BASE}?limit=2"));
+    assert_eq!(status, 200);
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|ns| ns["namespace_name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&v), ["a", "b"]);
+    assert_eq!(v["result_info"]["total_count"], 5);
+    assert_eq!(v["result_info"]["cursor"], "b");
+    let (_, v) = get_api(a, &format!("{BASE}?limit=2&cursor=b"));
+    assert_eq!(names(&v), ["c", "customers"]);
+    let (_, v) = get_api(a, &format!("{BASE}?limit=2&cursor=customers"));
+    assert_eq!(names(&v), ["d"]);
+    assert_eq!(v["result_info"]["cursor"], "");
+    assert_eq!(get_api(a, &format!("{BASE}?limit=0")).0, 400);
+    assert_eq!(get_api(a, &format!("{BASE}?limit=1001")).0, 400);
+
+    // What a listed namespace says follows its scripts; a deleted one is gone from the list.
+    let (_, one) = get_api(a, &format!("{BASE}/c"));
+    assert_eq!(one["result"]["script_count"], 0);
+    let (_, listed) = get_api(a, &format!("{BASE}?cursor=b&limit=1"));
+    assert_eq!(listed["result"][0], one["result"]);
+    assert_eq!(
+        json_req(a, "DELETE", &format!("{BASE}/c"), json!({})).0,
+        200
+    );
+    assert_eq!(get_api(a, &format!("{BASE}/c")).0, 404);
+    assert_eq!(list_all(a), ["a", "b", "customers", "d"]);
+}
+
+/// A node's second start with 1000 declared namespaces (`TENANTRY_NS_DECLARED`), every one
+/// already on disk. Reproduce:
+/// `cargo test --test all measure_declared_start -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement, not a check: run by hand"]
+fn measure_declared_start() {
+    let declared: usize =
+        std::env::var("TENANTRY_NS_DECLARED").map_or(1000, |s| s.trim().parse().expect("a count"));
+    let body: String = (0..declared)
+        .map(|i| format!("[[namespace]]\nname = \"ns-{i:07}\"\n"))
+        .collect();
+    let t = Instant::now();
+    let mut n = TestNode::start(&body);
+    let first = t.elapsed();
+    let t = Instant::now();
+    n.restart(&body);
+    let second = t.elapsed();
+    println!(
+        "{declared} declared namespaces: first start {:.0} ms, second start {:.0} ms",
+        first.as_secs_f64() * 1e3,
+        second.as_secs_f64() * 1e3
+    );
+}
