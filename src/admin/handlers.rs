@@ -270,17 +270,25 @@ fn namespace_json(ns: &NamespaceSummary) -> Value {
     })
 }
 
-/// A page of namespaces in name order, with `limit` and `cursor` as for scripts.
+/// Namespaces in name order: all of them, as Cloudflare answers (its SDKs read this list as one
+/// page and would silently miss the rest); a page of them with `limit` and/or `cursor`, as for
+/// scripts.
 fn list_namespaces(c: &Control, query: &HashMap<String, String>) -> Result<Response, ApiError> {
-    let limit = page_limit(query)?;
+    let paged = query.contains_key("limit") || query.contains_key("cursor");
+    let limit = if paged {
+        page_limit(query)?
+    } else {
+        usize::MAX
+    };
     let cursor = query.get("cursor").map(String::as_str).unwrap_or("");
     let (page, total, more) = c.namespaces(cursor, limit);
     let next = match page.last() {
         Some(last) if more => last.name.as_str(),
         _ => "",
     };
+    let per_page = if paged { limit } else { page.len() };
     let info =
-        json!({"count": page.len(), "per_page": limit, "total_count": total, "cursor": next});
+        json!({"count": page.len(), "per_page": per_page, "total_count": total, "cursor": next});
     let list = page.iter().map(namespace_json).collect();
     Ok(success_with_info(Value::Array(list), Some(info)))
 }

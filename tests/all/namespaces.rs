@@ -183,6 +183,11 @@ fn namespaces_are_listed_in_pages_from_the_catalog() {
     assert_eq!(v["result_info"]["cursor"], "");
     assert_eq!(get_api(a, &format!("{BASE}?limit=0")).0, 400);
     assert_eq!(get_api(a, &format!("{BASE}?limit=1001")).0, 400);
+    // Without `limit` or `cursor`, every namespace in one answer, as Cloudflare's SDKs expect.
+    let (_, all) = get_api(a, BASE);
+    assert_eq!(names(&all), ["a", "b", "c", "customers", "d"]);
+    assert_eq!(all["result_info"]["cursor"], "");
+    assert_eq!(all["result_info"]["per_page"], 5);
 
     // What a listed namespace says follows its scripts; a deleted one is gone from the list.
     let (_, one) = get_api(a, &format!("{BASE}/c"));
