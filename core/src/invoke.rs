@@ -51,6 +51,12 @@ pub struct WorkerSpec {
 /// few µs; the fair-share benchmark's 5 ms Worker gets there in its second or third slice.
 pub(crate) const CPU_BOUND_AFTER: Duration = Duration::from_micros(500);
 
+/// Guest time since it last started below which a request that is not CPU-bound does not yield
+/// at an epoch tick (see `Worker::new_store`). A JavaScript hello runs ~30 µs: about one in ten
+/// ran into a tick and paid a round of the core for it. Other tasks on the core wait at most this
+/// much longer (plus one tick) for a short request.
+pub(crate) const MIN_BRIEF_SLICE: Duration = Duration::from_micros(100);
+
 /// A Worker loaded on one core: its pre-linked module, bindings, limits and, in reuse mode, its
 /// idle instances. Not `Send`: it belongs to the core that loaded it.
 pub struct Worker {
@@ -423,11 +429,23 @@ impl Worker {
                 Err(DeadlineExceeded.into())
             } else {
                 let key = Arc::as_ptr(&ctx.data().ident) as yielding::YieldKey;
+                let state = ctx.data_mut();
+                let slice = state.slice_start.ran();
+                // A short request that ran into a tick soon after it started (ticks come on a
+                // fixed schedule, whatever the guest) goes on: a yield costs a round of the core
+                // (a pump, I/O reaps, a park), more than the request itself. It yields at a later
+                // tick once it has run `MIN_BRIEF_SLICE`. Not for a Worker with CPU-bound
+                // requests here: those queue behind them (see `yielding`).
+                if slice < MIN_BRIEF_SLICE
+                    && state.rotation.is_none()
+                    && yielding::in_rotation(key) == 0
+                {
+                    return Ok(UpdateDeadline::Continue(1));
+                }
                 // Once it ran `CPU_BOUND_AFTER` in all (and until it ends) the request counts as
                 // CPU-bound. Time run, not ticks seen: a short request runs into a tick now and
                 // then, and after a yield it may run into another one at once.
-                let state = ctx.data_mut();
-                state.ran += state.slice_start.ran();
+                state.ran += slice;
                 if state.ran >= CPU_BOUND_AFTER && state.rotation.is_none() {
                     state.rotation = Some(yielding::InRotation::join(key));
                 }

@@ -598,6 +598,61 @@ fn cpu_hog_yields_to_other_tasks() {
     assert!(during > 0, "the other task never ran while the guest spun");
 }
 
+/// A short request that runs into an epoch tick goes on instead of yielding (a yield costs a
+/// round of the core, more than such a request): thousands of short requests in a row, of
+/// which hundreds run into one of the 250 µs ticks, let another task of the thread run hardly
+/// ever in between. (Before `MIN_BRIEF_SLICE` each of those hundreds yielded.)
+#[test]
+fn a_short_request_that_runs_into_a_tick_does_not_yield() {
+    // A few µs of guest time: a countdown from 5 000. A reused instance, so that the slice
+    // is the guest's call alone (a fresh store's starts before its instantiation, which an
+    // unoptimised test build of the host makes slow).
+    let engine = engine();
+    let mut s = spec(
+        &engine,
+        &guest(
+            r#"(func (export "tenantry_fetch") (result i32) (local $n i32)
+                 (local.set $n (i32.const 5000))
+                 (loop $l
+                   (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+                   (br_if $l (local.get $n)))
+                 (i32.const 0))"#,
+        ),
+    );
+    s.reuse_instances = 1;
+    let w = Rc::new(Worker::new(&engine, s).unwrap());
+    const REQUESTS: usize = 20_000;
+    let (other_ran, started) = block_on(async move {
+        let ran = Rc::new(Cell::new(0u64));
+        let counter = ran.clone();
+        monoio::spawn(async move {
+            loop {
+                counter.set(counter.get() + 1);
+                crate::yielding::yield_now(0, false).await;
+            }
+        });
+        monoio::spawn(async move {
+            // The first request instantiates (its slice includes that): not counted.
+            w.invoke(get("/"), Limits::DEFAULT).await.unwrap();
+            let started = std::time::Instant::now();
+            let before = ran.get();
+            for _ in 0..REQUESTS {
+                w.invoke(get("/"), Limits::DEFAULT).await.unwrap();
+            }
+            (ran.get() - before, started.elapsed())
+        })
+        .await
+    });
+    // The check means something only if the requests spanned many ticks.
+    assert!(
+        started > std::time::Duration::from_millis(10),
+        "{started:?}"
+    );
+    // Hundreds of those requests ran into a tick (each yielded before); a rare slice may still
+    // take over `MIN_BRIEF_SLICE` (an interrupt, a page fault).
+    assert!(other_ran <= 5, "short requests yielded {other_ran} times");
+}
+
 /// A request that runs longer than `CPU_BOUND_AFTER` counts as CPU-bound while it runs, and its
 /// Worker is still known as CPU-bound after it finished (admission counts that Worker's next
 /// requests against its CPU-bound share before they have run that long). A request of one
