@@ -49,7 +49,6 @@ pub(crate) mod errno {
     pub const SUCCESS: i32 = 0;
     pub const BADF: i32 = 8;
     pub const INVAL: i32 = 28;
-    pub const IO: i32 = 29;
     /// Returned by every preview 1 function outside the subset: no files, sockets or preopens.
     pub const NOSYS: i32 = 52;
 }
