@@ -6,6 +6,12 @@
 #
 #   benches/round-robin.sh [duration=10s] [connections=64] [workers counts=1 1000 1001 ...]
 #   TENANTRY_BIN=/path/to/older/tenantry benches/round-robin.sh ...   # another build
+#   RR_DISTINCT=1 benches/round-robin.sh ...   # each Worker its own module bytes
+#   RR_ENGINE='max_loaded_modules = 12000' benches/round-robin.sh ...   # lines for [engine]
+#
+# With RR_DISTINCT=1 every Worker gets a module of its own: a small WAT hello whose unused global
+# holds the Worker's number, so each compiles (fast: ~1 ms) to its own artifact and a load may
+# also map its module (the process-wide module cache keeps `[engine] max_loaded_modules`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10s}
@@ -22,12 +28,23 @@ for n in "${counts[@]}"; do (( n > max )) && max=$n; done
 config=$dir/tenantry.toml
 {
   printf 'data_dir = "data"\n\n[server]\nlisten = "127.0.0.1:18097"\nthreads = 1\n\n'
-  printf '[admin]\nenabled = false\n\n[[namespace]]\nname = "rr"\n\n'
+  printf '[admin]\nenabled = false\n\n[engine]\n%b\n\n[[namespace]]\nname = "rr"\n\n' "${RR_ENGINE:-}"
   printf '[[route]]\nhost = "*.rr.test"\nnamespace = "rr"\nscript_from = "host_label"\n\n'
   for i in $(seq 1 "$max"); do
-    printf '[[worker]]\nnamespace = "rr"\nname = "w%d"\nmodule = "../guests/wasm32-wasip1/release/hello.wasm"\n' "$i"
+    if [[ -n "${RR_DISTINCT:-}" ]]; then
+      module="modules/w$i.wat"
+    else
+      module="../guests/wasm32-wasip1/release/hello.wasm"
+    fi
+    printf '[[worker]]\nnamespace = "rr"\nname = "w%d"\nmodule = "%s"\n' "$i" "$module"
   done
 } > "$config"
+if [[ -n "${RR_DISTINCT:-}" ]]; then
+  rm -rf "$dir/modules" && mkdir -p "$dir/modules"
+  for i in $(seq 1 "$max"); do
+    printf '(module (memory (export "memory") 1) (global $worker i32 (i32.const %d))\n  (func (export "tenantry_fetch") (result i32) (i32.const 0)))\n' "$i" > "$dir/modules/w$i.wat"
+  done
+fi
 rm -rf "$dir/data"
 START_WAIT_S=120 start_server "$config" 18097
 
