@@ -192,3 +192,50 @@ fn admission_defaults_follow_the_pool_and_overrides_apply() {
     let e = parse_err("[admission]\nmax_in_fligth = 3\n");
     assert!(e.contains("max_in_fligth"), "{e}");
 }
+
+/// A config deploy reads modules as the compile pool gets to them, a few ahead (issue 13): with
+/// more Workers than it keeps in flight, every one is deployed and served; a module missing
+/// among the later ones fails the deploy with its name and publishes nothing.
+#[test]
+fn a_deploy_of_more_workers_than_it_reads_ahead_serves_every_one() {
+    const WORKERS: usize = 40;
+    let modules = tempfile::tempdir().unwrap();
+    let mut body = String::from(
+        "[[namespace]]\nname = \"many\"\n[[route]]\nhost = \"*.many.test\"\nnamespace = \"many\"\nscript_from = \"host_label\"\n",
+    );
+    for i in 0..WORKERS {
+        // Distinct bytes, so each is compiled on its own.
+        let wat = format!(
+            "(module (memory (export \"memory\") 1) (global i32 (i32.const {i})) \
+             (func (export \"tenantry_fetch\") (result i32) (i32.const 0)))"
+        );
+        body.push_str(&wat_worker(
+            modules.path(),
+            "many",
+            &format!("w{i}"),
+            &wat,
+            "",
+        ));
+    }
+    let node = TestNode::start(&body);
+    for i in 0..WORKERS {
+        let resp = get(node.addr, &format!("w{i}.many.test"), "/");
+        assert_eq!(resp.status, 200, "w{i}: {}", resp.text());
+    }
+    drop(node);
+
+    let broken = body.replace(
+        &modules.path().join("w35.wasm").display().to_string(),
+        &modules.path().join("gone.wasm").display().to_string(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenantry.toml");
+    let text = config_text(&broken, "auto");
+    let config = Config::parse(&text, &path).unwrap();
+    let e = format!("{:#}", tenantry::serve::Node::start(&config).err().unwrap());
+    assert!(e.contains("many/w35") && e.contains("gone.wasm"), "{e}");
+    assert!(
+        !dir.path().join("data/namespaces/many").exists(),
+        "a failed deploy published its namespace"
+    );
+}
