@@ -26,7 +26,7 @@ fn list_all(a: std::net::SocketAddr) -> Vec<String> {
 }
 
 /// Creating and listing namespaces at 1k and 10k namespaces through the admin API (a debug build
-/// unless run with `--release`). Reproduce:
+/// unless run with `--release`), then restarting the node on them. Reproduce:
 /// `cargo test --test all measure_namespaces -- --ignored --nocapture`
 /// (`TENANTRY_NS_SIZES=1000,10000` by default).
 #[test]
@@ -37,7 +37,8 @@ fn measure_namespaces() {
         .split(',')
         .map(|s| s.trim().parse().expect("a size"))
         .collect();
-    let n = node();
+    let body = "[[namespace]]\nname = \"customers\"\n";
+    let mut n = TestNode::start(body);
     let a = admin(&n);
     let mut created = 1; // `customers`
     for size in sizes {
@@ -65,12 +66,22 @@ fn measure_namespaces() {
         assert_eq!(all.len(), size);
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!(
-            "{size} namespaces: create p50 (last 100) {:.2} ms, list first page {:.2} ms, list all pages {:.2} ms",
+            "{size} namespaces: create p50 (last 100) {:.2} ms, list first page {:.2} ms, list all pages {:.2} ms, {} index mappings",
             ms(median),
             ms(first_page),
-            ms(every_page)
+            ms(every_page),
+            mapped_indexes(&n)
         );
     }
+    let t = Instant::now();
+    n.restart(body);
+    let restart = t.elapsed();
+    let listed = list_all(admin(&n)).len();
+    println!(
+        "restart on {listed} namespaces: {:.0} ms, {} index mappings",
+        restart.as_secs_f64() * 1e3,
+        mapped_indexes(&n)
+    );
 }
 
 /// The index file of `ns` in a node's data directory: its inode and its bytes.
