@@ -327,6 +327,30 @@ fn more_namespaces_than_mapped_indexes_are_all_served() {
     check(&n, &forward.iter().rev().copied().collect::<Vec<_>>());
     check(&n, &shuffled);
 
+    // An index that cannot be opened when its namespace is requested is a 5xx, not a panic, and
+    // is tried again at the next request. (Replaced by renaming, as a publish does: a mapped
+    // index file must never change in place.)
+    check(&n, &[1, 2, 3, 4, 5]); // tenant-00 is now evicted
+    let path = n.dir.path().join("data/namespaces/tenant-00/index");
+    let good = std::fs::read(&path).unwrap();
+    let replace = |bytes: &[u8]| {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    };
+    replace(&good[..good.len() - 1]);
+    let r = request(
+        n.addr,
+        "GET",
+        "w.ns.test",
+        "/?name=WHO",
+        &[("x-binding", "NS0")],
+        b"",
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
+    replace(&good);
+    check(&n, &[0]);
+
     // Creating and listing stay right with most indexes unmapped, and so does a restart, which
     // maps one index at a time.
     assert_eq!(
