@@ -30,7 +30,8 @@ use sha2::{Digest, Sha256};
 use crate::index::{Index, IndexError};
 
 /// Threads that map indexes for the serving cores. Opening an index maps it and validates it
-/// once (~3 ms for 100k scripts, tens of µs for a few): one thread keeps up with the rare misses
+/// once (5 ms for 100k scripts, `--bench index`; ~17 µs for one script in a debug build,
+/// `measure_small_index_open` below): one thread keeps up with the rare misses
 /// of idle namespaces.
 pub const INDEX_LOADER_THREADS: usize = 1;
 
@@ -425,5 +426,26 @@ mod tests {
         cache.remove(&key);
         std::fs::remove_dir_all(tmp.path().join("a")).unwrap();
         assert!(block_on(cache.load_async(&key)).unwrap().is_none());
+    }
+
+    /// What a miss costs the loader thread for a small namespace (one script): the figure behind
+    /// the ~17 µs quoted in `max_mapped_indexes`'s doc. Run with
+    /// `cargo test -p tenantry-loader measure_small_index_open -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn measure_small_index_open() {
+        const N: u32 = 2000;
+        let tmp = tempfile::tempdir().unwrap();
+        let key = IndexKey::of(&write(tmp.path(), "a", &data("a"), 1));
+        let cache = IndexCache::new(tmp.path(), 1);
+        let start = std::time::Instant::now();
+        for _ in 0..N {
+            cache.remove(&key);
+            assert!(cache.load(&key).unwrap().is_some());
+        }
+        println!(
+            "open + validate + insert of a one-script index: {:.1} µs",
+            start.elapsed().as_secs_f64() * 1e6 / f64::from(N)
+        );
     }
 }
