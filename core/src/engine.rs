@@ -61,9 +61,9 @@ pub struct EngineSettings {
     /// bounds the node however many namespaces it holds (one mapping per namespace ran out of
     /// `vm.max_map_count` near 63k namespaces); a publish maps its new index at once, and an
     /// evicted, idle namespace is mapped and validated again off the serving thread at its next
-    /// request (~17 µs for a one-script index in a debug build, 5 ms for 100k scripts: docs/design.md
-    /// "Namespaces at scale"). Counted in the start-up
-    /// check (`tenantry_loader::MappingBudget`, docs/design.md). Default: 4096.
+    /// request (~17 µs for a one-script index in a debug build, 5 ms for 100k scripts:
+    /// docs/design.md "Namespaces at scale"). Counted in the start-up check
+    /// (`tenantry_loader::MappingBudget`, docs/design.md). Default: 4096.
     pub max_mapped_indexes: usize,
     /// Idle instances that reuse-mode Workers (`WorkerSpec::reuse_instances`) may keep, for all
     /// cores together. Each pins a pool slot that no other Worker can get while it idles, so
