@@ -228,6 +228,7 @@ struct EngineFile {
     keep_resident_kb: Option<u32>,
     pagemap_scan: Option<bool>,
     max_loaded_modules: Option<Spanned<usize>>,
+    max_mapped_indexes: Option<Spanned<usize>>,
     max_idle_instances: Option<u32>,
     epoch_tick_us: Option<u64>,
 }
@@ -395,6 +396,15 @@ impl Config {
                 ));
             }
             engine.max_loaded_modules = *n.get_ref();
+        }
+        if let Some(n) = &file.engine.max_mapped_indexes {
+            if *n.get_ref() == 0 {
+                return Err(ctx.error(
+                    Some(n.span()),
+                    "engine.max_mapped_indexes must be at least 1".into(),
+                ));
+            }
+            engine.max_mapped_indexes = *n.get_ref();
         }
         let workers_per_core = file
             .engine

@@ -3,7 +3,7 @@
 //! core. Changes are serialised by one lock (compiling happens before it is taken), so concurrent
 //! changes to one namespace never lose each other's updates.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -86,24 +86,18 @@ pub struct Control {
 }
 
 impl Control {
+    /// A control plane over `store` and `plane`; `catalog` is the one
+    /// [`Control::snapshot_of`] built with the plane's first snapshot, and `compiler` compiles
+    /// into `store`'s artifacts.
     pub fn new(
         store: Store,
+        compiler: Compiler,
         plane: Arc<Plane>,
         routes: Vec<Route>,
         default_limits: Limits,
-        compile_threads: usize,
-        compile_timeout: std::time::Duration,
         kv: KvStore,
+        catalog: BTreeMap<String, NamespaceSummary>,
     ) -> Control {
-        let compiler =
-            Compiler::new(store.artifacts().clone(), compile_threads).with_timeout(compile_timeout);
-        let catalog = plane
-            .load()
-            .namespaces
-            .iter()
-            .filter(|(name, _)| !name.starts_with('_'))
-            .map(|(name, index)| (name.clone(), NamespaceSummary::of(index)))
-            .collect();
         Control {
             store,
             compiler,
@@ -125,27 +119,37 @@ impl Control {
         &self.store
     }
 
-    /// Builds the snapshot of every namespace in `store` (recompiling for this engine if needed).
+    /// Builds the snapshot of every namespace in `store` (recompiling for this engine if needed)
+    /// and the catalog of user namespaces. Indexes are opened one at a time and handed to the
+    /// store's bounded [`tenantry_loader::IndexCache`], so a start with many namespaces never
+    /// holds a mapping for each: the cache keeps the last `max_mapped_indexes`.
     pub fn snapshot_of(
         store: &Store,
         kv: &KvStore,
         routes: &[Route],
         default_limits: Limits,
-    ) -> anyhow::Result<Snapshot> {
-        let mut namespaces = HashMap::new();
-        let mut secrets = HashMap::new();
+    ) -> anyhow::Result<(Snapshot, BTreeMap<String, NamespaceSummary>)> {
+        let mut namespaces = imbl::HashMap::new();
+        let mut secrets = imbl::HashMap::new();
+        let mut catalog = BTreeMap::new();
         for name in store.namespaces()? {
-            if let Some(index) = store.open_index(&name)? {
-                secrets.insert(name.clone(), Arc::new(kv.secrets(&name)?));
-                namespaces.insert(name, store.ensure_compiled(index)?);
+            let Some(index) = store.open_index(&name)? else {
+                continue;
+            };
+            let index = store.ensure_compiled(index)?;
+            if !name.starts_with('_') {
+                catalog.insert(name.clone(), NamespaceSummary::of(&index));
             }
+            secrets.insert(name.clone(), Arc::new(kv.secrets(&name)?));
+            namespaces.insert(name, store.indexes().insert(index));
         }
-        Ok(Snapshot {
+        let snapshot = Snapshot {
             router: Router::new(routes.to_vec()),
             namespaces,
             default_limits,
             secrets,
-        })
+        };
+        Ok((snapshot, catalog))
     }
 
     /// Compiles and stores a module on the compile pool (blocking the calling thread, which is
@@ -284,7 +288,10 @@ impl Control {
         })
     }
 
-    /// Replaces the plane's snapshot with one where `ns` is `index` (or gone).
+    /// Replaces the plane's snapshot with one where `ns` is `index` (or gone): O(log n) in the
+    /// number of namespaces. The new index goes into the index cache first, so every core finds
+    /// it mapped as soon as it sees the snapshot; the generation it replaces leaves the cache
+    /// (requests still holding it keep it until they end).
     fn swap(&self, ns: &str, index: Option<Index>) {
         if !ns.starts_with('_') {
             let mut catalog = self.catalog();
@@ -296,19 +303,23 @@ impl Control {
         let current = self.plane.load();
         let mut namespaces = current.namespaces.clone();
         let mut secrets = current.secrets.clone();
-        match index {
+        let indexes = self.store.indexes();
+        let replaced = match index {
             Some(index) => {
-                namespaces.insert(ns.to_string(), index);
+                let key = indexes.insert(index);
                 match self.kv.secrets(ns) {
                     Ok(s) => {
                         secrets.insert(ns.to_string(), Arc::new(s));
                     }
                     Err(e) => tracing::error!("reading the secrets of `{ns}`: {e}"),
                 }
+                namespaces
+                    .insert(ns.to_string(), key.clone())
+                    .filter(|old| *old != key)
             }
             None => {
-                namespaces.remove(ns);
                 secrets.remove(ns);
+                namespaces.remove(ns)
             }
         };
         self.plane.publish(Snapshot {
@@ -317,6 +328,9 @@ impl Control {
             default_limits: self.default_limits,
             secrets,
         });
+        if let Some(old) = replaced {
+            indexes.remove(&old);
+        }
     }
 
     fn catalog(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, NamespaceSummary>> {

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use tenantry_core::Engine;
 use tenantry_ingress::ServerHandle;
-use tenantry_ingress::dispatch::Plane;
+use tenantry_ingress::dispatch::{Plane, Storage};
 use tenantry_loader::kv::{KvService, KvStore};
-use tenantry_loader::{ARTIFACT_GC_INTERVAL, ARTIFACT_GRACE, MappingBudget, Store};
+use tenantry_loader::{ARTIFACT_GC_INTERVAL, ARTIFACT_GRACE, Compiler, MappingBudget, Store};
 
 use crate::admin::{AdminConfig, AdminHandler, MAX_ADMIN_BODY_BYTES, TOKEN_ENV};
 use crate::config::Config;
@@ -113,7 +113,7 @@ impl Node {
             "deployed the config"
         );
 
-        let snapshot =
+        let (snapshot, catalog) =
             Control::snapshot_of(&store, &kv_store, &config.routes, config.default_limits)
                 .context("opening the namespaces in the data directory")?;
         let kv = Arc::new(KvService::start(
@@ -124,26 +124,32 @@ impl Node {
         let plane = Plane::new(
             snapshot,
             engine,
-            store.artifacts().clone(),
+            Storage {
+                artifacts: store.artifacts().clone(),
+                indexes: store.indexes().clone(),
+            },
             workers_per_core,
             config.egress.clone(),
             Some(kv.clone() as Arc<dyn tenantry_core::kv::KvBackend>),
             config.admission,
         );
         let gc = ArtifactGc::start(store.clone())?;
+        let compile_timeout = config
+            .admin
+            .as_ref()
+            .map_or(tenantry_loader::DEFAULT_COMPILE_TIMEOUT, |a| {
+                a.compile_timeout
+            });
+        let compiler = Compiler::new(store.artifacts().clone(), deploy::compile_threads())
+            .with_timeout(compile_timeout);
         let control = Arc::new(Control::new(
             store,
+            compiler,
             plane.clone(),
             config.routes.clone(),
             config.default_limits,
-            deploy::compile_threads(),
-            config
-                .admin
-                .as_ref()
-                .map_or(tenantry_loader::DEFAULT_COMPILE_TIMEOUT, |a| {
-                    a.compile_timeout
-                }),
             kv_store,
+            catalog,
         ));
         control
             .ensure_platform()

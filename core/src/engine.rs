@@ -56,6 +56,15 @@ pub struct EngineSettings {
     /// The start-up check (`tenantry_loader::MappingBudget`) counts it together with the per-core
     /// pools and the instance slots (docs/design.md). Default: 2048.
     pub max_loaded_modules: usize,
+    /// Namespace indexes kept mapped by the process-wide index cache (least recently used
+    /// evicted first; `tenantry_loader::IndexCache`). Each costs one kernel mapping, so this
+    /// bounds the node however many namespaces it holds (one mapping per namespace ran out of
+    /// `vm.max_map_count` near 63k namespaces); a publish maps its new index at once, and an
+    /// evicted, idle namespace is mapped and validated again off the serving thread at its next
+    /// request (~17 µs for a one-script index in a debug build, 5 ms for 100k scripts:
+    /// docs/design.md "Namespaces at scale"). Counted in the start-up check
+    /// (`tenantry_loader::MappingBudget`, docs/design.md). Default: 4096.
+    pub max_mapped_indexes: usize,
     /// Idle instances that reuse-mode Workers (`WorkerSpec::reuse_instances`) may keep, for all
     /// cores together. Each pins a pool slot that no other Worker can get while it idles, so
     /// past this cap a finished instance is dropped instead of kept, and a core that runs out of
@@ -81,6 +90,7 @@ impl Default for EngineSettings {
             keep_resident_bytes: 1 << 20,
             pagemap_scan: true,
             max_loaded_modules: 2048,
+            max_mapped_indexes: 4096,
             max_idle_instances: None,
         }
     }

@@ -10,12 +10,19 @@
 //!                                           └──────────────────────────────────┘
 //! ```
 //! A deploy publishes a new [`Snapshot`]; each core notices the generation change at its next
-//! request and switches. A request keeps the snapshot (and so the mapped index and module) it
-//! started with until it ends, so in-flight requests finish on their version.
+//! request and switches. A request keeps the snapshot it started with until it ends, so
+//! in-flight requests finish on their version.
+//!
+//! A snapshot names each namespace's current index generation ([`IndexKey`]); the mapped indexes
+//! live in the process-wide, bounded [`IndexCache`]. A publish inserts its new index there before
+//! the snapshot naming it is published, so every core finds it at once; a core that misses (an
+//! idle namespace the cache evicted) has the index mapped and validated on the index loader
+//! thread, and serves other requests meanwhile. A lookup copies what the Worker needs out of the
+//! index (module id, bindings, limits, etag), so a request holds no index while it runs.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +37,7 @@ use tenantry_core::{
     WorkerSpec,
 };
 use tenantry_loader::kv::{NamespaceSecrets, SECRET_TOKEN_PREFIX};
-use tenantry_loader::{ArtifactStore, Index};
+use tenantry_loader::{ArtifactStore, Index, IndexCache, IndexKey};
 
 use crate::Handler;
 use crate::admission::{Admission, AdmissionLimits, Class};
@@ -38,22 +45,33 @@ use crate::client::{Client, EgressPolicy};
 use crate::route::Router;
 
 /// Everything a request needs to find its Worker, as of one generation.
+///
+/// The maps are persistent (`imbl`): the control plane derives the next snapshot from this one
+/// in O(log n) per changed namespace, and a clone is O(1), however many namespaces there are.
 pub struct Snapshot {
     pub router: Router,
-    /// Namespace name → its index.
-    pub namespaces: HashMap<String, Index>,
+    /// Namespace name → its current index generation, to look up in the [`IndexCache`].
+    pub namespaces: imbl::HashMap<String, IndexKey>,
     /// Limits for scripts that set none of their own.
     pub default_limits: Limits,
     /// Namespace name → its `secret_text` values, kept apart from the index (which holds only
     /// tokens; see `tenantry_loader::kv`).
-    pub secrets: HashMap<String, Arc<NamespaceSecrets>>,
+    pub secrets: imbl::HashMap<String, Arc<NamespaceSecrets>>,
+}
+
+/// What the plane reads from the data directory, each through its bounded, process-wide cache:
+/// the Workers' modules and the namespaces' indexes. Cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    pub artifacts: ArtifactStore,
+    pub indexes: IndexCache,
 }
 
 /// The current snapshot, shared by every core.
 pub struct Plane {
     generation: AtomicU64,
     current: ArcSwap<Snapshot>,
-    artifacts: ArtifactStore,
+    storage: Storage,
     engine: Engine,
     workers_per_core: usize,
     egress: EgressPolicy,
@@ -65,7 +83,7 @@ impl Plane {
     pub fn new(
         snapshot: Snapshot,
         engine: Engine,
-        artifacts: ArtifactStore,
+        storage: Storage,
         workers_per_core: usize,
         egress: EgressPolicy,
         kv: Option<Arc<dyn KvBackend>>,
@@ -74,7 +92,7 @@ impl Plane {
         Arc::new(Plane {
             generation: AtomicU64::new(1),
             current: ArcSwap::from_pointee(snapshot),
-            artifacts,
+            storage,
             engine,
             workers_per_core,
             egress,
@@ -141,9 +159,10 @@ impl CoreDispatch {
     }
 
     /// The Worker `script` of `namespace` in `snapshot`, loaded on this core. A hit is ready at
-    /// once; on a miss a loader thread maps the module while this core serves other requests,
-    /// and the Worker is linked here when it is mapped. The returned future owns what it needs,
-    /// so `snapshot` is only borrowed for the lookup.
+    /// once; on a miss a loader thread maps the module (and, if the cache evicted it, the
+    /// namespace's index) while this core serves other requests, and the Worker is linked here
+    /// when it is mapped. The returned future owns what it needs, so `snapshot` is only borrowed
+    /// for the lookup.
     fn worker(
         &self,
         snapshot: &Snapshot,
@@ -151,41 +170,111 @@ impl CoreDispatch {
         script: &str,
     ) -> impl Future<Output = Result<Rc<Worker>, Fault>> + use<> {
         let found = (|| {
-            let index = snapshot.namespaces.get(namespace).ok_or(Fault::NotFound)?;
-            let entry = index.get(script).ok_or(Fault::NotFound)?;
-            if let Some(worker) = self.pool.get(entry.etag.as_str()) {
-                return Ok(Ok(worker));
-            }
-            let module = self
-                .plane
-                .artifacts
-                .load_async(&tenantry_loader::artifact_id(entry));
-            let name = format!("{namespace}/{script}");
+            let key = snapshot.namespaces.get(namespace).ok_or(Fault::NotFound)?;
             let secrets = snapshot.secrets.get(namespace);
-            let bindings = with_secrets(tenantry_loader::bindings(entry), script, secrets);
-            let limits = tenantry_loader::limits(entry, snapshot.default_limits);
-            let reuse_instances = entry.reuse_instances.to_native();
-            Ok(Err(self.pool.load(entry.etag.as_str(), async move {
-                let loaded = module
-                    .await
-                    .map_err(|e| Fault::Unavailable(e.to_string()))?;
-                Ok(WorkerSpec {
-                    name,
-                    module: loaded.module,
-                    bindings,
-                    limits,
-                    reuse_instances,
-                    js_bundle: loaded.js_bundle,
-                })
-            })))
+            Ok(match self.plane.storage.indexes.cached(key) {
+                Some(index) => Ok(find(
+                    &self.pool,
+                    &self.plane.storage.artifacts,
+                    &index,
+                    namespace,
+                    script,
+                    secrets,
+                    snapshot.default_limits,
+                )?),
+                None => Err((
+                    self.plane.storage.indexes.load_async(key),
+                    Lookup {
+                        pool: self.pool.clone(),
+                        artifacts: self.plane.storage.artifacts.clone(),
+                        secrets: secrets.cloned(),
+                        default_limits: snapshot.default_limits,
+                        namespace: namespace.to_string(),
+                        script: script.to_string(),
+                    },
+                )),
+            })
         })();
         async move {
-            match found? {
+            let found = match found? {
+                Ok(found) => found,
+                Err((opening, l)) => {
+                    let index = match opening.await {
+                        Ok(Some(index)) => index,
+                        // Deleted since the snapshot was taken.
+                        Ok(None) => return Err(Fault::NotFound),
+                        Err(e) => {
+                            return Err(Fault::Unavailable(format!(
+                                "the index of namespace `{}` cannot be opened: {e}",
+                                l.namespace
+                            )));
+                        }
+                    };
+                    find(
+                        &l.pool,
+                        &l.artifacts,
+                        &index,
+                        &l.namespace,
+                        &l.script,
+                        l.secrets.as_ref(),
+                        l.default_limits,
+                    )?
+                }
+            };
+            match found {
                 Ok(worker) => Ok(worker),
                 Err(loading) => loading.await,
             }
         }
     }
+}
+
+/// A Worker found in an index: on this core already, or loading.
+type Found = Result<Rc<Worker>, Pin<Box<dyn Future<Output = Result<Rc<Worker>, Fault>>>>>;
+
+/// What the lookup after a missed index needs, owned by the request's future.
+struct Lookup {
+    pool: Rc<WorkerPool>,
+    artifacts: ArtifactStore,
+    secrets: Option<Arc<NamespaceSecrets>>,
+    default_limits: Limits,
+    namespace: String,
+    script: String,
+}
+
+/// The Worker `script` of `namespace` in `index`: from `pool` if this core has it, else a future
+/// that maps its module (`artifacts`) and links it here. The future owns what it needs.
+fn find(
+    pool: &WorkerPool,
+    artifacts: &ArtifactStore,
+    index: &Index,
+    namespace: &str,
+    script: &str,
+    secrets: Option<&Arc<NamespaceSecrets>>,
+    default_limits: Limits,
+) -> Result<Found, Fault> {
+    let entry = index.get(script).ok_or(Fault::NotFound)?;
+    if let Some(worker) = pool.get(entry.etag.as_str()) {
+        return Ok(Ok(worker));
+    }
+    let module = artifacts.load_async(&tenantry_loader::artifact_id(entry));
+    let name = format!("{namespace}/{script}");
+    let bindings = with_secrets(tenantry_loader::bindings(entry), script, secrets);
+    let limits = tenantry_loader::limits(entry, default_limits);
+    let reuse_instances = entry.reuse_instances.to_native();
+    Ok(Err(Box::pin(pool.load(entry.etag.as_str(), async move {
+        let loaded = module
+            .await
+            .map_err(|e| Fault::Unavailable(e.to_string()))?;
+        Ok(WorkerSpec {
+            name,
+            module: loaded.module,
+            bindings,
+            limits,
+            reuse_instances,
+            js_bundle: loaded.js_bundle,
+        })
+    }))))
 }
 
 /// Runs `worker` under `permit`. If the pool had no free slot and this core holds idle

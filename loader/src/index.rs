@@ -307,7 +307,7 @@ pub fn header(generation: u64, compat_hash: &str, payload: &[u8]) -> [u8; HEADER
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn entry(name: &str, n: u8) -> ScriptEntry {

@@ -7,6 +7,9 @@
 //! - [`Compiler`]: the compile threads; Cranelift never runs on a serving core.
 //! - [`Index`]: a namespace's scripts as an rkyv archive, validated once on open, then read in
 //!   place from the mapping (format drawn in [`index`]).
+//! - [`IndexCache`]: the bounded, process-wide set of mapped indexes that serving cores read; an
+//!   idle namespace's index is mapped again by a loader thread (one mapping per namespace for
+//!   good ran out of `vm.max_map_count` near 63k namespaces).
 //! - [`Store`]: a data directory of artifacts and namespace indexes; publishing is
 //!   write-temp, fsync, rename, fsync-dir, so a crash leaves the old generation or the new one.
 //!
@@ -34,6 +37,7 @@ mod compile;
 mod entry;
 mod fsutil;
 pub mod index;
+mod indexes;
 pub mod js;
 pub mod kv;
 mod mmap;
@@ -48,6 +52,7 @@ pub use index::{
     ArchivedBindingEntry, ArchivedIndexData, ArchivedScriptEntry, BindingEntry, Index, IndexData,
     IndexError, ScriptEntry, ScriptLimits,
 };
+pub use indexes::{INDEX_LOADER_THREADS, IndexCache, IndexKey, IndexLoadError, VMAS_PER_INDEX};
 pub use modules::{
     DEFAULT_MAX_MAP_COUNT, Loaded, Lru, MAPPING_BUDGET_PERCENT, MODULE_LOADER_THREADS,
     MappingBudget, MappingBudgetError, VMAS_PER_MODULE, VMAS_PER_SLOT,

@@ -24,6 +24,7 @@ use tenantry_core::{Engine, EngineSettings, LoadError};
 use wasmtime::Module;
 
 use crate::artifacts::{ArtifactError, ArtifactId};
+use crate::indexes::{INDEX_LOADER_THREADS, VMAS_PER_INDEX};
 use crate::js::JsEngine;
 
 /// What a serving core needs to run one artifact: its module and, for a JavaScript Worker, its
@@ -379,10 +380,17 @@ pub const DEFAULT_MAX_MAP_COUNT: u64 = 65_530;
 /// So at most `max_loaded_modules + loader threads + cores × workers_per_core + max_instances`
 /// modules are mapped,
 /// each with [`VMAS_PER_MODULE`] mappings, beside `max_instances ×` [`VMAS_PER_SLOT`].
+///
+/// Namespace indexes are counted here too, one mapping each ([`crate::VMAS_PER_INDEX`]): the
+/// index cache holds at most `max_mapped_indexes`; an index loader thread and each serving core
+/// hold one more for a moment (the one just opened, the one a lookup reads).
+/// [`MappingBudget::check`] reserves those first and gives the per-core pools what is left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MappingBudget {
     /// The most modules mapped at once.
     pub modules: u64,
+    /// The most namespace indexes mapped at once.
+    pub indexes: u64,
     /// The most mappings modules and slots may take.
     pub mappings: u64,
     /// What the kernel allows the whole process.
@@ -392,13 +400,14 @@ pub struct MappingBudget {
 /// Why the configured pools cannot fit the kernel's mapping limit.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "[engine] max_loaded_modules = {max_loaded_modules} and max_instances = {max_instances} may need \
-     {mappings} memory mappings, more than {MAPPING_BUDGET_PERCENT}% of vm.max_map_count \
+    "[engine] max_loaded_modules = {max_loaded_modules}, max_instances = {max_instances} and \
+     max_mapped_indexes = {max_mapped_indexes} may need {mappings} memory mappings, more than {MAPPING_BUDGET_PERCENT}% of vm.max_map_count \
      ({max_map_count}): lower them, or raise vm.max_map_count (sysctl -w vm.max_map_count=…)"
 )]
 pub struct MappingBudgetError {
     pub max_loaded_modules: usize,
     pub max_instances: u32,
+    pub max_mapped_indexes: usize,
     pub mappings: u64,
     pub max_map_count: u64,
 }
@@ -429,12 +438,15 @@ impl MappingBudget {
         // duplicate of one another core loaded, or the one whose insert evicts another) until
         // it drops it.
         let fixed = settings.max_loaded_modules as u64 + MODULE_LOADER_THREADS as u64 + slots;
-        let fixed_mappings = fixed * VMAS_PER_MODULE + slots * VMAS_PER_SLOT;
+        let indexes = settings.max_mapped_indexes as u64 + INDEX_LOADER_THREADS as u64 + cores;
+        let fixed_mappings =
+            fixed * VMAS_PER_MODULE + slots * VMAS_PER_SLOT + indexes * VMAS_PER_INDEX;
         let per_core_room = allowed.saturating_sub(fixed_mappings) / VMAS_PER_MODULE / cores;
         if per_core_room == 0 {
             return Err(MappingBudgetError {
                 max_loaded_modules: settings.max_loaded_modules,
                 max_instances: settings.max_instances,
+                max_mapped_indexes: settings.max_mapped_indexes,
                 mappings: fixed_mappings + cores * VMAS_PER_MODULE,
                 max_map_count,
             });
@@ -444,7 +456,10 @@ impl MappingBudget {
         Ok((
             MappingBudget {
                 modules,
-                mappings: modules * VMAS_PER_MODULE + slots * VMAS_PER_SLOT,
+                indexes,
+                mappings: modules * VMAS_PER_MODULE
+                    + slots * VMAS_PER_SLOT
+                    + indexes * VMAS_PER_INDEX,
                 max_map_count,
             },
             workers as usize,
@@ -510,6 +525,7 @@ mod tests {
         EngineSettings {
             max_loaded_modules,
             max_instances,
+            max_mapped_indexes: 997,
             ..Default::default()
         }
     }
@@ -527,23 +543,32 @@ mod tests {
 
     #[test]
     fn per_core_pools_are_clamped_and_an_impossible_budget_is_refused() {
-        // 1000 modules + 2 on loader threads + 100 slots: 1102 × 3 + 100 × 6 = 3906 of the
-        // 10000 allowed, leaving room for 6094 / 3 / 2 = 1015 Workers per core.
+        // 1000 modules + 2 on loader threads + 100 slots: 1102 × 3 + 100 × 6 = 3906, and
+        // 997 indexes + 1 on the loader thread + 2 cores' = 1000 of the 10000 allowed, leaving
+        // room for 5094 / 3 / 2 = 849 Workers per core.
         let (budget, workers) =
             MappingBudget::check(&settings(1000, 100), 2, 5000, 20_000).unwrap();
-        assert_eq!(workers, 1015);
-        assert_eq!(budget.modules, 1102 + 2 * 1015);
+        assert_eq!(workers, 849);
+        assert_eq!(budget.modules, 1102 + 2 * 849);
+        assert_eq!(budget.indexes, 1000);
         assert!(budget.mappings <= 10_000);
         let (_, workers) = MappingBudget::check(&settings(1000, 100), 2, 10, 20_000).unwrap();
         assert_eq!(workers, 10);
 
         let e = MappingBudget::check(&settings(60_000, 1000), 2, 10, 65_530).unwrap_err();
         assert!(e.to_string().contains("vm.max_map_count (65530)"), "{e}");
+        // Indexes alone can exhaust the budget too, and the error names their setting.
+        let many_indexes = EngineSettings {
+            max_mapped_indexes: 40_000,
+            ..settings(100, 100)
+        };
+        let e = MappingBudget::check(&many_indexes, 2, 10, 65_530).unwrap_err();
+        assert!(e.to_string().contains("max_mapped_indexes = 40000"), "{e}");
     }
 }
 
 #[cfg(test)]
-mod mapping_tests {
+pub(crate) mod mapping_tests {
     use std::sync::Arc;
     use std::task::{Context, Poll, Wake, Waker};
 
@@ -588,7 +613,7 @@ mod mapping_tests {
     }
 
     /// Polls `future` on this thread, parking until a loader thread wakes it.
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
         struct Unpark(std::thread::Thread);
         impl Wake for Unpark {
             fn wake(self: Arc<Self>) {

@@ -19,6 +19,7 @@ use tenantry_core::Engine;
 use crate::artifacts::{ArtifactError, ArtifactId, ArtifactStore};
 use crate::fsutil::{is_temporary, sync_dir, temporary_name};
 use crate::index::{Index, IndexData, IndexError, publish};
+use crate::indexes::IndexCache;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,8 @@ struct Inner {
     artifacts: ArtifactStore,
     engine: Engine,
     publishing: Mutex<()>,
+    /// The mapped indexes the data plane reads, at most `max_mapped_indexes` of them.
+    indexes: IndexCache,
 }
 
 impl Store {
@@ -84,6 +87,7 @@ impl Store {
             inner: Arc::new(Inner {
                 root: root.to_path_buf(),
                 artifacts,
+                indexes: IndexCache::new(&namespaces, engine.settings().max_mapped_indexes),
                 engine,
                 publishing: Mutex::new(()),
             }),
@@ -96,6 +100,11 @@ impl Store {
 
     pub fn artifacts(&self) -> &ArtifactStore {
         &self.inner.artifacts
+    }
+
+    /// The bounded cache of mapped indexes that serving cores read (see [`IndexCache`]).
+    pub fn indexes(&self) -> &IndexCache {
+        &self.inner.indexes
     }
 
     /// The index file of namespace `ns`.

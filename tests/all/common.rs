@@ -226,7 +226,14 @@ impl Conn {
 
     fn fill(&mut self) {
         let mut chunk = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut chunk).expect("reading a response");
+        // A read with a timeout is not restarted after a signal (e.g. the whole machine being
+        // paused and resumed): read again.
+        let n = loop {
+            match self.stream.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                read => break read.expect("reading a response"),
+            }
+        };
         assert!(
             n > 0,
             "connection closed before a full response; got {:?}",

@@ -102,6 +102,11 @@ fn semantic_errors_are_specific() {
             ":2: ",
             "max_loaded_modules must be at least 1",
         ),
+        (
+            "[engine]\nmax_mapped_indexes = 0\n".to_string(),
+            ":2: ",
+            "max_mapped_indexes must be at least 1",
+        ),
     ];
     for (text, line, needle) in cases {
         let e = parse_err(&text);
