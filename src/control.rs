@@ -165,9 +165,22 @@ impl Control {
         if ns != tenantry_loader::PLATFORM_NAMESPACE && tenantry_loader::valid_name(ns).is_err() {
             return Err(ControlError::NamespaceNotFound(ns.to_string()));
         }
+        // The index the data plane serves, from the process-wide cache: an admin read maps and
+        // validates it only if the cache evicted it (opening it from disk for every read cost
+        // 4.4 ms per get-script at 100k Workers, 50 ms at 1M).
+        let not_found = || ControlError::NamespaceNotFound(ns.to_string());
+        let key = self
+            .plane
+            .load()
+            .namespaces
+            .get(ns)
+            .cloned()
+            .ok_or_else(not_found)?;
         self.store
-            .open_index(ns)?
-            .ok_or_else(|| ControlError::NamespaceNotFound(ns.to_string()))
+            .indexes()
+            .load(&key)
+            .map_err(StoreError::from)?
+            .ok_or_else(not_found)
     }
 
     /// Up to `limit` user namespaces named after `cursor`, in name order, how many there are in
