@@ -46,7 +46,7 @@ if [[ -n "${RR_DISTINCT:-}" ]]; then
   done
 fi
 rm -rf "$dir/data"
-START_WAIT_S=120 start_server "$config" 18097
+START_WAIT_S=900 start_server "$config" 18097
 
 # Warm up: every Worker once (loads its module), then measure each count in one run of the node.
 RR_WORKERS=$max taskset -c 1 wrk -t1 -c"$conns" -d2s -s benches/load/round-robin.lua http://127.0.0.1:18097/ >/dev/null
