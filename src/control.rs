@@ -132,6 +132,7 @@ impl Control {
         let mut namespaces = imbl::HashMap::new();
         let mut secrets = imbl::HashMap::new();
         let mut catalog = BTreeMap::new();
+        let mut all_secrets = kv.all_secrets()?;
         for name in store.namespaces()? {
             let Some(index) = store.open_index(&name)? else {
                 continue;
@@ -140,7 +141,8 @@ impl Control {
             if !name.starts_with('_') {
                 catalog.insert(name.clone(), NamespaceSummary::of(&index));
             }
-            secrets.insert(name.clone(), Arc::new(kv.secrets(&name)?));
+            let own = all_secrets.remove(&name).unwrap_or_default();
+            secrets.insert(name.clone(), Arc::new(own));
             namespaces.insert(name, store.indexes().insert(index));
         }
         let snapshot = Snapshot {

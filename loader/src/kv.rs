@@ -15,6 +15,7 @@
 //!
 //! [redb]: https://docs.rs/redb
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -751,6 +752,24 @@ impl KvStore {
         Ok(out)
     }
 
+    /// Every namespace's `secret_text` values, read in one transaction (a start with many
+    /// namespaces read them one transaction per namespace). Namespaces without secrets are
+    /// absent.
+    pub fn all_secrets(&self) -> Result<HashMap<String, NamespaceSecrets>, KvError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(SECRET_VERSIONS).map_err(storage)?;
+        let mut out: HashMap<String, NamespaceSecrets> = HashMap::new();
+        for item in table.iter().map_err(storage)? {
+            let (k, v) = item.map_err(storage)?;
+            let (ns, script, name, token) = k.value();
+            out.entry(ns.to_string()).or_default().insert(
+                (script.to_string(), name.to_string(), token.to_string()),
+                String::from_utf8_lossy(v.value()).into_owned(),
+            );
+        }
+        Ok(out)
+    }
+
     /// Removes every secret of namespace `ns` (the namespace is being deleted).
     pub fn delete_secrets(&self, ns: &str) -> Result<(), KvError> {
         let keys: Vec<(String, String, String)> = self.secrets(ns)?.into_keys().collect();
@@ -1300,6 +1319,17 @@ mod tests {
         // here leaves the live (old) index whole.
         assert_eq!(value(&kv, &token).as_deref(), Some("s3cret"));
         assert_eq!(value(&kv, &rotated).as_deref(), Some("rotated"));
+        // All namespaces' secrets in one read (a node's start) are each namespace's.
+        let mut other = crate::IndexData::new("staff", 1);
+        other.scripts.insert("alice".into(), entry("staff-key"));
+        kv.seal_secrets("staff", &mut other).unwrap();
+        let all = kv.all_secrets().unwrap();
+        assert_eq!(all.len(), 2);
+        for ns in ["customers", "staff"] {
+            assert_eq!(all[ns], kv.secrets(ns).unwrap(), "{ns}");
+        }
+        assert_eq!(all["customers"].len(), 2);
+        assert!(all["staff"].values().any(|v| v == "staff-key"));
         assert_eq!(kv.prune_secrets("customers", &data).unwrap(), 1);
         assert_eq!(value(&kv, &token), None);
         assert_eq!(value(&kv, &rotated).as_deref(), Some("rotated"));
