@@ -2,12 +2,12 @@
 //! compiling never runs on a serving core.
 
 use std::panic::AssertUnwindSafe;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::artifacts::{ArtifactError, ArtifactId, ArtifactStore};
+use crate::jobs::JobThreads;
 
 type Job = (Vec<u8>, Sender<Result<ArtifactId, ArtifactError>>);
 
@@ -17,42 +17,28 @@ pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A pool of compile threads. Dropping it lets queued jobs finish, then stops the threads.
 pub struct Compiler {
-    jobs: Option<Sender<Job>>,
-    threads: Vec<JoinHandle<()>>,
+    jobs: JobThreads<Job>,
     timeout: Duration,
 }
 
 impl Compiler {
     /// Starts `threads` compile threads (at least one) storing into `artifacts`.
     pub fn new(artifacts: ArtifactStore, threads: usize) -> Compiler {
-        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
-        let threads = (0..threads.max(1))
-            .map(|i| {
-                let rx = rx.clone();
-                let artifacts = artifacts.clone();
-                std::thread::Builder::new()
-                    .name(format!("tenantry-compile-{i}"))
-                    .spawn(move || {
-                        for (wasm, reply) in rx {
-                            let result =
-                                std::panic::catch_unwind(AssertUnwindSafe(|| artifacts.put(&wasm)))
-                                    .unwrap_or_else(|panic| {
-                                        let what = panic
-                                            .downcast_ref::<&str>()
-                                            .map(|s| s.to_string())
-                                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                                            .unwrap_or_else(|| "a panic".into());
-                                        Err(ArtifactError::Internal(what))
-                                    });
-                            let _ = reply.send(result);
-                        }
-                    })
-                    .expect("spawning a compile thread")
-            })
-            .collect();
+        let compile = move |(wasm, reply): Job| {
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| artifacts.put(&wasm)))
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".into());
+                    Err(ArtifactError::Internal(what))
+                });
+            let _ = reply.send(result);
+        };
         Compiler {
-            jobs: Some(tx),
-            threads,
+            jobs: JobThreads::start(threads, "tenantry-compile", compile)
+                .expect("spawning a compile thread"),
             timeout: DEFAULT_COMPILE_TIMEOUT,
         }
     }
@@ -66,10 +52,7 @@ impl Compiler {
     /// Queues an upload; the result arrives on the returned channel.
     pub fn submit(&self, wasm: Vec<u8>) -> Receiver<Result<ArtifactId, ArtifactError>> {
         let (reply, result) = crossbeam_channel::bounded(1);
-        if let Some(jobs) = &self.jobs {
-            // The threads only stop when `jobs` is dropped, so this cannot fail while `self` lives.
-            let _ = jobs.send((wasm, reply));
-        }
+        self.jobs.send((wasm, reply));
         result
     }
 
@@ -87,15 +70,6 @@ impl Compiler {
             Err(RecvTimeoutError::Disconnected) => {
                 Err(ArtifactError::Internal("the compile pool stopped".into()))
             }
-        }
-    }
-}
-
-impl Drop for Compiler {
-    fn drop(&mut self) {
-        self.jobs.take();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
         }
     }
 }

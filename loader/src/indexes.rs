@@ -23,11 +23,11 @@
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
 use crate::index::{Index, IndexError};
+use crate::jobs::JobThreads;
 
 /// Threads that map indexes for the serving cores. Opening an index maps it and validates it
 /// once (5 ms for 100k scripts, `--bench index`; ~17 µs for one script in a debug build,
@@ -229,41 +229,24 @@ impl IndexCache {
 }
 
 /// The index loader threads of one cache; they stop when it is dropped.
-struct Loader {
-    jobs: Option<crossbeam_channel::Sender<(IndexKey, Reply)>>,
-    threads: Vec<JoinHandle<()>>,
-}
+struct Loader(JobThreads<(IndexKey, Reply)>);
 
 impl Loader {
     fn start(mapped: &Arc<Mapped>) -> std::io::Result<Loader> {
-        let (tx, rx) = crossbeam_channel::unbounded::<(IndexKey, Reply)>();
-        let threads = (0..INDEX_LOADER_THREADS)
-            .map(|i| {
-                let rx = rx.clone();
-                let mapped = mapped.clone();
-                std::thread::Builder::new()
-                    .name(format!("tenantry-index-{i}"))
-                    .spawn(move || {
-                        for (key, reply) in rx {
-                            let opened = mapped.open(&key).map_err(IndexLoadError::from);
-                            if let Err(e) = &opened {
-                                tracing::error!(
-                                    namespace = key.namespace(),
-                                    generation = key.generation(),
-                                    "opening a namespace's index failed: {e}"
-                                );
-                            }
-                            // The waiting request may be gone: the index stays cached for the
-                            // next one.
-                            let _ = reply.send(opened);
-                        }
-                    })
-            })
-            .collect::<std::io::Result<_>>()?;
-        Ok(Loader {
-            jobs: Some(tx),
-            threads,
-        })
+        let mapped = mapped.clone();
+        let open = move |(key, reply): (IndexKey, Reply)| {
+            let opened = mapped.open(&key).map_err(IndexLoadError::from);
+            if let Err(e) = &opened {
+                tracing::error!(
+                    namespace = key.namespace(),
+                    generation = key.generation(),
+                    "opening a namespace's index failed: {e}"
+                );
+            }
+            // The waiting request may be gone: the index stays cached for the next one.
+            let _ = reply.send(opened);
+        };
+        JobThreads::start(INDEX_LOADER_THREADS, "tenantry-index", open).map(Loader)
     }
 
     fn submit(
@@ -271,20 +254,8 @@ impl Loader {
         key: IndexKey,
     ) -> futures_channel::oneshot::Receiver<Result<Option<Index>, IndexLoadError>> {
         let (tx, rx) = futures_channel::oneshot::channel();
-        if let Some(jobs) = &self.jobs {
-            // Fails only if the loader thread is gone; `rx` then reports the load cancelled.
-            let _ = jobs.send((key, tx));
-        }
+        self.0.send((key, tx));
         rx
-    }
-}
-
-impl Drop for Loader {
-    fn drop(&mut self) {
-        self.jobs.take();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
     }
 }
 

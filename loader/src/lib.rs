@@ -38,6 +38,7 @@ mod entry;
 mod fsutil;
 pub mod index;
 mod indexes;
+mod jobs;
 pub mod js;
 pub mod kv;
 mod mmap;

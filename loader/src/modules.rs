@@ -18,13 +18,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use tenantry_core::{Engine, EngineSettings, LoadError};
 use wasmtime::Module;
 
 use crate::artifacts::{ArtifactError, ArtifactId};
 use crate::indexes::{INDEX_LOADER_THREADS, VMAS_PER_INDEX};
+use crate::jobs::JobThreads;
 use crate::js::JsEngine;
 
 /// What a serving core needs to run one artifact: its module and, for a JavaScript Worker, its
@@ -287,33 +287,21 @@ impl ModuleCache {
 }
 
 /// The loader threads of one store; they stop when it is dropped.
-pub(crate) struct Loader {
-    jobs: Option<crossbeam_channel::Sender<Job>>,
-    threads: Vec<JoinHandle<()>>,
-}
+pub(crate) struct Loader(JobThreads<Job>);
 
 impl Loader {
     pub(crate) fn start(cache: &Arc<ModuleCache>) -> std::io::Result<Loader> {
-        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
-        let threads = (0..MODULE_LOADER_THREADS)
-            .map(|i| {
-                let rx = rx.clone();
-                let cache = cache.clone();
-                std::thread::Builder::new()
-                    .name(format!("tenantry-load-{i}"))
-                    .spawn(move || {
-                        for (id, reply) in rx {
-                            // The waiting request may be gone (its client closed): then the
-                            // module is still cached for the next one.
-                            let _ = reply.send(cache.load(&id));
-                        }
-                    })
-            })
-            .collect::<std::io::Result<_>>()?;
-        Ok(Loader {
-            jobs: Some(tx),
-            threads,
-        })
+        let cache = cache.clone();
+        JobThreads::start(
+            MODULE_LOADER_THREADS,
+            "tenantry-load",
+            move |(id, reply): Job| {
+                // The waiting request may be gone (its client closed): then the module is still
+                // cached for the next one.
+                let _ = reply.send(cache.load(&id));
+            },
+        )
+        .map(Loader)
     }
 
     /// Queues a load of `id`; the receiver gets its result.
@@ -322,20 +310,8 @@ impl Loader {
         id: ArtifactId,
     ) -> futures_channel::oneshot::Receiver<Result<Loaded, ArtifactError>> {
         let (tx, rx) = futures_channel::oneshot::channel();
-        if let Some(jobs) = &self.jobs {
-            // Fails only if every loader thread is gone; `rx` then reports the load cancelled.
-            let _ = jobs.send((id, tx));
-        }
+        self.0.send((id, tx));
         rx
-    }
-}
-
-impl Drop for Loader {
-    fn drop(&mut self) {
-        self.jobs.take();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
     }
 }
 

@@ -112,6 +112,15 @@ impl Store {
         self.inner.root.join("namespaces").join(ns).join("index")
     }
 
+    /// The lock that serialises what changes the namespaces directory: publishes, creates,
+    /// deletes, and the artifact collection that reads what they name.
+    fn publishing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner
+            .publishing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Every namespace with an index, sorted.
     pub fn namespaces(&self) -> Result<Vec<String>, StoreError> {
         let dir = self.inner.root.join("namespaces");
@@ -166,11 +175,7 @@ impl Store {
     /// opened. Every artifact `data` names must already be stored for this engine.
     pub fn publish_index(&self, ns: &str, data: &IndexData) -> Result<Index, StoreError> {
         check_name(ns)?;
-        let _guard = self
-            .inner
-            .publishing
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = self.publishing();
         let generation = match self.open_index(ns) {
             Ok(Some(old)) => old.generation() + 1,
             // A corrupt index is replaced; the counter restarts past any plausible old value.
@@ -193,11 +198,7 @@ impl Store {
     /// So a failed create never leaves a half-made namespace behind.
     pub fn create_namespace(&self, ns: &str, data: &IndexData) -> Result<Index, StoreError> {
         check_name(ns)?;
-        let _guard = self
-            .inner
-            .publishing
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = self.publishing();
         if self.has_namespace(ns)? {
             return Err(StoreError::NamespaceExists(ns.to_string()));
         }
@@ -246,11 +247,7 @@ impl Store {
     /// Removes namespace `ns` and its index. Its artifacts stay (other namespaces may share them).
     pub fn delete_namespace(&self, ns: &str) -> Result<bool, StoreError> {
         check_name(ns)?;
-        let _guard = self
-            .inner
-            .publishing
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = self.publishing();
         let dir = self.inner.root.join("namespaces").join(ns);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {
@@ -279,11 +276,7 @@ impl Store {
     /// the index that names it is published. A module still mapped by a serving core stays valid
     /// after its file is removed (the mapping holds the inode).
     pub fn collect_artifacts(&self, grace: Duration) -> Result<usize, StoreError> {
-        let _publishing = self
-            .inner
-            .publishing
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _publishing = self.publishing();
         let mut named = std::collections::HashSet::new();
         for ns in self.namespaces()? {
             let Some(index) = self.open_index(&ns)? else {

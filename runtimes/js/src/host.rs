@@ -112,6 +112,21 @@ pub fn request_headers() -> Vec<u8> {
 
 /// The whole body of the incoming request (copied once, from the host into this buffer).
 pub fn request_body() -> Result<Vec<u8>, tenantry_sdk::Error> {
+    // SAFETY: `read_body` passes `room` writable bytes of its buffer's spare capacity.
+    read_body(|buf, room| unsafe { sys::request_body_read(sys::REQUEST, buf, room) })
+        .map_err(tenantry_sdk::Error::from_code)
+}
+
+/// The rest of a fetched response's body (`response_body_read` to its end); `Err` with the
+/// host's code if a read failed.
+pub fn fetched_body(resp: i32) -> Result<Vec<u8>, i32> {
+    // SAFETY: as in `request_body`.
+    read_body(|buf, room| unsafe { sys::response_body_read(resp, buf, room) })
+}
+
+/// A body read to its end by `read(buf, room)`, a host call that writes at most `room` bytes at
+/// `buf` and answers how many (0 at the end), or a negative code, which is returned.
+fn read_body(mut read: impl FnMut(*mut u8, usize) -> i32) -> Result<Vec<u8>, i32> {
     let mut body: Vec<u8> = Vec::new();
     loop {
         if body.len() == body.capacity() {
@@ -121,31 +136,7 @@ pub fn request_body() -> Result<Vec<u8>, tenantry_sdk::Error> {
         let room = body.capacity() - len;
         // SAFETY: `len <= capacity`, so `add(len)` stays within the allocation, and `room`
         // bytes after it are spare capacity the host may write.
-        let n = unsafe { sys::request_body_read(sys::REQUEST, body.as_mut_ptr().add(len), room) };
-        if n < 0 {
-            return Err(tenantry_sdk::Error::from_code(n));
-        }
-        let n = (n as usize).min(room);
-        if n == 0 {
-            return Ok(body);
-        }
-        // SAFETY: the host wrote `n <= room` bytes starting at `len`.
-        unsafe { body.set_len(len + n) };
-    }
-}
-
-/// The rest of a fetched response's body (`response_body_read` to its end); `Err` with the
-/// host's code if a read failed.
-pub fn fetched_body(resp: i32) -> Result<Vec<u8>, i32> {
-    let mut body: Vec<u8> = Vec::new();
-    loop {
-        if body.len() == body.capacity() {
-            body.reserve(BODY_CHUNK);
-        }
-        let len = body.len();
-        let room = body.capacity() - len;
-        // SAFETY: as in `request_body`: `room` bytes of spare capacity after `len`.
-        let n = unsafe { sys::response_body_read(resp, body.as_mut_ptr().add(len), room) };
+        let n = read(unsafe { body.as_mut_ptr().add(len) }, room);
         if n < 0 {
             return Err(n);
         }
