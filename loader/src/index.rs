@@ -165,6 +165,52 @@ impl std::fmt::Debug for Index {
     }
 }
 
+/// An index file's header fields past the magic and the version, which it checks.
+struct Header {
+    generation: u64,
+    compat_hash: String,
+    payload_len: u64,
+    crc: u32,
+}
+
+impl Header {
+    fn parse(header: &[u8], path: &Path) -> Result<Header, IndexError> {
+        if header[..8] != MAGIC {
+            return Err(IndexError::BadMagic { path: path.into() });
+        }
+        let u32_at = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().unwrap());
+        let u64_at = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().unwrap());
+        let version = u32_at(8);
+        if version != FORMAT_VERSION {
+            return Err(IndexError::UnsupportedVersion {
+                path: path.into(),
+                version,
+            });
+        }
+        Ok(Header {
+            generation: u64_at(16),
+            compat_hash: String::from_utf8_lossy(&header[24..40]).into_owned(),
+            payload_len: u64_at(40),
+            crc: u32_at(48),
+        })
+    }
+}
+
+/// The generation of the index at `path`, from its header alone (a publish needs only that:
+/// opening maps and validates the whole archive, O(n) in its scripts).
+pub fn read_generation(path: &Path) -> Result<u64, IndexError> {
+    use std::io::Read;
+    let io = |source| IndexError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut header = [0u8; HEADER_LEN];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .map_err(io)?;
+    Ok(Header::parse(&header, path)?.generation)
+}
+
 impl Index {
     /// Maps and validates the index at `path`. With `expected_compat`, an index built for another
     /// engine is an error ([`IndexError::WrongEngine`]).
@@ -183,22 +229,12 @@ impl Index {
                 expected: HEADER_LEN as u64,
             });
         }
-        let header = &map[..HEADER_LEN];
-        if header[..8] != MAGIC {
-            return Err(IndexError::BadMagic { path: path.into() });
-        }
-        let u32_at = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().unwrap());
-        let u64_at = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().unwrap());
-        let version = u32_at(8);
-        if version != FORMAT_VERSION {
-            return Err(IndexError::UnsupportedVersion {
-                path: path.into(),
-                version,
-            });
-        }
-        let generation = u64_at(16);
-        let compat_hash = String::from_utf8_lossy(&header[24..40]).into_owned();
-        let payload_len = u64_at(40);
+        let Header {
+            generation,
+            compat_hash,
+            payload_len,
+            crc,
+        } = Header::parse(&map[..HEADER_LEN], path)?;
         let expected = (HEADER_LEN as u64).saturating_add(payload_len);
         if len != expected {
             return Err(IndexError::Truncated {
@@ -208,7 +244,7 @@ impl Index {
             });
         }
         let payload = &map[HEADER_LEN..];
-        if crc32fast::hash(payload) != u32_at(48) {
+        if crc32fast::hash(payload) != crc {
             return Err(IndexError::Checksum { path: path.into() });
         }
         mmap::validate(payload).map_err(|message| IndexError::Invalid {
@@ -364,5 +400,28 @@ pub(crate) mod tests {
         assert!(Index::open(&path, None).is_ok());
         let e = Index::open(&path, Some("bbbbbbbbbbbbbbbb")).unwrap_err();
         assert!(matches!(e, IndexError::WrongEngine { .. }), "{e}");
+    }
+
+    /// A publish reads the old generation from the header alone: the same number as opening
+    /// the file, even when the payload after it is damaged; a file that is not an index is
+    /// refused as opening refuses it.
+    #[test]
+    fn the_generation_is_read_from_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        publish(&path, &IndexData::new("ns", 0), 41, "aaaaaaaaaaaaaaaa").unwrap();
+        assert_eq!(read_generation(&path).unwrap(), 41);
+        assert_eq!(Index::open(&path, None).unwrap().generation(), 41);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(Index::open(&path, None).is_err());
+        assert_eq!(read_generation(&path).unwrap(), 41);
+        std::fs::write(&path, [0u8; HEADER_LEN]).unwrap();
+        let e = read_generation(&path).unwrap_err();
+        assert!(matches!(e, IndexError::BadMagic { .. }), "{e}");
+        std::fs::write(&path, b"short").unwrap();
+        assert!(matches!(read_generation(&path), Err(IndexError::Io { .. })));
     }
 }

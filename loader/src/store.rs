@@ -176,13 +176,10 @@ impl Store {
     pub fn publish_index(&self, ns: &str, data: &IndexData) -> Result<Index, StoreError> {
         check_name(ns)?;
         let _guard = self.publishing();
-        let generation = match self.open_index(ns) {
-            Ok(Some(old)) => old.generation() + 1,
-            // A corrupt index is replaced; the counter restarts past any plausible old value.
-            Ok(None) | Err(StoreError::Index(_)) => 1,
-            Err(e) => return Err(e),
-        };
         let path = self.index_path(ns);
+        // From the old file's header: opening it would map and validate every script again.
+        // A missing or unreadable header starts the counter again at 1.
+        let generation = crate::index::read_generation(&path).map_or(1, |old| old + 1);
         let dir = path.parent().expect("index paths have a parent");
         if !dir.exists() {
             return self.create_locked(ns, data);
