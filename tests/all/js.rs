@@ -370,6 +370,64 @@ fn the_example_js_workers_serve() {
     node.shutdown();
 }
 
+/// An `async` handler that never awaits has a fulfilled promise when it returns, and the engine
+/// takes its `Response` without a microtask turn; what it answers must not change: a microtask
+/// the handler queued still runs before the response is read, a thenable is still followed, a
+/// value that is no `Response` and a throw are still 500s. Bytes as workerd 1.20261117 answers
+/// them (its `x-late: 1` included).
+#[test]
+fn an_async_handler_that_never_awaits_answers_as_workerd_does() {
+    let n = node();
+    let worker = br#"
+        export default {
+          async fetch(request) {
+            const path = new URL(request.url).pathname;
+            if (path === "/late") {
+              const r = new Response("late");
+              Promise.resolve().then(() => r.headers.set("x-late", "1"));
+              return r;
+            }
+            if (path === "/thenable") return { then(f) { f(new Response("thenable", { status: 202 })); } };
+            if (path === "/made") return new Response("made", { status: 201, headers: { "x-a": "b" } });
+            if (path === "/string") return "not a response";
+            throw new Error("boom");
+          },
+        };
+    "#;
+    let r = put_modules(
+        &n,
+        "eager",
+        json!({"main_module": "worker.mjs"}),
+        &[("worker.mjs", MODULE, worker)],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    for _ in 0..3 {
+        let late = get(n.addr, "eager.example.test", "/late");
+        assert_eq!((late.status, late.text().as_str()), (200, "late"));
+        assert_eq!(late.header("x-late"), Some("1"), "{:?}", late.headers);
+        let thenable = get(n.addr, "eager.example.test", "/thenable");
+        assert_eq!(
+            (thenable.status, thenable.text().as_str()),
+            (202, "thenable")
+        );
+        let made = get(n.addr, "eager.example.test", "/made");
+        assert_eq!((made.status, made.text().as_str()), (201, "made"));
+        assert_eq!(made.header("x-a"), Some("b"));
+        assert_eq!(
+            made.header("content-type"),
+            Some("text/plain;charset=UTF-8")
+        );
+        for path in ["/string", "/throw"] {
+            let failed = get(n.addr, "eager.example.test", path);
+            assert_eq!(
+                (failed.status, failed.text().as_str()),
+                (500, "Internal Server Error"),
+                "{path}"
+            );
+        }
+    }
+}
+
 /// The runtime API of issue 11, section 2, through a real node: one Worker exercises each API and
 /// answers what it saw; the bytes of the answers workerd gives for the same calls are asserted.
 #[test]

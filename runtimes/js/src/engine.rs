@@ -43,6 +43,8 @@ pub struct PerRequest {
     pub make_request: Persistent<Function<'static>>,
     pub run_module: Persistent<Function<'static>>,
     pub run_service_worker: Persistent<Function<'static>>,
+    /// `respond(result)`: the response's parts, or a promise of them (see `run::respond`).
+    pub respond: Persistent<Function<'static>>,
     pub take_waits: Persistent<Function<'static>>,
 }
 
@@ -101,6 +103,7 @@ impl Engine {
                 make_request: function("makeRequest")?,
                 run_module: function("runModule")?,
                 run_service_worker: function("runServiceWorker")?,
+                respond: function("respond")?,
                 take_waits: function("takeWaits")?,
             };
             Ok((Persistent::save(&ctx, internals), per_request))
@@ -273,6 +276,17 @@ pub enum Settled {
     /// Nothing is left to run and no timer is pending, but the promise has not settled: it never
     /// will.
     Never,
+}
+
+/// Whether a microtask (promise job) is queued. Asked from inside `Context::with`, where the
+/// runtime's own `is_job_pending` would take the lock the caller holds.
+pub fn job_pending(ctx: &Ctx<'_>) -> bool {
+    // SAFETY: `ctx` is a live context, so its runtime is live; `JS_IsJobPending` only reads the
+    // runtime's job list, which nothing else touches on this (the only) thread meanwhile.
+    unsafe {
+        let rt = rquickjs::qjs::JS_GetRuntime(ctx.as_raw().as_ptr());
+        rquickjs::qjs::JS_IsJobPending(rt)
+    }
 }
 
 /// Runs microtasks, then timers (sleeping until the next is due: the host's `poll_oneoff` bounds

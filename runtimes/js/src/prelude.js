@@ -264,15 +264,17 @@
 
   // `default` is the module's default export: an object with `fetch`, or a class whose
   // instances have one (constructed per request with (ctx, env), as WorkerEntrypoint is).
-  // A synchronous throw propagates to Rust as an exception, answered like a rejection.
+  // A synchronous throw propagates to Rust as an exception, answered like a rejection. Returns
+  // what the handler returned; Rust passes it (or, when it is a promise that already fulfilled,
+  // its value) to `respond`.
   function runModule(handler, request, env) {
     if (waits.length !== 0) waits = []; // left by a request that failed before takeWaits
     const ctx = new ExecutionContext();
     if (typeof handler === "function") {
       const target = new handler(ctx, env);
-      return respond(target.fetch(request, env, ctx));
+      return target.fetch(request, env, ctx);
     }
-    return respond(handler.fetch(request, env, ctx));
+    return handler.fetch(request, env, ctx);
   }
 
   function runServiceWorker(request) {
@@ -285,7 +287,7 @@
     const [responded, response] = FetchEvent.finish(event);
     if (!responded)
       throw new Error("No response: no fetch listener called event.respondWith(), and a Tenantry Worker has no origin to fall back to");
-    return respond(response);
+    return response;
   }
 
   function hasHandler(handler) {
@@ -335,6 +337,7 @@
     makeRequest: fast ? web.newRequest : standardRequest,
     runModule,
     runServiceWorker,
+    respond,
     hasHandler,
     hasListener: () => listeners.length > 0,
     // The waitUntil promises of the invocation, all settled; null if there were none.
