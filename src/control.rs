@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tenantry_loader::kv::KvStore;
 
+use crate::plane::{Plane, Snapshot};
 use tenantry_core::Limits;
-use tenantry_ingress::dispatch::{Plane, Snapshot};
 use tenantry_ingress::route::{Route, Router};
 use tenantry_loader::{
     ArtifactError, ArtifactId, Compiler, Index, IndexData, ScriptEntry, Store, StoreError,

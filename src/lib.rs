@@ -16,4 +16,5 @@ pub mod deploy;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod logging;
+pub mod plane;
 pub mod serve;

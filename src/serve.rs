@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::plane::{Plane, Storage};
 use anyhow::Context;
 use tenantry_core::Engine;
 use tenantry_ingress::ServerHandle;
-use tenantry_ingress::dispatch::{Plane, Storage};
 use tenantry_loader::kv::{KvService, KvStore};
 use tenantry_loader::{ARTIFACT_GC_INTERVAL, ARTIFACT_GRACE, Compiler, MappingBudget, Store};
 

@@ -1,5 +1,7 @@
-//! Tenantry's HTTP/1.1 ingress on monoio: the request parser, the thread-per-core server, and the
-//! data plane's routing and dispatch.
+//! Tenantry's HTTP/1.1 ingress on monoio: the request parser, the thread-per-core server, routes,
+//! admission, and the subrequest client. It speaks HTTP and knows no storage: the handler that
+//! finds a request's Worker (the root package's `plane`) implements [`Handler`], which this crate
+//! defines.
 //!
 //! ```text
 //!  accept (SO_REUSEPORT, one listener per core) ─► parse (httparse, offsets into one buffer)
@@ -26,7 +28,6 @@
 pub mod admission;
 pub mod chunked;
 pub mod client;
-pub mod dispatch;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limits;

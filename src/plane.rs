@@ -1,6 +1,10 @@
 //! The data plane's request handler: route, look the script up in its namespace's index, take the
 //! Worker from this core's pool and run it.
 //!
+//! It lives beside the ingress, not in it: a request's way reads ingress (HTTP, the [`Handler`]
+//! interface it defines) → plane (this module: the snapshot of namespaces, secrets and artifacts
+//! from `loader`) → core (the Worker runs), and `tenantry-ingress` never imports `tenantry-loader`.
+//!
 //! ```text
 //!  Plane (shared, one per process)          Dispatcher (one per core, !Send)
 //!  ┌──────────────────────────────┐         ┌──────────────────────────────────┐
@@ -39,10 +43,10 @@ use tenantry_core::{
 use tenantry_loader::kv::{NamespaceSecrets, SECRET_TOKEN_PREFIX};
 use tenantry_loader::{ArtifactStore, Index, IndexCache, IndexKey};
 
-use crate::Handler;
-use crate::admission::{Admission, AdmissionLimits, Class};
-use crate::client::{Client, EgressPolicy};
-use crate::route::Router;
+use tenantry_ingress::Handler;
+use tenantry_ingress::admission::{Admission, AdmissionLimits, Class};
+use tenantry_ingress::client::{Client, EgressPolicy};
+use tenantry_ingress::route::Router;
 
 /// Everything a request needs to find its Worker, as of one generation.
 ///
