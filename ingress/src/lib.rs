@@ -26,6 +26,7 @@
 pub mod admission;
 pub mod chunked;
 pub mod client;
+pub mod client_tls;
 pub mod dispatch;
 #[doc(hidden)]
 pub mod fuzzing;
