@@ -17,9 +17,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{CertificateError, ClientConfig, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
 
 /// The node's TLS client configuration: bundled web PKI roots plus `extra_ca_pem` (the
 /// operator's `ca_file`, one or more PEM certificates), if any.
