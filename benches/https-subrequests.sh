@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What TLS adds to a subrequest (docs/performance.md): the fetcher example Worker on one pinned
 # serving thread fetches a local upstream (`tls-upstream`, on the other CPU with wrk) over plain
-# http, over https on a reused connection, and over https on a new connection per subrequest
-# (the upstream answers `Connection: close`), resumed or with a full handshake. One client
+# http and over https, each on a reused connection and on a new connection per subrequest (the
+# upstream answers `Connection: close`); a new https connection resumes its session or makes a
+# full handshake. One client
 # connection, so requests/s is the inverse of the latency; the script prints µs per request for
 # each case, running the cases alternately for `rounds` rounds on the noisy machine.
 #
@@ -47,11 +48,12 @@ start_server target/https-bench/node.toml 18089
 q() { local u=${1//:/%3A}; echo "${u//\//%2F}"; }
 declare -A cases=(
   [http]="http://localhost:18090/"
+  [http-new]="http://localhost:18090/close"
   [https-reused]="https://localhost:18091/"
   [https-new-resumed]="https://localhost:18091/close"
   [https-new-full]="https://localhost:18092/close"
 )
-order=(http https-reused https-new-resumed https-new-full)
+order=(http http-new https-reused https-new-resumed https-new-full)
 for name in "${order[@]}"; do
   curl -sf "http://127.0.0.1:18089/?url=$(q "${cases[$name]}")" >/dev/null \
     || { echo "$name: the fetch failed" >&2; curl -s "http://127.0.0.1:18089/?url=$(q "${cases[$name]}")" >&2; exit 1; }
