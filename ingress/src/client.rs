@@ -871,6 +871,35 @@ mod tests {
     }
 
     #[test]
+    fn idle_connections_are_reused_only_for_the_same_scheme_and_tls_name() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = Rc::new(Client::new(EgressPolicy::default()));
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let stream = TcpStream::connect(addr).await.unwrap();
+                let plain = PoolKey { addr, tls: None };
+                let tls = |name: &str| PoolKey {
+                    addr,
+                    tls: Some(Rc::from(name)),
+                };
+                client.put_idle(plain.clone(), Conn::Plain(stream));
+                assert!(client.take_idle(&tls("a.test")).is_none());
+                let conn = client
+                    .take_idle(&plain)
+                    .expect("the http connection is idle");
+                // Filed under one TLS name, it is not found under another, nor as plain http.
+                client.put_idle(tls("a.test"), conn);
+                assert!(client.take_idle(&tls("b.test")).is_none());
+                assert!(client.take_idle(&plain).is_none());
+                assert!(client.take_idle(&tls("a.test")).is_some());
+            });
+    }
+
+    #[test]
     fn cidrs_parse_and_match() {
         let c = Cidr::parse("10.1.0.0/16").unwrap();
         assert!(c.contains("10.1.200.3".parse().unwrap()));
