@@ -81,7 +81,8 @@ impl TestCa {
 #[derive(Clone)]
 enum Behaviour {
     /// TLS with this certificate, then keep-alive HTTP/1.1 answering `https upstream saw: <request
-    /// line>`; `/close` answers with `Connection: close` and closes.
+    /// head>`; `/close` answers with `Connection: close` and closes (with `close_notify`),
+    /// `/until-close` sends a body delimited by closing the connection (without `close_notify`).
     Serve(Arc<rustls::ServerConfig>),
     /// Reads the ClientHello, then closes the connection.
     CloseMidHandshake,
@@ -183,6 +184,12 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, resumed: &AtomicUsize) {
             if close { "Connection: close\r\n" } else { "" }
         );
         let tls = reader.get_mut();
+        if head[0].contains("/until-close") {
+            // A body delimited by the end of the connection, closed without `close_notify`.
+            let _ = tls.write_all(format!("HTTP/1.1 200 OK\r\n\r\n{text}").as_bytes());
+            let _ = tls.flush();
+            return;
+        }
         if tls.write_all(response.as_bytes()).is_err() || tls.flush().is_err() {
             return;
         }
@@ -278,6 +285,16 @@ fn workers_fetch_https_upstreams_they_trust_and_reuse_the_connection() {
         up.resumed.load(Ordering::SeqCst),
         1,
         "the new connection resumes an earlier session"
+    );
+
+    // A body that ends when the server closes, without `close_notify` (as many servers do).
+    let r = fetch(&n, &up.url("localhost", "/until-close"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text()
+            .starts_with("https upstream saw: GET /until-close HTTP/1.1\n"),
+        "{}",
+        r.text()
     );
 }
 
