@@ -334,12 +334,17 @@ impl Client {
                 Err(e) => return Err(e.describe(addr)),
             }
         }
+        let handshake = if req.secure {
+            " (the TLS handshake included)"
+        } else {
+            ""
+        };
         let connect = self.connect(addr, &name, tls_name);
         let conn = monoio::time::timeout(self.policy.connect_timeout, connect)
             .await
             .map_err(|_| {
                 format!(
-                    "connecting to {addr} timed out after {} ms",
+                    "connecting to {addr}{handshake} timed out after {} ms",
                     self.policy.connect_timeout.as_millis()
                 )
             })??;

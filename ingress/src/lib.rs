@@ -1,5 +1,6 @@
-//! Tenantry's HTTP/1.1 ingress on monoio: the request parser, the thread-per-core server, and the
-//! data plane's routing and dispatch.
+//! Tenantry's HTTP/1.1 ingress on monoio: the request parser, the thread-per-core server, the
+//! data plane's routing and dispatch, and the subrequest client (`client`, with TLS from
+//! `client_tls`).
 //!
 //! ```text
 //!  accept (SO_REUSEPORT, one listener per core) ─► parse (httparse, offsets into one buffer)

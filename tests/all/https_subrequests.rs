@@ -88,6 +88,8 @@ enum Behaviour {
     CloseMidHandshake,
     /// Answers the ClientHello with plain HTTP.
     Garbage,
+    /// Reads the ClientHello and never answers (until the client gives up and closes).
+    Stall,
 }
 
 /// A TLS upstream on 127.0.0.1, counting the connections it accepted and the handshakes that
@@ -143,6 +145,12 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, resumed: &AtomicUsize) {
         Behaviour::Serve(config) => config,
         Behaviour::CloseMidHandshake => {
             let _ = stream.read(&mut [0u8; 512]);
+            return;
+        }
+        Behaviour::Stall => {
+            stream.set_read_timeout(None).ok();
+            let mut buf = [0u8; 512];
+            while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
             return;
         }
         Behaviour::Garbage => {
@@ -337,6 +345,22 @@ fn each_tls_failure_reaches_the_worker_as_its_own_error() {
     );
     let text = fetch(&n, &garbage.url("localhost", "/")).text();
     assert!(text.contains("failed: received corrupt message"), "{text}");
+    drop(n);
+
+    // A server that never finishes the handshake: the connect timeout covers the handshake.
+    let stalls = TlsUpstream::start(Behaviour::Stall);
+    let body = format!(
+        "[subrequests]\nallow = [\"127.0.0.1\"]\nconnect_timeout_ms = 300\n\
+         [[namespace]]\nname = \"customers\"\n\
+         [[route]]\nhost = \"direct.test\"\nnamespace = \"customers\"\nscript = \"fetcher\"\n{}",
+        worker("customers", "fetcher", "fetcher", "")
+    );
+    let n = TestNode::start(&body);
+    let text = fetch(&n, &stalls.url("localhost", "/")).text();
+    assert!(
+        text.contains("(the TLS handshake included) timed out after 300 ms"),
+        "{text}"
+    );
 }
 
 #[test]
