@@ -196,6 +196,8 @@ struct SubrequestsFile {
     #[serde(default)]
     allow: Vec<Spanned<String>>,
     connect_timeout_ms: Option<u64>,
+    /// PEM CA certificates trusted for `https://` subrequests besides the bundled web PKI roots.
+    ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -722,6 +724,21 @@ impl Config {
                 ));
             }
             egress.connect_timeout = std::time::Duration::from_millis(ms);
+        }
+        if let Some(ca_file) = &file.subrequests.ca_file {
+            let path = base.join(ca_file.get_ref());
+            let pem = std::fs::read(&path).map_err(|e| {
+                ctx.error(
+                    Some(ca_file.span()),
+                    format!("subrequests.ca_file: cannot read {}: {e}", path.display()),
+                )
+            })?;
+            egress.tls = tenantry_ingress::client_tls::client_config(Some(&pem)).map_err(|m| {
+                ctx.error(
+                    Some(ca_file.span()),
+                    format!("subrequests.ca_file {}: {m}", path.display()),
+                )
+            })?;
         }
 
         if file.kv.min_expiration_ttl_s == Some(0) || file.kv.sweep_interval_s == Some(0) {

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  fetch(req) ─ URL → host:port ─ resolve (cached; resolver threads, never the core) ─ egress policy
-//!      ─ idle connection for that address, or connect (timeout) ─ write head + body
+//!      ─ idle connection for that (address, TLS name), or connect (timeout) [─ TLS handshake]
+//!      ─ write head + body
 //!      ─ read head (httparse) ─ body by Content-Length, chunked, or to close, as the guest reads
 //!      ─ keep-alive: at the body's end the connection goes back to this core's idle list, which
 //!        closes connections idle for longer than MAX_IDLE_AGE
@@ -11,8 +12,11 @@
 //! The egress policy is checked on the *resolved* address, so a name that resolves to a private
 //! address is refused like the address itself: loopback, private (RFC 1918, ULA), link-local,
 //! CGNAT, multicast, broadcast and unspecified addresses are unreachable unless the operator
-//! allows a network in `[subrequests] allow`. Only `http://` is supported (no TLS in this build).
-//! Everything is bounded: the connect timeout, the caller's deadline for the head and for each
+//! allows a network in `[subrequests] allow`. `https://` runs over rustls ([`crate::client_tls`]):
+//! the certificate is verified for the URL's host, and an idle TLS connection is only reused for
+//! the same host name, so an http and an https connection to one address never mix, nor do two
+//! names served by one address. Everything is bounded: the connect timeout (which covers the TLS
+//! handshake too), the caller's deadline for the head and for each
 //! body chunk, 64 KiB of response head. The body streams: the guest gets what came with the head
 //! at once and pulls the rest chunk by chunk ([`Body`]), so a large download never sits whole in
 //! memory.
@@ -22,12 +26,14 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use monoio_rustls::{ClientTlsStream, TlsConnector, TlsError};
 use tenantry_core::{Request, Response};
 
 use crate::chunked::ChunkedDecoder;
@@ -37,7 +43,7 @@ use crate::resolve::Resolver;
 const MAX_RESPONSE_HEAD_BYTES: usize = 64 << 10;
 /// Response header fields accepted from an upstream.
 const MAX_RESPONSE_HEADERS: usize = 100;
-/// Idle connections kept per upstream address, per core.
+/// Idle connections kept per upstream (address and TLS name), per core.
 const MAX_IDLE_PER_ADDR: usize = 8;
 /// Idle connections kept per core, to all upstreams together.
 const MAX_IDLE_TOTAL: usize = 256;
@@ -94,14 +100,19 @@ impl Cidr {
     }
 }
 
-/// Where subrequests may go, how long they may take to connect, and the node's resolver.
+/// Where subrequests may go, how long they may take to connect, the node's resolver and its
+/// TLS client configuration.
 #[derive(Debug, Clone)]
 pub struct EgressPolicy {
     /// Networks reachable even though they are not public.
     pub allow: Vec<Cidr>,
+    /// Connecting, and for `https://` the TLS handshake too.
     pub connect_timeout: Duration,
     /// Shared by every core's client (clones share its threads and cache).
     pub resolver: Resolver,
+    /// Trusted roots and the TLS session cache, shared by every core's client
+    /// ([`crate::client_tls::client_config`]).
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 impl Default for EgressPolicy {
@@ -110,6 +121,8 @@ impl Default for EgressPolicy {
             allow: Vec::new(),
             connect_timeout: Duration::from_secs(5),
             resolver: Resolver::default(),
+            tls: crate::client_tls::client_config(None)
+                .expect("the bundled web PKI roots make a valid TLS configuration"),
         }
     }
 }
@@ -178,8 +191,8 @@ impl EgressPolicy {
 /// A failed subrequest, as the guest's `fetch_error` will read it.
 type Failure = String;
 
-/// Splits a request's `host` into name and port (80 by default; `[v6]:port` allowed).
-fn host_port(host: &[u8]) -> Result<(String, u16), Failure> {
+/// Splits a request's `host` into name and port (`default_port` if none; `[v6]:port` allowed).
+fn host_port(host: &[u8], default_port: u16) -> Result<(String, u16), Failure> {
     let host = std::str::from_utf8(host).map_err(|_| "the URL's host is not UTF-8".to_string())?;
     if host.is_empty() {
         return Err("the request has no host: set an absolute URL (http://host/path)".into());
@@ -196,7 +209,7 @@ fn host_port(host: &[u8]) -> Result<(String, u16), Failure> {
         }
     };
     let port = match port {
-        None => 80,
+        None => default_port,
         Some(p) => p
             .parse()
             .map_err(|_| format!("bad port in host `{host}`"))?,
@@ -204,10 +217,43 @@ fn host_port(host: &[u8]) -> Result<(String, u16), Failure> {
     Ok((name.to_ascii_lowercase(), port))
 }
 
+/// Which idle connections can carry a request: those to the same address, and for TLS, verified
+/// for the same host name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    addr: SocketAddr,
+    /// The name the TLS certificate was verified for; `None` for plain http.
+    tls: Option<Rc<str>>,
+}
+
+/// A connection to an upstream, plain or TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<ClientTlsStream<TcpStream>>),
+}
+
+impl Conn {
+    async fn write_all(&mut self, out: Vec<u8>) -> io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.write_all(out).await.0.map(drop),
+            Conn::Tls(s) => s.write_all(out).await.0.map(drop),
+        }
+    }
+
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+        match self {
+            Conn::Plain(s) => s.read(buf).await,
+            Conn::Tls(s) => s.read(buf).await,
+        }
+    }
+}
+
 /// One core's subrequest client: its policy and its idle keep-alive connections.
 pub struct Client {
     policy: EgressPolicy,
-    idle: RefCell<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>>,
+    /// Verifies and resumes TLS sessions with the node's shared configuration.
+    tls: TlsConnector,
+    idle: RefCell<HashMap<PoolKey, Vec<(Conn, Instant)>>>,
     /// How long an idle connection is kept ([`MAX_IDLE_AGE`]).
     idle_age: Duration,
     /// Whether the task that closes expired idle connections runs.
@@ -222,6 +268,7 @@ impl Client {
     /// A client keeping idle connections for `idle_age` (tests use a short one).
     pub fn with_idle_age(policy: EgressPolicy, idle_age: Duration) -> Client {
         Client {
+            tls: TlsConnector::from(policy.tls.clone()),
             policy,
             idle: RefCell::new(HashMap::new()),
             idle_age,
@@ -254,13 +301,12 @@ impl Client {
         req: Request,
         deadline: Instant,
     ) -> Result<(Response, Option<Body>), Failure> {
-        if req.secure {
-            return Err(format!(
-                "https subrequests are not supported by this build (no TLS client): {}",
-                String::from_utf8_lossy(&req.url())
-            ));
-        }
-        let (name, port) = host_port(&req.host)?;
+        let (name, port) = host_port(&req.host, if req.secure { 443 } else { 80 })?;
+        // Checked before any network traffic: a host no certificate can name fails at once.
+        let tls_name = match req.secure {
+            true => Some(crate::client_tls::server_name(&name)?),
+            false => None,
+        };
         let addrs = self.policy.resolver.resolve(&name, port).await?;
         let mut refusal = None;
         let addr = addrs.into_iter().find(|a| match self.policy.check(a.ip()) {
@@ -273,43 +319,76 @@ impl Client {
         let Some(addr) = addr else {
             return Err(refusal.unwrap_or_else(|| format!("`{name}` has no usable address")));
         };
+        let key = PoolKey {
+            addr,
+            tls: tls_name.as_ref().map(|_| Rc::from(name.as_str())),
+        };
         let head = request_head(&req);
         // A pooled connection may have been closed by the server meanwhile: on a failure before
         // any response byte, retry once on a fresh connection (only for requests that are safe
         // to repeat).
-        if let Some(stream) = self.take_idle(addr) {
-            match roundtrip(stream, &head, &req).await {
-                Ok(exchange) => return Ok(self.finish(addr, exchange, deadline)),
+        if let Some(conn) = self.take_idle(&key) {
+            match roundtrip(conn, &head, &req).await {
+                Ok(exchange) => return Ok(self.finish(key, exchange, deadline)),
                 Err(RoundTrip::BeforeResponse(_)) if idempotent(&req.method) => {}
                 Err(e) => return Err(e.describe(addr)),
             }
         }
-        let stream = monoio::time::timeout(self.policy.connect_timeout, TcpStream::connect(addr))
+        let handshake = if req.secure {
+            " (the TLS handshake included)"
+        } else {
+            ""
+        };
+        let connect = self.connect(addr, &name, tls_name);
+        let conn = monoio::time::timeout(self.policy.connect_timeout, connect)
             .await
             .map_err(|_| {
                 format!(
-                    "connecting to {addr} timed out after {} ms",
+                    "connecting to {addr}{handshake} timed out after {} ms",
                     self.policy.connect_timeout.as_millis()
                 )
-            })?
+            })??;
+        match roundtrip(conn, &head, &req).await {
+            Ok(exchange) => Ok(self.finish(key, exchange, deadline)),
+            Err(e) => Err(e.describe(addr)),
+        }
+    }
+
+    /// A new connection to `addr`; with `tls`, after a handshake verifying that name.
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        tls: Option<rustls::pki_types::ServerName<'static>>,
+    ) -> Result<Conn, Failure> {
+        let stream = TcpStream::connect(addr)
+            .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         let _ = stream.set_nodelay(true);
-        match roundtrip(stream, &head, &req).await {
-            Ok(exchange) => Ok(self.finish(addr, exchange, deadline)),
-            Err(e) => Err(e.describe(addr)),
+        let Some(name) = tls else {
+            return Ok(Conn::Plain(stream));
+        };
+        match self.tls.connect(name, stream).await {
+            Ok(tls) => Ok(Conn::Tls(Box::new(tls))),
+            Err(TlsError::Io(e)) => Err(crate::client_tls::handshake_failure(host, addr, &e)),
+            Err(TlsError::Rustls(e)) => Err(crate::client_tls::handshake_failure(
+                host,
+                addr,
+                &io::Error::other(e),
+            )),
         }
     }
 
     fn finish(
         self: &Rc<Self>,
-        addr: SocketAddr,
+        key: PoolKey,
         exchange: Exchange,
         deadline: Instant,
     ) -> (Response, Option<Body>) {
         match exchange.rest {
             Rest::Done { reusable } => {
-                if let Some(stream) = reusable {
-                    self.put_idle(addr, stream);
+                if let Some(conn) = reusable {
+                    self.put_idle(key, conn);
                 }
                 (exchange.response, None)
             }
@@ -320,7 +399,7 @@ impl Client {
             } => {
                 let body = Body {
                     client: self.clone(),
-                    addr,
+                    key,
                     stream: Some(stream),
                     buf,
                     framing,
@@ -331,15 +410,15 @@ impl Client {
         }
     }
 
-    fn put_idle(self: &Rc<Self>, addr: SocketAddr, stream: TcpStream) {
+    fn put_idle(self: &Rc<Self>, key: PoolKey, conn: Conn) {
         {
             let mut idle = self.idle.borrow_mut();
             let total: usize = idle.values().map(Vec::len).sum();
-            let list = idle.entry(addr).or_default();
+            let list = idle.entry(key).or_default();
             if list.len() >= MAX_IDLE_PER_ADDR || total >= MAX_IDLE_TOTAL {
                 return; // dropped: closed
             }
-            list.push((stream, Instant::now()));
+            list.push((conn, Instant::now()));
         }
         if !self.sweeping.replace(true) {
             // Connections to upstreams never asked again would otherwise stay open for good.
@@ -370,12 +449,12 @@ impl Client {
         idle.values().map(Vec::len).sum()
     }
 
-    fn take_idle(&self, addr: SocketAddr) -> Option<TcpStream> {
+    fn take_idle(&self, key: &PoolKey) -> Option<Conn> {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(&addr)?;
-        while let Some((stream, since)) = list.pop() {
+        let list = idle.get_mut(key)?;
+        while let Some((conn, since)) = list.pop() {
             if since.elapsed() < self.idle_age {
-                return Some(stream);
+                return Some(conn);
             }
         }
         None
@@ -404,8 +483,8 @@ enum Framing {
 /// connection goes back to its core's idle list; dropped earlier, the connection is closed.
 pub struct Body {
     client: Rc<Client>,
-    addr: SocketAddr,
-    stream: Option<TcpStream>,
+    key: PoolKey,
+    stream: Option<Conn>,
     /// Bytes read from the connection and not yet returned (or decoded).
     buf: BytesMut,
     framing: Framing,
@@ -417,7 +496,7 @@ impl Body {
     pub async fn next(&mut self) -> Result<Option<Bytes>, Failure> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         match monoio::time::timeout(left, self.next_chunk()).await {
-            Ok(result) => result.map_err(|e| e.describe(self.addr)),
+            Ok(result) => result.map_err(|e| e.describe(self.key.addr)),
             Err(_) => {
                 Err("the subrequest's body did not arrive before the Worker's deadline".into())
             }
@@ -473,11 +552,15 @@ impl Body {
                 }
             },
             Framing::Close => {
+                // Over TLS, a server that closes without `close_notify` reads as UnexpectedEof.
+                // Many servers do so; like browsers, a close-delimited body then simply ends
+                // (framed bodies still fail if cut short: their length is known).
+                let closed = |e: io::Error| match e.kind() {
+                    io::ErrorKind::UnexpectedEof => Ok(0),
+                    _ => Err(RoundTrip::Io(e)),
+                };
                 if self.buf.is_empty()
-                    && read_more(stream, &mut self.buf)
-                        .await
-                        .map_err(RoundTrip::Io)?
-                        == 0
+                    && read_more(stream, &mut self.buf).await.or_else(closed)? == 0
                 {
                     self.stream = None;
                     return Ok(None);
@@ -495,7 +578,7 @@ impl Body {
             && self.buf.is_empty()
             && !matches!(self.framing, Framing::Close)
         {
-            self.client.put_idle(self.addr, stream);
+            self.client.put_idle(self.key.clone(), stream);
         }
     }
 }
@@ -568,7 +651,7 @@ impl RoundTrip {
     }
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+async fn read_more(stream: &mut Conn, buf: &mut BytesMut) -> io::Result<usize> {
     if buf.capacity() - buf.len() < 4096 {
         buf.reserve(16 << 10);
     }
@@ -588,26 +671,24 @@ struct Exchange {
 
 enum Rest {
     /// The body is complete; the connection may carry another request.
-    Done { reusable: Option<TcpStream> },
+    Done { reusable: Option<Conn> },
     /// More body is to come on the connection.
     More {
-        stream: TcpStream,
+        stream: Conn,
         buf: BytesMut,
         framing: Framing,
     },
 }
 
 /// One request on `stream`, up to the response head and whatever body arrived with it.
-async fn roundtrip(
-    mut stream: TcpStream,
-    head: &[u8],
-    req: &Request,
-) -> Result<Exchange, RoundTrip> {
+async fn roundtrip(mut stream: Conn, head: &[u8], req: &Request) -> Result<Exchange, RoundTrip> {
     let mut out = Vec::with_capacity(head.len() + req.body.len());
     out.extend_from_slice(head);
     out.extend_from_slice(&req.body);
-    let (res, _) = stream.write_all(out).await;
-    res.map_err(RoundTrip::BeforeResponse)?;
+    stream
+        .write_all(out)
+        .await
+        .map_err(RoundTrip::BeforeResponse)?;
 
     let mut buf = BytesMut::with_capacity(16 << 10);
     let (status, headers, head_len) = loop {
@@ -683,7 +764,7 @@ async fn roundtrip(
         headers,
         body: Bytes::new(),
     };
-    let done = |stream: TcpStream, reusable: bool| Rest::Done {
+    let done = |stream: Conn, reusable: bool| Rest::Done {
         reusable: reusable.then_some(stream),
     };
 
@@ -795,6 +876,35 @@ mod tests {
     }
 
     #[test]
+    fn idle_connections_are_reused_only_for_the_same_scheme_and_tls_name() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = Rc::new(Client::new(EgressPolicy::default()));
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let stream = TcpStream::connect(addr).await.unwrap();
+                let plain = PoolKey { addr, tls: None };
+                let tls = |name: &str| PoolKey {
+                    addr,
+                    tls: Some(Rc::from(name)),
+                };
+                client.put_idle(plain.clone(), Conn::Plain(stream));
+                assert!(client.take_idle(&tls("a.test")).is_none());
+                let conn = client
+                    .take_idle(&plain)
+                    .expect("the http connection is idle");
+                // Filed under one TLS name, it is not found under another, nor as plain http.
+                client.put_idle(tls("a.test"), conn);
+                assert!(client.take_idle(&tls("b.test")).is_none());
+                assert!(client.take_idle(&plain).is_none());
+                assert!(client.take_idle(&tls("a.test")).is_some());
+            });
+    }
+
+    #[test]
     fn cidrs_parse_and_match() {
         let c = Cidr::parse("10.1.0.0/16").unwrap();
         assert!(c.contains("10.1.200.3".parse().unwrap()));
@@ -854,14 +964,17 @@ mod tests {
     #[test]
     fn hosts_split_into_name_and_port() {
         assert_eq!(
-            host_port(b"Example.com").unwrap(),
+            host_port(b"Example.com", 80).unwrap(),
             ("example.com".into(), 80)
         );
-        assert_eq!(host_port(b"a.test:8080").unwrap(), ("a.test".into(), 8080));
-        assert_eq!(host_port(b"[::1]:9000").unwrap(), ("::1".into(), 9000));
-        assert_eq!(host_port(b"[::1]").unwrap(), ("::1".into(), 80));
-        assert!(host_port(b"").is_err());
-        assert!(host_port(b"a.test:http").is_err());
+        assert_eq!(
+            host_port(b"a.test:8080", 80).unwrap(),
+            ("a.test".into(), 8080)
+        );
+        assert_eq!(host_port(b"[::1]:9000", 80).unwrap(), ("::1".into(), 9000));
+        assert_eq!(host_port(b"[::1]", 443).unwrap(), ("::1".into(), 443));
+        assert!(host_port(b"", 80).is_err());
+        assert!(host_port(b"a.test:http", 80).is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Tenantry's HTTP/1.1 ingress on monoio: the request parser, the thread-per-core server, routes,
-//! admission, and the subrequest client. It speaks HTTP and knows no storage: the handler that
-//! finds a request's Worker (the root package's `plane`) implements [`Handler`], which this crate
-//! defines.
+//! admission, and the subrequest client (`client`, with TLS from `client_tls`). It speaks HTTP
+//! and knows no storage: the handler that finds a request's Worker (the root package's `plane`)
+//! implements [`Handler`], which this crate defines.
 //!
 //! ```text
 //!  accept (SO_REUSEPORT, one listener per core) ─► parse (httparse, offsets into one buffer)
@@ -28,6 +28,7 @@
 pub mod admission;
 pub mod chunked;
 pub mod client;
+pub mod client_tls;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limits;

@@ -204,18 +204,6 @@ fn workers_fetch_allowed_upstreams_and_reuse_connections() {
     );
     assert_eq!(r.status, 502);
     assert!(r.text().contains("cannot connect to"), "{}", r.text());
-    // https is refused with a reason.
-    let r = get(
-        n.addr,
-        "direct.test",
-        &format!("/?url={}", query("https://93.184.216.34/")),
-    );
-    assert_eq!(r.status, 502, "{}", r.text());
-    assert!(
-        r.text().contains("https subrequests are not supported"),
-        "{}",
-        r.text()
-    );
 }
 
 #[test]
