@@ -91,6 +91,18 @@ pub async fn route(
             "v4",
             "accounts",
             acct,
+            "tls",
+            "certificates",
+            rest @ ..,
+        ] => {
+            check_account(acct)?;
+            return super::certificates::route(control.certificates(), &req, rest, path);
+        }
+        [
+            "client",
+            "v4",
+            "accounts",
+            acct,
             "workers",
             "scripts",
             rest @ ..,

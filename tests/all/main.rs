@@ -19,3 +19,4 @@ mod openapi;
 mod responses;
 mod serve;
 mod subrequests;
+mod tls;
