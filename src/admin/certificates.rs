@@ -1,6 +1,7 @@
-//! `/client/v4/accounts/{account_id}/tls/certificates`: the data plane's TLS certificates for
-//! customer hostnames. Upload, list, get and delete a certificate for a hostname pattern, and
-//! reload every certificate file. A private key goes in and is never read back.
+//! `/client/v4/accounts/{account_id}/tls/...`: the data plane's TLS certificates for customer
+//! hostnames. Upload, list, get and delete a certificate for a hostname pattern under
+//! `certificates`, and reload every certificate file with `POST reload`. A private key goes in
+//! and is never read back.
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -27,43 +28,46 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// Dispatches a request under `.../tls/certificates`; `rest` is the path after it.
+/// Dispatches a request under `.../tls/`; `rest` is the path after it.
 pub fn route(
     store: Option<&CertificateStore>,
     req: &Request,
     rest: &[&str],
     path: &str,
 ) -> Result<Response, ApiError> {
+    let known = matches!(rest, ["certificates"] | ["certificates", _] | ["reload"]);
+    if !known {
+        return Err(ApiError::new(
+            404,
+            code::NO_ROUTE,
+            format!("No route for that URI: {path}"),
+        ));
+    }
     let store = store.ok_or_else(|| {
         ApiError::not_found("the data plane has no TLS listener: configure [server.tls]")
     })?;
     match (req.method.as_ref(), rest) {
-        (b"GET", []) => {
+        (b"GET", ["certificates"]) => {
             let list = store.list()?;
             Ok(success(Value::Array(list.iter().map(info_json).collect())))
+        }
+        (b"PUT", ["certificates", host]) => put(store, host, &req.body),
+        (b"GET", ["certificates", host]) => Ok(success(info_json(&store.get(host)?))),
+        (b"DELETE", ["certificates", host]) => {
+            store.delete(host)?;
+            Ok(success(json!({ "hostname": host.to_ascii_lowercase() })))
         }
         (b"POST", ["reload"]) => {
             let hosts = store.reload()?;
             Ok(success(json!({ "hosts": hosts })))
         }
-        (b"PUT", [host]) => put(store, host, &req.body),
-        (b"GET", [host]) => Ok(success(info_json(&store.get(host)?))),
-        (b"DELETE", [host]) => {
-            store.delete(host)?;
-            Ok(success(json!({ "hostname": host.to_ascii_lowercase() })))
-        }
-        (method, [] | [_]) => Err(ApiError::new(
+        (method, _) => Err(ApiError::new(
             405,
             code::METHOD_NOT_ALLOWED,
             format!(
                 "method {} is not allowed on {path}",
                 String::from_utf8_lossy(method)
             ),
-        )),
-        _ => Err(ApiError::new(
-            404,
-            code::NO_ROUTE,
-            format!("No route for that URI: {path}"),
         )),
     }
 }

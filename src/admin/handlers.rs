@@ -86,15 +86,7 @@ pub async fn route(
             check_account(acct)?;
             return super::kv::route(control.kv(), &req.method, rest, &query, &req, path).await;
         }
-        [
-            "client",
-            "v4",
-            "accounts",
-            acct,
-            "tls",
-            "certificates",
-            rest @ ..,
-        ] => {
+        ["client", "v4", "accounts", acct, "tls", rest @ ..] => {
             check_account(acct)?;
             return super::certificates::route(control.certificates(), &req, rest, path);
         }

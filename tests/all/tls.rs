@@ -20,21 +20,21 @@ use crate::common::*;
 // ---- a test CA ----
 
 /// A certificate authority for one test.
-struct Ca {
+pub(crate) struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
 /// A leaf certificate and its key, as PEM, and the leaf's DER to compare with what a handshake
 /// presented.
 #[derive(Clone)]
-struct Leaf {
-    cert_pem: String,
-    key_pem: String,
-    der: Vec<u8>,
+pub(crate) struct Leaf {
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: String,
+    pub(crate) der: Vec<u8>,
 }
 
 impl Ca {
-    fn new() -> Ca {
+    pub(crate) fn new() -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
@@ -46,7 +46,7 @@ impl Ca {
     }
 
     /// A certificate for `hosts` (names or `*.` wildcards), signed by this CA.
-    fn issue(&self, hosts: &[&str]) -> Leaf {
+    pub(crate) fn issue(&self, hosts: &[&str]) -> Leaf {
         let key = KeyPair::generate().unwrap();
         let params =
             CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())
@@ -268,12 +268,19 @@ fn served_leaf(addr: SocketAddr, sni: &str) -> Result<Vec<u8>, String> {
 
 /// The `hello` Worker answering every host, plus `tls` (a `[server.tls]` table body).
 fn tls_node(tls: &str) -> TestNode {
-    TestNode::start(&format!(
-        "[server.tls]\nlisten = \"127.0.0.1:0\"\n{tls}\n\
+    tls_node_with_driver(tls, "auto")
+}
+
+fn tls_node_with_driver(tls: &str, driver: &str) -> TestNode {
+    TestNode::start_with_driver(
+        &format!(
+            "[server.tls]\nlisten = \"127.0.0.1:0\"\n{tls}\n\
          [[namespace]]\nname = \"production\"\n{}\
          [[route]]\nnamespace = \"production\"\nscript = \"alice\"\n",
-        worker("production", "alice", "hello", "")
-    ))
+            worker("production", "alice", "hello", "")
+        ),
+        driver,
+    )
 }
 
 fn tls_addr(node: &TestNode) -> SocketAddr {
@@ -285,7 +292,7 @@ fn tls_addr(node: &TestNode) -> SocketAddr {
 }
 
 /// A `[server.tls]` body with `default` as the default certificate and `hosts` each its own.
-fn tls_table(dir: &Path, default: Option<&Leaf>, hosts: &[(&str, &Leaf)]) -> String {
+pub(crate) fn tls_table(dir: &Path, default: Option<&Leaf>, hosts: &[(&str, &Leaf)]) -> String {
     let mut out = String::new();
     if let Some(leaf) = default {
         let (cert, key) = leaf.write(dir, "default");
@@ -361,10 +368,17 @@ fn unknown_sni_without_a_default_fails_the_handshake() {
 
 #[test]
 fn tls_answers_like_plain_http_with_alpn() {
+    // io_uring where the kernel allows it, and epoll.
+    for driver in ["auto", "legacy"] {
+        answers_like_plain(driver);
+    }
+}
+
+fn answers_like_plain(driver: &str) {
     let ca = Ca::new();
     let files = tempfile::tempdir().unwrap();
     let default = ca.issue(&["alice.example.test"]);
-    let node = tls_node(&tls_table(files.path(), Some(&default), &[]));
+    let node = tls_node_with_driver(&tls_table(files.path(), Some(&default), &[]), driver);
     let plain = get(node.addr, "alice.example.test", "/hello");
     let mut tls = Tls::connect(
         tls_addr(&node),
@@ -503,7 +517,7 @@ fn reload_under_traffic_fails_no_request_and_serves_the_new_certificate() {
     third.write(files.path(), "default");
     let (status, v) = api(admin(&node), "POST", CERTS, "", b"");
     assert_eq!(status, 405, "{v}");
-    let (status, v) = api(admin(&node), "POST", &format!("{CERTS}/reload"), "", b"");
+    let (status, v) = api(admin(&node), "POST", RELOAD, "", b"");
     assert_eq!(status, 200, "{v}");
     assert_eq!(served_leaf(addr, "alice.example.test").unwrap(), third.der);
     let seen = tally.ok.load(Ordering::Relaxed);
@@ -511,7 +525,7 @@ fn reload_under_traffic_fails_no_request_and_serves_the_new_certificate() {
 
     // A broken file on reload keeps the current certificates and says what is wrong.
     std::fs::write(files.path().join("default.key"), "not a key").unwrap();
-    let (status, v) = api(admin(&node), "POST", &format!("{CERTS}/reload"), "", b"");
+    let (status, v) = api(admin(&node), "POST", RELOAD, "", b"");
     assert_eq!(status, 500, "{v}");
     assert!(
         v["errors"][0]["message"]
@@ -538,6 +552,7 @@ fn reload_under_traffic_fails_no_request_and_serves_the_new_certificate() {
 }
 
 const CERTS: &str = "/client/v4/accounts/acct-1/tls/certificates";
+const RELOAD: &str = "/client/v4/accounts/acct-1/tls/reload";
 
 #[test]
 fn admin_uploaded_certificates_are_served_listed_without_keys_and_kept() {
@@ -769,4 +784,59 @@ fn error_code(v: &Value) -> u64 {
 
 fn message(v: &Value) -> &str {
     v["errors"][0]["message"].as_str().unwrap()
+}
+
+#[test]
+fn tls_config_errors_are_specific() {
+    use tenantry::config::Config;
+    let cases = [
+        ("cert = \"a.crt\"\n", "missing field `listen`"),
+        ("listen = \"nowhere\"\n", "server.tls.listen `nowhere`"),
+        (
+            "listen = \"127.0.0.1:0\"\ncert = \"a.crt\"\n",
+            "`cert` and `key` go together",
+        ),
+        (
+            "listen = \"127.0.0.1:0\"\nhandshake_timeout_ms = 0\n",
+            "handshake_timeout_ms must be at least 1",
+        ),
+        (
+            "listen = \"127.0.0.1:0\"\n[[server.tls.certificate]]\nhosts = [\"a_b.test\"]\ncert = \"a\"\nkey = \"b\"\n",
+            "hostname `a_b.test`",
+        ),
+        (
+            "listen = \"127.0.0.1:0\"\n[[server.tls.certificate]]\nhosts = []\ncert = \"a\"\nkey = \"b\"\n",
+            "lists no hostname",
+        ),
+        (
+            "listen = \"127.0.0.1:0\"\nciphers = []\n",
+            "unknown field `ciphers`",
+        ),
+    ];
+    for (tls, expected) in cases {
+        let text = config_text(&format!("[server.tls]\n{tls}"), "auto");
+        let err = Config::parse(&text, Path::new("t.toml"))
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {tls}"))
+            .to_string();
+        assert!(err.contains(expected), "{tls}: {err}");
+    }
+    // A file that is missing or not a certificate stops the start, naming it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.crt"), "not PEM").unwrap();
+    std::fs::write(dir.path().join("bad.key"), "not PEM").unwrap();
+    for (cert, expected) in [
+        ("missing.crt", "missing.crt"),
+        ("bad.crt", "no PEM `CERTIFICATE`"),
+    ] {
+        let text = config_text(
+            &format!(
+                "[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{cert}\"\nkey = \"bad.key\"\n"
+            ),
+            "auto",
+        );
+        let config = Config::parse(&text, &dir.path().join("tenantry.toml")).unwrap();
+        let err = format!("{:#}", tenantry::serve::Node::start(&config).err().unwrap());
+        assert!(err.contains(expected), "{err}");
+    }
 }
