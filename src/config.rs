@@ -388,6 +388,17 @@ impl Config {
             None => None,
             Some(t) => Some(tls_config(t, base, &ctx)?),
         };
+        // Two SO_REUSEPORT listeners on one address would split connections between plain and
+        // TLS at random.
+        if let Some(tls) = &tls
+            && tls.addr == server.addr
+            && tls.addr.port() != 0
+        {
+            return Err(ctx.error(
+                file.server.tls.as_ref().map(|t| t.listen.span()),
+                format!("server.tls.listen `{}` is also server.listen", tls.addr),
+            ));
+        }
 
         let mut engine = EngineSettings::default();
         if let Some(n) = file.engine.max_instances {

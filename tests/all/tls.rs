@@ -821,6 +821,13 @@ fn tls_config_errors_are_specific() {
             .to_string();
         assert!(err.contains(expected), "{tls}: {err}");
     }
+    let same =
+        "[server]\nlisten = \"127.0.0.1:18999\"\n[server.tls]\nlisten = \"127.0.0.1:18999\"\n";
+    let err = Config::parse(same, Path::new("t.toml"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("is also server.listen"), "{err}");
     // A file that is missing or not a certificate stops the start, naming it.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bad.crt"), "not PEM").unwrap();
