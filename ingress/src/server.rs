@@ -173,6 +173,11 @@ where
         },
         connections_per_core: config.limits.max_connections.div_ceil(threads).max(1),
     });
+    // One rustls configuration (and so one session-ticket key) for every core.
+    let tls_config = match &config.tls {
+        None => None,
+        Some(tls) => Some(tls.certificates.server_config().map_err(io::Error::other)?),
+    };
     let mut handle = ServerHandle {
         local_addr: config.addr,
         tls_addr: config.tls.as_ref().map(|t| t.addr),
@@ -192,12 +197,14 @@ where
         let make_handler = make_handler.clone();
         let stopping = handle.stopping.clone();
         let shared = shared.clone();
+        let tls_config = tls_config.clone();
         let thread = std::thread::Builder::new()
             .name(format!("tenantry-core-{core}"))
             .spawn(move || {
                 run_core(
                     core,
                     core_config,
+                    tls_config,
                     &*make_handler,
                     stopping,
                     shared,
@@ -225,6 +232,7 @@ where
 fn run_core<H: Handler>(
     core: usize,
     config: ServerConfig,
+    tls_config: Option<Arc<rustls::ServerConfig>>,
     make_handler: &(dyn Fn(usize) -> H + Send + Sync),
     stopping: Arc<AtomicBool>,
     shared: Arc<Shared>,
@@ -243,22 +251,22 @@ fn run_core<H: Handler>(
             let opts = ListenerOpts::new().reuse_port(true).reuse_addr(true);
             TcpListener::bind_with_config(addr, &opts).and_then(|l| Ok((l.local_addr()?, l)))
         };
-        let tls = match &config.tls {
-            None => None,
-            Some(tls) => match bind(tls.addr) {
-                Ok(bound) => Some((bound, tls)),
+        let tls = match (&config.tls, tls_config) {
+            (Some(tls), Some(tls_config)) => match bind(tls.addr) {
+                Ok(bound) => Some((bound, tls, tls_config)),
                 Err(e) => {
                     let _ = ready.send(Err(e));
                     return;
                 }
             },
+            _ => None,
         };
         let listener = match bind(config.addr) {
             Ok((addr, l)) => {
                 let _ = ready.send(Ok(Listening {
                     addr,
                     fd: l.as_raw_fd(),
-                    tls: tls.as_ref().map(|((addr, l), _)| (*addr, l.as_raw_fd())),
+                    tls: tls.as_ref().map(|((addr, l), _, _)| (*addr, l.as_raw_fd())),
                     driver,
                 }));
                 l
@@ -274,11 +282,9 @@ fn run_core<H: Handler>(
         let plain = accept_loop(&listener, &handler, &state, &stopping, None);
         match &tls {
             None => plain.await,
-            Some(((_, tls_listener), settings)) => {
+            Some(((_, tls_listener), settings, tls_config)) => {
                 let accept = Rc::new(TlsAccept {
-                    acceptor: monoio_rustls::TlsAcceptor::from(
-                        settings.certificates.server_config(),
-                    ),
+                    acceptor: monoio_rustls::TlsAcceptor::from(tls_config.clone()),
                     timeout: settings.handshake_timeout,
                 });
                 let secure = accept_loop(tls_listener, &handler, &state, &stopping, Some(&accept));

@@ -219,16 +219,20 @@ impl Certificates {
         self.current.load_full()
     }
 
-    /// The rustls configuration a listener serves: TLS 1.2 and 1.3 with `ring`'s safe defaults,
-    /// no client certificates, certificates from `self`, ALPN `http/1.1`.
-    pub fn server_config(self: &Arc<Self>) -> Arc<rustls::ServerConfig> {
+    /// The rustls configuration the listeners serve: TLS 1.2 and 1.3 with `ring`'s safe
+    /// defaults, no client certificates, certificates from `self`, ALPN `http/1.1`. Built once
+    /// and shared by every core, so that a client resuming a session may land on any core
+    /// (`SO_REUSEPORT` picks one): resumption uses stateless tickets, encrypted under a key the
+    /// ticketer rotates every 6 hours (tickets live 12) and held in memory only (a restart
+    /// forgets them).
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider().clone()))
-            .with_safe_default_protocol_versions()
-            .expect("ring's default provider supports the default protocol versions")
+            .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
-        Arc::new(config)
+        config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+        Ok(Arc::new(config))
     }
 }
 

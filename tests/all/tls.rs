@@ -418,6 +418,28 @@ fn answers_like_plain(driver: &str) {
 }
 
 #[test]
+fn sessions_resume_on_any_core() {
+    let ca = Ca::new();
+    let files = tempfile::tempdir().unwrap();
+    let node = tls_node(&tls_table(files.path(), Some(&ca.issue(&["a.test"])), &[]));
+    // One client configuration keeps the tickets the server sent; the node runs two cores and
+    // the kernel spreads the connections between them.
+    let config = client_config(Some(&ca));
+    for i in 0..6 {
+        let mut tls = Tls::connect(tls_addr(&node), "a.test", &config).unwrap();
+        let kind = tls.stream.conn.handshake_kind();
+        let expected = if i == 0 {
+            rustls::HandshakeKind::Full
+        } else {
+            rustls::HandshakeKind::Resumed
+        };
+        assert_eq!(kind, Some(expected), "connection {i}");
+        // The response brings the session tickets along.
+        assert_eq!(tls.get("a.test", "/", true).unwrap().status, 200);
+    }
+}
+
+#[test]
 fn a_client_offering_only_other_protocols_is_refused() {
     let ca = Ca::new();
     let files = tempfile::tempdir().unwrap();
