@@ -38,6 +38,7 @@ use tenantry_ingress::route::{HostPattern, Route, ScriptSource};
 use tenantry_ingress::{Driver, ServerConfig};
 
 use crate::admin::{AdminConfig, Auth};
+use crate::certificates::{HostCertificate, PemFiles, TlsConfig};
 use tenantry_loader::PLATFORM_NAMESPACE;
 use toml::Spanned;
 
@@ -76,6 +77,8 @@ pub struct Config {
     pub egress: EgressPolicy,
     /// Per-core admission control and fair queueing (`[admission]`).
     pub admission: AdmissionLimits,
+    /// The TLS listener and its certificate files (`[server.tls]`); `None`: plain HTTP only.
+    pub tls: Option<TlsConfig>,
 }
 
 /// A Worker deployed from the config file.
@@ -218,6 +221,29 @@ struct ServerFile {
     max_header_bytes: Option<usize>,
     max_connections: Option<usize>,
     max_buffered_body_bytes: Option<usize>,
+    tls: Option<TlsFile>,
+}
+
+/// `[server.tls]`: a TLS listener beside the plain one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    listen: Spanned<String>,
+    /// The default certificate chain and key (PEM), served when no hostname matches.
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    handshake_timeout_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    certificate: Vec<TlsCertificateFile>,
+}
+
+/// `[[server.tls.certificate]]`: a certificate served for the hostnames (and `*.` wildcards) listed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsCertificateFile {
+    hosts: Spanned<Vec<String>>,
+    cert: String,
+    key: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -358,6 +384,22 @@ impl Config {
         }
         if let Some(n) = file.server.max_buffered_body_bytes {
             server.limits.max_buffered_body_bytes = n;
+        }
+
+        let tls = match &file.server.tls {
+            None => None,
+            Some(t) => Some(tls_config(t, base, &ctx)?),
+        };
+        // Two SO_REUSEPORT listeners on one address would split connections between plain and
+        // TLS at random.
+        if let Some(tls) = &tls
+            && tls.addr == server.addr
+            && tls.addr.port() != 0
+        {
+            return Err(ctx.error(
+                file.server.tls.as_ref().map(|t| t.listen.span()),
+                format!("server.tls.listen `{}` is also server.listen", tls.addr),
+            ));
         }
 
         let mut engine = EngineSettings::default();
@@ -760,6 +802,7 @@ impl Config {
             egress,
             admission,
             admin,
+            tls,
             data_dir: base.join(file.data_dir.as_deref().unwrap_or("data")),
             server,
             engine,
@@ -781,6 +824,59 @@ impl WorkerConfig {
 
 /// The admission limits: [`AdmissionLimits::derive`] for this pool and thread count, with the
 /// file's overrides. In-flight counts must be at least 1 (0 would shed everything).
+fn tls_config(t: &TlsFile, base: &Path, ctx: &Ctx) -> Result<TlsConfig, ConfigError> {
+    let addr = t.listen.get_ref().parse::<SocketAddr>().map_err(|e| {
+        ctx.error(
+            Some(t.listen.span()),
+            format!("server.tls.listen `{}`: {e}", t.listen.get_ref()),
+        )
+    })?;
+    let mut tls = TlsConfig::new(addr);
+    if let Some(ms) = &t.handshake_timeout_ms {
+        if *ms.get_ref() == 0 {
+            return Err(ctx.error(
+                Some(ms.span()),
+                "server.tls.handshake_timeout_ms must be at least 1".into(),
+            ));
+        }
+        tls.handshake_timeout = std::time::Duration::from_millis(*ms.get_ref());
+    }
+    tls.default = match (&t.cert, &t.key) {
+        (Some(cert), Some(key)) => Some(PemFiles {
+            cert: base.join(cert.get_ref()),
+            key: base.join(key.get_ref()),
+        }),
+        (None, None) => None,
+        (Some(s), None) | (None, Some(s)) => {
+            return Err(ctx.error(
+                Some(s.span()),
+                "server.tls: `cert` and `key` go together (the default certificate)".into(),
+            ));
+        }
+    };
+    for c in &t.certificate {
+        if c.hosts.get_ref().is_empty() {
+            return Err(ctx.error(
+                Some(c.hosts.span()),
+                "server.tls.certificate: `hosts` lists no hostname".into(),
+            ));
+        }
+        for host in c.hosts.get_ref() {
+            tenantry_ingress::tls::parse_host_pattern(host).map_err(|e| {
+                ctx.error(Some(c.hosts.span()), format!("server.tls.certificate: {e}"))
+            })?;
+        }
+        tls.certificates.push(HostCertificate {
+            hosts: c.hosts.get_ref().clone(),
+            files: PemFiles {
+                cert: base.join(&c.cert),
+                key: base.join(&c.key),
+            },
+        });
+    }
+    Ok(tls)
+}
+
 fn admission_limits(
     file: &AdmissionFile,
     max_instances: u32,

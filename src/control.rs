@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tenantry_loader::kv::KvStore;
 
+use crate::certificates::CertificateStore;
 use crate::plane::{Plane, Snapshot};
 use tenantry_core::Limits;
 use tenantry_ingress::route::{Route, Router};
@@ -83,6 +84,8 @@ pub struct Control {
     /// and getting a namespace read this, not the indexes (mapping every index to list them
     /// failed past ~31.7k namespaces, issue 13).
     catalog: Mutex<BTreeMap<String, NamespaceSummary>>,
+    /// The data plane's TLS certificates, when it has a TLS listener.
+    certificates: Option<Arc<CertificateStore>>,
 }
 
 impl Control {
@@ -107,7 +110,19 @@ impl Control {
             lock: Mutex::new(()),
             kv,
             catalog: Mutex::new(catalog),
+            certificates: None,
         }
+    }
+
+    /// Lets the admin API manage the data plane's TLS certificates.
+    pub fn with_certificates(mut self, certificates: Option<Arc<CertificateStore>>) -> Control {
+        self.certificates = certificates;
+        self
+    }
+
+    /// The data plane's TLS certificates; `None` when `[server.tls]` is not configured.
+    pub fn certificates(&self) -> Option<&CertificateStore> {
+        self.certificates.as_deref()
     }
 
     /// The node's KV store.

@@ -9,6 +9,7 @@
 //! ```
 
 pub mod admin;
+pub mod certificates;
 pub mod client;
 pub mod config;
 pub mod control;

@@ -645,14 +645,34 @@ fn kv(action: KvCmd, api: &Api) -> anyhow::Result<()> {
 
 fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel();
-    ctrlc::set_handler(move || {
-        let _ = stop_tx.send(());
-    })?;
+    // SIGINT and SIGTERM stop the node; SIGHUP reloads the TLS certificates, as nginx and
+    // friends do.
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let (signal_tx, signals) = std::sync::mpsc::channel();
+    let mut caught = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("tenantry-signals".into())
+        .spawn(move || {
+            for signal in caught.forever() {
+                if signal_tx.send(signal).is_err() {
+                    return;
+                }
+            }
+        })?;
     let node = Node::start(&config)?;
     // Tests and scripts read this line to learn the port (the config may ask for port 0).
     println!("tenantry listening on http://{}", node.local_addr());
-    let _ = stop_rx.recv();
+    if let Some(addr) = node.tls_addr() {
+        println!("tenantry listening on https://{addr}");
+    }
+    while let Ok(SIGHUP) = signals.recv() {
+        match node.reload_certificates() {
+            Ok(hosts) => tracing::info!(hosts, "reloaded the TLS certificates"),
+            Err(e) => {
+                tracing::error!("reloading the TLS certificates failed (kept the old ones): {e:#}")
+            }
+        }
+    }
     tracing::info!("shutting down");
     node.shutdown();
     Ok(())

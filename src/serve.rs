@@ -13,6 +13,7 @@ use tenantry_loader::kv::{KvService, KvStore};
 use tenantry_loader::{ARTIFACT_GC_INTERVAL, ARTIFACT_GRACE, Compiler, MappingBudget, Store};
 
 use crate::admin::{AdminConfig, AdminHandler, MAX_ADMIN_BODY_BYTES, TOKEN_ENV};
+use crate::certificates::CertificateStore;
 use crate::config::Config;
 use crate::control::Control;
 use crate::deploy;
@@ -52,6 +53,7 @@ pub struct Node {
     admin: Option<ServerHandle>,
     plane: Arc<Plane>,
     control: Arc<Control>,
+    certificates: Option<Arc<CertificateStore>>,
     gc: ArtifactGc,
 }
 
@@ -142,23 +144,37 @@ impl Node {
             });
         let compiler = Compiler::new(store.artifacts().clone(), deploy::compile_threads())
             .with_timeout(compile_timeout);
-        let control = Arc::new(Control::new(
-            store,
-            compiler,
-            plane.clone(),
-            config.routes.clone(),
-            config.default_limits,
-            kv_store,
-            catalog,
-        ));
+        let certificates = match &config.tls {
+            None => None,
+            Some(tls) => Some(Arc::new(
+                CertificateStore::open(tls, &config.data_dir)
+                    .context("loading the TLS certificates")?,
+            )),
+        };
+        let control = Arc::new(
+            Control::new(
+                store,
+                compiler,
+                plane.clone(),
+                config.routes.clone(),
+                config.default_limits,
+                kv_store,
+                catalog,
+            )
+            .with_certificates(certificates.clone()),
+        );
         control
             .ensure_platform()
             .context("creating the platform Workers' namespace")?;
 
         let for_cores = plane.clone();
-        let server =
-            tenantry_ingress::start(config.server.clone(), move |_core| for_cores.dispatcher())
-                .with_context(|| format!("listening on {}", config.server.addr))?;
+        let mut server_config = config.server.clone();
+        server_config.tls = certificates.as_ref().map(|c| c.listener());
+        let server = tenantry_ingress::start(server_config, move |_core| for_cores.dispatcher())
+            .with_context(|| match &config.tls {
+                None => format!("listening on {}", config.server.addr),
+                Some(tls) => format!("listening on {} and {}", config.server.addr, tls.addr),
+            })?;
 
         let admin = match &config.admin {
             None => None,
@@ -169,8 +185,23 @@ impl Node {
             admin,
             plane,
             control,
+            certificates,
             gc,
         })
+    }
+
+    /// The address the data plane accepts TLS on, if `[server.tls]` is configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.server.tls_addr()
+    }
+
+    /// Reads the TLS certificate files again and serves the new set to new handshakes
+    /// (SIGHUP). On an error the current set stays. Returns the hostname patterns served.
+    pub fn reload_certificates(&self) -> anyhow::Result<usize> {
+        match &self.certificates {
+            None => anyhow::bail!("the data plane has no TLS listener ([server.tls])"),
+            Some(c) => Ok(c.reload()?),
+        }
     }
 
     /// The address the data plane listens on (the real port when the config asked for port 0).

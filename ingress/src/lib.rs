@@ -38,8 +38,10 @@ pub mod route;
 mod runtime;
 mod server;
 mod sys;
+pub mod tls;
 
 pub use limits::{ServerLimits, Timeouts};
 pub use parse::{BodyFraming, Head, ParseError, Parsed, parse_head};
 pub use runtime::{Driver, Runtime};
 pub use server::{Handler, ServerConfig, ServerHandle, start};
+pub use tls::{CertificateSet, Certificates, TlsListener};

@@ -5,6 +5,11 @@
 //! that accepted it. A connection is one task: read a head, read its body, call the handler, queue
 //! the response; queued responses go out in one write when the client has nothing more buffered,
 //! which makes pipelining cost one syscall per batch.
+//!
+//! With [`ServerConfig::tls`] every core also listens for TLS; such a connection first completes
+//! its handshake (bounded by [`TlsListener::handshake_timeout`]), then runs the very same
+//! connection code over the TLS stream: `Conn` is generic over its stream, so both share every
+//! framing rule, limit and timeout, and the plain path is compiled exactly as before.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -22,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, BytesMut};
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 use tenantry_core::{Request, Response};
 
@@ -33,6 +38,7 @@ use crate::limits::{
 };
 use crate::parse::{BodyFraming, Head, ParseError, Parsed, parse_head};
 use crate::runtime::{Driver, Runtime};
+use crate::tls::{TlsListener, TlsStream};
 
 /// Answers requests on one core. Created on that core's thread by the factory given to [`start`],
 /// so it may hold `Rc`s and per-core caches.
@@ -64,6 +70,9 @@ pub struct ServerConfig {
     pub driver: Driver,
     pub limits: ServerLimits,
     pub timeouts: Timeouts,
+    /// A TLS listener beside the plain one, on every core and with the same handler; `None`
+    /// serves plain HTTP only.
+    pub tls: Option<TlsListener>,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +84,7 @@ impl Default for ServerConfig {
             driver: Driver::Auto,
             limits: ServerLimits::default(),
             timeouts: Timeouts::default(),
+            tls: None,
         }
     }
 }
@@ -82,6 +92,7 @@ impl Default for ServerConfig {
 /// A running server. Dropping it shuts it down and waits for its threads.
 pub struct ServerHandle {
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     drivers: Vec<&'static str>,
     stopping: Arc<AtomicBool>,
     listeners: Vec<RawFd>,
@@ -92,6 +103,11 @@ impl ServerHandle {
     /// The address every core listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address every core accepts TLS on, if [`ServerConfig::tls`] asked for it.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The driver each core runs (`"io_uring"` or `"legacy"`).
@@ -131,7 +147,15 @@ impl Drop for ServerHandle {
 }
 
 /// What a core thread reports once it listens (or failed to).
-type Ready = io::Result<(SocketAddr, RawFd, &'static str)>;
+struct Listening {
+    addr: SocketAddr,
+    fd: RawFd,
+    /// The TLS listener's address and descriptor, if any.
+    tls: Option<(SocketAddr, RawFd)>,
+    driver: &'static str,
+}
+
+type Ready = io::Result<Listening>;
 
 /// Starts `config.threads` serving threads. `make_handler(i)` runs on thread `i` to create its
 /// handler. Returns once every thread listens; a bind error on any of them stops the others.
@@ -149,8 +173,14 @@ where
         },
         connections_per_core: config.limits.max_connections.div_ceil(threads).max(1),
     });
+    // One rustls configuration (and so one session-ticket key) for every core.
+    let tls_config = match &config.tls {
+        None => None,
+        Some(tls) => Some(tls.certificates.server_config().map_err(io::Error::other)?),
+    };
     let mut handle = ServerHandle {
         local_addr: config.addr,
+        tls_addr: config.tls.as_ref().map(|t| t.addr),
         drivers: Vec::new(),
         stopping: Arc::new(AtomicBool::new(false)),
         listeners: Vec::new(),
@@ -161,15 +191,20 @@ where
         let mut core_config = config.clone();
         // The first core resolves port 0; the others bind the port it got.
         core_config.addr = handle.local_addr;
+        if let (Some(tls), Some(addr)) = (&mut core_config.tls, handle.tls_addr) {
+            tls.addr = addr;
+        }
         let make_handler = make_handler.clone();
         let stopping = handle.stopping.clone();
         let shared = shared.clone();
+        let tls_config = tls_config.clone();
         let thread = std::thread::Builder::new()
             .name(format!("tenantry-core-{core}"))
             .spawn(move || {
                 run_core(
                     core,
                     core_config,
+                    tls_config,
                     &*make_handler,
                     stopping,
                     shared,
@@ -178,10 +213,14 @@ where
             })?;
         handle.threads.push(thread);
         match ready_rx.recv() {
-            Ok(Ok((addr, fd, driver))) => {
-                handle.local_addr = addr;
-                handle.listeners.push(fd);
-                handle.drivers.push(driver);
+            Ok(Ok(listening)) => {
+                handle.local_addr = listening.addr;
+                handle.listeners.push(listening.fd);
+                if let Some((addr, fd)) = listening.tls {
+                    handle.tls_addr = Some(addr);
+                    handle.listeners.push(fd);
+                }
+                handle.drivers.push(listening.driver);
             }
             Ok(Err(e)) => return Err(e), // dropping `handle` stops the cores already started
             Err(_) => return Err(io::Error::other("a serving thread died while starting")),
@@ -193,6 +232,7 @@ where
 fn run_core<H: Handler>(
     core: usize,
     config: ServerConfig,
+    tls_config: Option<Arc<rustls::ServerConfig>>,
     make_handler: &(dyn Fn(usize) -> H + Send + Sync),
     stopping: Arc<AtomicBool>,
     shared: Arc<Shared>,
@@ -207,12 +247,28 @@ fn run_core<H: Handler>(
     };
     let driver = rt.driver_name();
     rt.block_on(async move {
-        let opts = ListenerOpts::new().reuse_port(true).reuse_addr(true);
-        let listener = match TcpListener::bind_with_config(config.addr, &opts)
-            .and_then(|l| Ok((l.local_addr()?, l)))
-        {
+        let bind = |addr| {
+            let opts = ListenerOpts::new().reuse_port(true).reuse_addr(true);
+            TcpListener::bind_with_config(addr, &opts).and_then(|l| Ok((l.local_addr()?, l)))
+        };
+        let tls = match (&config.tls, tls_config) {
+            (Some(tls), Some(tls_config)) => match bind(tls.addr) {
+                Ok(bound) => Some((bound, tls, tls_config)),
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            },
+            _ => None,
+        };
+        let listener = match bind(config.addr) {
             Ok((addr, l)) => {
-                let _ = ready.send(Ok((addr, l.as_raw_fd(), driver)));
+                let _ = ready.send(Ok(Listening {
+                    addr,
+                    fd: l.as_raw_fd(),
+                    tls: tls.as_ref().map(|((addr, l), _, _)| (*addr, l.as_raw_fd())),
+                    driver,
+                }));
                 l
             }
             Err(e) => {
@@ -222,15 +278,33 @@ fn run_core<H: Handler>(
         };
         let handler = Rc::new(make_handler(core));
         let state = Rc::new(CoreState::new(config.limits, config.timeouts, shared));
-        tracing::debug!(core, driver, "serving");
-        accept_loop(&listener, &handler, &state, &stopping).await;
+        tracing::debug!(core, driver, tls = tls.is_some(), "serving");
+        let plain = accept_loop(&listener, &handler, &state, &stopping, None);
+        match &tls {
+            None => plain.await,
+            Some(((_, tls_listener), settings, tls_config)) => {
+                let accept = Rc::new(TlsAccept {
+                    acceptor: monoio_rustls::TlsAcceptor::from(tls_config.clone()),
+                    timeout: settings.handshake_timeout,
+                });
+                let secure = accept_loop(tls_listener, &handler, &state, &stopping, Some(&accept));
+                monoio::join!(plain, secure);
+            }
+        }
         state.stop();
         let deadline = Instant::now() + config.timeouts.drain;
         while state.active.get() > 0 && Instant::now() < deadline {
             monoio::time::sleep(Duration::from_millis(5)).await;
         }
         drop(listener);
+        drop(tls);
     });
+}
+
+/// How a core's TLS listener turns a TCP connection into a TLS one.
+struct TlsAccept {
+    acceptor: monoio_rustls::TlsAcceptor,
+    timeout: Duration,
 }
 
 async fn accept_loop<H: Handler>(
@@ -238,6 +312,7 @@ async fn accept_loop<H: Handler>(
     handler: &Rc<H>,
     state: &Rc<CoreState>,
     stopping: &AtomicBool,
+    tls: Option<&Rc<TlsAccept>>,
 ) {
     let mut backoff = ACCEPT_BACKOFF_MIN;
     let mut failures = 0u64;
@@ -261,7 +336,14 @@ async fn accept_loop<H: Handler>(
                 let _ = stream.set_nodelay(true);
                 // Counted before the task first runs, so the cap check above sees it.
                 let active = Active::new(state.clone());
-                monoio::spawn(connection(stream, handler.clone(), active));
+                match tls {
+                    None => {
+                        monoio::spawn(connection(stream, handler.clone(), active));
+                    }
+                    Some(tls) => {
+                        monoio::spawn(tls_connection(stream, tls.clone(), handler.clone(), active));
+                    }
+                }
             }
             Err(e) => {
                 if stopping.load(Ordering::Acquire) {
@@ -482,8 +564,8 @@ impl From<ParseError> for Closed {
     }
 }
 
-struct Conn {
-    stream: TcpStream,
+struct Conn<S> {
+    stream: S,
     /// Bytes received and not yet consumed by a request.
     buf: BytesMut,
     /// Responses waiting to be written.
@@ -494,7 +576,43 @@ struct Conn {
     request_started: Instant,
 }
 
-async fn connection<H: Handler>(stream: TcpStream, handler: Rc<H>, _active: Active) {
+/// Completes a TLS handshake (within its timeout, or until the core stops), then serves the
+/// connection like a plain one. A failed handshake closes it: rustls has already sent the alert.
+async fn tls_connection<H: Handler>(
+    stream: TcpStream,
+    tls: Rc<TlsAccept>,
+    handler: Rc<H>,
+    active: Active,
+) {
+    let state = active.0.clone();
+    let id = state.next_id.get();
+    state.next_id.set(id + 1);
+    // No request is in flight during a handshake: on shutdown it is abandoned like an idle
+    // connection.
+    let stopped = Stopped { state: &state, id };
+    let handshake = monoio::time::timeout(tls.timeout, tls.acceptor.accept(stream));
+    let stream = monoio::select! {
+        r = handshake => match r {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!("TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake timed out");
+                return;
+            }
+        },
+        _ = stopped => return,
+    };
+    connection(TlsStream::new(stream), handler, active).await;
+}
+
+async fn connection<S, H>(stream: S, handler: Rc<H>, _active: Active)
+where
+    S: AsyncReadRent + AsyncWriteRent,
+    H: Handler,
+{
     let state = _active.0.clone();
     let id = state.next_id.get();
     state.next_id.set(id + 1);
@@ -519,7 +637,7 @@ async fn connection<H: Handler>(stream: TcpStream, handler: Rc<H>, _active: Acti
     }
 }
 
-impl Conn {
+impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
     async fn serve<H: Handler>(&mut self, handler: &H) -> Result<(), Closed> {
         loop {
             let Some(head) = self.read_head().await? else {
@@ -737,7 +855,7 @@ impl Conn {
 }
 
 /// Reads whatever the socket has into the spare capacity of `buf`, growing it when full.
-async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+async fn read_more<S: AsyncReadRent>(stream: &mut S, buf: &mut BytesMut) -> io::Result<usize> {
     if buf.capacity() - buf.len() < READ_BUFFER_BYTES / 4 {
         buf.reserve(READ_BUFFER_BYTES);
     }

@@ -33,6 +33,13 @@ pub mod code {
     pub const MISSING_AUTH: u32 = 9106;
     /// A failure on our side (disk, compiler).
     pub const INTERNAL: u32 = 10002;
+    /// No endpoint at that path.
+    pub const NO_ROUTE: u32 = 7003;
+    /// The endpoint exists but not with that method.
+    pub const METHOD_NOT_ALLOWED: u32 = 10405;
+    /// An uploaded certificate or key that cannot be served: bad PEM, unsupported key type, a
+    /// key that is not the certificate's, or a malformed hostname (Tenantry's own code).
+    pub const INVALID_CERTIFICATE: u32 = 10030;
 }
 
 impl ApiError {

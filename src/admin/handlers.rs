@@ -86,6 +86,10 @@ pub async fn route(
             check_account(acct)?;
             return super::kv::route(control.kv(), &req.method, rest, &query, &req, path).await;
         }
+        ["client", "v4", "accounts", acct, "tls", rest @ ..] => {
+            check_account(acct)?;
+            return super::certificates::route(control.certificates(), &req, rest, path);
+        }
         [
             "client",
             "v4",

@@ -5,6 +5,7 @@
 //! The admin listener runs its own threads (not the serving cores). An upload blocks its admin
 //! thread while the compile pool compiles it; serving never waits for it.
 
+mod certificates;
 mod envelope;
 mod handlers;
 mod kv;

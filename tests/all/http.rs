@@ -43,6 +43,7 @@ fn server(driver: Driver, limits: ServerLimits, timeouts: Timeouts) -> ServerHan
         driver,
         limits,
         timeouts,
+        tls: None,
     };
     tenantry_ingress::start(config, |_| Echo).expect("server starts")
 }
@@ -301,6 +302,7 @@ fn one_core(limits: ServerLimits, timeouts: Timeouts) -> ServerHandle {
         driver: Driver::Auto,
         limits,
         timeouts,
+        tls: None,
     };
     tenantry_ingress::start(config, |_| Echo).expect("server starts")
 }

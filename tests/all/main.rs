@@ -20,3 +20,4 @@ mod openapi;
 mod responses;
 mod serve;
 mod subrequests;
+mod tls;

@@ -62,7 +62,14 @@ fn conforms(spec: &Value, schema: &Value, value: &Value, at: &str) {
 }
 
 fn fill(path: &str, ns: &str, script: &str) -> String {
+    // An existing certificate where the namespace and script exist, a missing one where not.
+    let hostname = if ns == "customers" {
+        "h1.example.test"
+    } else {
+        "missing.example.test"
+    };
     path.replace("{account_id}", "acct-1")
+        .replace("{hostname}", hostname)
         .replace("{dispatch_namespace}", ns)
         .replace("{script_name}", script)
         .replace("{secret_name}", "K")
@@ -72,7 +79,13 @@ fn fill(path: &str, ns: &str, script: &str) -> String {
 #[test]
 fn the_server_matches_the_openapi_document() {
     let spec = spec();
-    let n = TestNode::start("[[namespace]]\nname = \"customers\"\n");
+    // With a TLS listener, so that the certificate endpoints answer.
+    let ca = crate::tls::Ca::new();
+    let files = tempfile::tempdir().unwrap();
+    let table = crate::tls::tls_table(files.path(), Some(&ca.issue(&["default.test"])), &[]);
+    let n = TestNode::start(&format!(
+        "[server.tls]\nlisten = \"127.0.0.1:0\"\n{table}\n[[namespace]]\nname = \"customers\"\n"
+    ));
     let a = n.node.as_ref().unwrap().admin_addr().unwrap();
     let auth = [("Authorization", "Bearer test-token")];
     // Something to read: a script with a secret and a tag.
@@ -101,6 +114,14 @@ fn the_server_matches_the_openapi_document() {
         );
         put(&format!("{base}/tags"), "application/json", br#"["t1"]"#);
     }
+    let leaf = ca.issue(&["h1.example.test"]);
+    put(
+        "/client/v4/accounts/acct-1/tls/certificates/h1.example.test",
+        "application/json",
+        json!({"certificate": leaf.cert_pem, "private_key": leaf.key_pem})
+            .to_string()
+            .as_bytes(),
+    );
 
     let methods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
     let mut checked = 0;
