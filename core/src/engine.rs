@@ -4,7 +4,7 @@
 use std::hash::Hasher;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -183,6 +183,9 @@ struct Inner {
     linker: Linker<HostState>,
     /// Idle reuse-mode instances on every core together (see [`EngineSettings::idle_cap`]).
     idle: AtomicUsize,
+    /// Ticks left at the full rate (see [`Engine::start_epoch_ticker`]): set whenever a guest
+    /// yields at a tick, counted down by the ticker.
+    fast_ticks: AtomicU32,
 }
 
 impl Engine {
@@ -229,6 +232,7 @@ impl Engine {
                 compat_hash,
                 linker,
                 idle: AtomicUsize::new(0),
+                fast_ticks: AtomicU32::new(0),
             }),
         })
     }
@@ -323,11 +327,21 @@ impl Engine {
         })
     }
 
-    /// Starts the thread that advances the epoch every `epoch_tick`; it stops when the last clone
-    /// of this engine is dropped.
+    /// Starts the thread that advances the epoch; it stops when the last clone of this engine is
+    /// dropped.
+    ///
+    /// It ticks every `epoch_tick` while guests need slicing — for [`FAST_TICKS`] ticks after any
+    /// guest last yielded at a tick ([`Engine::guest_yielded`]) — and [`IDLE_TICK_FACTOR`] times
+    /// less often otherwise. Each tick wakes the ticker on a CPU that a serving thread shares
+    /// (on a busy node every CPU serves), and a tick that finds only short requests does nothing:
+    /// they run on past it (`MIN_BRIEF_SLICE` in `invoke`). Under a JavaScript hello at ~48k
+    /// requests/s the 4 000 wake-ups a second cost ~5% of the serving core (the ticker's own
+    /// context switches, `perf`, docs/performance.md). A guest that runs long is still met by a
+    /// tick within `IDLE_TICK_FACTOR × epoch_tick` (1 ms by default) — the granularity of
+    /// wall-clock limits while nothing else runs long — and from its first yield on, every
+    /// CPU-bound guest is sliced at `epoch_tick` as before.
     pub fn start_epoch_ticker(&self) {
         let weak = Arc::downgrade(&self.inner);
-        let tick = self.inner.settings.epoch_tick;
         std::thread::Builder::new()
             .name("tenantry-epoch".into())
             .spawn(move || {
@@ -337,8 +351,8 @@ impl Engine {
                 let mut due = Instant::now();
                 while let Some(inner) = weak.upgrade() {
                     inner.wasmtime.increment_epoch();
+                    due += inner.next_tick_in();
                     drop(inner);
-                    due += tick;
                     let now = Instant::now();
                     match due.checked_duration_since(now) {
                         Some(pause) => std::thread::sleep(pause),
@@ -348,7 +362,31 @@ impl Engine {
             })
             .expect("spawning the epoch thread");
     }
+
+    /// A guest yielded at a tick (it had run a slice): keep ticking at the full rate for a while.
+    pub(crate) fn guest_yielded(&self) {
+        self.inner.fast_ticks.store(FAST_TICKS, Ordering::Relaxed);
+    }
 }
+
+impl Inner {
+    /// The time from one tick to the next: `epoch_tick` while guests need slicing, else
+    /// [`IDLE_TICK_FACTOR`] times that (see [`Engine::start_epoch_ticker`]).
+    fn next_tick_in(&self) -> Duration {
+        let tick = self.settings.epoch_tick;
+        let fast = self
+            .fast_ticks
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if fast { tick } else { tick * IDLE_TICK_FACTOR }
+    }
+}
+
+/// Ticks at the full rate after a guest last yielded: 200 × 250 µs = 50 ms by default.
+pub(crate) const FAST_TICKS: u32 = 200;
+
+/// How much less often the epoch ticks while no guest has yielded for [`FAST_TICKS`] ticks.
+pub(crate) const IDLE_TICK_FACTOR: u32 = 4;
 
 /// Makes the calling thread (the epoch ticker) wake when its sleep ends, not whenever the CPU
 /// it shares with a busy serving thread next gets round to it.
@@ -422,5 +460,32 @@ impl Hasher for Sha256Hasher {
     }
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ticker_slows_down_until_a_guest_yields_and_for_a_while_after() {
+        let engine = crate::test_support::small_engine(2);
+        let tick = engine.inner.settings.epoch_tick;
+        let idle = tick * IDLE_TICK_FACTOR;
+        assert!(idle > tick);
+        assert_eq!(engine.inner.next_tick_in(), idle);
+        engine.guest_yielded();
+        for _ in 0..FAST_TICKS {
+            assert_eq!(engine.inner.next_tick_in(), tick);
+        }
+        assert_eq!(engine.inner.next_tick_in(), idle);
+        // Every yield starts the count again.
+        engine.guest_yielded();
+        assert_eq!(engine.inner.next_tick_in(), tick);
+        engine.guest_yielded();
+        for _ in 0..FAST_TICKS {
+            assert_eq!(engine.inner.next_tick_in(), tick);
+        }
+        assert_eq!(engine.inner.next_tick_in(), idle);
     }
 }

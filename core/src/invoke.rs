@@ -424,7 +424,8 @@ impl Worker {
         // tasks run (fairly: see `yielding`), then continue for one more tick.
         // The guests of one Worker share one rotation slot, so a Worker with many requests in
         // flight gets one slice per round like any other (see `yielding`).
-        store.epoch_deadline_callback(|mut ctx| {
+        let engine = self.engine.clone();
+        store.epoch_deadline_callback(move |mut ctx| {
             if Instant::now() >= ctx.data().deadline {
                 Err(DeadlineExceeded.into())
             } else {
@@ -456,6 +457,7 @@ impl Worker {
                 // (A request of a Worker that has CPU-bound ones here queues behind them.)
                 let in_rotation = state.rotation.is_some() || yielding::in_rotation(key) > 0;
                 let park = yielding::yield_now(key, in_rotation);
+                engine.guest_yielded();
                 Ok(UpdateDeadline::YieldCustom(
                     1,
                     Box::pin(async move {
