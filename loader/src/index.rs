@@ -30,6 +30,7 @@ use memmap2::Mmap;
 use rkyv::rancor;
 use sha2::{Digest, Sha256};
 
+use crate::delta::{self, Record, delta_path};
 use crate::fsutil::write_durably;
 use crate::mmap;
 
@@ -143,16 +144,39 @@ pub enum IndexError {
     },
 }
 
-/// An open, validated index. Cheap to clone; the mapping lives until the last clone is dropped.
+/// An open, validated index: the base archive (mapped) with the delta's records applied on top
+/// (see [`crate::delta`]). Cheap to clone; the mapping lives until the last clone is dropped.
 #[derive(Clone)]
 pub struct Index {
-    inner: Arc<Inner>,
+    base: Arc<Base>,
+    overlay: Arc<Overlay>,
 }
 
-struct Inner {
+/// The base archive: one mapping of `namespaces/<ns>/index`.
+struct Base {
     map: Mmap,
     generation: u64,
     compat_hash: String,
+}
+
+/// The delta's records applied to the base, for reads: which names they touched and what each
+/// became. Bounded by the merge threshold (`EngineSettings::index_merge_records`); a persistent map, so the
+/// next generation shares all but what its record changed.
+#[derive(Clone, Default)]
+struct Overlay {
+    records: Vec<Arc<Record>>,
+    slots: imbl::HashMap<String, Slot>,
+    /// The generation of the last record (the base's if none).
+    generation: u64,
+    /// Scripts visible through the overlay and the base together.
+    len: usize,
+}
+
+/// What the latest record that names a script made of it.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Upsert { record: u32, at: u32 },
+    Deleted,
 }
 
 impl std::fmt::Debug for Index {
@@ -160,6 +184,7 @@ impl std::fmt::Debug for Index {
         f.debug_struct("Index")
             .field("namespace", &self.namespace())
             .field("generation", &self.generation())
+            .field("base_generation", &self.base_generation())
             .field("scripts", &self.len())
             .finish()
     }
@@ -212,9 +237,206 @@ pub fn read_generation(path: &Path) -> Result<u64, IndexError> {
 }
 
 impl Index {
-    /// Maps and validates the index at `path`. With `expected_compat`, an index built for another
-    /// engine is an error ([`IndexError::WrongEngine`]).
+    /// Maps and validates the index at `path` and reads the delta beside it
+    /// ([`crate::delta::delta_path`]). With `expected_compat`, an index built for another engine
+    /// is an error ([`IndexError::WrongEngine`]).
     pub fn open(path: &Path, expected_compat: Option<&str>) -> Result<Index, IndexError> {
+        let base = Arc::new(Base::open(path, expected_compat)?);
+        let delta = delta::read(&delta_path(path), base.generation)?;
+        let mut overlay = Overlay {
+            generation: base.generation,
+            len: base.data().scripts.len(),
+            ..Overlay::default()
+        };
+        for record in delta.records {
+            overlay.apply(&base, record);
+        }
+        Ok(Index {
+            base,
+            overlay: Arc::new(overlay),
+        })
+    }
+
+    /// Maps and validates the base at `path` alone, without a delta (a merge's new base before
+    /// it is renamed into place).
+    pub(crate) fn open_base(path: &Path) -> Result<Index, IndexError> {
+        let base = Arc::new(Base::open(path, None)?);
+        let overlay = Overlay {
+            generation: base.generation,
+            len: base.data().scripts.len(),
+            ..Overlay::default()
+        };
+        Ok(Index {
+            base,
+            overlay: Arc::new(overlay),
+        })
+    }
+
+    /// This index read through `base`, a merge of its own base and its first records: the same
+    /// scripts and generation, with only the records after `base`'s generation left on top.
+    /// `None` if `base` is not such a merge (another namespace or creation, or a generation
+    /// outside this index's delta).
+    pub(crate) fn rebase(&self, base: &Index) -> Option<Index> {
+        let merged = base.base_generation();
+        if base.delta_records() != 0
+            || base.namespace_id() != self.namespace_id()
+            || merged < self.base_generation()
+            || merged > self.generation()
+        {
+            return None;
+        }
+        let mut overlay = Overlay::clone(&base.overlay);
+        for record in self
+            .overlay
+            .records
+            .iter()
+            .filter(|r| r.generation > merged)
+        {
+            overlay.apply(&base.base, record.clone());
+        }
+        Some(Index {
+            base: base.base.clone(),
+            overlay: Arc::new(overlay),
+        })
+    }
+
+    /// This index with `record` (the next generation's change) applied on top.
+    pub(crate) fn with_record(&self, record: Arc<Record>) -> Index {
+        let mut overlay = Overlay::clone(&self.overlay);
+        overlay.apply(&self.base, record);
+        Index {
+            base: self.base.clone(),
+            overlay: Arc::new(overlay),
+        }
+    }
+
+    /// The base archive's namespace-wide fields (its scripts may be shadowed by the delta: read
+    /// them through [`Index::get`] and [`Index::scripts`]).
+    fn base_data(&self) -> &ArchivedIndexData {
+        self.base.data()
+    }
+
+    /// The script called `name`, if deployed: the delta's latest word on it, else the base's.
+    pub fn get(&self, name: &str) -> Option<&ArchivedScriptEntry> {
+        self.overlay.get(&self.base, name)
+    }
+
+    /// Every deployed script, in no particular order.
+    pub fn scripts(&self) -> impl Iterator<Item = &ArchivedScriptEntry> {
+        let overlay = &self.overlay;
+        let base = self
+            .base_data()
+            .scripts
+            .iter()
+            .filter(move |(name, _)| !overlay.slots.contains_key(name.as_str()))
+            .map(|(_, entry)| entry);
+        let upserts = overlay.slots.values().filter_map(move |slot| match *slot {
+            Slot::Upsert { record, at } => {
+                Some(&overlay.records[record as usize].upserts()[at as usize])
+            }
+            Slot::Deleted => None,
+        });
+        base.chain(upserts)
+    }
+
+    pub fn len(&self) -> usize {
+        self.overlay.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The namespace's generation: the last delta record's, else the base's.
+    pub fn generation(&self) -> u64 {
+        self.overlay.generation
+    }
+
+    /// The generation of the base archive (what the last merge or full publish wrote).
+    pub fn base_generation(&self) -> u64 {
+        self.base.generation
+    }
+
+    /// Delta records on top of the base.
+    pub fn delta_records(&self) -> usize {
+        self.overlay.records.len()
+    }
+
+    /// The engine hash the entries' artifacts were compiled for.
+    pub fn compat_hash(&self) -> &str {
+        &self.base.compat_hash
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.base_data().namespace.as_str()
+    }
+
+    /// The namespace's id (random per creation).
+    pub fn namespace_id(&self) -> &str {
+        self.base_data().namespace_id.as_str()
+    }
+
+    /// Unix milliseconds.
+    pub fn created_on(&self) -> i64 {
+        self.base_data().created_on.to_native()
+    }
+
+    /// An owned copy of everything, base and delta merged: O(scripts), for a full publish.
+    pub fn to_data(&self) -> IndexData {
+        let data = self.base_data();
+        IndexData {
+            namespace: data.namespace.to_string(),
+            namespace_id: data.namespace_id.to_string(),
+            created_on: data.created_on.to_native(),
+            scripts: self
+                .scripts()
+                .map(|entry| {
+                    let entry = rkyv::deserialize::<ScriptEntry, rancor::Error>(entry)
+                        .expect("deserializing a validated archive cannot fail");
+                    (entry.name.clone(), entry)
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Overlay {
+    fn get<'a>(&'a self, base: &'a Base, name: &str) -> Option<&'a ArchivedScriptEntry> {
+        match self.slots.get(name) {
+            Some(Slot::Upsert { record, at }) => {
+                Some(&self.records[*record as usize].upserts()[*at as usize])
+            }
+            Some(Slot::Deleted) => None,
+            None => base.data().scripts.get(name),
+        }
+    }
+
+    /// Applies the next generation's record.
+    fn apply(&mut self, base: &Base, record: Arc<Record>) {
+        let n = self.records.len() as u32;
+        for name in record.deletes() {
+            if self.get(base, name).is_some() {
+                self.len -= 1;
+            }
+            self.slots.insert(name.to_string(), Slot::Deleted);
+        }
+        for (at, entry) in record.upserts().iter().enumerate() {
+            if self.get(base, entry.name.as_str()).is_none() {
+                self.len += 1;
+            }
+            let slot = Slot::Upsert {
+                record: n,
+                at: at as u32,
+            };
+            self.slots.insert(entry.name.to_string(), slot);
+        }
+        self.generation = record.generation;
+        self.records.push(record);
+    }
+}
+
+impl Base {
+    fn open(path: &Path, expected_compat: Option<&str>) -> Result<Base, IndexError> {
         let io = |source| IndexError::Io {
             path: path.to_path_buf(),
             source,
@@ -260,52 +482,18 @@ impl Index {
                 expected: expected.to_string(),
             });
         }
-        Ok(Index {
-            inner: Arc::new(Inner {
-                map,
-                generation,
-                compat_hash,
-            }),
+        Ok(Base {
+            map,
+            generation,
+            compat_hash,
         })
     }
 
     /// The archived data, read in place.
-    pub fn data(&self) -> &ArchivedIndexData {
+    fn data(&self) -> &ArchivedIndexData {
         // SAFETY: the payload was validated by `mmap::validate` in `open`, and the mapping is of a
         // file that is never modified (publishing renames a new file over the path).
-        unsafe { mmap::access(&self.inner.map[HEADER_LEN..]) }
-    }
-
-    /// The script called `name`, if deployed.
-    pub fn get(&self, name: &str) -> Option<&ArchivedScriptEntry> {
-        self.data().scripts.get(name)
-    }
-
-    pub fn len(&self) -> usize {
-        self.data().scripts.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.inner.generation
-    }
-
-    /// The engine hash the entries' artifacts were compiled for.
-    pub fn compat_hash(&self) -> &str {
-        &self.inner.compat_hash
-    }
-
-    pub fn namespace(&self) -> &str {
-        self.data().namespace.as_str()
-    }
-
-    /// An owned copy, to edit and publish as the next generation.
-    pub fn to_data(&self) -> IndexData {
-        rkyv::deserialize::<IndexData, rancor::Error>(self.data())
-            .expect("deserializing a validated archive cannot fail")
+        unsafe { mmap::access(&self.map[HEADER_LEN..]) }
     }
 }
 

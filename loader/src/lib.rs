@@ -34,6 +34,7 @@
 
 mod artifacts;
 mod compile;
+pub mod delta;
 mod entry;
 mod fsutil;
 pub mod index;
@@ -41,6 +42,7 @@ mod indexes;
 mod jobs;
 pub mod js;
 pub mod kv;
+mod merge;
 mod mmap;
 mod modules;
 pub mod names;
@@ -48,15 +50,19 @@ mod store;
 
 pub use artifacts::{ArtifactError, ArtifactId, ArtifactStore, MAX_MODULE_BYTES};
 pub use compile::{Compiler, DEFAULT_COMPILE_TIMEOUT};
+pub use delta::DeltaRecord;
 pub use entry::{artifact_id, bindings, limits};
 pub use index::{
     ArchivedBindingEntry, ArchivedIndexData, ArchivedScriptEntry, BindingEntry, Index, IndexData,
     IndexError, ScriptEntry, ScriptLimits,
 };
 pub use indexes::{INDEX_LOADER_THREADS, IndexCache, IndexKey, IndexLoadError, VMAS_PER_INDEX};
+pub use merge::MERGE_THREADS;
 pub use modules::{
     DEFAULT_MAX_MAP_COUNT, Loaded, Lru, MAPPING_BUDGET_PERCENT, MODULE_LOADER_THREADS,
     MappingBudget, MappingBudgetError, VMAS_PER_MODULE, VMAS_PER_SLOT,
 };
 pub use names::valid_name;
-pub use store::{ARTIFACT_GC_INTERVAL, ARTIFACT_GRACE, PLATFORM_NAMESPACE, Store, StoreError};
+pub use store::{
+    ARTIFACT_GC_INTERVAL, ARTIFACT_GRACE, MERGE_BACKLOG, PLATFORM_NAMESPACE, Store, StoreError,
+};

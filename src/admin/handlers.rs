@@ -129,10 +129,10 @@ pub async fn route(
         (b"PUT", [ns, "scripts", name]) => put_script(c, ns, name, &req, false).await,
         (b"GET", [ns, "scripts", name]) => get_script(c, ns, name),
         (b"DELETE", [ns, "scripts", name]) => {
-            c.edit(ns, |data, _| {
-                data.scripts
-                    .remove(*name)
-                    .map(|_| ())
+            c.edit(ns, |scripts, _| {
+                scripts
+                    .remove(name)
+                    .then_some(())
                     .ok_or_else(|| ControlError::ScriptNotFound(name.to_string()))
             })?;
             Ok(success(Value::Null))
@@ -537,8 +537,8 @@ async fn put_script(
         0
     };
     let artifact = c.compile(module)?;
-    let entry = c.edit(ns, |data, now| {
-        let old = data.scripts.get(name);
+    let entry = c.edit(ns, |scripts, now| {
+        let old = scripts.get(name);
         let reuse = metadata
             .reuse_instances
             .or(old.map(|o| o.reuse_instances))
@@ -566,7 +566,7 @@ async fn put_script(
             apply_metadata(&mut e, &metadata, ns == PLATFORM_NAMESPACE)
                 .map_err(|err| ControlError::Invalid(err.message))?;
         }
-        data.scripts.insert(name.to_string(), e);
+        scripts.insert(e);
         Ok(())
     });
     entry?;
@@ -732,7 +732,8 @@ fn list_scripts(
     // in one pass, not by sorting every name of the namespace (100k Workers: 23 ms a page).
     let (mut total, mut after) = (0, 0);
     let mut smallest: BinaryHeap<&str> = BinaryHeap::with_capacity(limit + 1);
-    for (name, entry) in index.data().scripts.iter() {
+    for entry in index.scripts() {
+        let name = &entry.name;
         if !filter.is_empty() {
             let tags: Vec<&str> = entry.tags.iter().map(|t| t.as_str()).collect();
             if !matches(&filter, &tags) {
@@ -785,10 +786,8 @@ fn delete_by_tags(
         .ok_or_else(|| {
             ApiError::bad_request("bulk delete needs a `tags` filter, e.g. ?tags=customer-1:yes")
         })?;
-    let deleted = c.edit(ns, |data, _| {
-        let before = data.scripts.len();
-        data.scripts.retain(|_, e| !matches(&filter, &e.tags));
-        Ok(before - data.scripts.len())
+    let deleted = c.edit(ns, |scripts, _| {
+        Ok(scripts.retain(|tags| !matches(&filter, tags)))
     })?;
     Ok(success_with_info(
         Value::Null,
