@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::delta::{self, delta_path};
 use crate::fsutil::{install, write_temporary};
-use crate::index::{Index, IndexError, header, read_generation};
+use crate::index::{Index, IndexError, encode, read_generation};
 use crate::indexes::{IndexCache, IndexKey};
 use crate::jobs::JobThreads;
 
@@ -128,13 +128,13 @@ pub(crate) fn merge(job: &MergeJob) -> Result<bool, IndexError> {
         return Ok(false);
     }
     // Step 1, with no lock held: every script read and written, O(scripts).
-    let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&view.to_data()).map_err(|e| {
-        IndexError::Invalid {
-            path: path.clone(),
-            message: e.to_string(),
-        }
-    })?;
-    let header = header(generation, view.compat_hash(), &payload);
+    let (header, payload) =
+        encode(&view.to_data(), generation, view.compat_hash()).map_err(|e| {
+            IndexError::Invalid {
+                path: path.clone(),
+                message: e.to_string(),
+            }
+        })?;
     let tmp = write_temporary(path, &[&header, &payload]).map_err(io)?;
     drop(payload);
     let merged = match Index::open_base(&tmp) {

@@ -1,12 +1,14 @@
 //! The endpoints, by path. Every handler returns a [`Response`] in the envelope or an [`ApiError`].
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantry_core::{BindingKind, Request, Response};
-use tenantry_loader::{ArtifactId, BindingEntry, PLATFORM_NAMESPACE, ScriptEntry, ScriptLimits};
+use tenantry_loader::{
+    ArchivedScriptEntry, ArtifactId, BindingEntry, PLATFORM_NAMESPACE, ScriptEntry, ScriptLimits,
+};
 
 use super::envelope::{ApiError, success, success_with_info};
 use super::time::rfc3339;
@@ -728,45 +730,33 @@ fn list_scripts(
     let limit = page_limit(query)?;
     let cursor = query.get("cursor").map(String::as_str).unwrap_or("");
     let index = c.index(ns)?;
-    // The page is the `limit` smallest names after the cursor: kept in a max-heap of that size
-    // in one pass, not by sorting every name of the namespace (100k Workers: 23 ms a page).
-    let (mut total, mut after) = (0, 0);
-    let mut smallest: BinaryHeap<&str> = BinaryHeap::with_capacity(limit + 1);
-    for entry in index.scripts() {
-        let name = &entry.name;
-        if !filter.is_empty() {
-            let tags: Vec<&str> = entry.tags.iter().map(|t| t.as_str()).collect();
-            if !matches(&filter, &tags) {
-                continue;
-            }
-        }
-        total += 1;
-        let name = name.as_str();
-        if name <= cursor {
-            continue;
-        }
-        after += 1;
-        if smallest.len() < limit {
-            smallest.push(name);
-        } else if smallest.peek().is_some_and(|largest| name < *largest) {
-            smallest.pop();
-            smallest.push(name);
-        }
-    }
-    let page = smallest.into_sorted_vec();
-    let next = if page.len() < after {
-        page.last().copied().unwrap_or("")
+    let keep = |e: &&ArchivedScriptEntry| {
+        filter.is_empty()
+            || matches(
+                &filter,
+                &e.tags.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            )
+    };
+    // The page walks the names after the cursor in order (a binary search in the index's name
+    // table, then the next `limit`): O(log n + limit) unfiltered. A tag filter reads on until
+    // the page is full, and its total counts every match (O(n)).
+    let mut after = index.scripts_after(cursor).filter(keep);
+    let page: Vec<&ArchivedScriptEntry> = after.by_ref().take(limit).collect();
+    let more = after.next().is_some();
+    let total = if filter.is_empty() {
+        index.len()
     } else {
-        ""
+        index.scripts().filter(keep).count()
+    };
+    let next = match page.last() {
+        Some(last) if more => last.name.as_str(),
+        _ => "",
     };
     let list = page
         .iter()
-        .map(|n| {
+        .map(|e| {
             script_json(
-                &rkyv::deserialize::<ScriptEntry, rkyv::rancor::Error>(
-                    index.get(n).expect("listed"),
-                )
-                .expect("validated"),
+                &rkyv::deserialize::<ScriptEntry, rkyv::rancor::Error>(*e).expect("validated"),
             )
         })
         .collect();

@@ -10,6 +10,7 @@ mod config;
 mod dispatch;
 mod hostile;
 mod http;
+mod incremental;
 mod js;
 mod js_platform;
 mod kv;
