@@ -414,7 +414,11 @@ impl MappingBudget {
         // duplicate of one another core loaded, or the one whose insert evicts another) until
         // it drops it.
         let fixed = settings.max_loaded_modules as u64 + MODULE_LOADER_THREADS as u64 + slots;
-        let indexes = settings.max_mapped_indexes as u64 + INDEX_LOADER_THREADS as u64 + cores;
+        // A merge thread maps the base it wrote before the cache takes it.
+        let indexes = settings.max_mapped_indexes as u64
+            + INDEX_LOADER_THREADS as u64
+            + crate::merge::MERGE_THREADS as u64
+            + cores;
         let fixed_mappings =
             fixed * VMAS_PER_MODULE + slots * VMAS_PER_SLOT + indexes * VMAS_PER_INDEX;
         let per_core_room = allowed.saturating_sub(fixed_mappings) / VMAS_PER_MODULE / cores;
