@@ -424,6 +424,11 @@ impl Index {
         self.base.generation
     }
 
+    /// Whether the base has the sorted name table (format version 2) that list pages start from.
+    pub fn has_name_table(&self) -> bool {
+        self.base.names().is_some()
+    }
+
     /// Delta records on top of the base.
     pub fn delta_records(&self) -> usize {
         self.overlay.records.len()

@@ -348,7 +348,8 @@ impl Store {
 
     /// Returns `index` ready for this engine: when it was built for another engine (an upgrade),
     /// every artifact is recompiled from its kept original and the same data is republished under
-    /// this engine's hash; otherwise any missing `.cwasm` is rebuilt.
+    /// this engine's hash; otherwise any missing `.cwasm` is rebuilt. A base of format version 1
+    /// (no name table) is republished in the current format, once.
     pub fn ensure_compiled(&self, index: Index) -> Result<Index, StoreError> {
         // Once per distinct artifact: Workers of the same bytes share one, and checking it is a
         // file lookup (1M of them were most of a 2.5 s start, docs/performance.md).
@@ -360,11 +361,11 @@ impl Store {
                     .ensure(&ArtifactId::from_bytes(entry.artifact))?;
             }
         }
-        if index.compat_hash() == self.inner.engine.compat_hash() {
+        if index.compat_hash() == self.inner.engine.compat_hash() && index.has_name_table() {
             return Ok(index);
         }
         let ns = index.namespace().to_string();
-        tracing::info!(namespace = %ns, "republishing the index for this engine");
+        tracing::info!(namespace = %ns, "republishing the index for this engine and format");
         self.publish_index(&ns, &index.to_data())
     }
 
@@ -869,6 +870,29 @@ mod tests {
         let again = s.open_index("production").unwrap().unwrap();
         assert_eq!(again.generation(), index.generation());
         assert_eq!(sorted_names(&again), ["a", "hello"]);
+    }
+
+    /// A base written before the name table (format 1) is read, then republished in the current
+    /// format once at start, with the same scripts.
+    #[test]
+    fn a_format_1_base_is_republished_with_its_name_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let data = data_with(&s, "production");
+        let path = s.index_path("production");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&data).unwrap();
+        let mut header = crate::index::header(3, s.inner.engine.compat_hash(), &payload);
+        header[8..12].copy_from_slice(&1u32.to_le_bytes());
+        crate::fsutil::write_durably(&path, &[&header, &payload]).unwrap();
+
+        let old = s.open_index("production").unwrap().unwrap();
+        assert!(!old.has_name_table());
+        let new = s.ensure_compiled(old).unwrap();
+        assert!(new.has_name_table());
+        assert_eq!(new.generation(), 4);
+        assert_eq!(new.to_data(), data);
+        assert_eq!(s.ensure_compiled(new).unwrap().generation(), 4);
     }
 
     #[test]

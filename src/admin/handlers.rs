@@ -10,7 +10,7 @@ use tenantry_loader::{
     ArchivedScriptEntry, ArtifactId, BindingEntry, PLATFORM_NAMESPACE, ScriptEntry, ScriptLimits,
 };
 
-use super::envelope::{ApiError, success, success_with_info};
+use super::envelope::{ApiError, success, success_serialized, success_with_info};
 use super::time::rfc3339;
 use super::upload::{self, Upload, validate_tags};
 use crate::control::{Control, ControlError, NamespaceSummary};
@@ -752,18 +752,50 @@ fn list_scripts(
         Some(last) if more => last.name.as_str(),
         _ => "",
     };
-    let list = page
-        .iter()
-        .map(|e| {
-            script_json(
-                &rkyv::deserialize::<ScriptEntry, rkyv::rancor::Error>(*e).expect("validated"),
-            )
-        })
-        .collect();
-    Ok(success_with_info(
-        Value::Array(list),
-        Some(json!({"count": page.len(), "per_page": limit, "total_count": total, "cursor": next})),
+    let list: Vec<ScriptListed> = page.iter().map(|e| ScriptListed::of(e)).collect();
+    Ok(success_serialized(
+        &list,
+        json!({"count": page.len(), "per_page": limit, "total_count": total, "cursor": next}),
     ))
+}
+
+/// [`script_json`]'s object, serialised straight from the archived entry (see
+/// [`success_serialized`]); fields by name, as the `Value` map orders them.
+#[derive(serde::Serialize)]
+struct ScriptListed<'a> {
+    compatibility_date: &'a str,
+    created_on: String,
+    etag: &'a str,
+    handlers: [&'static str; 1],
+    has_assets: bool,
+    has_modules: bool,
+    id: &'a str,
+    limits: Value,
+    main_module: &'a str,
+    modified_on: String,
+    tags: Vec<&'a str>,
+    usage_model: &'static str,
+}
+
+impl<'a> ScriptListed<'a> {
+    fn of(e: &'a ArchivedScriptEntry) -> ScriptListed<'a> {
+        let limits = rkyv::deserialize::<ScriptLimits, rkyv::rancor::Error>(&e.limits)
+            .expect("deserializing a validated archive cannot fail");
+        ScriptListed {
+            compatibility_date: e.compatibility_date.as_str(),
+            created_on: rfc3339(e.created_on.to_native()),
+            etag: e.etag.as_str(),
+            handlers: ["fetch"],
+            has_assets: false,
+            has_modules: true,
+            id: e.name.as_str(),
+            limits: limits_json(&limits),
+            main_module: e.main_module.as_str(),
+            modified_on: rfc3339(e.modified_on.to_native()),
+            tags: e.tags.iter().map(|t| t.as_str()).collect(),
+            usage_model: "standard",
+        }
+    }
 }
 
 fn delete_by_tags(
@@ -788,6 +820,32 @@ fn delete_by_tags(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A listed script is the same JSON as `script_json` gives, byte for byte.
+    #[test]
+    fn listed_scripts_serialise_as_script_objects() {
+        let entry = ScriptEntry {
+            name: "alice".into(),
+            artifact: [1; 32],
+            bindings: vec![],
+            tags: vec!["a".into(), "plan:free".into()],
+            limits: ScriptLimits {
+                cpu_ms: Some(25),
+                memory_bytes: Some(64 << 20),
+                ..Default::default()
+            },
+            created_on: 1_700_000_000_000,
+            modified_on: 1_700_000_123_456,
+            etag: "e1".into(),
+            reuse_instances: 0,
+            compatibility_date: "2025-01-01".into(),
+            main_module: "worker.js".into(),
+        };
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&entry).unwrap();
+        let archived = rkyv::access::<ArchivedScriptEntry, rkyv::rancor::Error>(&bytes).unwrap();
+        let listed = serde_json::to_vec(&ScriptListed::of(archived)).unwrap();
+        assert_eq!(listed, serde_json::to_vec(&script_json(&entry)).unwrap());
+    }
 
     #[test]
     fn path_segments_are_percent_decoded_once() {
