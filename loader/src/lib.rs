@@ -5,8 +5,10 @@
 //!   bounded LRU of modules ([`MappingBudget`] keeps every holder of mappings within the kernel's
 //!   `vm.max_map_count`).
 //! - [`Compiler`]: the compile threads; Cranelift never runs on a serving core.
-//! - [`Index`]: a namespace's scripts as an rkyv archive, validated once on open, then read in
-//!   place from the mapping (format drawn in [`index`]).
+//! - [`Index`]: a namespace's scripts as an rkyv archive (the base), validated once on open, then
+//!   read in place from the mapping (format drawn in [`index`]), with the changes published since
+//!   applied on top from the namespace's [`delta`]: a publish appends one checksummed record, and
+//!   a merge thread folds a long delta into a new base (crash states drawn in `merge`).
 //! - [`IndexCache`]: the bounded, process-wide set of mapped indexes that serving cores read; an
 //!   idle namespace's index is mapped again by a loader thread (one mapping per namespace for
 //!   good ran out of `vm.max_map_count` near 63k namespaces).
