@@ -257,6 +257,7 @@ struct EngineFile {
     pagemap_scan: Option<bool>,
     max_loaded_modules: Option<Spanned<usize>>,
     max_mapped_indexes: Option<Spanned<usize>>,
+    index_merge_records: Option<Spanned<usize>>,
     max_idle_instances: Option<u32>,
     epoch_tick_us: Option<u64>,
 }
@@ -449,6 +450,15 @@ impl Config {
                 ));
             }
             engine.max_mapped_indexes = *n.get_ref();
+        }
+        if let Some(n) = &file.engine.index_merge_records {
+            if *n.get_ref() == 0 {
+                return Err(ctx.error(
+                    Some(n.span()),
+                    "engine.index_merge_records must be at least 1".into(),
+                ));
+            }
+            engine.index_merge_records = *n.get_ref();
         }
         let workers_per_core = file
             .engine

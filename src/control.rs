@@ -14,7 +14,8 @@ use crate::plane::{Plane, Snapshot};
 use tenantry_core::Limits;
 use tenantry_ingress::route::{Route, Router};
 use tenantry_loader::{
-    ArtifactError, ArtifactId, Compiler, Index, IndexData, ScriptEntry, Store, StoreError,
+    ArtifactError, ArtifactId, Compiler, DeltaRecord, Index, IndexData, ScriptEntry, Store,
+    StoreError,
 };
 
 /// Why a control-plane operation failed; the admin API maps each to a status and message.
@@ -49,22 +50,38 @@ pub struct NamespaceSummary {
 }
 
 impl NamespaceSummary {
+    /// The summary of `index`, from every script: O(scripts), for a start. A publish updates
+    /// the summary it had instead ([`NamespaceSummary::after`]).
     pub fn of(index: &Index) -> NamespaceSummary {
-        let data = index.data();
-        let created_on = data.created_on.to_native();
-        let modified_on = data
-            .scripts
-            .values()
+        let created_on = index.created_on();
+        let modified_on = index
+            .scripts()
             .map(|s| s.modified_on.to_native())
             .max()
             .unwrap_or(created_on)
             .max(created_on);
         NamespaceSummary {
-            name: data.namespace.to_string(),
-            id: data.namespace_id.to_string(),
+            name: index.namespace().to_string(),
+            id: index.namespace_id().to_string(),
             created_on,
             modified_on,
-            script_count: data.scripts.len(),
+            script_count: index.len(),
+        }
+    }
+
+    /// This summary after `change` was published as `index`: the count from the index, the
+    /// modification time the latest of the old one and the changed scripts'. (A delete leaves
+    /// it: the namespace was modified no earlier than before.)
+    fn after(&self, index: &Index, change: &DeltaRecord) -> NamespaceSummary {
+        let modified_on = change
+            .upserts
+            .iter()
+            .map(|e| e.modified_on)
+            .fold(self.modified_on, i64::max);
+        NamespaceSummary {
+            modified_on,
+            script_count: index.len(),
+            ..self.clone()
         }
     }
 }
@@ -272,29 +289,42 @@ impl Control {
         Ok(())
     }
 
-    /// Applies `edit` to the namespace's data and publishes the result as the next generation,
-    /// visible to every core when this returns. `edit`'s error aborts without publishing.
+    /// Applies `edit` to the namespace's scripts and publishes what it changed as the next
+    /// generation, visible to every core when this returns. `edit`'s error aborts without
+    /// publishing; an edit that changes nothing publishes nothing. Only the changed scripts are
+    /// read, sealed, tagged and written (one delta record): the cost does not grow with the
+    /// namespace.
     pub fn edit<T>(
         &self,
         ns: &str,
-        edit: impl FnOnce(&mut IndexData, i64) -> Result<T, ControlError>,
+        edit: impl FnOnce(&mut ScriptsEdit<'_>, i64) -> Result<T, ControlError>,
     ) -> Result<T, ControlError> {
         let _guard = self.guard();
-        let mut data = self.index(ns)?.to_data();
-        let out = edit(&mut data, now_ms())?;
+        let current = self.index(ns)?;
+        let mut scripts = ScriptsEdit::new(&current);
+        let out = edit(&mut scripts, now_ms())?;
+        let mut change = scripts.into_change();
+        if change.upserts.is_empty() && change.deletes.is_empty() {
+            return Ok(out);
+        }
         // secret_text values go to the secret store; the index keeps tokens.
         self.kv
-            .seal_secrets(ns, &mut data)
+            .seal_scripts(ns, change.upserts.iter_mut())
             .map_err(|e| ControlError::Secrets(e.to_string()))?;
-        for entry in data.scripts.values_mut() {
+        for entry in &mut change.upserts {
             entry.etag = etag(ns, entry);
         }
-        let index = self.store.publish_index(ns, &data)?;
-        self.swap(ns, Some(index));
+        let index = self.store.publish_change(&current, &change)?;
+        self.swap_change(ns, index, &change);
         // Only now may the secret versions the old index named go: see `KvStore::seal_secrets`.
-        if let Err(e) = self.kv.prune_secrets(ns, &data) {
+        let touched = change
+            .upserts
+            .iter()
+            .map(|e| (e.name.as_str(), Some(e)))
+            .chain(change.deletes.iter().map(|d| (d.as_str(), None)));
+        if let Err(e) = self.kv.prune_scripts(ns, touched) {
             tracing::warn!(
-                "removing old secret versions of `{ns}`: {e} (retried at its next change)"
+                "removing old secret versions of `{ns}`: {e} (retried at the script's next change)"
             );
         }
         Ok(out)
@@ -307,15 +337,28 @@ impl Control {
         name: &str,
         edit: impl FnOnce(&mut ScriptEntry, i64) -> Result<T, ControlError>,
     ) -> Result<T, ControlError> {
-        self.edit(ns, |data, now| {
-            let entry = data
-                .scripts
+        self.edit(ns, |scripts, now| {
+            let entry = scripts
                 .get_mut(name)
                 .ok_or_else(|| ControlError::ScriptNotFound(name.to_string()))?;
             let out = edit(entry, now)?;
             entry.modified_on = now;
             Ok(out)
         })
+    }
+
+    /// [`Control::swap`] after `change` was published as `index`: the catalog's summary is
+    /// updated from the change, not recomputed from every script.
+    fn swap_change(&self, ns: &str, index: Index, change: &DeltaRecord) {
+        if !ns.starts_with('_') {
+            let mut catalog = self.catalog();
+            let summary = match catalog.get(ns) {
+                Some(old) => old.after(&index, change),
+                None => NamespaceSummary::of(&index),
+            };
+            catalog.insert(ns.to_string(), summary);
+        }
+        self.publish_snapshot(ns, Some(index));
     }
 
     /// Replaces the plane's snapshot with one where `ns` is `index` (or gone): O(log n) in the
@@ -330,6 +373,12 @@ impl Control {
                 None => catalog.remove(ns),
             };
         }
+        self.publish_snapshot(ns, index);
+    }
+
+    /// Publishes the plane's next snapshot with `ns` as `index` (or gone); the catalog is the
+    /// caller's.
+    fn publish_snapshot(&self, ns: &str, index: Option<Index>) {
         let current = self.plane.load();
         let mut namespaces = current.namespaces.clone();
         let mut secrets = current.secrets.clone();
@@ -369,6 +418,97 @@ impl Control {
 
     fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
         self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The scripts of one namespace as an edit sees them: reads go to the index (only the scripts
+/// the edit touches are copied out of the archive), changes are collected into the delta record
+/// [`Control::edit`] publishes.
+pub struct ScriptsEdit<'a> {
+    index: &'a Index,
+    /// Each touched script as it now stands (`None`: deleted).
+    changed: BTreeMap<String, Option<ScriptEntry>>,
+}
+
+impl<'a> ScriptsEdit<'a> {
+    fn new(index: &'a Index) -> ScriptsEdit<'a> {
+        ScriptsEdit {
+            index,
+            changed: BTreeMap::new(),
+        }
+    }
+
+    /// The script called `name`, as this edit left it so far.
+    pub fn get(&mut self, name: &str) -> Option<&ScriptEntry> {
+        self.get_mut(name).map(|e| &*e)
+    }
+
+    /// The script called `name`, to change in place (it is published whole).
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut ScriptEntry> {
+        if !self.changed.contains_key(name) {
+            let archived = self.index.get(name)?;
+            let entry = rkyv::deserialize::<ScriptEntry, rkyv::rancor::Error>(archived)
+                .expect("deserializing a validated archive cannot fail");
+            self.changed.insert(name.to_string(), Some(entry));
+        }
+        self.changed.get_mut(name).and_then(Option::as_mut)
+    }
+
+    /// Adds or replaces a script.
+    pub fn insert(&mut self, entry: ScriptEntry) {
+        self.changed.insert(entry.name.clone(), Some(entry));
+    }
+
+    /// Removes the script called `name`; whether there was one.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let existed = self.get(name).is_some();
+        if existed {
+            self.changed.insert(name.to_string(), None);
+        }
+        existed
+    }
+
+    /// Removes every script `keep` refuses (given its tags); how many. Reads every script: a
+    /// bulk change.
+    pub fn retain(&mut self, keep: impl Fn(&[&str]) -> bool) -> usize {
+        let mut doomed: Vec<String> = self
+            .index
+            .scripts()
+            .filter(|e| !self.changed.contains_key(e.name.as_str()))
+            .filter(|e| !keep(&e.tags.iter().map(|t| t.as_str()).collect::<Vec<_>>()))
+            .map(|e| e.name.to_string())
+            .collect();
+        doomed.extend(self.changed.iter().filter_map(|(name, e)| {
+            let tags: Vec<&str> = e.as_ref()?.tags.iter().map(String::as_str).collect();
+            (!keep(&tags)).then(|| name.clone())
+        }));
+        for name in &doomed {
+            self.changed.insert(name.clone(), None);
+        }
+        doomed.len()
+    }
+
+    /// The change to publish: what was touched, minus reads that changed nothing and deletes
+    /// of scripts that never existed.
+    fn into_change(self) -> DeltaRecord {
+        let mut change = DeltaRecord::default();
+        for (name, entry) in self.changed {
+            let before = self.index.get(&name);
+            match entry {
+                Some(entry) => {
+                    let same = before.is_some_and(|b| {
+                        rkyv::deserialize::<ScriptEntry, rkyv::rancor::Error>(b)
+                            .is_ok_and(|b| b == entry)
+                    });
+                    if !same {
+                        change.upserts.push(entry);
+                    }
+                }
+                None if before.is_some() => change.deletes.push(name),
+                None => {}
+            }
+        }
+        change
     }
 }
 

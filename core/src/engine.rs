@@ -65,6 +65,12 @@ pub struct EngineSettings {
     /// docs/design.md "Namespaces at scale"). Counted in the start-up check
     /// (`tenantry_loader::MappingBudget`, docs/design.md). Default: 4096.
     pub max_mapped_indexes: usize,
+    /// Changes a namespace's delta (`tenantry_loader::delta`) holds before they are merged
+    /// into a new base index. A publish appends one record and reads the delta back, and every
+    /// open index keeps its records decoded, so this bounds the publish's read and the memory
+    /// per index; a merge rewrites every script of the namespace (~5 s at 1M Workers, off the
+    /// publish path). Default: 1024.
+    pub index_merge_records: usize,
     /// Idle instances that reuse-mode Workers (`WorkerSpec::reuse_instances`) may keep, for all
     /// cores together. Each pins a pool slot that no other Worker can get while it idles, so
     /// past this cap a finished instance is dropped instead of kept, and a core that runs out of
@@ -91,6 +97,7 @@ impl Default for EngineSettings {
             pagemap_scan: true,
             max_loaded_modules: 2048,
             max_mapped_indexes: 4096,
+            index_merge_records: 1024,
             max_idle_instances: None,
         }
     }

@@ -5,11 +5,18 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Writes `parts` (concatenated) to `path` durably, replacing any file there.
 pub(crate) fn write_durably(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    let tmp = write_temporary(path, parts)?;
+    install(&tmp, path)
+}
+
+/// Writes `parts` to a new temporary file beside `path` and fsyncs it; returns its path, for
+/// [`install`] (the temporary is removed at start if a crash leaves it).
+pub(crate) fn write_temporary(path: &Path, parts: &[&[u8]]) -> io::Result<PathBuf> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("a file path without a directory"))?;
@@ -30,13 +37,26 @@ pub(crate) fn write_durably(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
         for part in parts {
             file.write_all(part)?;
         }
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
-        sync_dir(dir)
+        file.sync_all()
     })();
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Renames the durable temporary `tmp` over `path` and fsyncs the directory; removes `tmp` if
+/// that fails.
+pub(crate) fn install(tmp: &Path, path: &Path) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("a file path without a directory"))?;
+    let result = std::fs::rename(tmp, path).and_then(|()| sync_dir(dir));
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp);
     }
     result
 }

@@ -1,25 +1,36 @@
 //! A namespace's index: every script of the namespace, archived with rkyv, mapped and read in place.
 //!
-//! # File format (`namespaces/<ns>/index`)
+//! # File format (`namespaces/<ns>/index`, the *base*)
 //! ```text
 //!  offset  size  field
 //!  ──────  ────  ─────────────────────────────────────────────────────────────────────
 //!       0     8  magic            b"TNTRYIDX"
-//!       8     4  format version   u32 LE, currently 1; other versions are refused
+//!       8     4  format version   u32 LE, currently 2; 1 is read too (no name table), others
+//!                                 are refused
 //!      12     4  flags            u32 LE, 0 (reserved)
-//!      16     8  generation       u64 LE, +1 on every publish of this namespace
+//!      16     8  generation       u64 LE, the namespace's generation this base holds
 //!      24    16  engine hash      ASCII hex: Engine::compat_hash of the engine whose artifacts
 //!                                 the entries name; another engine recompiles first
 //!      40     8  payload length   u64 LE; the file is exactly 64 + length bytes
 //!      48     4  payload CRC-32C  u32 LE (crc32fast, ~10 GB/s: cheap enough to check on open)
-//!      52    12  reserved         zero
+//!      52     4  reserved         zero
+//!      56     8  data length      u64 LE (version 2): the payload's first `data length` bytes
+//!                                 are the IndexData archive, and the name table follows; 0: the
+//!                                 whole payload is the IndexData archive, no name table
 //!      64     …  payload          rkyv archive of IndexData, root at the end (rkyv 0.8 layout);
 //!                                 starts 64-aligned in the mapping, as rkyv requires
+//!       …     …  (zero padding to a multiple of 16 of the payload)
+//!       …     …  name table       rkyv archive of Vec<String>: every script name, sorted, so a
+//!                                 list page starts with a binary search instead of a pass
+//!                                 over every script
 //! ```
-//! Opening checks the header and checksum and validates the whole archive once (bytecheck:
+//! Opening checks the header and checksum and validates both archives once (bytecheck:
 //! ~3 ms for 100k scripts); lookups then read the mapping without checks. The file is never
 //! modified after it is written: a publish renames a new file over the path, so an open mapping
 //! keeps the old generation intact until its last user drops it.
+//!
+//! Changes since the base was written are records in the namespace's delta
+//! ([`crate::delta`]); an [`Index`] reads both as one, newest first.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -28,13 +39,18 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 use rkyv::rancor;
+use rkyv::string::ArchivedString;
+use rkyv::vec::ArchivedVec;
 use sha2::{Digest, Sha256};
 
+use crate::delta::{self, Record, delta_path};
 use crate::fsutil::write_durably;
 use crate::mmap;
 
 pub const MAGIC: [u8; 8] = *b"TNTRYIDX";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this build reads: version 1 is version 2 without the name table.
+pub const MIN_FORMAT_VERSION: u32 = 1;
 pub const HEADER_LEN: usize = 64;
 
 /// Everything a namespace holds, in owned form (for building and editing; serving reads the
@@ -115,7 +131,7 @@ pub enum IndexError {
     #[error("{path}: not a Tenantry index (bad magic)")]
     BadMagic { path: PathBuf },
     #[error(
-        "{path}: index format version {version} is not supported (this build reads {FORMAT_VERSION})"
+        "{path}: index format version {version} is not supported (this build reads {MIN_FORMAT_VERSION} to {FORMAT_VERSION})"
     )]
     UnsupportedVersion { path: PathBuf, version: u32 },
     #[error("{path}: index is truncated ({len} bytes, header says {expected})")]
@@ -143,16 +159,42 @@ pub enum IndexError {
     },
 }
 
-/// An open, validated index. Cheap to clone; the mapping lives until the last clone is dropped.
+/// An open, validated index: the base archive (mapped) with the delta's records applied on top
+/// (see [`crate::delta`]). Cheap to clone; the mapping lives until the last clone is dropped.
 #[derive(Clone)]
 pub struct Index {
-    inner: Arc<Inner>,
+    base: Arc<Base>,
+    overlay: Arc<Overlay>,
 }
 
-struct Inner {
+/// The base archive: one mapping of `namespaces/<ns>/index`.
+struct Base {
     map: Mmap,
     generation: u64,
     compat_hash: String,
+    /// Where the IndexData archive ends and the name table starts, in the mapping.
+    data_end: usize,
+    names_at: Option<usize>,
+}
+
+/// The delta's records applied to the base, for reads: which names they touched and what each
+/// became. Bounded by the merge threshold (`EngineSettings::index_merge_records`); a persistent map, so the
+/// next generation shares all but what its record changed.
+#[derive(Clone, Default)]
+struct Overlay {
+    records: Vec<Arc<Record>>,
+    slots: imbl::HashMap<String, Slot>,
+    /// The generation of the last record (the base's if none).
+    generation: u64,
+    /// Scripts visible through the overlay and the base together.
+    len: usize,
+}
+
+/// What the latest record that names a script made of it.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Upsert { record: u32, at: u32 },
+    Deleted,
 }
 
 impl std::fmt::Debug for Index {
@@ -160,6 +202,7 @@ impl std::fmt::Debug for Index {
         f.debug_struct("Index")
             .field("namespace", &self.namespace())
             .field("generation", &self.generation())
+            .field("base_generation", &self.base_generation())
             .field("scripts", &self.len())
             .finish()
     }
@@ -171,6 +214,8 @@ struct Header {
     compat_hash: String,
     payload_len: u64,
     crc: u32,
+    /// 0: no name table.
+    data_len: u64,
 }
 
 impl Header {
@@ -181,7 +226,7 @@ impl Header {
         let u32_at = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().unwrap());
         let u64_at = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().unwrap());
         let version = u32_at(8);
-        if version != FORMAT_VERSION {
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(IndexError::UnsupportedVersion {
                 path: path.into(),
                 version,
@@ -192,6 +237,7 @@ impl Header {
             compat_hash: String::from_utf8_lossy(&header[24..40]).into_owned(),
             payload_len: u64_at(40),
             crc: u32_at(48),
+            data_len: if version >= 2 { u64_at(56) } else { 0 },
         })
     }
 }
@@ -212,9 +258,283 @@ pub fn read_generation(path: &Path) -> Result<u64, IndexError> {
 }
 
 impl Index {
-    /// Maps and validates the index at `path`. With `expected_compat`, an index built for another
-    /// engine is an error ([`IndexError::WrongEngine`]).
+    /// Maps and validates the index at `path` and reads the delta beside it
+    /// ([`crate::delta::delta_path`]). With `expected_compat`, an index built for another engine
+    /// is an error ([`IndexError::WrongEngine`]).
     pub fn open(path: &Path, expected_compat: Option<&str>) -> Result<Index, IndexError> {
+        let base = Arc::new(Base::open(path, expected_compat)?);
+        let delta = delta::read(&delta_path(path), base.generation)?;
+        let mut overlay = Overlay {
+            generation: base.generation,
+            len: base.data().scripts.len(),
+            ..Overlay::default()
+        };
+        for record in delta.records {
+            overlay.apply(&base, record);
+        }
+        Ok(Index {
+            base,
+            overlay: Arc::new(overlay),
+        })
+    }
+
+    /// Maps and validates the base at `path` alone, without a delta (a merge's new base before
+    /// it is renamed into place).
+    pub(crate) fn open_base(path: &Path) -> Result<Index, IndexError> {
+        let base = Arc::new(Base::open(path, None)?);
+        let overlay = Overlay {
+            generation: base.generation,
+            len: base.data().scripts.len(),
+            ..Overlay::default()
+        };
+        Ok(Index {
+            base,
+            overlay: Arc::new(overlay),
+        })
+    }
+
+    /// This index read through `base`, a merge of its own base and its first records: the same
+    /// scripts and generation, with only the records after `base`'s generation left on top.
+    /// `None` if `base` is not such a merge (another namespace or creation, or a generation
+    /// outside this index's delta).
+    pub(crate) fn rebase(&self, base: &Index) -> Option<Index> {
+        let merged = base.base_generation();
+        if base.delta_records() != 0
+            || base.namespace_id() != self.namespace_id()
+            || merged < self.base_generation()
+            || merged > self.generation()
+        {
+            return None;
+        }
+        let mut overlay = Overlay::clone(&base.overlay);
+        for record in self
+            .overlay
+            .records
+            .iter()
+            .filter(|r| r.generation > merged)
+        {
+            overlay.apply(&base.base, record.clone());
+        }
+        Some(Index {
+            base: base.base.clone(),
+            overlay: Arc::new(overlay),
+        })
+    }
+
+    /// This index with `record` (the next generation's change) applied on top.
+    pub(crate) fn with_record(&self, record: Arc<Record>) -> Index {
+        let mut overlay = Overlay::clone(&self.overlay);
+        overlay.apply(&self.base, record);
+        Index {
+            base: self.base.clone(),
+            overlay: Arc::new(overlay),
+        }
+    }
+
+    /// The base archive's namespace-wide fields (its scripts may be shadowed by the delta: read
+    /// them through [`Index::get`] and [`Index::scripts`]).
+    fn base_data(&self) -> &ArchivedIndexData {
+        self.base.data()
+    }
+
+    /// The script called `name`, if deployed: the delta's latest word on it, else the base's.
+    pub fn get(&self, name: &str) -> Option<&ArchivedScriptEntry> {
+        self.overlay.get(&self.base, name)
+    }
+
+    /// Every deployed script, in no particular order.
+    pub fn scripts(&self) -> impl Iterator<Item = &ArchivedScriptEntry> {
+        let overlay = &self.overlay;
+        let base = self
+            .base_data()
+            .scripts
+            .iter()
+            .filter(move |(name, _)| !overlay.slots.contains_key(name.as_str()))
+            .map(|(_, entry)| entry);
+        let upserts = overlay.slots.values().filter_map(move |slot| match *slot {
+            Slot::Upsert { record, at } => {
+                Some(&overlay.records[record as usize].upserts()[at as usize])
+            }
+            Slot::Deleted => None,
+        });
+        base.chain(upserts)
+    }
+
+    /// The scripts named after `cursor`, in name order: a binary search in the base's name
+    /// table, merged with the delta's scripts (sorted here: the delta is small). O(log n) to
+    /// the first, then O(1) each. A version 1 base has no table: its names are sorted here, once
+    /// per call, O(n log n).
+    pub fn scripts_after<'a>(
+        &'a self,
+        cursor: &str,
+    ) -> impl Iterator<Item = &'a ArchivedScriptEntry> + 'a {
+        let overlay = &self.overlay;
+        let scripts = &self.base.data().scripts;
+        let base: Box<dyn Iterator<Item = &'a str> + 'a> = match self.base.names() {
+            Some(table) => {
+                let from = table.partition_point(|n| n.as_str() <= cursor);
+                Box::new(table[from..].iter().map(|n| n.as_str()))
+            }
+            None => {
+                let mut names: Vec<&str> = scripts
+                    .keys()
+                    .map(|n| n.as_str())
+                    .filter(|n| *n > cursor)
+                    .collect();
+                names.sort_unstable();
+                Box::new(names.into_iter())
+            }
+        };
+        let base = base
+            .filter(move |n| !overlay.slots.contains_key(*n))
+            .filter_map(move |n| scripts.get(n));
+        let mut delta: Vec<&ArchivedScriptEntry> = overlay
+            .slots
+            .values()
+            .filter_map(|slot| match *slot {
+                Slot::Upsert { record, at } => {
+                    Some(&overlay.records[record as usize].upserts()[at as usize])
+                }
+                Slot::Deleted => None,
+            })
+            .filter(|e| e.name.as_str() > cursor)
+            .collect();
+        delta.sort_unstable_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+        MergeByName {
+            a: base.peekable(),
+            b: delta.into_iter().peekable(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.overlay.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The namespace's generation: the last delta record's, else the base's.
+    pub fn generation(&self) -> u64 {
+        self.overlay.generation
+    }
+
+    /// The generation of the base archive (what the last merge or full publish wrote).
+    pub fn base_generation(&self) -> u64 {
+        self.base.generation
+    }
+
+    /// Whether the base has the sorted name table (format version 2) that list pages start from.
+    pub fn has_name_table(&self) -> bool {
+        self.base.names().is_some()
+    }
+
+    /// Delta records on top of the base.
+    pub fn delta_records(&self) -> usize {
+        self.overlay.records.len()
+    }
+
+    /// The engine hash the entries' artifacts were compiled for.
+    pub fn compat_hash(&self) -> &str {
+        &self.base.compat_hash
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.base_data().namespace.as_str()
+    }
+
+    /// The namespace's id (random per creation).
+    pub fn namespace_id(&self) -> &str {
+        self.base_data().namespace_id.as_str()
+    }
+
+    /// Unix milliseconds.
+    pub fn created_on(&self) -> i64 {
+        self.base_data().created_on.to_native()
+    }
+
+    /// An owned copy of everything, base and delta merged: O(scripts), for a full publish.
+    pub fn to_data(&self) -> IndexData {
+        let data = self.base_data();
+        IndexData {
+            namespace: data.namespace.to_string(),
+            namespace_id: data.namespace_id.to_string(),
+            created_on: data.created_on.to_native(),
+            scripts: self
+                .scripts()
+                .map(|entry| {
+                    let entry = rkyv::deserialize::<ScriptEntry, rancor::Error>(entry)
+                        .expect("deserializing a validated archive cannot fail");
+                    (entry.name.clone(), entry)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Two iterators of scripts in name order, merged (their names are disjoint).
+struct MergeByName<
+    'a,
+    A: Iterator<Item = &'a ArchivedScriptEntry>,
+    B: Iterator<Item = &'a ArchivedScriptEntry>,
+> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<'a, A, B> Iterator for MergeByName<'a, A, B>
+where
+    A: Iterator<Item = &'a ArchivedScriptEntry>,
+    B: Iterator<Item = &'a ArchivedScriptEntry>,
+{
+    type Item = &'a ArchivedScriptEntry;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(a), Some(b)) if b.name.as_str() < a.name.as_str() => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
+    }
+}
+
+impl Overlay {
+    fn get<'a>(&'a self, base: &'a Base, name: &str) -> Option<&'a ArchivedScriptEntry> {
+        match self.slots.get(name) {
+            Some(Slot::Upsert { record, at }) => {
+                Some(&self.records[*record as usize].upserts()[*at as usize])
+            }
+            Some(Slot::Deleted) => None,
+            None => base.data().scripts.get(name),
+        }
+    }
+
+    /// Applies the next generation's record.
+    fn apply(&mut self, base: &Base, record: Arc<Record>) {
+        let n = self.records.len() as u32;
+        for name in record.deletes() {
+            if self.get(base, name).is_some() {
+                self.len -= 1;
+            }
+            self.slots.insert(name.to_string(), Slot::Deleted);
+        }
+        for (at, entry) in record.upserts().iter().enumerate() {
+            if self.get(base, entry.name.as_str()).is_none() {
+                self.len += 1;
+            }
+            let slot = Slot::Upsert {
+                record: n,
+                at: at as u32,
+            };
+            self.slots.insert(entry.name.to_string(), slot);
+        }
+        self.generation = record.generation;
+        self.records.push(record);
+    }
+}
+
+impl Base {
+    fn open(path: &Path, expected_compat: Option<&str>) -> Result<Base, IndexError> {
         let io = |source| IndexError::Io {
             path: path.to_path_buf(),
             source,
@@ -234,6 +554,7 @@ impl Index {
             compat_hash,
             payload_len,
             crc,
+            data_len,
         } = Header::parse(&map[..HEADER_LEN], path)?;
         let expected = (HEADER_LEN as u64).saturating_add(payload_len);
         if len != expected {
@@ -247,10 +568,28 @@ impl Index {
         if crc32fast::hash(payload) != crc {
             return Err(IndexError::Checksum { path: path.into() });
         }
-        mmap::validate(payload).map_err(|message| IndexError::Invalid {
+        let invalid = |message: String| IndexError::Invalid {
             path: path.into(),
             message,
-        })?;
+        };
+        let (data_end, names_at) = if data_len == 0 {
+            (map.len(), None)
+        } else {
+            let names_at = data_len.next_multiple_of(NAMES_ALIGN as u64);
+            if names_at > payload_len {
+                return Err(invalid(format!(
+                    "data length {data_len} runs past the payload ({payload_len} bytes)"
+                )));
+            }
+            (
+                HEADER_LEN + data_len as usize,
+                Some(HEADER_LEN + names_at as usize),
+            )
+        };
+        mmap::validate(&map[HEADER_LEN..data_end]).map_err(invalid)?;
+        if let Some(at) = names_at {
+            mmap::validate_names(&map[at..]).map_err(invalid)?;
+        }
         if let Some(expected) = expected_compat
             && expected != compat_hash
         {
@@ -260,52 +599,27 @@ impl Index {
                 expected: expected.to_string(),
             });
         }
-        Ok(Index {
-            inner: Arc::new(Inner {
-                map,
-                generation,
-                compat_hash,
-            }),
+        Ok(Base {
+            map,
+            generation,
+            compat_hash,
+            data_end,
+            names_at,
         })
     }
 
     /// The archived data, read in place.
-    pub fn data(&self) -> &ArchivedIndexData {
+    fn data(&self) -> &ArchivedIndexData {
         // SAFETY: the payload was validated by `mmap::validate` in `open`, and the mapping is of a
         // file that is never modified (publishing renames a new file over the path).
-        unsafe { mmap::access(&self.inner.map[HEADER_LEN..]) }
+        unsafe { mmap::access(&self.map[HEADER_LEN..self.data_end]) }
     }
 
-    /// The script called `name`, if deployed.
-    pub fn get(&self, name: &str) -> Option<&ArchivedScriptEntry> {
-        self.data().scripts.get(name)
-    }
-
-    pub fn len(&self) -> usize {
-        self.data().scripts.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.inner.generation
-    }
-
-    /// The engine hash the entries' artifacts were compiled for.
-    pub fn compat_hash(&self) -> &str {
-        &self.inner.compat_hash
-    }
-
-    pub fn namespace(&self) -> &str {
-        self.data().namespace.as_str()
-    }
-
-    /// An owned copy, to edit and publish as the next generation.
-    pub fn to_data(&self) -> IndexData {
-        rkyv::deserialize::<IndexData, rancor::Error>(self.data())
-            .expect("deserializing a validated archive cannot fail")
+    /// Every script name of the base, sorted (none in a version 1 file).
+    fn names(&self) -> Option<&ArchivedVec<ArchivedString>> {
+        // SAFETY: as in `data`, validated by `mmap::validate_names` in `open`.
+        self.names_at
+            .map(|at| unsafe { mmap::access_names(&self.map[at..]) })
     }
 }
 
@@ -317,18 +631,42 @@ pub fn publish(
     generation: u64,
     compat_hash: &str,
 ) -> Result<(), IndexError> {
-    let payload = rkyv::to_bytes::<rancor::Error>(data).map_err(|e| IndexError::Invalid {
-        path: path.into(),
-        message: e.to_string(),
-    })?;
-    let header = header(generation, compat_hash, &payload);
+    let (header, payload) =
+        encode(data, generation, compat_hash).map_err(|e| IndexError::Invalid {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
     write_durably(path, &[&header, &payload]).map_err(|source| IndexError::Io {
         path: path.into(),
         source,
     })
 }
 
-/// The 64-byte header drawn in the module doc.
+/// The name table's alignment within the payload (rkyv's archives need at most 16).
+const NAMES_ALIGN: usize = 16;
+
+/// The header and payload of `data` as generation `generation`: the IndexData archive, then the
+/// sorted name table.
+pub(crate) fn encode(
+    data: &IndexData,
+    generation: u64,
+    compat_hash: &str,
+) -> Result<([u8; HEADER_LEN], Vec<u8>), rancor::Error> {
+    let mut payload = rkyv::to_bytes::<rancor::Error>(data)?.into_vec();
+    let data_len = payload.len();
+    let mut names: Vec<&String> = data.scripts.keys().collect();
+    names.sort_unstable();
+    let names: Vec<String> = names.into_iter().cloned().collect();
+    let table = rkyv::to_bytes::<rancor::Error>(&names)?;
+    payload.resize(data_len.next_multiple_of(NAMES_ALIGN), 0);
+    payload.extend_from_slice(&table);
+    let mut h = header(generation, compat_hash, &payload);
+    h[56..64].copy_from_slice(&(data_len as u64).to_le_bytes());
+    Ok((h, payload))
+}
+
+/// The 64-byte header drawn in the module doc, for a payload that is the IndexData archive alone
+/// (no name table).
 pub fn header(generation: u64, compat_hash: &str, payload: &[u8]) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..8].copy_from_slice(&MAGIC);
@@ -423,5 +761,73 @@ pub(crate) mod tests {
         assert!(matches!(e, IndexError::BadMagic { .. }), "{e}");
         std::fs::write(&path, b"short").unwrap();
         assert!(matches!(read_generation(&path), Err(IndexError::Io { .. })));
+    }
+
+    fn names_after(index: &Index, cursor: &str) -> Vec<String> {
+        index
+            .scripts_after(cursor)
+            .map(|e| e.name.to_string())
+            .collect()
+    }
+
+    /// A list page starts from the name table: every name after the cursor, in order, with
+    /// the delta's changes merged in (upserts in place, deletes left out).
+    #[test]
+    fn scripts_after_a_cursor_come_in_name_order_across_base_and_delta() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let mut data = IndexData::new("production", 1000);
+        for (i, name) in ["d", "b", "f", "a", "c"].iter().enumerate() {
+            data.scripts.insert(name.to_string(), entry(name, i as u8));
+        }
+        publish(&path, &data, 1, "0123456789abcdef").unwrap();
+        let base = Index::open(&path, None).unwrap();
+        assert!(base.base.names().is_some());
+        assert_eq!(names_after(&base, ""), ["a", "b", "c", "d", "f"]);
+        assert_eq!(names_after(&base, "b"), ["c", "d", "f"]);
+        assert_eq!(names_after(&base, "bb"), ["c", "d", "f"]);
+        assert!(names_after(&base, "f").is_empty());
+        let change = crate::delta::DeltaRecord {
+            upserts: vec![entry("e", 9), entry("c", 8), entry("0", 7)],
+            deletes: vec!["d".into()],
+        };
+        let next = base.with_record(Arc::new(Record::new(2, &change).unwrap()));
+        assert_eq!(names_after(&next, ""), ["0", "a", "b", "c", "e", "f"]);
+        assert_eq!(names_after(&next, "a"), ["b", "c", "e", "f"]);
+        assert_eq!(next.scripts_after("b").next().unwrap().artifact, [8; 32]);
+        assert_eq!(next.len(), 6);
+    }
+
+    /// A version 1 file (no name table) is still read, and still lists in order.
+    #[test]
+    fn a_base_without_a_name_table_is_read_and_listed_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let mut data = IndexData::new("production", 1000);
+        for (i, name) in ["carol", "alice", "bob"].iter().enumerate() {
+            data.scripts.insert(name.to_string(), entry(name, i as u8));
+        }
+        let payload = rkyv::to_bytes::<rancor::Error>(&data).unwrap();
+        let mut h = header(4, "0123456789abcdef", &payload);
+        h[8..12].copy_from_slice(&1u32.to_le_bytes());
+        write_durably(&path, &[&h, &payload]).unwrap();
+        let index = Index::open(&path, None).unwrap();
+        assert!(index.base.names().is_none());
+        assert_eq!(index.generation(), 4);
+        assert_eq!(names_after(&index, "alice"), ["bob", "carol"]);
+        assert_eq!(index.to_data(), data);
+    }
+
+    /// A data length past the payload is refused with the reason, not read out of bounds.
+    #[test]
+    fn a_data_length_past_the_payload_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        publish(&path, &IndexData::new("ns", 0), 1, "aaaaaaaaaaaaaaaa").unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[56..64].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let e = Index::open(&path, None).unwrap_err();
+        assert!(e.to_string().contains("runs past the payload"), "{e}");
     }
 }

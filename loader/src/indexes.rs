@@ -51,14 +51,21 @@ pub struct IndexKey {
 impl IndexKey {
     /// The key of an open index.
     pub fn of(index: &Index) -> IndexKey {
-        let data = index.data();
-        let digest = Sha256::digest(data.namespace_id.as_bytes());
+        let digest = Sha256::digest(index.namespace_id().as_bytes());
         let mut creation = [0u8; 16];
         creation.copy_from_slice(&digest[..16]);
         IndexKey {
-            namespace: Arc::from(data.namespace.as_str()),
+            namespace: Arc::from(index.namespace()),
             generation: index.generation(),
             creation,
+        }
+    }
+
+    /// The key of generation `generation` of the same namespace creation.
+    pub(crate) fn at(&self, generation: u64) -> IndexKey {
+        IndexKey {
+            generation,
+            ..self.clone()
         }
     }
 
@@ -357,7 +364,7 @@ mod tests {
         assert_eq!(old.generation(), new.generation());
         assert_ne!(old, new);
         let index = cache.load(&new).unwrap().unwrap();
-        assert_eq!(index.data().namespace_id.as_str(), again.namespace_id);
+        assert_eq!(index.namespace_id(), again.namespace_id);
         assert_eq!(IndexKey::of(&index), new);
     }
 

@@ -672,23 +672,36 @@ impl KvStore {
     /// removed or overwritten: the index now live keeps resolving, whatever happens before `data`
     /// is published. Call it before publishing `data`, and [`KvStore::prune_secrets`] after.
     pub fn seal_secrets(&self, ns: &str, data: &mut crate::IndexData) -> Result<(), KvError> {
+        self.seal_scripts(ns, data.scripts.values_mut())
+    }
+
+    /// [`KvStore::seal_secrets`] for the scripts a publish changes: reads only their own
+    /// secret versions, so its cost does not grow with the namespace.
+    pub fn seal_scripts<'a>(
+        &self,
+        ns: &str,
+        entries: impl IntoIterator<Item = &'a mut crate::ScriptEntry>,
+    ) -> Result<(), KvError> {
         let secret = tenantry_core::BindingKind::SecretText as u8;
-        let current = self.secrets(ns)?;
         let txn = self.db.begin_write().map_err(storage)?;
         {
             let mut table = txn.open_table(SECRET_VERSIONS).map_err(storage)?;
-            for (script, entry) in data.scripts.iter_mut() {
+            for entry in entries {
+                if !entry.bindings.iter().any(|b| b.kind == secret) {
+                    continue;
+                }
+                let script = entry.name.as_str();
+                // (binding name, token) → value, of this script only.
+                let current = script_secrets(&table, ns, script)?;
                 for b in entry.bindings.iter_mut().filter(|b| b.kind == secret) {
-                    let issued =
-                        current.contains_key(&(script.clone(), b.name.clone(), b.value.clone()));
-                    if issued {
+                    if current.contains_key(&(b.name.clone(), b.value.clone())) {
                         continue;
                     }
                     // The same value again (e.g. a config deployed anew): keep its token.
                     let same = current
                         .iter()
-                        .find(|((s, n, _), v)| s == script && *n == b.name && **v == b.value);
-                    if let Some(((_, _, token), _)) = same {
+                        .find(|((n, _), v)| *n == b.name && **v == b.value);
+                    if let Some(((_, token), _)) = same {
                         b.value = token.clone();
                         continue;
                     }
@@ -697,7 +710,7 @@ impl KvStore {
                     let token = format!("{SECRET_TOKEN_PREFIX}{}", hex::encode(raw));
                     table
                         .insert(
-                            (ns, script.as_str(), b.name.as_str(), token.as_str()),
+                            (ns, script, b.name.as_str(), token.as_str()),
                             b.value.as_bytes(),
                         )
                         .map_err(storage)?;
@@ -706,6 +719,36 @@ impl KvStore {
             }
         }
         txn.commit().map_err(storage)
+    }
+
+    /// [`KvStore::prune_secrets`] for the scripts a publish changed: each `(script, entry)` is
+    /// a script as now published (`None`: deleted), and its secret versions that entry does not
+    /// name are removed. Versions a crash kept from a prune stay until that script's next change.
+    pub fn prune_scripts<'a>(
+        &self,
+        ns: &str,
+        touched: impl IntoIterator<Item = (&'a str, Option<&'a crate::ScriptEntry>)>,
+    ) -> Result<usize, KvError> {
+        let secret = tenantry_core::BindingKind::SecretText as u8;
+        let mut dead = Vec::new();
+        {
+            let txn = self.db.begin_read().map_err(storage)?;
+            let table = txn.open_table(SECRET_VERSIONS).map_err(storage)?;
+            for (script, live) in touched {
+                for (name, token) in script_secrets(&table, ns, script)?.into_keys() {
+                    let named = live.is_some_and(|e| {
+                        e.bindings
+                            .iter()
+                            .any(|b| b.kind == secret && b.name == name && b.value == token)
+                    });
+                    if !named {
+                        dead.push((script.to_string(), name, token));
+                    }
+                }
+            }
+        }
+        self.remove_secrets(ns, &dead)?;
+        Ok(dead.len())
     }
 
     /// Removes the secret versions of namespace `ns` that `live` (its index as published) does
@@ -1084,6 +1127,27 @@ impl Drop for KvService {
             let _ = t.join();
         }
     }
+}
+
+/// The secret versions of one script, (binding name, token) → value.
+fn script_secrets(
+    table: &impl ReadableTable<(&'static str, &'static str, &'static str, &'static str), &'static [u8]>,
+    ns: &str,
+    script: &str,
+) -> Result<HashMap<(String, String), String>, KvError> {
+    let mut out = HashMap::new();
+    for item in table.range((ns, script, "", "")..).map_err(storage)? {
+        let (k, v) = item.map_err(storage)?;
+        let (item_ns, item_script, name, token) = k.value();
+        if item_ns != ns || item_script != script {
+            break;
+        }
+        out.insert(
+            (name.to_string(), token.to_string()),
+            String::from_utf8_lossy(v.value()).into_owned(),
+        );
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

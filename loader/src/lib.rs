@@ -5,8 +5,10 @@
 //!   bounded LRU of modules ([`MappingBudget`] keeps every holder of mappings within the kernel's
 //!   `vm.max_map_count`).
 //! - [`Compiler`]: the compile threads; Cranelift never runs on a serving core.
-//! - [`Index`]: a namespace's scripts as an rkyv archive, validated once on open, then read in
-//!   place from the mapping (format drawn in [`index`]).
+//! - [`Index`]: a namespace's scripts as an rkyv archive (the base), validated once on open, then
+//!   read in place from the mapping (format drawn in [`index`]), with the changes published since
+//!   applied on top from the namespace's [`delta`]: a publish appends one checksummed record, and
+//!   a merge thread folds a long delta into a new base (crash states drawn in `merge`).
 //! - [`IndexCache`]: the bounded, process-wide set of mapped indexes that serving cores read; an
 //!   idle namespace's index is mapped again by a loader thread (one mapping per namespace for
 //!   good ran out of `vm.max_map_count` near 63k namespaces).
@@ -34,6 +36,7 @@
 
 mod artifacts;
 mod compile;
+pub mod delta;
 mod entry;
 mod fsutil;
 pub mod index;
@@ -41,6 +44,7 @@ mod indexes;
 mod jobs;
 pub mod js;
 pub mod kv;
+mod merge;
 mod mmap;
 mod modules;
 pub mod names;
@@ -48,15 +52,19 @@ mod store;
 
 pub use artifacts::{ArtifactError, ArtifactId, ArtifactStore, MAX_MODULE_BYTES};
 pub use compile::{Compiler, DEFAULT_COMPILE_TIMEOUT};
+pub use delta::DeltaRecord;
 pub use entry::{artifact_id, bindings, limits};
 pub use index::{
     ArchivedBindingEntry, ArchivedIndexData, ArchivedScriptEntry, BindingEntry, Index, IndexData,
     IndexError, ScriptEntry, ScriptLimits,
 };
 pub use indexes::{INDEX_LOADER_THREADS, IndexCache, IndexKey, IndexLoadError, VMAS_PER_INDEX};
+pub use merge::MERGE_THREADS;
 pub use modules::{
     DEFAULT_MAX_MAP_COUNT, Loaded, Lru, MAPPING_BUDGET_PERCENT, MODULE_LOADER_THREADS,
     MappingBudget, MappingBudgetError, VMAS_PER_MODULE, VMAS_PER_SLOT,
 };
 pub use names::valid_name;
-pub use store::{ARTIFACT_GC_INTERVAL, ARTIFACT_GRACE, PLATFORM_NAMESPACE, Store, StoreError};
+pub use store::{
+    ARTIFACT_GC_INTERVAL, ARTIFACT_GRACE, MERGE_BACKLOG, PLATFORM_NAMESPACE, Store, StoreError,
+};

@@ -5,7 +5,10 @@ use std::io;
 
 use memmap2::Mmap;
 use rkyv::rancor;
+use rkyv::string::ArchivedString;
+use rkyv::vec::ArchivedVec;
 
+use crate::delta::ArchivedDeltaRecord;
 use crate::index::ArchivedIndexData;
 
 /// Maps `file` read-only.
@@ -30,4 +33,38 @@ pub(crate) fn validate(payload: &[u8]) -> Result<(), String> {
 pub(crate) unsafe fn access(payload: &[u8]) -> &ArchivedIndexData {
     // SAFETY: forwarded from this function's contract.
     unsafe { rkyv::access_unchecked::<ArchivedIndexData>(payload) }
+}
+
+/// Fully validates a delta record's archive (bytecheck); call once before [`access_record`].
+pub(crate) fn validate_record(payload: &[u8]) -> Result<(), String> {
+    rkyv::access::<ArchivedDeltaRecord, rancor::Error>(payload)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// A delta record's archive in `payload`, without checks.
+///
+/// # Safety
+/// `payload` must have passed [`validate_record`] (or have been serialised from a `DeltaRecord`
+/// by rkyv) and must not have changed since.
+pub(crate) unsafe fn access_record(payload: &[u8]) -> &ArchivedDeltaRecord {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { rkyv::access_unchecked::<ArchivedDeltaRecord>(payload) }
+}
+
+/// Fully validates a base's name table (bytecheck); call once per mapping before
+/// [`access_names`].
+pub(crate) fn validate_names(table: &[u8]) -> Result<(), String> {
+    rkyv::access::<ArchivedVec<ArchivedString>, rancor::Error>(table)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// A base's name table in `table`, without checks.
+///
+/// # Safety
+/// `table` must have passed [`validate_names`] and must not have changed since.
+pub(crate) unsafe fn access_names(table: &[u8]) -> &ArchivedVec<ArchivedString> {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { rkyv::access_unchecked::<ArchivedVec<ArchivedString>>(table) }
 }

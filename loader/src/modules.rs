@@ -414,7 +414,11 @@ impl MappingBudget {
         // duplicate of one another core loaded, or the one whose insert evicts another) until
         // it drops it.
         let fixed = settings.max_loaded_modules as u64 + MODULE_LOADER_THREADS as u64 + slots;
-        let indexes = settings.max_mapped_indexes as u64 + INDEX_LOADER_THREADS as u64 + cores;
+        // A merge thread maps the base it wrote before the cache takes it.
+        let indexes = settings.max_mapped_indexes as u64
+            + INDEX_LOADER_THREADS as u64
+            + crate::merge::MERGE_THREADS as u64
+            + cores;
         let fixed_mappings =
             fixed * VMAS_PER_MODULE + slots * VMAS_PER_SLOT + indexes * VMAS_PER_INDEX;
         let per_core_room = allowed.saturating_sub(fixed_mappings) / VMAS_PER_MODULE / cores;
@@ -520,13 +524,13 @@ mod tests {
     #[test]
     fn per_core_pools_are_clamped_and_an_impossible_budget_is_refused() {
         // 1000 modules + 2 on loader threads + 100 slots: 1102 × 3 + 100 × 6 = 3906, and
-        // 997 indexes + 1 on the loader thread + 2 cores' = 1000 of the 10000 allowed, leaving
-        // room for 5094 / 3 / 2 = 849 Workers per core.
+        // 997 indexes + 1 on the loader thread + 1 on the merge thread + 2 cores' = 1001 of the
+        // 10000 allowed, leaving room for 5093 / 3 / 2 = 848 Workers per core.
         let (budget, workers) =
             MappingBudget::check(&settings(1000, 100), 2, 5000, 20_000).unwrap();
-        assert_eq!(workers, 849);
-        assert_eq!(budget.modules, 1102 + 2 * 849);
-        assert_eq!(budget.indexes, 1000);
+        assert_eq!(workers, 848);
+        assert_eq!(budget.modules, 1102 + 2 * 848);
+        assert_eq!(budget.indexes, 1001);
         assert!(budget.mappings <= 10_000);
         let (_, workers) = MappingBudget::check(&settings(1000, 100), 2, 10, 20_000).unwrap();
         assert_eq!(workers, 10);

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! <root>/artifacts/…                 see crate::artifacts
-//! <root>/namespaces/<ns>/index       see crate::index
+//! <root>/namespaces/<ns>/index       the base, see crate::index
+//! <root>/namespaces/<ns>/delta       changes since the base, see crate::delta
 //! <root>/namespaces/.<ns>.tmp-<pid>-<n>/index
 //!                                    a namespace being created (renamed to <ns> when its index
 //!                                    is durable); removed at open if a crash left it
@@ -11,15 +12,17 @@
 //! that no index names any more are kept (garbage collection is future work).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tenantry_core::Engine;
 
 use crate::artifacts::{ArtifactError, ArtifactId, ArtifactStore};
+use crate::delta::{self, DeltaRecord, Record, delta_path};
 use crate::fsutil::{is_temporary, sync_dir, temporary_name};
 use crate::index::{Index, IndexData, IndexError, publish};
 use crate::indexes::IndexCache;
+use crate::merge::{MergeJob, Merger, Publishing, merge};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,14 @@ pub enum StoreError {
     Index(#[from] IndexError),
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    #[error(
+        "namespace `{namespace}` changed during this publish (generation {found}, expected {expected})"
+    )]
+    Stale {
+        namespace: String,
+        expected: u64,
+        found: u64,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -61,7 +72,9 @@ struct Inner {
     root: PathBuf,
     artifacts: ArtifactStore,
     engine: Engine,
-    publishing: Mutex<()>,
+    publishing: Arc<Publishing>,
+    /// Started at the first merge.
+    merger: OnceLock<Result<Merger, String>>,
     /// The mapped indexes the data plane reads, at most `max_mapped_indexes` of them.
     indexes: IndexCache,
 }
@@ -89,7 +102,8 @@ impl Store {
                 artifacts,
                 indexes: IndexCache::new(&namespaces, engine.settings().max_mapped_indexes),
                 engine,
-                publishing: Mutex::new(()),
+                publishing: Arc::new(Publishing::new()),
+                merger: OnceLock::new(),
             }),
         })
     }
@@ -115,10 +129,7 @@ impl Store {
     /// The lock that serialises what changes the namespaces directory: publishes, creates,
     /// deletes, and the artifact collection that reads what they name.
     fn publishing(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.inner
-            .publishing
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.publishing.lock()
     }
 
     /// Every namespace with an index, sorted.
@@ -173,19 +184,130 @@ impl Store {
 
     /// Publishes `data` as the next generation of `ns` (creating the namespace) and returns it
     /// opened. Every artifact `data` names must already be stored for this engine.
+    ///
+    /// This rewrites the whole base, O(scripts): uploads go through [`Store::publish_change`].
     pub fn publish_index(&self, ns: &str, data: &IndexData) -> Result<Index, StoreError> {
         check_name(ns)?;
         let _guard = self.publishing();
         let path = self.index_path(ns);
-        // From the old file's header: opening it would map and validate every script again.
-        // A missing or unreadable header starts the counter again at 1.
-        let generation = crate::index::read_generation(&path).map_or(1, |old| old + 1);
         let dir = path.parent().expect("index paths have a parent");
         if !dir.exists() {
             return self.create_locked(ns, data);
         }
-        publish(&path, data, generation, self.inner.engine.compat_hash())?;
-        Ok(Index::open(&path, None)?)
+        // From the old base's header and the delta: opening the base would map and validate
+        // every script again. A missing or unreadable base starts the counter again at 1.
+        let generation = match crate::index::read_generation(&path) {
+            Ok(base) => delta::read(&delta_path(&path), base)?.generation + 1,
+            Err(_) => 1,
+        };
+        self.write_base(&path, data, generation)
+    }
+
+    /// Writes `data` as the base of generation `generation`, then drops the delta records it
+    /// contains. A crash between the two leaves the new base with records at or below its
+    /// generation, which reading skips: the state is the new generation either way.
+    fn write_base(
+        &self,
+        path: &Path,
+        data: &IndexData,
+        generation: u64,
+    ) -> Result<Index, StoreError> {
+        publish(path, data, generation, self.inner.engine.compat_hash())?;
+        delta::drop_merged(&delta_path(path), generation)?;
+        Ok(Index::open(path, None)?)
+    }
+
+    /// Publishes `change` on top of `current` (the namespace's current generation) as the next
+    /// generation and returns it: one record appended to the namespace's delta and fsynced,
+    /// O(change) however many scripts the namespace holds. Once the delta holds
+    /// `EngineSettings::index_merge_records` records, a merge into a new base is queued for the
+    /// merge thread ([`crate::merge`]); should merges fall [`MERGE_BACKLOG`] times behind that,
+    /// the publish merges in line (O(scripts)) so the delta stays bounded.
+    ///
+    /// `current` must hold what is on disk (the caller serialises its read-modify-publish): if
+    /// another publish got in between, this fails with [`StoreError::Stale`] and writes nothing.
+    pub fn publish_change(
+        &self,
+        current: &Index,
+        change: &DeltaRecord,
+    ) -> Result<Index, StoreError> {
+        let ns = current.namespace();
+        check_name(ns)?;
+        let _guard = self.publishing();
+        let path = self.index_path(ns);
+        let base_generation = crate::index::read_generation(&path)?;
+        let dpath = delta_path(&path);
+        let mut delta = delta::read(&dpath, base_generation)?;
+        if delta.merged > 0 {
+            // A merge stopped (a crash, an error) after renaming its base: finish its last step.
+            delta::drop_merged(&dpath, base_generation)?;
+            delta = delta::read(&dpath, base_generation)?;
+        }
+        let stale = |found| StoreError::Stale {
+            namespace: ns.to_string(),
+            expected: current.generation(),
+            found,
+        };
+        if delta.generation != current.generation() {
+            return Err(stale(delta.generation));
+        }
+        let reopened;
+        let current = if base_generation == current.base_generation() {
+            current
+        } else {
+            // A merge replaced the base after `current` was read (the merge rebases the cached
+            // index, and this publish raced it): the same generation, read from disk once.
+            reopened = Index::open(&path, None)?;
+            if reopened.namespace_id() != current.namespace_id()
+                || reopened.generation() != current.generation()
+            {
+                return Err(stale(reopened.generation()));
+            }
+            &reopened
+        };
+        let generation = delta.generation + 1;
+        let record = Record::new(generation, change).map_err(|e| IndexError::Invalid {
+            path: dpath.clone(),
+            message: e.to_string(),
+        })?;
+        let record = Arc::new(record);
+        let next = current.with_record(record.clone());
+        let threshold = self.inner.engine.settings().index_merge_records.max(1);
+        if delta.records.len() + 1 >= threshold.saturating_mul(MERGE_BACKLOG) {
+            return self.write_base(&path, &next.to_data(), generation);
+        }
+        delta::append(&dpath, delta.valid_len, &record)?;
+        if delta.records.len() + 1 >= threshold {
+            match self.merger() {
+                Ok(merger) => merger.submit(self.merge_job(&next)),
+                Err(e) => tracing::error!("the merge thread cannot start: {e}"),
+            }
+        }
+        Ok(next)
+    }
+
+    /// Merges the delta of `index` (the namespace's current generation) into a new base on the
+    /// calling thread, as the merge thread does; whether it did (not if a publish replaced the
+    /// base meanwhile). For tests and tools.
+    pub fn merge_delta(&self, index: &Index) -> Result<bool, StoreError> {
+        Ok(merge(&self.merge_job(index))?)
+    }
+
+    fn merge_job(&self, index: &Index) -> MergeJob {
+        MergeJob {
+            view: index.clone(),
+            path: self.index_path(index.namespace()),
+            publishing: self.inner.publishing.clone(),
+            indexes: self.inner.indexes.clone(),
+        }
+    }
+
+    fn merger(&self) -> Result<&Merger, String> {
+        self.inner
+            .merger
+            .get_or_init(|| Merger::start().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Creates namespace `ns` with `data` as its first generation, all or nothing: the index is
@@ -226,18 +348,24 @@ impl Store {
 
     /// Returns `index` ready for this engine: when it was built for another engine (an upgrade),
     /// every artifact is recompiled from its kept original and the same data is republished under
-    /// this engine's hash; otherwise any missing `.cwasm` is rebuilt.
+    /// this engine's hash; otherwise any missing `.cwasm` is rebuilt. A base of format version 1
+    /// (no name table) is republished in the current format, once.
     pub fn ensure_compiled(&self, index: Index) -> Result<Index, StoreError> {
-        for entry in index.data().scripts.values() {
-            self.inner
-                .artifacts
-                .ensure(&ArtifactId::from_bytes(entry.artifact))?;
+        // Once per distinct artifact: Workers of the same bytes share one, and checking it is a
+        // file lookup (1M of them were most of a 2.5 s start, docs/performance.md).
+        let mut seen = std::collections::HashSet::new();
+        for entry in index.scripts() {
+            if seen.insert(entry.artifact) {
+                self.inner
+                    .artifacts
+                    .ensure(&ArtifactId::from_bytes(entry.artifact))?;
+            }
         }
-        if index.compat_hash() == self.inner.engine.compat_hash() {
+        if index.compat_hash() == self.inner.engine.compat_hash() && index.has_name_table() {
             return Ok(index);
         }
         let ns = index.namespace().to_string();
-        tracing::info!(namespace = %ns, "republishing the index for this engine");
+        tracing::info!(namespace = %ns, "republishing the index for this engine and format");
         self.publish_index(&ns, &index.to_data())
     }
 
@@ -256,6 +384,10 @@ impl Store {
         }
     }
 }
+
+/// How many times `index_merge_records` a delta may reach while merges fall behind (a merge
+/// of 1M Workers takes seconds) before a publish merges in line instead.
+pub const MERGE_BACKLOG: usize = 4;
 
 /// How long an artifact no index names is kept before [`Store::collect_artifacts`] removes it.
 /// An upload compiles (or touches) its artifact before publishing the index that names it, so
@@ -279,7 +411,7 @@ impl Store {
             let Some(index) = self.open_index(&ns)? else {
                 continue;
             };
-            for entry in index.data().scripts.values() {
+            for entry in index.scripts() {
                 named.insert(ArtifactId::from_bytes(entry.artifact).to_hex());
             }
         }
@@ -358,6 +490,7 @@ fn check_name(ns: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delta::DeltaRecord;
     use crate::index::{ScriptEntry, ScriptLimits, publish};
     use tenantry_core::EngineSettings;
 
@@ -540,6 +673,226 @@ mod tests {
             let e = s.publish_index(bad, &IndexData::new(bad, 0)).unwrap_err();
             assert!(matches!(e, StoreError::InvalidName { .. }), "{bad}: {e}");
         }
+    }
+
+    fn store_merging_at(dir: &Path, records: usize) -> Store {
+        let engine = Engine::new(&EngineSettings {
+            max_instances: 4,
+            index_merge_records: records,
+            ..Default::default()
+        })
+        .unwrap();
+        Store::open(dir, engine).unwrap()
+    }
+
+    fn script(name: &str, etag: &str) -> ScriptEntry {
+        ScriptEntry {
+            name: name.into(),
+            artifact: [7; 32],
+            bindings: vec![],
+            tags: vec![],
+            limits: ScriptLimits::default(),
+            created_on: 5,
+            modified_on: 5,
+            etag: etag.into(),
+            reuse_instances: 0,
+            compatibility_date: String::new(),
+            main_module: String::new(),
+        }
+    }
+
+    fn upsert(name: &str, etag: &str) -> DeltaRecord {
+        DeltaRecord {
+            upserts: vec![script(name, etag)],
+            deletes: vec![],
+        }
+    }
+
+    fn sorted_names(index: &Index) -> Vec<String> {
+        let mut names: Vec<String> = index.scripts().map(|e| e.name.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    /// A change is one record appended to the delta, not a rewrite of the base; a store opened
+    /// again (a restart) reads base + delta as the same generation.
+    #[test]
+    fn changes_append_to_the_delta_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let mut index = s
+            .create_namespace("production", &data_with(&s, "production"))
+            .unwrap();
+        let base = std::fs::read(s.index_path("production")).unwrap();
+        for i in 0..5 {
+            index = s
+                .publish_change(&index, &upsert(&format!("w{i}"), "e"))
+                .unwrap();
+        }
+        let gone = DeltaRecord {
+            upserts: vec![],
+            deletes: vec!["w3".into()],
+        };
+        index = s.publish_change(&index, &gone).unwrap();
+        assert_eq!((index.generation(), index.base_generation()), (7, 1));
+        assert_eq!(std::fs::read(s.index_path("production")).unwrap(), base);
+        drop(s);
+        let s = store(dir.path());
+        let again = s.open_index("production").unwrap().unwrap();
+        assert_eq!((again.generation(), again.len()), (7, 5));
+        assert_eq!(sorted_names(&again), ["hello", "w0", "w1", "w2", "w4"]);
+        assert_eq!(sorted_names(&again), sorted_names(&index));
+        // A full publish writes a new base past the delta's generation and drops the delta.
+        let full = s.publish_index("production", &again.to_data()).unwrap();
+        assert_eq!((full.generation(), full.base_generation()), (8, 8));
+        assert!(!delta_path(&s.index_path("production")).exists());
+        assert_eq!(sorted_names(&full), sorted_names(&again));
+    }
+
+    /// A change computed from an index that is no longer current would drop what was published
+    /// since: it is refused, and nothing is written.
+    #[test]
+    fn a_change_to_a_stale_index_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let first = s
+            .create_namespace("production", &data_with(&s, "production"))
+            .unwrap();
+        let second = s.publish_change(&first, &upsert("a", "1")).unwrap();
+        let e = s.publish_change(&first, &upsert("b", "1")).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::Stale {
+                    expected: 1,
+                    found: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let now = s.open_index("production").unwrap().unwrap();
+        assert_eq!(now.generation(), second.generation());
+        assert!(now.get("b").is_none());
+    }
+
+    /// A merge writes the scripts as a new base of the same generation; a publish that still
+    /// holds the old base (it read the index before the merge) continues from disk, and a merge
+    /// that a full publish overtook does nothing.
+    #[test]
+    fn a_merge_keeps_every_change_and_yields_to_a_full_publish() {
+        let dir = tempfile::tempdir().unwrap();
+        // Large enough that no merge starts on its own here.
+        let s = store_merging_at(dir.path(), 1000);
+        let path = s.index_path("production");
+        let mut index = s
+            .create_namespace("production", &data_with(&s, "production"))
+            .unwrap();
+        for i in 0..10 {
+            index = s
+                .publish_change(&index, &upsert(&format!("w{i}"), "e"))
+                .unwrap();
+        }
+        assert!(s.merge_delta(&index).unwrap());
+        let merged = s.open_index("production").unwrap().unwrap();
+        assert_eq!((merged.generation(), merged.base_generation()), (11, 11));
+        assert_eq!(merged.delta_records(), 0);
+        assert!(!delta_path(&path).exists());
+        assert_eq!(sorted_names(&merged), sorted_names(&index));
+        // `index` still reads the old base: the next publish takes the merged one from disk.
+        let next = s.publish_change(&index, &upsert("w0", "changed")).unwrap();
+        assert_eq!((next.generation(), next.base_generation()), (12, 11));
+        assert_eq!(next.get("w0").unwrap().etag.as_str(), "changed");
+        assert_eq!(next.len(), 11);
+
+        let view = next.clone();
+        let full = s.publish_index("production", &IndexData::new("production", 0));
+        assert_eq!(full.unwrap().generation(), 13);
+        assert!(!s.merge_delta(&view).unwrap());
+        let now = s.open_index("production").unwrap().unwrap();
+        assert_eq!((now.generation(), now.len()), (13, 0));
+    }
+
+    /// Once the delta holds `index_merge_records` records, the merge thread writes a new base;
+    /// changes published meanwhile stay in the delta after it. However the race goes, nothing
+    /// is lost.
+    #[test]
+    fn the_merge_thread_folds_a_long_delta_into_the_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store_merging_at(dir.path(), 4);
+        let path = s.index_path("production");
+        let mut index = s
+            .create_namespace("production", &data_with(&s, "production"))
+            .unwrap();
+        for i in 0..30 {
+            index = s
+                .publish_change(&index, &upsert(&format!("w{i}"), "e"))
+                .unwrap();
+        }
+        // Waits for the merge thread (no fixed sleep): it is done when no merge is queued.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !s.inner.publishing.idle() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the merge never ended"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let base = crate::index::read_generation(&path).unwrap();
+        assert!(base > 1, "no merge happened");
+        let delta = delta::read(&delta_path(&path), base).unwrap();
+        // Bounded by the backlog limit, whatever the merge thread's pace.
+        assert!(
+            delta.records.len() < 4 * MERGE_BACKLOG,
+            "{}",
+            delta.records.len()
+        );
+        let again = Index::open(&path, None).unwrap();
+        assert_eq!((again.generation(), again.len()), (31, 31));
+        assert_eq!(sorted_names(&again), sorted_names(&index));
+    }
+
+    /// What a crash during a merge's first step leaves (a temporary base beside the index) is
+    /// removed at open, and the index reads as before.
+    #[test]
+    fn a_merge_interrupted_before_its_rename_leaves_the_index_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let path = s.index_path("production");
+        let mut index = s
+            .create_namespace("production", &data_with(&s, "production"))
+            .unwrap();
+        index = s.publish_change(&index, &upsert("a", "1")).unwrap();
+        let tmp = crate::fsutil::write_temporary(&path, &[b"half a base"]).unwrap();
+        drop(s);
+        let s = store(dir.path());
+        assert!(!tmp.exists());
+        let again = s.open_index("production").unwrap().unwrap();
+        assert_eq!(again.generation(), index.generation());
+        assert_eq!(sorted_names(&again), ["a", "hello"]);
+    }
+
+    /// A base written before the name table (format 1) is read, then republished in the current
+    /// format once at start, with the same scripts.
+    #[test]
+    fn a_format_1_base_is_republished_with_its_name_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let data = data_with(&s, "production");
+        let path = s.index_path("production");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&data).unwrap();
+        let mut header = crate::index::header(3, s.inner.engine.compat_hash(), &payload);
+        header[8..12].copy_from_slice(&1u32.to_le_bytes());
+        crate::fsutil::write_durably(&path, &[&header, &payload]).unwrap();
+
+        let old = s.open_index("production").unwrap().unwrap();
+        assert!(!old.has_name_table());
+        let new = s.ensure_compiled(old).unwrap();
+        assert!(new.has_name_table());
+        assert_eq!(new.generation(), 4);
+        assert_eq!(new.to_data(), data);
+        assert_eq!(s.ensure_compiled(new).unwrap().generation(), 4);
     }
 
     #[test]

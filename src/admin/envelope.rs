@@ -113,6 +113,36 @@ pub fn success_with_info(result: Value, info: Option<Value>) -> Response {
     envelope(200, body)
 }
 
+/// [`success_with_info`] with a result serialised straight from its type: a list page of 1000
+/// scripts built as `Value` trees first (a map allocated per object and key) spent most of its
+/// time allocating. Fields in the order a `Value` map has them (by name), so the bytes are the
+/// same either way.
+pub fn success_serialized<T: serde::Serialize>(result: &T, info: Value) -> Response {
+    #[derive(serde::Serialize)]
+    struct Envelope<'a, T> {
+        errors: [(); 0],
+        messages: [(); 0],
+        result: &'a T,
+        result_info: Value,
+        success: bool,
+    }
+    let body = Envelope {
+        errors: [],
+        messages: [],
+        result,
+        result_info: info,
+        success: true,
+    };
+    Response {
+        status: 200,
+        headers: vec![(
+            Bytes::from_static(b"content-type"),
+            Bytes::from_static(b"application/json"),
+        )],
+        body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+    }
+}
+
 fn envelope(status: u16, body: Value) -> Response {
     Response {
         status,

@@ -11,6 +11,7 @@ mod dispatch;
 mod hostile;
 mod http;
 mod https_subrequests;
+mod incremental;
 mod js;
 mod js_platform;
 mod kv;
