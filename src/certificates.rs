@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tenantry_ingress::tls::{CertificateError, DEFAULT_HANDSHAKE_TIMEOUT, certified_key};
+use tenantry_ingress::tls::{
+    CertificateError, DEFAULT_HANDSHAKE_TIMEOUT, certificate_chain, certified_key,
+};
 use tenantry_ingress::{CertificateSet, Certificates, TlsListener};
 
 /// The folder under the data directory that holds admin-managed certificates.
@@ -324,15 +326,9 @@ fn load(config: &TlsConfig, dir: &Path) -> Result<CertificateSet, StoreError> {
 }
 
 fn info(host: &str, path: &Path) -> Result<CertificateInfo, StoreError> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
     let pem = read(path)?;
-    let chain = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(path)(CertificateError::CertificatePem(e)))?;
-    let leaf = chain
-        .first()
-        .ok_or_else(|| invalid(path)(CertificateError::NoCertificate))?;
+    let chain = certificate_chain(&pem).map_err(invalid(path))?;
+    let leaf = &chain[0];
     // The PEM text up to the key: the chain as uploaded.
     let text = String::from_utf8_lossy(&pem);
     let end = text

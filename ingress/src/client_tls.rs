@@ -40,9 +40,7 @@ pub fn client_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, S
             return Err("it holds no PEM `CERTIFICATE` block".into());
         }
     }
-    // The provider is named rather than taken from the process default, so that another crate
-    // enabling a second provider (aws-lc-rs) cannot make this ambiguous at run time.
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(crate::tls::provider().clone());
     let config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS setup: {e}"))?

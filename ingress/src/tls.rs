@@ -76,15 +76,7 @@ pub fn certified_key(
     cert_pem: &[u8],
     key_pem: &[u8],
 ) -> Result<Arc<CertifiedKey>, CertificateError> {
-    let chain = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| match e {
-            rustls_pki_types::pem::Error::NoItemsFound => CertificateError::NoCertificate,
-            e => CertificateError::CertificatePem(e),
-        })?;
-    if chain.is_empty() {
-        return Err(CertificateError::NoCertificate);
-    }
+    let chain = certificate_chain(cert_pem)?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
         rustls_pki_types::pem::Error::NoItemsFound => CertificateError::NoKey,
         e => CertificateError::KeyPem(e),
@@ -94,8 +86,24 @@ pub fn certified_key(
         .map_err(CertificateError::Key)
 }
 
-/// The crypto provider: `ring`, which builds without cmake (aws-lc-rs needs it).
-fn provider() -> &'static CryptoProvider {
+/// The PEM certificates in `pem` (a chain, leaf first); at least one.
+pub fn certificate_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CertificateError> {
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| match e {
+            rustls_pki_types::pem::Error::NoItemsFound => CertificateError::NoCertificate,
+            e => CertificateError::CertificatePem(e),
+        })?;
+    if chain.is_empty() {
+        return Err(CertificateError::NoCertificate);
+    }
+    Ok(chain)
+}
+
+/// The crypto provider of both sides of TLS (the data plane and subrequests): `ring`, which
+/// builds without cmake (aws-lc-rs needs it). Named rather than taken from the process default,
+/// so that another crate enabling a second provider cannot make the choice ambiguous at run time.
+pub(crate) fn provider() -> &'static CryptoProvider {
     static PROVIDER: std::sync::OnceLock<CryptoProvider> = std::sync::OnceLock::new();
     PROVIDER.get_or_init(rustls::crypto::ring::default_provider)
 }

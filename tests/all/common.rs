@@ -160,6 +160,42 @@ impl Resp {
     }
 }
 
+/// The first response in `buf` (Content-Length framed; `head` = true for a HEAD request's
+/// response), taken out of it; `None` until `buf` holds all of it.
+pub fn take_response(buf: &mut Vec<u8>, head: bool) -> Result<Option<Resp>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(n) = parsed.parse(buf).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let status = parsed.code.unwrap();
+    let headers: Vec<(String, String)> = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let len = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
+    let len = if head { 0 } else { len };
+    if buf.len() < n + len {
+        return Ok(None);
+    }
+    let body = buf[n..n + len].to_vec();
+    buf.drain(..n + len);
+    Ok(Some(Resp {
+        status,
+        headers,
+        body,
+    }))
+}
+
 /// A connection that can send raw bytes and read responses one by one.
 pub struct Conn {
     stream: TcpStream,
@@ -189,36 +225,8 @@ impl Conn {
     /// Reads one response (Content-Length framed; `head` = true for a HEAD request's response).
     pub fn read_response(&mut self, head: bool) -> Resp {
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut parsed = httparse::Response::new(&mut headers);
-            if let httparse::Status::Complete(n) = parsed.parse(&self.buf).unwrap() {
-                let status = parsed.code.unwrap();
-                let headers: Vec<(String, String)> = parsed
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_string(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
-                let len = headers
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                    .map(|(_, v)| v.parse::<usize>().unwrap())
-                    .unwrap_or(0);
-                let len = if head { 0 } else { len };
-                while self.buf.len() < n + len {
-                    self.fill();
-                }
-                let body = self.buf[n..n + len].to_vec();
-                self.buf.drain(..n + len);
-                return Resp {
-                    status,
-                    headers,
-                    body,
-                };
+            if let Some(resp) = take_response(&mut self.buf, head).unwrap() {
+                return resp;
             }
             self.fill();
         }

@@ -207,36 +207,8 @@ impl Tls {
 
     fn read_response(&mut self) -> Result<Resp, String> {
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut parsed = httparse::Response::new(&mut headers);
-            if let httparse::Status::Complete(n) =
-                parsed.parse(&self.buf).map_err(|e| e.to_string())?
-            {
-                let headers: Vec<(String, String)> = parsed
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_string(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
-                let status = parsed.code.unwrap();
-                let len = headers
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                    .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
-                while self.buf.len() < n + len {
-                    self.fill()?;
-                }
-                let body = self.buf[n..n + len].to_vec();
-                self.buf.drain(..n + len);
-                return Ok(Resp {
-                    status,
-                    headers,
-                    body,
-                });
+            if let Some(resp) = take_response(&mut self.buf, false)? {
+                return Ok(resp);
             }
             self.fill()?;
         }

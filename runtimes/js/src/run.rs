@@ -99,6 +99,15 @@ pub fn export() -> i32 {
     })
 }
 
+/// An error of a call into JS: the exception it threw, or what else went wrong.
+fn failure(ctx: &Ctx<'_>, e: rquickjs::Error) -> Failure {
+    if e.is_exception() {
+        Failure::Thrown(Thrown::catch(ctx))
+    } else {
+        Failure::Other(e.to_string())
+    }
+}
+
 /// Logs a failure and answers as workerd does for an uncaught exception.
 fn fail(failure: Failure) -> i32 {
     let line = match failure {
@@ -155,13 +164,7 @@ fn load(ctx: &Ctx<'_>) -> Result<Worker, Failure> {
     let code = host::code_read().map_err(|e| Failure::Other(format!("code_read failed: {e:?}")))?;
     let bytes: Rc<[u8]> = code.into();
     let bundle = Bundle::parse(&bytes).map_err(|e| Failure::Other(e.to_string()))?;
-    let thrown = |e: rquickjs::Error| {
-        if e.is_exception() {
-            Failure::Thrown(Thrown::catch(ctx))
-        } else {
-            Failure::Other(e.to_string())
-        }
-    };
+    let thrown = |e| failure(ctx, e);
     let undefined = || Persistent::save(ctx, Value::new_undefined(ctx.clone()));
     match bundle.format {
         Format::ServiceWorker => {
@@ -209,13 +212,7 @@ fn call_handler<'js>(
     engine: &engine::Engine,
     worker: &Worker,
 ) -> Result<Value<'js>, Failure> {
-    let thrown = |e: rquickjs::Error| {
-        if e.is_exception() {
-            Failure::Thrown(Thrown::catch(ctx))
-        } else {
-            Failure::Other(e.to_string())
-        }
-    };
+    let thrown = |e| failure(ctx, e);
     let calls = &engine.per_request;
     let make = calls.make_request.clone().restore(ctx).map_err(thrown)?;
     let request = build_request(ctx, &make)?;
@@ -249,13 +246,7 @@ fn respond<'js>(
     engine: &engine::Engine,
     result: Value<'js>,
 ) -> Result<Value<'js>, Failure> {
-    let thrown = |e: rquickjs::Error| {
-        if e.is_exception() {
-            Failure::Thrown(Thrown::catch(ctx))
-        } else {
-            Failure::Other(e.to_string())
-        }
-    };
+    let thrown = |e| failure(ctx, e);
     let settled = match result.as_promise() {
         Some(promise) if promise.state() == PromiseState::Resolved && !engine::job_pending(ctx) => {
             promise.result::<Value>().and_then(Result::ok)
