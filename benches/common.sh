@@ -15,7 +15,7 @@ trap stop_server EXIT
 # start_server CONFIG PORT: `tenantry serve` pinned to CPU 0; returns once PORT accepts (within
 # START_WAIT_S seconds, 10 by default: deploying a large config takes longer).
 start_server() {
-  RUST_LOG=warn taskset -c 0 "${TENANTRY_BIN:-target/release/tenantry}" serve --config "$1" >/dev/null 2>>target/bench-server.log &
+  RUST_LOG=${RUST_LOG:-warn} taskset -c 0 "${TENANTRY_BIN:-target/release/tenantry}" serve --config "$1" >/dev/null 2>>target/bench-server.log &
   server_pid=$!
   for _ in $(seq 1 $(( ${START_WAIT_S:-10} * 20 ))); do
     (exec 3<>/dev/tcp/127.0.0.1/"$2") 2>/dev/null && return 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The serving thread's CPU time per request, which a noisy machine moves less than requests/s:
 # one node (its config's one serving thread pinned to CPU 0) under wrk -c64 on CPU 1 for 6 s
-# after a 2 s warm-up. Prints requests/s, p99, the node's CPU µs per request (user + system,
+# after a 2 s warm-up. Prints requests/s, p99, non-2xx answers, the node's CPU µs per request (user + system,
 # all its threads) and how often the epoch thread woke.
 #
 #   benches/cpu-per-request.sh [BIN=target/release/tenantry] [CONFIG PORT HOST PATH]
@@ -33,6 +33,6 @@ cpu1=$(awk '{print $14 + $15}' /proc/$pid/stat)
 wake1=$(awk '/^voluntary_ctxt_switches/ {print $2}' "$ticker/status")
 ticks_per_s=$(getconf CLK_TCK)
 awk -v t=$((cpu1 - cpu0)) -v hz="$ticks_per_s" -v w=$(( (wake1 - wake0) / 6 )) '
-  /requests in/ {n = $1} /Requests\/sec/ {rps = $2} / 99%/ {p99 = $2}
-  END {printf "%.0f req/s, p99 %s, node CPU %.2f us/request, epoch thread woke %d/s\n", rps, p99, t * 1e6 / hz / n, w}' "$out"
+  /requests in/ {n = $1} /Requests\/sec/ {rps = $2} / 99%/ {p99 = $2} /Non-2xx/ {bad = $NF}
+  END {printf "%.0f req/s, p99 %s, non-2xx %d, node CPU %.2f us/request, epoch thread woke %d/s\n", rps, p99, bad, t * 1e6 / hz / n, w}' "$out"
 rm -f "$out"

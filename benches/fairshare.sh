@@ -10,6 +10,12 @@
 # the ~200 requests/s one core completes of a 5 ms Worker); without it each sends again as soon
 # as it is answered, so instant 503s turn it into a flood.
 #
+# FAIRSHARE_VICTIM_RATE=R measures the victim open-loop instead: `loadgen` on its
+# victim_connections offering R requests/s (e.g. a quarter of what it completes alone), so that
+# "its unloaded throughput" is a demand the node meets alone rather than the whole core (a
+# closed-loop victim that saturates the core alone can keep at most half of it under any fair
+# split; docs/performance.md).
+#
 # TENANTRY_BIN=path runs another build of the node (e.g. the one before admission control);
 # FAIRSHARE_CONFIG='[admission]\nmax_queued_per_worker = 0' appends TOML to the node's config.
 # Reports: the victim's p50/p99 and throughput alone and under attack, the hostile Worker's
@@ -30,6 +36,10 @@ start_server benches/load/.fairshare.toml 18084
 addr=127.0.0.1:18084
 loadgen() { taskset -c 1 target/release/loadgen "$addr" "$1.example.test" / "${@:2}"; }
 victim() {
+  if [[ -n ${FAIRSHARE_VICTIM_RATE:-} ]]; then
+    loadgen victim "$vconns" "$secs" "$FAIRSHARE_VICTIM_RATE" | sed 's/^/victim: /'
+    return
+  fi
   local out
   out=$(mktemp)
   taskset -c 1 wrk -t1 -c"$vconns" -d"$duration" --latency -H 'Host: victim.example.test' "http://$addr/" > "$out"

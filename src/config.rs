@@ -259,6 +259,8 @@ struct EngineFile {
     max_mapped_indexes: Option<Spanned<usize>>,
     index_merge_records: Option<Spanned<usize>>,
     max_idle_instances: Option<u32>,
+    /// Compile uploads with Winch first, Cranelift in the background (`EngineSettings::baseline_compile`).
+    baseline_compile: Option<bool>,
     epoch_tick_us: Option<u64>,
 }
 
@@ -415,6 +417,9 @@ impl Config {
         }
         if let Some(on) = file.engine.pagemap_scan {
             engine.pagemap_scan = on;
+        }
+        if let Some(on) = file.engine.baseline_compile {
+            engine.baseline_compile = on;
         }
         if let Some(n) = file.engine.max_idle_instances {
             engine.max_idle_instances = Some(n);

@@ -11,7 +11,7 @@ use tenantry_loader::kv::KvStore;
 
 use crate::certificates::CertificateStore;
 use crate::plane::{Plane, Snapshot};
-use tenantry_core::Limits;
+use tenantry_core::{Limits, Tier};
 use tenantry_ingress::route::{Route, Router};
 use tenantry_loader::{
     ArtifactError, ArtifactId, Compiler, DeltaRecord, Index, IndexData, ScriptEntry, Store,
@@ -50,40 +50,28 @@ pub struct NamespaceSummary {
 }
 
 impl NamespaceSummary {
-    /// The summary of `index`, from every script: O(scripts), for a start. A publish updates
-    /// the summary it had instead ([`NamespaceSummary::after`]).
+    /// The summary of `index`, from the summary its base stores and its delta keeps current
+    /// ([`Index::summary`]): O(1), no script is read, so a start with
+    /// 1M Workers neither walks nor pages in every one. (A delete leaves `modified_on`: the
+    /// namespace was modified no earlier than before.)
     pub fn of(index: &Index) -> NamespaceSummary {
-        let created_on = index.created_on();
-        let modified_on = index
-            .scripts()
-            .map(|s| s.modified_on.to_native())
-            .max()
-            .unwrap_or(created_on)
-            .max(created_on);
         NamespaceSummary {
             name: index.namespace().to_string(),
             id: index.namespace_id().to_string(),
-            created_on,
-            modified_on,
+            created_on: index.created_on(),
+            modified_on: index.modified_on(),
             script_count: index.len(),
         }
     }
+}
 
-    /// This summary after `change` was published as `index`: the count from the index, the
-    /// modification time the latest of the old one and the changed scripts'. (A delete leaves
-    /// it: the namespace was modified no earlier than before.)
-    fn after(&self, index: &Index, change: &DeltaRecord) -> NamespaceSummary {
-        let modified_on = change
-            .upserts
-            .iter()
-            .map(|e| e.modified_on)
-            .fold(self.modified_on, i64::max);
-        NamespaceSummary {
-            modified_on,
-            script_count: index.len(),
-            ..self.clone()
-        }
-    }
+/// A script published with baseline (Winch) code whose optimised code is still to be compiled
+/// and swapped in (`[engine] baseline_compile`, docs/design.md "Two compiler tiers").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unoptimised {
+    pub namespace: String,
+    pub script: String,
+    pub artifact: ArtifactId,
 }
 
 /// Deploys into a data directory and keeps the data plane's snapshot current.
@@ -103,6 +91,15 @@ pub struct Control {
     catalog: Mutex<BTreeMap<String, NamespaceSummary>>,
     /// The data plane's TLS certificates, when it has a TLS listener.
     certificates: Option<Arc<CertificateStore>>,
+    /// The optimiser thread ([`Control::start_optimiser`]), while it runs.
+    optimiser: Mutex<Option<Optimiser>>,
+}
+
+/// The thread that swaps optimised code in, and how to feed and stop it.
+struct Optimiser {
+    jobs: crossbeam_channel::Sender<Unoptimised>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Control {
@@ -128,6 +125,7 @@ impl Control {
             kv,
             catalog: Mutex::new(catalog),
             certificates: None,
+            optimiser: Mutex::new(None),
         }
     }
 
@@ -160,7 +158,12 @@ impl Control {
         kv: &KvStore,
         routes: &[Route],
         default_limits: Limits,
-    ) -> anyhow::Result<(Snapshot, BTreeMap<String, NamespaceSummary>)> {
+    ) -> anyhow::Result<(
+        Snapshot,
+        BTreeMap<String, NamespaceSummary>,
+        Vec<Unoptimised>,
+    )> {
+        let mut unoptimised = Vec::new();
         let mut namespaces = imbl::HashMap::new();
         let mut secrets = imbl::HashMap::new();
         let mut catalog = BTreeMap::new();
@@ -169,7 +172,13 @@ impl Control {
             let Some(index) = store.open_index(&name)? else {
                 continue;
             };
-            let index = store.ensure_compiled(index)?;
+            let mut baseline = Vec::new();
+            let index = store.ensure_compiled_listing(index, &mut baseline)?;
+            unoptimised.extend(baseline.into_iter().map(|(script, artifact)| Unoptimised {
+                namespace: name.clone(),
+                script,
+                artifact,
+            }));
             if !name.starts_with('_') {
                 catalog.insert(name.clone(), NamespaceSummary::of(&index));
             }
@@ -183,13 +192,133 @@ impl Control {
             default_limits,
             secrets,
         };
-        Ok((snapshot, catalog))
+        Ok((snapshot, catalog, unoptimised))
     }
 
     /// Compiles and stores a module on the compile pool (blocking the calling thread, which is
     /// never a serving core).
     pub fn compile(&self, wasm: Vec<u8>) -> Result<ArtifactId, ControlError> {
         Ok(self.compiler.compile(wasm)?)
+    }
+
+    /// Compiles and stores an upload with the baseline tier when it is on (`[engine]
+    /// baseline_compile`): the tier says whether the script published with it must then be
+    /// handed to [`Control::optimise_later`].
+    pub fn compile_upload(&self, wasm: Vec<u8>) -> Result<(ArtifactId, Tier), ControlError> {
+        Ok(self.compiler.compile_baseline(wasm)?)
+    }
+
+    /// Starts the thread that compiles baseline scripts' optimised code and republishes them
+    /// with it, beginning with `unoptimised` (what a previous run left: see
+    /// [`Control::snapshot_of`]). [`Control::stop_optimiser`] stops it.
+    ///
+    /// The thread holds the control plane only while it republishes, not while Cranelift runs,
+    /// so that a node can stop (and its data directory be opened again) without waiting for a
+    /// compile to be useful.
+    pub fn start_optimiser(self: &Arc<Self>, unoptimised: Vec<Unoptimised>) -> anyhow::Result<()> {
+        let mut optimiser = self.optimiser_lock();
+        if optimiser.is_some() {
+            anyhow::bail!("the optimiser is running already");
+        }
+        let (jobs, queue) = crossbeam_channel::unbounded::<Unoptimised>();
+        for job in unoptimised {
+            let _ = jobs.send(job);
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let control = Arc::downgrade(self);
+        let artifacts = self.store.artifacts().clone();
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("tenantry-optimise".into())
+            .spawn(move || {
+                for job in queue {
+                    if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    if let Err(e) = artifacts.optimise(&job.artifact) {
+                        tracing::error!(artifact = %job.artifact, "compiling the optimised code: {e}");
+                        continue;
+                    }
+                    let Some(control) = control.upgrade() else {
+                        return;
+                    };
+                    control.republish_optimised(&job);
+                }
+            })?;
+        *optimiser = Some(Optimiser { jobs, stop, thread });
+        Ok(())
+    }
+
+    /// Stops the optimiser thread, waiting for the job it is on (at most one compile). Queued
+    /// jobs are left: their baseline artifacts tell the next start to do them.
+    pub fn stop_optimiser(&self) {
+        let optimiser = self.optimiser_lock().take();
+        if let Some(Optimiser { jobs, stop, thread }) = optimiser {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            drop(jobs);
+            let _ = thread.join();
+        }
+    }
+
+    fn optimiser_lock(&self) -> std::sync::MutexGuard<'_, Option<Optimiser>> {
+        self.optimiser.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Has script `script` of `ns`, just published with the baseline code of `artifact`,
+    /// republished with its optimised code once that is compiled (in the background).
+    pub fn optimise_later(&self, ns: &str, script: &str, artifact: ArtifactId) {
+        let job = Unoptimised {
+            namespace: ns.to_string(),
+            script: script.to_string(),
+            artifact,
+        };
+        let job = match &*self.optimiser_lock() {
+            Some(optimiser) => match optimiser.jobs.send(job) {
+                Ok(()) => return,
+                Err(unsent) => unsent.into_inner(),
+            },
+            None => job,
+        };
+        // No optimiser thread (stopped, or a control plane built without one): do it on this
+        // thread rather than leave the script on the baseline tier until the next start.
+        match self.store.artifacts().optimise(&job.artifact) {
+            Ok(()) => self.republish_optimised(&job),
+            Err(e) => {
+                tracing::error!(artifact = %job.artifact, "compiling the optimised code: {e}")
+            }
+        }
+    }
+
+    /// Publishes `job`'s script with its optimised code (compiled already) as the next
+    /// generation of its namespace, if the script still runs that artifact's baseline code, then
+    /// removes the baseline artifact. A failure leaves the script on its baseline code
+    /// (logged); the next start tries again.
+    fn republish_optimised(&self, job: &Unoptimised) {
+        let artifacts = self.store.artifacts();
+        let (ns, name) = (job.namespace.as_str(), job.script.as_str());
+        let republished = self.edit(ns, |scripts, _| {
+            if let Some(e) = scripts.get_mut(name)
+                && e.artifact == *job.artifact.as_bytes()
+            {
+                e.etag = etag(ns, e, Tier::Optimised);
+            }
+            Ok(())
+        });
+        match republished {
+            // Deleted meanwhile: nothing to swap.
+            Ok(()) | Err(ControlError::NamespaceNotFound(_)) => {}
+            Err(e) => {
+                tracing::error!(
+                    namespace = ns,
+                    script = name,
+                    "publishing the optimised code: {e}"
+                );
+                return;
+            }
+        }
+        if let Err(e) = artifacts.drop_baseline(&job.artifact) {
+            tracing::warn!(artifact = %job.artifact, "removing the baseline artifact: {e}");
+        }
     }
 
     /// The current index of `ns`.
@@ -312,10 +441,14 @@ impl Control {
             .seal_scripts(ns, change.upserts.iter_mut())
             .map_err(|e| ControlError::Secrets(e.to_string()))?;
         for entry in &mut change.upserts {
-            entry.etag = etag(ns, entry);
+            let tier = self
+                .store
+                .artifacts()
+                .tier(&ArtifactId::from_bytes(entry.artifact));
+            entry.etag = etag(ns, entry, tier);
         }
         let index = self.store.publish_change(&current, &change)?;
-        self.swap_change(ns, index, &change);
+        self.swap(ns, Some(index));
         // Only now may the secret versions the old index named go: see `KvStore::seal_secrets`.
         let touched = change
             .upserts
@@ -345,20 +478,6 @@ impl Control {
             entry.modified_on = now;
             Ok(out)
         })
-    }
-
-    /// [`Control::swap`] after `change` was published as `index`: the catalog's summary is
-    /// updated from the change, not recomputed from every script.
-    fn swap_change(&self, ns: &str, index: Index, change: &DeltaRecord) {
-        if !ns.starts_with('_') {
-            let mut catalog = self.catalog();
-            let summary = match catalog.get(ns) {
-                Some(old) => old.after(&index, change),
-                None => NamespaceSummary::of(&index),
-            };
-            catalog.insert(ns.to_string(), summary);
-        }
-        self.publish_snapshot(ns, Some(index));
     }
 
     /// Replaces the plane's snapshot with one where `ns` is `index` (or gone): O(log n) in the
@@ -513,8 +632,11 @@ impl<'a> ScriptsEdit<'a> {
 }
 
 /// A version tag of one deployed script: changes whenever anything the data plane uses changes,
-/// and differs between scripts, so per-core pools can key Workers by it.
-pub fn etag(namespace: &str, e: &ScriptEntry) -> String {
+/// and differs between scripts, so per-core pools can key Workers by it. The compiler tier is
+/// such a thing: when a script's optimised code replaces its baseline code, its etag changes,
+/// so every core loads it anew (an optimised script's etag is what it was before there were
+/// tiers).
+pub fn etag(namespace: &str, e: &ScriptEntry, tier: Tier) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for part in [namespace.as_bytes(), e.name.as_bytes(), &e.artifact] {
@@ -533,7 +655,19 @@ pub fn etag(namespace: &str, e: &ScriptEntry) -> String {
         "{:?}{:?}{:?}{:?}{}",
         l.cpu_ms, l.wall_ms, l.memory_bytes, l.subrequests, e.reuse_instances
     ));
+    if tier == Tier::Baseline {
+        h.update(b"baseline tier");
+    }
     hex::encode(&h.finalize()[..16])
+}
+
+/// The tier the data plane runs `e` with, as its etag says (see [`etag`]).
+pub fn tier_of(namespace: &str, e: &ScriptEntry) -> Tier {
+    if e.etag == etag(namespace, e, Tier::Baseline) {
+        Tier::Baseline
+    } else {
+        Tier::Optimised
+    }
 }
 
 pub fn now_ms() -> i64 {

@@ -77,7 +77,7 @@ pub fn apply(config: &Config, store: &Store, kv: &KvStore) -> anyhow::Result<Rep
         let Some((w, rx)) = pending.pop_front() else {
             break;
         };
-        let artifact = rx
+        let (artifact, _) = rx
             .recv()
             .map_err(|_| anyhow!("the compile pool stopped"))?
             .map_err(|e| {
@@ -133,7 +133,7 @@ pub fn apply(config: &Config, store: &Store, kv: &KvStore) -> anyhow::Result<Rep
                 .unwrap_or_default(),
         };
         let entry = ScriptEntry {
-            etag: crate::control::etag(&w.namespace, &entry),
+            etag: crate::control::etag(&w.namespace, &entry, tenantry_core::Tier::Optimised),
             ..entry
         };
         data.scripts.insert(w.name.clone(), entry);
@@ -143,7 +143,8 @@ pub fn apply(config: &Config, store: &Store, kv: &KvStore) -> anyhow::Result<Rep
         kv.seal_secrets(ns, &mut data)
             .with_context(|| format!("storing the secrets of namespace `{ns}`"))?;
         for entry in data.scripts.values_mut() {
-            entry.etag = crate::control::etag(ns, entry);
+            let id = tenantry_loader::ArtifactId::from_bytes(entry.artifact);
+            entry.etag = crate::control::etag(ns, entry, store.artifacts().tier(&id));
         }
         store
             .publish_index(ns, &data)

@@ -115,7 +115,7 @@ impl Node {
             "deployed the config"
         );
 
-        let (snapshot, catalog) =
+        let (snapshot, catalog, unoptimised) =
             Control::snapshot_of(&store, &kv_store, &config.routes, config.default_limits)
                 .context("opening the namespaces in the data directory")?;
         let kv = Arc::new(KvService::start(
@@ -166,6 +166,9 @@ impl Node {
         control
             .ensure_platform()
             .context("creating the platform Workers' namespace")?;
+        control
+            .start_optimiser(unoptimised)
+            .context("starting the optimiser thread")?;
 
         let for_cores = plane.clone();
         let mut server_config = config.server.clone();
@@ -226,6 +229,7 @@ impl Node {
 
     /// Stops accepting connections, lets in-flight requests finish and joins every thread.
     pub fn shutdown(self) {
+        self.control.stop_optimiser();
         if let Some(admin) = self.admin {
             admin.join();
         }

@@ -59,4 +59,5 @@ def main():
     )
 
 
-main()
+if __name__ == "__main__":
+    main()

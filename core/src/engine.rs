@@ -1,5 +1,6 @@
 //! The process-wide wasmtime engine: Cranelift, pooling allocator with copy-on-write memory
-//! images, fuel, epoch interruption and a bounded wasm stack.
+//! images, fuel, epoch interruption and a bounded wasm stack; and, for code just uploaded, a
+//! second engine that compiles with Winch (the baseline tier, see [`Tier`]).
 
 use std::hash::Hasher;
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use wasmtime::{
     Config, Enabled, InstanceAllocationStrategy, Linker, Module, OptLevel, PoolingAllocationConfig,
+    Strategy,
 };
 
 use crate::host::HostState;
@@ -77,9 +79,30 @@ pub struct EngineSettings {
     /// slots drops its own idle instances first (`WorkerPool::evict_idle`). `None`: a quarter of
     /// `max_instances`, which leaves three quarters of the pool to requests in flight.
     pub max_idle_instances: Option<u32>,
+    /// Compile uploads with Winch first ([`Tier::Baseline`]): a never-seen ~1 MB Rust module is
+    /// routable after ~0.1 s instead of the ~1.2 s Cranelift takes on one core, and runs
+    /// 1.1–1.2× slower until the Cranelift artifact, compiled in the background, takes over
+    /// (docs/design.md "Two compiler tiers"). Costs a second pooling allocator of
+    /// [`EngineSettings::baseline_slots`] slots (address space and mappings, counted by the
+    /// start-up mapping check) and one more compile per upload. Default: on.
+    pub baseline_compile: bool,
 }
 
+/// The baseline tier's pool has this fraction of [`EngineSettings::max_instances`] slots: it
+/// serves only Workers uploaded in the last second or so, while their optimised code compiles.
+pub const BASELINE_SLOT_DIVISOR: u32 = 4;
+
 impl EngineSettings {
+    /// Instance slots of the baseline tier's pool: a quarter of `max_instances` (at least one),
+    /// none when [`EngineSettings::baseline_compile`] is off.
+    pub fn baseline_slots(&self) -> u32 {
+        if self.baseline_compile {
+            self.max_instances.div_ceil(BASELINE_SLOT_DIVISOR).max(1)
+        } else {
+            0
+        }
+    }
+
     /// [`EngineSettings::max_idle_instances`], its default applied.
     pub fn idle_cap(&self) -> usize {
         self.max_idle_instances.unwrap_or(self.max_instances / 4) as usize
@@ -99,6 +122,32 @@ impl Default for EngineSettings {
             max_mapped_indexes: 4096,
             index_merge_records: 1024,
             max_idle_instances: None,
+            baseline_compile: true,
+        }
+    }
+}
+
+/// Which compiler made a module's code.
+///
+/// Uploads are compiled twice when [`EngineSettings::baseline_compile`] is on: first by Winch,
+/// a single-pass compiler (~10× faster to compile, code 1.1–1.2× slower), so that the Worker is
+/// routable at once; then by Cranelift in the background, whose artifact replaces the first as
+/// a new index generation. Both engines have the same limits (fuel, epochs, memory, stack), so
+/// a Worker faults alike on either; only speed differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    /// Winch: fast to compile, served until the optimised code is ready.
+    Baseline,
+    /// Cranelift at `OptLevel::Speed`: what serves in the steady state.
+    Optimised,
+}
+
+impl Tier {
+    /// `"baseline"` or `"optimised"`, as the admin API shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Baseline => "baseline",
+            Tier::Optimised => "optimised",
         }
     }
 }
@@ -125,6 +174,9 @@ pub enum CompileError {
     /// and [`MAX_FUNCTIONS`]).
     #[error("{0}")]
     TooComplex(String),
+    /// The baseline tier is off (or could not compile this module): compile it optimised.
+    #[error("the baseline compiler is not available: {0}")]
+    NoBaseline(String),
 }
 
 /// The largest function body an upload may contain. Cranelift's memory and time grow with the
@@ -164,6 +216,16 @@ fn check_compile_budget(wasm: &[u8]) -> Result<(), CompileError> {
     Ok(())
 }
 
+/// Validates and compiles a module (binary or WAT text) with `engine`, checking it against the
+/// Worker ABI and the compile budget.
+fn compile_with(engine: &wasmtime::Engine, wasm: &[u8]) -> Result<Module, CompileError> {
+    let wasm = wat::parse_bytes(wasm).map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+    check_compile_budget(&wasm)?;
+    let module = Module::new(engine, &wasm).map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+    crate::abi::check_module(&module)?;
+    Ok(module)
+}
+
 /// Why a compiled artifact could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -188,6 +250,8 @@ struct Inner {
     /// Every host function of the Worker ABI, defined once per engine and shared by all Workers
     /// (defining them costs a type registration each; sharing makes a Worker load a lookup).
     linker: Linker<HostState>,
+    /// The Winch engine of [`Tier::Baseline`], when [`EngineSettings::baseline_compile`] is on.
+    baseline: Option<Baseline>,
     /// Idle reuse-mode instances on every core together (see [`EngineSettings::idle_cap`]).
     idle: AtomicUsize,
     /// Ticks left at the full rate (see [`Engine::start_epoch_ticker`]): set whenever a guest
@@ -195,42 +259,79 @@ struct Inner {
     fast_ticks: AtomicU32,
 }
 
+/// The second engine: Winch-compiled code needs an engine configured for Winch (wasmtime checks
+/// it when loading an artifact), so it has its own pool, linker and compatibility hash.
+struct Baseline {
+    wasmtime: wasmtime::Engine,
+    compat_hash: String,
+    linker: Linker<HostState>,
+}
+
+/// The wasmtime configuration both tiers share: every limit a Worker has is set here, so a
+/// Worker hits the same fuel, epoch, memory and stack limits whichever compiler made its code.
+fn config(settings: &EngineSettings, strategy: Strategy, slots: u32) -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_core_instances(slots)
+        .total_memories(slots)
+        .total_tables(slots)
+        .total_stacks(slots)
+        .max_memories_per_module(1)
+        .max_tables_per_module(1)
+        .max_memory_size(settings.max_memory_bytes as usize)
+        .linear_memory_keep_resident(settings.keep_resident_bytes)
+        .table_keep_resident(settings.keep_resident_bytes)
+        .max_unused_warm_slots(slots)
+        .pagemap_scan(if settings.pagemap_scan {
+            Enabled::Auto
+        } else {
+            Enabled::No
+        });
+
+    let mut config = Config::new();
+    config
+        .strategy(strategy)
+        .cranelift_opt_level(OptLevel::Speed)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .memory_init_cow(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(settings.max_wasm_stack)
+        // The async fiber stack must hold the wasm stack plus host frames.
+        .async_stack_size(settings.max_wasm_stack + (1 << 20));
+    config
+}
+
+/// Builds one tier's engine, its compatibility hash and its linker.
+fn build(
+    settings: &EngineSettings,
+    strategy: Strategy,
+    slots: u32,
+) -> Result<(wasmtime::Engine, String, Linker<HostState>), EngineError> {
+    let wasmtime = wasmtime::Engine::new(&config(settings, strategy, slots))
+        .map_err(|e| EngineError(format!("{e:#}")))?;
+    let mut hasher = Sha256Hasher(Sha256::new());
+    std::hash::Hash::hash(&wasmtime.precompile_compatibility_hash(), &mut hasher);
+    let compat_hash = hex::encode(&hasher.0.finalize()[..8]);
+    let linker = crate::host::base_linker(&wasmtime)
+        .map_err(|e| EngineError(format!("cannot define the host API: {e:#}")))?;
+    Ok((wasmtime, compat_hash, linker))
+}
+
 impl Engine {
     pub fn new(settings: &EngineSettings) -> Result<Engine, EngineError> {
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_core_instances(settings.max_instances)
-            .total_memories(settings.max_instances)
-            .total_tables(settings.max_instances)
-            .total_stacks(settings.max_instances)
-            .max_memories_per_module(1)
-            .max_tables_per_module(1)
-            .max_memory_size(settings.max_memory_bytes as usize)
-            .linear_memory_keep_resident(settings.keep_resident_bytes)
-            .table_keep_resident(settings.keep_resident_bytes)
-            .max_unused_warm_slots(settings.max_instances)
-            .pagemap_scan(if settings.pagemap_scan {
-                Enabled::Auto
-            } else {
-                Enabled::No
-            });
-
-        let mut config = Config::new();
-        config
-            .cranelift_opt_level(OptLevel::Speed)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .memory_init_cow(true)
-            .consume_fuel(true)
-            .epoch_interruption(true)
-            .max_wasm_stack(settings.max_wasm_stack)
-            // The async fiber stack must hold the wasm stack plus host frames.
-            .async_stack_size(settings.max_wasm_stack + (1 << 20));
-        let wasmtime = wasmtime::Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))?;
-
-        let mut hasher = Sha256Hasher(Sha256::new());
-        std::hash::Hash::hash(&wasmtime.precompile_compatibility_hash(), &mut hasher);
-        let compat_hash = hex::encode(&hasher.0.finalize()[..8]);
-        let linker = crate::host::base_linker(&wasmtime)
-            .map_err(|e| EngineError(format!("cannot define the host API: {e:#}")))?;
+        let (wasmtime, compat_hash, linker) =
+            build(settings, Strategy::Cranelift, settings.max_instances)?;
+        let baseline = if settings.baseline_compile {
+            let (wasmtime, compat_hash, linker) =
+                build(settings, Strategy::Winch, settings.baseline_slots())?;
+            Some(Baseline {
+                wasmtime,
+                compat_hash,
+                linker,
+            })
+        } else {
+            None
+        };
 
         Ok(Engine {
             inner: Arc::new(Inner {
@@ -238,6 +339,7 @@ impl Engine {
                 settings: settings.clone(),
                 compat_hash,
                 linker,
+                baseline,
                 idle: AtomicUsize::new(0),
                 fast_ticks: AtomicU32::new(0),
             }),
@@ -249,9 +351,35 @@ impl Engine {
         &self.inner.wasmtime
     }
 
-    /// The linker holding the Worker ABI's host functions.
-    pub(crate) fn linker(&self) -> &Linker<HostState> {
-        &self.inner.linker
+    /// The linker holding the Worker ABI's host functions for `module`: the baseline engine's
+    /// for Winch code, else the optimised one's.
+    pub(crate) fn linker_of(&self, module: &Module) -> &Linker<HostState> {
+        match &self.inner.baseline {
+            Some(b) if wasmtime::Engine::same(module.engine(), &b.wasmtime) => &b.linker,
+            _ => &self.inner.linker,
+        }
+    }
+
+    /// The tier whose compiler made `module`.
+    pub fn tier_of(&self, module: &Module) -> Tier {
+        match &self.inner.baseline {
+            Some(b) if wasmtime::Engine::same(module.engine(), &b.wasmtime) => Tier::Baseline,
+            _ => Tier::Optimised,
+        }
+    }
+
+    /// Whether uploads are compiled by the baseline tier first.
+    pub fn has_baseline(&self) -> bool {
+        self.inner.baseline.is_some()
+    }
+
+    /// The compatibility hash of `tier`'s engine (see [`Engine::compat_hash`]); `None` for the
+    /// baseline tier when it is off.
+    pub fn tier_compat_hash(&self, tier: Tier) -> Option<&str> {
+        match tier {
+            Tier::Optimised => Some(&self.inner.compat_hash),
+            Tier::Baseline => self.inner.baseline.as_ref().map(|b| b.compat_hash.as_str()),
+        }
     }
 
     pub fn settings(&self) -> &EngineSettings {
@@ -295,12 +423,26 @@ impl Engine {
     /// Validates and compiles a module (binary or WAT text) in memory, checking it against the
     /// Worker ABI like [`Engine::precompile`]. For tests and benchmarks; serving loads artifacts.
     pub fn compile(&self, wasm: &[u8]) -> Result<Module, CompileError> {
-        let wasm = wat::parse_bytes(wasm).map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
-        check_compile_budget(&wasm)?;
-        let module = Module::new(&self.inner.wasmtime, &wasm)
-            .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
-        crate::abi::check_module(&module)?;
-        Ok(module)
+        compile_with(&self.inner.wasmtime, wasm)
+    }
+
+    /// [`Engine::precompile`] with Winch: ~10× faster, for [`Tier::Baseline`]. Fails with
+    /// [`CompileError::NoBaseline`] when the tier is off or Winch cannot compile the module
+    /// (the caller then compiles it optimised, which gives the authoritative verdict).
+    pub fn precompile_baseline(&self, wasm: &[u8]) -> Result<Vec<u8>, CompileError> {
+        self.compile_baseline(wasm)?
+            .serialize()
+            .map_err(|e| CompileError::NoBaseline(format!("{e:#}")))
+    }
+
+    /// [`Engine::compile`] with Winch ([`Tier::Baseline`]); for tests and benchmarks.
+    pub fn compile_baseline(&self, wasm: &[u8]) -> Result<Module, CompileError> {
+        let baseline = self
+            .inner
+            .baseline
+            .as_ref()
+            .ok_or_else(|| CompileError::NoBaseline("baseline_compile is off".into()))?;
+        compile_with(&baseline.wasmtime, wasm)
     }
 
     /// Compiles the JavaScript engine (`runtimes/js`, pre-initialised) into `.cwasm` bytes. Like
@@ -315,15 +457,26 @@ impl Engine {
             .map_err(|e| CompileError::Invalid(format!("{e:#}")))
     }
 
-    /// Loads a `.cwasm` artifact by mapping it into memory.
+    /// Loads a `.cwasm` artifact of `tier` by mapping it into memory.
     ///
     /// # Safety
-    /// The file must have been written by [`Engine::precompile`] of a compatible engine (wasmtime
-    /// runs its code without re-validating it) and must not change while the returned module, or
-    /// any instance of it, is alive: it is mapped, not read.
-    pub unsafe fn load_artifact(&self, path: &Path) -> Result<Module, LoadError> {
+    /// The file must have been written by [`Engine::precompile`] (or, for [`Tier::Baseline`],
+    /// [`Engine::precompile_baseline`]) of a compatible engine (wasmtime runs its code without
+    /// re-validating it) and must not change while the returned module, or any instance of it,
+    /// is alive: it is mapped, not read.
+    pub unsafe fn load_artifact(&self, path: &Path, tier: Tier) -> Result<Module, LoadError> {
+        let engine = match (tier, &self.inner.baseline) {
+            (Tier::Optimised, _) => &self.inner.wasmtime,
+            (Tier::Baseline, Some(b)) => &b.wasmtime,
+            (Tier::Baseline, None) => {
+                return Err(LoadError::Incompatible {
+                    path: path.display().to_string(),
+                    message: "a baseline artifact, and baseline_compile is off".into(),
+                });
+            }
+        };
         // SAFETY: forwarded from this function's contract.
-        unsafe { Module::deserialize_file(&self.inner.wasmtime, path) }.map_err(|e| {
+        unsafe { Module::deserialize_file(engine, path) }.map_err(|e| {
             let message = format!("{e:#}");
             let path = path.display().to_string();
             if message.contains("compatible") || message.contains("version") {
@@ -358,6 +511,9 @@ impl Engine {
                 let mut due = Instant::now();
                 while let Some(inner) = weak.upgrade() {
                     inner.wasmtime.increment_epoch();
+                    if let Some(baseline) = &inner.baseline {
+                        baseline.wasmtime.increment_epoch();
+                    }
                     due += inner.next_tick_in();
                     drop(inner);
                     let now = Instant::now();

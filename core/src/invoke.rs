@@ -47,9 +47,20 @@ pub struct WorkerSpec {
 }
 
 /// Guest time after which a request counts as CPU-bound ([`Worker::cpu_bound_requests`]): two
-/// default epoch ticks of running (the time between yields, not the time parked). A hello runs a
-/// few µs; the fair-share benchmark's 5 ms Worker gets there in its second or third slice.
+/// default epoch ticks of running (the time between yields, not the time parked), over at least
+/// [`CPU_BOUND_YIELDS`] slices. A hello runs a few µs; the fair-share benchmark's 5 ms Worker gets
+/// there in its second or third slice.
 pub(crate) const CPU_BOUND_AFTER: Duration = Duration::from_micros(500);
+
+/// Yields at ticks a request must have made before it counts as CPU-bound, whatever its time.
+/// The thread's CPU clock also counts what the kernel charges to the thread while the guest runs:
+/// on a kernel without IRQ time accounting (this VM's) interrupt and softirq work too, so beside
+/// a hog a hello "ran" 0.7–1.4 ms in one slice in ~40 of 100k requests, was taken for CPU-bound,
+/// and its Worker's next requests were shed with `503`. Such a request yields once and then
+/// finishes (a second tick within `MIN_BRIEF_SLICE` of resuming does not make it yield); a
+/// CPU-bound one yields at every tick. (Fuel would be the cleaner measure, but the store's fuel
+/// is not brought up to date before the epoch callback runs.)
+pub(crate) const CPU_BOUND_YIELDS: u32 = 2;
 
 /// Guest time since it last started below which a request that is not CPU-bound does not yield
 /// at an epoch tick (see `Worker::new_store`). A JavaScript hello runs ~30 µs: about one in ten
@@ -133,9 +144,10 @@ impl Linked {
 
     fn new(engine: &Engine, module: &Module, js: bool) -> Result<Linked, Fault> {
         let bad = |what: String| Fault::BadModule(what);
-        let extra = host::linker_for(engine.linker(), module)
-            .map_err(|e| bad(format!("cannot link: {e}")))?;
-        let linker = extra.as_ref().unwrap_or(engine.linker());
+        // Winch code links against the baseline engine's copy of the host API.
+        let base = engine.linker_of(module);
+        let extra = host::linker_for(base, module).map_err(|e| bad(format!("cannot link: {e}")))?;
+        let linker = extra.as_ref().unwrap_or(base);
         let pre = linker
             .instantiate_pre(module)
             .map_err(|e| bad(format!("cannot link: {e}")))?;
@@ -311,9 +323,7 @@ impl Worker {
                     .set_fuel(limits.fuel())
                     .map_err(|e| internal(&e))?;
                 live.store.set_epoch_deadline(1);
-                // Its guest time starts now (a fresh store's started when it was made, just
-                // before instantiation: one read of the thread's CPU clock per request, a
-                // syscall on some hosts).
+                // Its guest time starts now (a fresh store's starts after its instantiation).
                 live.store.data().slice_start.mark();
                 live
             }
@@ -376,6 +386,14 @@ impl Worker {
                     .unwrap_or(Fault::Trap("the Worker exited during instantiation".into())));
             }
         };
+        // The guest's slice starts when its code can run, not before its instantiation: a
+        // JavaScript instance takes ~100 µs to map and set up, and counted in, a tick soon after
+        // made its first request yield (`MIN_BRIEF_SLICE`) while holding the instance — so the
+        // next request instantiated another, and yielded too: bursts of a dozen instances and
+        // their requests parked at once, past the Worker's in-flight share (`503`s for a hello
+        // at 64 connections). A start function has run by now; it was charged from the mark
+        // `new_store` made.
+        store.data().slice_start.mark();
         let memory = instance
             .get_module_export(&mut store, &self.linked.memory)
             .and_then(|e| e.into_memory())
@@ -418,7 +436,8 @@ impl Worker {
     fn new_store(&self, req: Request, limits: Limits) -> Store<HostState> {
         let mut state = HostState::new(self.ident.clone(), self.bindings.clone(), req, limits);
         state.code = self.code.clone();
-        let mut store = Store::new(self.engine.wasmtime(), state);
+        // The module's own engine: the optimised one, or the baseline tier's for Winch code.
+        let mut store = Store::new(self.linked.pre.module().engine(), state);
         store.limiter(|state| &mut state.limiter);
         // Every epoch tick: past the deadline, stop the guest; otherwise let the core's other
         // tasks run (fairly: see `yielding`), then continue for one more tick.
@@ -443,11 +462,15 @@ impl Worker {
                 {
                     return Ok(UpdateDeadline::Continue(1));
                 }
-                // Once it ran `CPU_BOUND_AFTER` in all (and until it ends) the request counts as
-                // CPU-bound. Time run, not ticks seen: a short request runs into a tick now and
-                // then, and after a yield it may run into another one at once.
+                // Once it ran `CPU_BOUND_AFTER` in all over `CPU_BOUND_YIELDS` slices (and until
+                // it ends) the request counts as CPU-bound. Time run, not only ticks seen: a short
+                // request runs into a tick now and then; and not time alone (see the constants).
                 state.ran += slice;
-                if state.ran >= CPU_BOUND_AFTER && state.rotation.is_none() {
+                state.yields += 1;
+                if state.ran >= CPU_BOUND_AFTER
+                    && state.yields >= CPU_BOUND_YIELDS
+                    && state.rotation.is_none()
+                {
                     state.rotation = Some(yielding::InRotation::join(key));
                 }
                 let slice_start = state.slice_start.clone();

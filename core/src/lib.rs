@@ -53,8 +53,8 @@ mod yielding;
 
 pub use bindings::{Binding, BindingKind, Bindings, DispatchSpec, OutboundSpec};
 pub use engine::{
-    CompileError, Engine, EngineError, EngineSettings, LoadError, MAX_FUNCTION_BODY_BYTES,
-    MAX_FUNCTIONS,
+    BASELINE_SLOT_DIVISOR, CompileError, Engine, EngineError, EngineSettings, LoadError,
+    MAX_FUNCTION_BODY_BYTES, MAX_FUNCTIONS, Tier,
 };
 pub use fault::{Fault, OVERLOADED_RETRY_AFTER_S};
 pub use http::{FINAL_STATUS_MAX, FINAL_STATUS_MIN, Request, Response, is_final_status, is_tchar};

@@ -21,7 +21,7 @@
 //!   callers already hold a permit and must not wait for each other's, which could deadlock);
 //! - fewer than [`AdmissionLimits::max_in_flight_per_worker`] requests of W run on the core, and,
 //!   if W is CPU-bound there ([`Worker::is_cpu_bound`]: one of its requests has run 500 µs of
-//!   guest time and has not finished, or its last finished request had), fewer than
+//!   guest time, across at least two epoch ticks, and has not finished, or its last finished request had), fewer than
 //!   [`AdmissionLimits::max_cpu_bound_per_worker`] — counting all of its requests, also those that
 //!   have not run that long yet, so a burst is not admitted before it shows it is CPU-bound.
 //!   A CPU-heavy Worker thus runs one request at a time on a core; a Worker with short or

@@ -3,6 +3,8 @@
 //! ```text
 //! artifacts/<sha256 of the upload>.wasm                  the upload, kept to rebuild from
 //! artifacts/<sha256 of the upload>.<compat hash>.cwasm   compiled by one engine build/config
+//! artifacts/<sha256 of the upload>.<baseline hash>.cwasm compiled by Winch (Tier::Baseline),
+//!                                                        until the optimised one is written
 //! ```
 //! A file is written once (temp + fsync + rename) and never rewritten in place, because
 //! `Module::deserialize_file` maps it: changing a mapped file would change code under a running
@@ -14,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use sha2::{Digest, Sha256};
-use tenantry_core::{CompileError, Engine, LoadError};
+use tenantry_core::{CompileError, Engine, LoadError, Tier};
 
 use crate::fsutil::write_durably;
 use crate::js;
@@ -178,6 +180,11 @@ impl ArtifactStore {
         self.inner.modules.compiled_path(id)
     }
 
+    /// Where the Winch artifact of `id` lives; `None` when the baseline tier is off.
+    pub fn baseline_path(&self, id: &ArtifactId) -> Option<PathBuf> {
+        self.inner.modules.baseline_path(id)
+    }
+
     /// Where the sources of JavaScript Worker `id` are kept (a [`js::SourceBundle`]).
     pub fn js_original_path(&self, id: &ArtifactId) -> PathBuf {
         self.inner.dir.join(format!("{id}.jsb"))
@@ -234,6 +241,94 @@ impl ArtifactStore {
         Ok(id)
     }
 
+    /// Like [`ArtifactStore::put`], but compiles a new module with Winch ([`Tier::Baseline`],
+    /// ~10× faster) and says which tier is stored: `Optimised` when the upload was stored
+    /// optimised already (or is JavaScript, which has one tier), `Baseline` when the caller must
+    /// have [`ArtifactStore::optimise`] run for it. A module Winch cannot compile (the tier is
+    /// off, or a feature Winch lacks) is compiled optimised at once, so the verdict on an
+    /// invalid upload is always Cranelift's.
+    pub fn put_baseline(&self, wasm: &[u8]) -> Result<(ArtifactId, Tier), ArtifactError> {
+        if wasm.len() > MAX_MODULE_BYTES {
+            return Err(ArtifactError::TooLarge {
+                size: wasm.len(),
+                limit: MAX_MODULE_BYTES,
+            });
+        }
+        let id = ArtifactId::of(wasm);
+        let compiled = self.compiled_path(&id);
+        let Some(baseline) = self.baseline_path(&id) else {
+            return Ok((self.put(wasm)?, Tier::Optimised));
+        };
+        if js::is_bundle(wasm) || compiled.exists() {
+            return Ok((self.put(wasm)?, Tier::Optimised));
+        }
+        let original = self.original_path(&id);
+        if baseline.exists() {
+            touch(&[&baseline, &original])?;
+            return Ok((id, Tier::Baseline));
+        }
+        let cwasm = match self.inner.engine.precompile_baseline(wasm) {
+            Ok(cwasm) => cwasm,
+            Err(e) => {
+                tracing::debug!(artifact = %id, "no baseline compile ({e}): compiling optimised");
+                return Ok((self.put(wasm)?, Tier::Optimised));
+            }
+        };
+        if !original.exists() {
+            write_durably(&original, &[wasm]).map_err(io(&original))?;
+        }
+        write_durably(&baseline, &[&cwasm]).map_err(io(&baseline))?;
+        Ok((id, Tier::Baseline))
+    }
+
+    /// Compiles the optimised artifact of `id` from its kept original, unless it exists, and
+    /// makes the module cache map it from now on. Runs Cranelift: call it from a background
+    /// thread. The baseline artifact stays until [`ArtifactStore::drop_baseline`].
+    pub fn optimise(&self, id: &ArtifactId) -> Result<(), ArtifactError> {
+        let compiled = self.compiled_path(id);
+        if !compiled.exists() {
+            let wasm = self.original(id)?;
+            let cwasm = self.inner.engine.precompile(&wasm)?;
+            write_durably(&compiled, &[&cwasm]).map_err(io(&compiled))?;
+        }
+        self.inner.modules.forget_baseline(id);
+        Ok(())
+    }
+
+    /// Removes the baseline artifact of `id` once nothing needs it to be loaded again: the
+    /// optimised one exists and every index naming `id` was republished. A module still mapped
+    /// from it stays valid (unlinking does not change a mapped file).
+    pub fn drop_baseline(&self, id: &ArtifactId) -> Result<(), ArtifactError> {
+        let Some(path) = self.baseline_path(id) else {
+            return Ok(());
+        };
+        if !self.compiled_path(id).exists() {
+            return Ok(());
+        }
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The best tier stored for `id`: what a load maps. `Optimised` too for JavaScript Workers
+    /// and for ids with no artifact at all (there is nothing to wait for).
+    pub fn tier(&self, id: &ArtifactId) -> Tier {
+        if self.compiled_path(id).exists() {
+            return Tier::Optimised;
+        }
+        match self.baseline_path(id) {
+            Some(baseline) if baseline.exists() => Tier::Baseline,
+            _ => Tier::Optimised,
+        }
+    }
+
+    /// Whether a baseline artifact of `id` is stored: its optimised artifact is not written
+    /// yet, or the Worker naming it was not yet republished with it (a crash in between).
+    pub fn has_baseline(&self, id: &ArtifactId) -> bool {
+        self.baseline_path(id).is_some_and(|p| p.exists())
+    }
+
     /// Stores a JavaScript Worker: its sources, and the bundle the engine compiles them to.
     fn put_js(&self, id: ArtifactId, sources: &[u8]) -> Result<ArtifactId, ArtifactError> {
         js::SourceBundle::decode(sources).map_err(ArtifactError::JsCompile)?;
@@ -251,13 +346,17 @@ impl ArtifactStore {
         Ok(id)
     }
 
-    /// Whether `id` is compiled for this engine.
+    /// Whether `id` is compiled for this engine (by either tier).
     pub fn contains(&self, id: &ArtifactId) -> bool {
-        self.compiled_path(id).exists() || self.js_compiled_path(id).exists()
+        self.compiled_path(id).exists()
+            || self.js_compiled_path(id).exists()
+            || self.has_baseline(id)
     }
 
     /// Makes sure `id` is compiled for this engine, rebuilding it from the kept original when an
-    /// engine upgrade (or a lost file) left it missing.
+    /// engine upgrade (or a lost file) left it missing. A baseline artifact counts: its
+    /// optimised one is the caller's to have compiled in the background
+    /// ([`ArtifactStore::has_baseline`]).
     pub fn ensure(&self, id: &ArtifactId) -> Result<(), ArtifactError> {
         if self.contains(id) {
             return Ok(());
@@ -383,6 +482,55 @@ mod tests {
         let e = s.put(&big).unwrap_err();
         assert!(matches!(e, ArtifactError::TooLarge { size, .. } if size == MAX_MODULE_BYTES + 1));
         assert!(e.to_string().contains("more than the limit"));
+    }
+
+    #[test]
+    fn a_baseline_upload_is_optimised_later_and_loads_use_the_better_code() {
+        let (_d, s) = store();
+        let (id, tier) = s.put_baseline(WAT.as_bytes()).unwrap();
+        assert_eq!(tier, Tier::Baseline);
+        assert_eq!(s.tier(&id), Tier::Baseline);
+        assert!(s.contains(&id) && s.has_baseline(&id) && !s.compiled_path(&id).exists());
+        let m = s.load(&id).unwrap();
+        assert_eq!(s.engine().tier_of(&m.module), Tier::Baseline);
+        // The same bytes again are not compiled again.
+        assert_eq!(
+            s.put_baseline(WAT.as_bytes()).unwrap(),
+            (id, Tier::Baseline)
+        );
+
+        s.optimise(&id).unwrap();
+        assert_eq!(s.tier(&id), Tier::Optimised);
+        // The cache forgot the Winch module: the next load maps the Cranelift artifact.
+        let m = s.load(&id).unwrap();
+        assert_eq!(s.engine().tier_of(&m.module), Tier::Optimised);
+        s.drop_baseline(&id).unwrap();
+        assert!(!s.has_baseline(&id) && s.contains(&id));
+        assert_eq!(
+            s.put_baseline(WAT.as_bytes()).unwrap(),
+            (id, Tier::Optimised)
+        );
+    }
+
+    #[test]
+    fn a_baseline_upload_gets_cranelifts_verdict_and_the_tier_can_be_off() {
+        let (_d, s) = store();
+        let e = s.put_baseline(b"\0asm\x01\0\0\0garbage").unwrap_err();
+        assert!(
+            matches!(e, ArtifactError::Compile(CompileError::Invalid(_))),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::new(&EngineSettings {
+            max_instances: 4,
+            baseline_compile: false,
+            ..Default::default()
+        })
+        .unwrap();
+        let s = ArtifactStore::open(dir.path(), engine).unwrap();
+        let (id, tier) = s.put_baseline(WAT.as_bytes()).unwrap();
+        assert_eq!(tier, Tier::Optimised);
+        assert!(s.compiled_path(&id).exists() && s.baseline_path(&id).is_none());
     }
 
     #[test]

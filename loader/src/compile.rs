@@ -1,15 +1,20 @@
-//! The compile pool: a few threads that run Cranelift for uploads, fed through a channel, so
-//! compiling never runs on a serving core.
+//! The compile pool: a few threads that run Cranelift (or Winch, for the baseline tier) for
+//! uploads, fed through a channel, so compiling never runs on a serving core.
 
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use tenantry_core::Tier;
+
 use crate::artifacts::{ArtifactError, ArtifactId, ArtifactStore};
 use crate::jobs::JobThreads;
 
-type Job = (Vec<u8>, Sender<Result<ArtifactId, ArtifactError>>);
+type Compiled = Result<(ArtifactId, Tier), ArtifactError>;
+
+/// An upload, the tier to compile it for first, and where the result goes.
+type Job = (Vec<u8>, Tier, Sender<Compiled>);
 
 /// How long [`Compiler::compile`] waits by default. A Rust or C Worker of a few MiB compiles in
 /// well under a second on one core; a minute means a pathological module or a saturated pool.
@@ -24,16 +29,19 @@ pub struct Compiler {
 impl Compiler {
     /// Starts `threads` compile threads (at least one) storing into `artifacts`.
     pub fn new(artifacts: ArtifactStore, threads: usize) -> Compiler {
-        let compile = move |(wasm, reply): Job| {
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| artifacts.put(&wasm)))
-                .unwrap_or_else(|panic| {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "a panic".into());
-                    Err(ArtifactError::Internal(what))
-                });
+        let compile = move |(wasm, tier, reply): Job| {
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| match tier {
+                Tier::Optimised => artifacts.put(&wasm).map(|id| (id, Tier::Optimised)),
+                Tier::Baseline => artifacts.put_baseline(&wasm),
+            }))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                Err(ArtifactError::Internal(what))
+            });
             let _ = reply.send(result);
         };
         Compiler {
@@ -49,19 +57,34 @@ impl Compiler {
         self
     }
 
-    /// Queues an upload; the result arrives on the returned channel.
-    pub fn submit(&self, wasm: Vec<u8>) -> Receiver<Result<ArtifactId, ArtifactError>> {
+    /// Queues an upload, compiled optimised; the result arrives on the returned channel.
+    pub fn submit(&self, wasm: Vec<u8>) -> Receiver<Compiled> {
+        self.submit_for(wasm, Tier::Optimised)
+    }
+
+    fn submit_for(&self, wasm: Vec<u8>, tier: Tier) -> Receiver<Compiled> {
         let (reply, result) = crossbeam_channel::bounded(1);
-        self.jobs.send((wasm, reply));
+        self.jobs.send((wasm, tier, reply));
         result
     }
 
-    /// Compiles and stores an upload, blocking until done or until the timeout passes, which
-    /// fails with [`ArtifactError::Timeout`].
+    /// Compiles and stores an upload optimised, blocking until done or until the timeout
+    /// passes, which fails with [`ArtifactError::Timeout`].
     pub fn compile(&self, wasm: Vec<u8>) -> Result<ArtifactId, ArtifactError> {
+        self.compile_for(wasm, Tier::Optimised).map(|(id, _)| id)
+    }
+
+    /// Like [`Compiler::compile`], but with the baseline tier when it is on
+    /// ([`ArtifactStore::put_baseline`]): the tier says whether the optimised artifact is still
+    /// to be made.
+    pub fn compile_baseline(&self, wasm: Vec<u8>) -> Compiled {
+        self.compile_for(wasm, Tier::Baseline)
+    }
+
+    fn compile_for(&self, wasm: Vec<u8>, tier: Tier) -> Compiled {
         use crossbeam_channel::RecvTimeoutError;
         let started = std::time::Instant::now();
-        match self.submit(wasm).recv_timeout(self.timeout) {
+        match self.submit_for(wasm, tier).recv_timeout(self.timeout) {
             // A result that came in just as the wait ended is late all the same: the limit
             // holds whichever thread the scheduler ran first.
             Ok(_) if started.elapsed() > self.timeout => Err(ArtifactError::Timeout(self.timeout)),
@@ -100,7 +123,7 @@ mod tests {
             .collect();
         let ids: Vec<_> = pending
             .into_iter()
-            .map(|rx| rx.recv().unwrap().unwrap())
+            .map(|rx| rx.recv().unwrap().unwrap().0)
             .collect();
         assert!(ids.iter().all(|id| store.contains(id)));
         let bad = compiler.compile(b"(module (func (export \"x\")))".to_vec());

@@ -5,8 +5,8 @@
 //!  offset  size  field
 //!  ──────  ────  ─────────────────────────────────────────────────────────────────────
 //!       0     8  magic            b"TNTRYIDX"
-//!       8     4  format version   u32 LE, currently 2; 1 is read too (no name table), others
-//!                                 are refused
+//!       8     4  format version   u32 LE, currently 3; 1 (no name table) and 2 (no summary)
+//!                                 are read too, others are refused
 //!      12     4  flags            u32 LE, 0 (reserved)
 //!      16     8  generation       u64 LE, the namespace's generation this base holds
 //!      24    16  engine hash      ASCII hex: Engine::compat_hash of the engine whose artifacts
@@ -23,11 +23,17 @@
 //!       …     …  name table       rkyv archive of Vec<String>: every script name, sorted, so a
 //!                                 list page starts with a binary search instead of a pass
 //!                                 over every script
+//!       …     …  summary          (version 3) the scripts' count, latest modification and
+//!                                 artifacts, read from the payload's end: drawn in
+//!                                 [`crate::summary`]; the name table ends where it starts
 //! ```
 //! Opening checks the header and checksum and validates both archives once (bytecheck:
 //! ~3 ms for 100k scripts); lookups then read the mapping without checks. The file is never
 //! modified after it is written: a publish renames a new file over the path, so an open mapping
-//! keeps the old generation intact until its last user drops it.
+//! keeps the old generation intact until its last user drops it. Once validated, the mapping's
+//! pages are dropped from the process (`MADV_DONTNEED`, [`crate::mmap::release`]): they stay in
+//! the page cache and fault back in as lookups touch them, so an idle Worker costs no resident
+//! memory (validating 1M scripts had left ~230 MB of the file resident in every node).
 //!
 //! Changes since the base was written are records in the namespace's delta
 //! ([`crate::delta`]); an [`Index`] reads both as one, newest first.
@@ -46,10 +52,12 @@ use sha2::{Digest, Sha256};
 use crate::delta::{self, Record, delta_path};
 use crate::fsutil::write_durably;
 use crate::mmap;
+use crate::summary::{self, ArtifactBytes, Summary, Tail};
 
 pub const MAGIC: [u8; 8] = *b"TNTRYIDX";
-pub const FORMAT_VERSION: u32 = 2;
-/// The oldest format this build reads: version 1 is version 2 without the name table.
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest format this build reads: version 1 is version 2 without the name table, version 2
+/// is version 3 without the summary.
 pub const MIN_FORMAT_VERSION: u32 = 1;
 pub const HEADER_LEN: usize = 64;
 
@@ -172,9 +180,15 @@ struct Base {
     map: Mmap,
     generation: u64,
     compat_hash: String,
-    /// Where the IndexData archive ends and the name table starts, in the mapping.
+    /// Where the IndexData archive ends and the name table starts and ends, in the mapping.
     data_end: usize,
-    names_at: Option<usize>,
+    names: Option<(usize, usize)>,
+    /// Where the stored summary lies in the mapping (version 3; its artifacts are read from
+    /// there when asked); `None` for older versions, whose scripts are walked instead until
+    /// [`crate::Store::ensure_compiled`] rewrites them.
+    summary: Option<(usize, usize)>,
+    /// The latest of the namespace's creation and every script write the base has seen.
+    modified_on: i64,
 }
 
 /// The delta's records applied to the base, for reads: which names they touched and what each
@@ -188,6 +202,10 @@ struct Overlay {
     generation: u64,
     /// Scripts visible through the overlay and the base together.
     len: usize,
+    /// The latest `modified_on` among the records' upserts (`i64::MIN`: none).
+    modified_on: i64,
+    /// How many more (or fewer) scripts name each artifact than in the base's summary.
+    artifacts: imbl::HashMap<ArtifactBytes, i64>,
 }
 
 /// What the latest record that names a script made of it.
@@ -210,6 +228,7 @@ impl std::fmt::Debug for Index {
 
 /// An index file's header fields past the magic and the version, which it checks.
 struct Header {
+    version: u32,
     generation: u64,
     compat_hash: String,
     payload_len: u64,
@@ -233,6 +252,7 @@ impl Header {
             });
         }
         Ok(Header {
+            version,
             generation: u64_at(16),
             compat_hash: String::from_utf8_lossy(&header[24..40]).into_owned(),
             payload_len: u64_at(40),
@@ -264,11 +284,7 @@ impl Index {
     pub fn open(path: &Path, expected_compat: Option<&str>) -> Result<Index, IndexError> {
         let base = Arc::new(Base::open(path, expected_compat)?);
         let delta = delta::read(&delta_path(path), base.generation)?;
-        let mut overlay = Overlay {
-            generation: base.generation,
-            len: base.data().scripts.len(),
-            ..Overlay::default()
-        };
+        let mut overlay = Overlay::over(&base);
         for record in delta.records {
             overlay.apply(&base, record);
         }
@@ -282,11 +298,7 @@ impl Index {
     /// it is renamed into place).
     pub(crate) fn open_base(path: &Path) -> Result<Index, IndexError> {
         let base = Arc::new(Base::open(path, None)?);
-        let overlay = Overlay {
-            generation: base.generation,
-            len: base.data().scripts.len(),
-            ..Overlay::default()
-        };
+        let overlay = Overlay::over(&base);
         Ok(Index {
             base,
             overlay: Arc::new(overlay),
@@ -429,6 +441,49 @@ impl Index {
         self.base.names().is_some()
     }
 
+    /// Whether the base is in this build's format (a name table and a stored summary): an older
+    /// one costs a walk of every script at each open until it is rewritten.
+    pub fn is_current_format(&self) -> bool {
+        self.has_name_table() && self.base.summary.is_some()
+    }
+
+    /// The scripts in summary, base and delta together, without reading a script: O(distinct
+    /// artifacts + delta). The count and the artifacts are exactly what a walk of
+    /// [`Index::scripts`] finds; `modified_on` is the latest script write the namespace has
+    /// seen since its last full publish, deleted scripts' included (a delete does not move a
+    /// namespace's modification time back).
+    pub fn summary(&self) -> Summary {
+        let mut artifacts = self.base.artifacts();
+        for (id, change) in &self.overlay.artifacts {
+            let scripts = artifacts.get(id).map_or(0, |n| *n as i64) + change;
+            if scripts > 0 {
+                artifacts.insert(*id, scripts as u64);
+            } else {
+                artifacts.remove(id);
+            }
+        }
+        Summary {
+            scripts: self.len() as u64,
+            modified_on: self.modified_on(),
+            artifacts,
+        }
+    }
+
+    /// Every artifact the scripts name, once each: O(distinct artifacts + delta).
+    pub fn artifacts(&self) -> Vec<crate::ArtifactId> {
+        self.summary()
+            .artifacts
+            .into_keys()
+            .map(crate::ArtifactId::from_bytes)
+            .collect()
+    }
+
+    /// Unix ms: the latest of the namespace's creation and every script write since its last
+    /// full publish (deleted scripts' included), O(1). See [`Index::summary`].
+    pub fn modified_on(&self) -> i64 {
+        self.base.modified_on.max(self.overlay.modified_on)
+    }
+
     /// Delta records on top of the base.
     pub fn delta_records(&self) -> usize {
         self.overlay.records.len()
@@ -499,6 +554,25 @@ where
 }
 
 impl Overlay {
+    /// No records on `base` yet.
+    fn over(base: &Base) -> Overlay {
+        Overlay {
+            generation: base.generation,
+            len: base.data().scripts.len(),
+            modified_on: i64::MIN,
+            ..Overlay::default()
+        }
+    }
+
+    /// One script more (`by` = 1) or fewer (-1) names `artifact`.
+    fn count(&mut self, artifact: ArtifactBytes, by: i64) {
+        let n = self.artifacts.entry(artifact).or_insert(0);
+        *n += by;
+        if *n == 0 {
+            self.artifacts.remove(&artifact);
+        }
+    }
+
     fn get<'a>(&'a self, base: &'a Base, name: &str) -> Option<&'a ArchivedScriptEntry> {
         match self.slots.get(name) {
             Some(Slot::Upsert { record, at }) => {
@@ -513,15 +587,19 @@ impl Overlay {
     fn apply(&mut self, base: &Base, record: Arc<Record>) {
         let n = self.records.len() as u32;
         for name in record.deletes() {
-            if self.get(base, name).is_some() {
+            if let Some(old) = self.get(base, name).map(|e| e.artifact) {
                 self.len -= 1;
+                self.count(old, -1);
             }
             self.slots.insert(name.to_string(), Slot::Deleted);
         }
         for (at, entry) in record.upserts().iter().enumerate() {
-            if self.get(base, entry.name.as_str()).is_none() {
-                self.len += 1;
+            match self.get(base, entry.name.as_str()).map(|e| e.artifact) {
+                Some(old) => self.count(old, -1),
+                None => self.len += 1,
             }
+            self.count(entry.artifact, 1);
+            self.modified_on = self.modified_on.max(entry.modified_on.to_native());
             let slot = Slot::Upsert {
                 record: n,
                 at: at as u32,
@@ -550,6 +628,7 @@ impl Base {
             });
         }
         let Header {
+            version,
             generation,
             compat_hash,
             payload_len,
@@ -586,9 +665,16 @@ impl Base {
                 Some(HEADER_LEN + names_at as usize),
             )
         };
+        let stored = match (version >= 3, names_at) {
+            (false, _) => None,
+            (true, Some(at)) => Some(Tail::read(&map[at..]).map_err(invalid)?),
+            (true, None) => return Err(invalid("a version 3 base without a name table".into())),
+        };
+        let names_end = map.len() - stored.map_or(0, |tail| tail.len);
+        let names = names_at.map(|at| (at, names_end));
         mmap::validate(&map[HEADER_LEN..data_end]).map_err(invalid)?;
-        if let Some(at) = names_at {
-            mmap::validate_names(&map[at..]).map_err(invalid)?;
+        if let Some((at, end)) = names {
+            mmap::validate_names(&map[at..end]).map_err(invalid)?;
         }
         if let Some(expected) = expected_compat
             && expected != compat_hash
@@ -599,13 +685,44 @@ impl Base {
                 expected: expected.to_string(),
             });
         }
+        // SAFETY: validated just above; the mapping is of a file never modified.
+        let data = unsafe { mmap::access(&map[HEADER_LEN..data_end]) };
+        let modified_on = match stored {
+            Some(tail) if tail.scripts != data.scripts.len() as u64 => {
+                return Err(invalid(format!(
+                    "the summary counts {} scripts, the archive holds {}",
+                    tail.scripts,
+                    data.scripts.len()
+                )));
+            }
+            Some(tail) => tail.modified_on,
+            None => Summary::walk(data.created_on.to_native(), data.scripts.values()).modified_on,
+        };
+        // Validating touched every page; lookups fault back in the few they read.
+        if let Err(e) = mmap::release(&map) {
+            tracing::warn!(path = %path.display(), "releasing a validated index's pages: {e}");
+        }
         Ok(Base {
             map,
             generation,
             compat_hash,
             data_end,
-            names_at,
+            names,
+            summary: stored.map(|tail| (names_end, tail.len)),
+            modified_on,
         })
+    }
+
+    /// The base's artifacts and how many of its scripts name each: from the stored summary,
+    /// O(distinct artifacts), else from every script.
+    fn artifacts(&self) -> std::collections::BTreeMap<ArtifactBytes, u64> {
+        match self.summary {
+            Some((at, len)) => summary::artifacts(&self.map[at..at + len]).collect(),
+            None => {
+                let data = self.data();
+                Summary::walk(data.created_on.to_native(), data.scripts.values()).artifacts
+            }
+        }
     }
 
     /// The archived data, read in place.
@@ -618,8 +735,8 @@ impl Base {
     /// Every script name of the base, sorted (none in a version 1 file).
     fn names(&self) -> Option<&ArchivedVec<ArchivedString>> {
         // SAFETY: as in `data`, validated by `mmap::validate_names` in `open`.
-        self.names_at
-            .map(|at| unsafe { mmap::access_names(&self.map[at..]) })
+        self.names
+            .map(|(at, end)| unsafe { mmap::access_names(&self.map[at..end]) })
     }
 }
 
@@ -631,8 +748,19 @@ pub fn publish(
     generation: u64,
     compat_hash: &str,
 ) -> Result<(), IndexError> {
+    publish_since(path, data, generation, compat_hash, i64::MIN)
+}
+
+/// [`publish`], with the summary's modification time at least `modified_on` (see [`encode`]).
+pub(crate) fn publish_since(
+    path: &Path,
+    data: &IndexData,
+    generation: u64,
+    compat_hash: &str,
+    modified_on: i64,
+) -> Result<(), IndexError> {
     let (header, payload) =
-        encode(data, generation, compat_hash).map_err(|e| IndexError::Invalid {
+        encode(data, generation, compat_hash, modified_on).map_err(|e| IndexError::Invalid {
             path: path.into(),
             message: e.to_string(),
         })?;
@@ -646,11 +774,13 @@ pub fn publish(
 const NAMES_ALIGN: usize = 16;
 
 /// The header and payload of `data` as generation `generation`: the IndexData archive, then the
-/// sorted name table.
+/// sorted name table, then the summary, whose modification time is at least `modified_on` (a
+/// merge keeps the time of writes its delta saw, deleted scripts' included).
 pub(crate) fn encode(
     data: &IndexData,
     generation: u64,
     compat_hash: &str,
+    modified_on: i64,
 ) -> Result<([u8; HEADER_LEN], Vec<u8>), rancor::Error> {
     let mut payload = rkyv::to_bytes::<rancor::Error>(data)?.into_vec();
     let data_len = payload.len();
@@ -660,17 +790,21 @@ pub(crate) fn encode(
     let table = rkyv::to_bytes::<rancor::Error>(&names)?;
     payload.resize(data_len.next_multiple_of(NAMES_ALIGN), 0);
     payload.extend_from_slice(&table);
+    let mut summary = Summary::of(data);
+    summary.modified_on = summary.modified_on.max(modified_on);
+    payload.extend_from_slice(&summary.encode());
     let mut h = header(generation, compat_hash, &payload);
+    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     h[56..64].copy_from_slice(&(data_len as u64).to_le_bytes());
     Ok((h, payload))
 }
 
-/// The 64-byte header drawn in the module doc, for a payload that is the IndexData archive alone
-/// (no name table).
+/// The 64-byte header drawn in the module doc, for a payload that is the IndexData archive alone:
+/// format version 1 (no name table, no summary), as older builds wrote and tests still do.
 pub fn header(generation: u64, compat_hash: &str, payload: &[u8]) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..8].copy_from_slice(&MAGIC);
-    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&MIN_FORMAT_VERSION.to_le_bytes());
     h[16..24].copy_from_slice(&generation.to_le_bytes());
     let hash = compat_hash.as_bytes();
     let n = hash.len().min(16);
@@ -808,8 +942,7 @@ pub(crate) mod tests {
             data.scripts.insert(name.to_string(), entry(name, i as u8));
         }
         let payload = rkyv::to_bytes::<rancor::Error>(&data).unwrap();
-        let mut h = header(4, "0123456789abcdef", &payload);
-        h[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let h = header(4, "0123456789abcdef", &payload);
         write_durably(&path, &[&h, &payload]).unwrap();
         let index = Index::open(&path, None).unwrap();
         assert!(index.base.names().is_none());

@@ -299,7 +299,10 @@ impl JsEngine {
             .insert(self.engine.compat_hash().to_string(), path.clone());
         // SAFETY: the file was written by `precompile_js_engine` of an engine with this compat
         // hash (it is in the name), renamed into place complete, and never modified afterwards.
-        Ok(unsafe { self.engine.load_artifact(&path) }?)
+        Ok(unsafe {
+            self.engine
+                .load_artifact(&path, tenantry_core::Tier::Optimised)
+        }?)
     }
 
     /// Links or copies the engine another store of this process prepared to `path`; `false` if

@@ -9,6 +9,8 @@
 //!   read in place from the mapping (format drawn in [`index`]), with the changes published since
 //!   applied on top from the namespace's [`delta`]: a publish appends one checksummed record, and
 //!   a merge thread folds a long delta into a new base (crash states drawn in `merge`).
+//!   The base ends with a [`Summary`] (script count, latest write, artifacts) that the delta
+//!   keeps current, so a start reads no script ([`summary`]).
 //! - [`IndexCache`]: the bounded, process-wide set of mapped indexes that serving cores read; an
 //!   idle namespace's index is mapped again by a loader thread (one mapping per namespace for
 //!   good ran out of `vm.max_map_count` near 63k namespaces).
@@ -49,6 +51,7 @@ mod mmap;
 mod modules;
 pub mod names;
 mod store;
+pub mod summary;
 
 pub use artifacts::{ArtifactError, ArtifactId, ArtifactStore, MAX_MODULE_BYTES};
 pub use compile::{Compiler, DEFAULT_COMPILE_TIMEOUT};
@@ -68,3 +71,4 @@ pub use names::valid_name;
 pub use store::{
     ARTIFACT_GC_INTERVAL, ARTIFACT_GRACE, MERGE_BACKLOG, PLATFORM_NAMESPACE, Store, StoreError,
 };
+pub use summary::Summary;

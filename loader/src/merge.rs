@@ -128,13 +128,16 @@ pub(crate) fn merge(job: &MergeJob) -> Result<bool, IndexError> {
         return Ok(false);
     }
     // Step 1, with no lock held: every script read and written, O(scripts).
-    let (header, payload) =
-        encode(&view.to_data(), generation, view.compat_hash()).map_err(|e| {
-            IndexError::Invalid {
-                path: path.clone(),
-                message: e.to_string(),
-            }
-        })?;
+    let (header, payload) = encode(
+        &view.to_data(),
+        generation,
+        view.compat_hash(),
+        view.modified_on(),
+    )
+    .map_err(|e| IndexError::Invalid {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     let tmp = write_temporary(path, &[&header, &payload]).map_err(io)?;
     drop(payload);
     let merged = match Index::open_base(&tmp) {

@@ -19,6 +19,16 @@ pub(crate) fn map(file: &File) -> io::Result<Mmap> {
     unsafe { Mmap::map(file) }
 }
 
+/// Drops `map`'s pages from this process (`MADV_DONTNEED`): they leave its RSS but stay in the
+/// page cache, and the next read of each faults it back in, with the same bytes.
+pub(crate) fn release(map: &Mmap) -> io::Result<()> {
+    // SAFETY: `map` is a read-only shared mapping of a file (`map` above, `MAP_SHARED`), so it
+    // holds no private or dirty page that dropping could lose: a page read after this is the
+    // file's, and the file is never modified. References into the mapping stay valid (the
+    // range stays mapped; only its page table entries go).
+    unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) }
+}
+
 /// Fully validates an archive (bytecheck); call once per mapping before [`access`].
 pub(crate) fn validate(payload: &[u8]) -> Result<(), String> {
     rkyv::access::<ArchivedIndexData, rancor::Error>(payload)

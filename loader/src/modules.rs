@@ -19,7 +19,7 @@ use std::hash::Hash;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use tenantry_core::{Engine, EngineSettings, LoadError};
+use tenantry_core::{Engine, EngineSettings, LoadError, Tier};
 use wasmtime::Module;
 
 use crate::artifacts::{ArtifactError, ArtifactId};
@@ -144,6 +144,13 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
     pub fn contains(&self, key: &K) -> bool {
         self.entries.contains_key(key)
     }
+
+    /// Removes `key`, returning its value to be dropped outside any lock.
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        let (value, used) = self.entries.remove(key)?;
+        self.order.remove(&used);
+        Some(value)
+    }
 }
 
 /// The mapped modules and how to map more, shared by the store and its loader threads.
@@ -182,6 +189,22 @@ impl ModuleCache {
             .join(format!("{id}.{}.cwasm", self.engine.compat_hash()))
     }
 
+    /// Where the Winch artifact of `id` lives ([`Tier::Baseline`]), when the tier is on. Its
+    /// own engine has its own compatibility hash, so the name differs from the optimised one's.
+    pub(crate) fn baseline_path(&self, id: &ArtifactId) -> Option<PathBuf> {
+        let hash = self.engine.tier_compat_hash(Tier::Baseline)?;
+        Some(self.dir.join(format!("{id}.{hash}.cwasm")))
+    }
+
+    /// Forgets the mapped module of `id` once its optimised artifact is written, so that the
+    /// next load maps that one (Workers holding the baseline module keep it until they go).
+    /// Under the cache's lock, which [`ModuleCache::load`] holds to check for the optimised
+    /// file before it caches a baseline module: no baseline module is cached after this.
+    pub(crate) fn forget_baseline(&self, id: &ArtifactId) {
+        let removed = self.lock().remove(id);
+        drop(removed);
+    }
+
     /// Where the compiled bundle of JavaScript Worker `id` lives: for this engine configuration
     /// and this build of the JavaScript engine (bytecode is only valid for the build that made it).
     pub(crate) fn js_compiled_path(&self, id: &ArtifactId) -> PathBuf {
@@ -204,11 +227,18 @@ impl ModuleCache {
         if let Some(loaded) = self.cached(id) {
             return Ok(loaded);
         }
-        let path = self.compiled_path(id);
+        let mut path = self.compiled_path(id);
+        let mut tier = Tier::Optimised;
         if !path.exists() {
-            return self.load_js(id);
+            match self.baseline_path(id) {
+                Some(baseline) if baseline.exists() => {
+                    path = baseline;
+                    tier = Tier::Baseline;
+                }
+                _ => return self.load_js(id),
+            }
         }
-        let module = match self.map(&path) {
+        let module = match self.map(&path, tier) {
             Err(LoadError::Io { message, .. }) => {
                 // The likeliest cause is that the process ran out of mappings or memory: the
                 // cache then sheds its least recently used quarter and tries once more, so that
@@ -224,7 +254,7 @@ impl ModuleCache {
                     "mapping a module failed ({message}); evicted modules and retrying"
                 );
                 drop(shed);
-                self.map(&path)?
+                self.map(&path, tier)?
             }
             other => other?,
         };
@@ -232,7 +262,16 @@ impl ModuleCache {
             module,
             js_bundle: None,
         };
-        let (loaded, evicted) = self.lock().insert(*id, loaded);
+        let mut modules = self.lock();
+        // The optimised artifact may have been written while this mapped the baseline one:
+        // then that one is loaded instead (see `forget_baseline`).
+        if tier == Tier::Baseline && self.compiled_path(id).exists() {
+            drop(modules);
+            drop(loaded);
+            return self.load(id);
+        }
+        let (loaded, evicted) = modules.insert(*id, loaded);
+        drop(modules);
         drop(evicted);
         Ok(loaded)
     }
@@ -261,11 +300,12 @@ impl ModuleCache {
         Ok(loaded)
     }
 
-    fn map(&self, path: &std::path::Path) -> Result<Module, LoadError> {
-        // SAFETY: `path` holds what `Engine::precompile` of an engine with this compat hash wrote
-        // (the hash is in the name), and artifact files are only ever created by renaming a
-        // complete, fsynced temporary file into place, never modified afterwards.
-        unsafe { self.engine.load_artifact(path) }
+    fn map(&self, path: &std::path::Path, tier: Tier) -> Result<Module, LoadError> {
+        // SAFETY: `path` holds what `Engine::precompile` (or `precompile_baseline`, for the
+        // baseline tier) of an engine with this compat hash wrote (the hash is in the name), and
+        // artifact files are only ever created by renaming a complete, fsynced temporary file
+        // into place, never modified afterwards.
+        unsafe { self.engine.load_artifact(path, tier) }
     }
 
     /// Forgets every mapped module (the last holder unmaps it).
@@ -408,7 +448,8 @@ impl MappingBudget {
         max_map_count: u64,
     ) -> Result<(MappingBudget, usize), MappingBudgetError> {
         let allowed = max_map_count * MAPPING_BUDGET_PERCENT / 100;
-        let slots = u64::from(settings.max_instances);
+        // The baseline tier's pool has slots of its own (EngineSettings::baseline_slots).
+        let slots = u64::from(settings.max_instances) + u64::from(settings.baseline_slots());
         let cores = cores.max(1) as u64;
         // Each loader thread may hold one module it just mapped beyond the cache's bound (a
         // duplicate of one another core loaded, or the one whose insert evicts another) until
@@ -506,6 +547,7 @@ mod tests {
             max_loaded_modules,
             max_instances,
             max_mapped_indexes: 997,
+            baseline_compile: false,
             ..Default::default()
         }
     }
@@ -534,6 +576,15 @@ mod tests {
         assert!(budget.mappings <= 10_000);
         let (_, workers) = MappingBudget::check(&settings(1000, 100), 2, 10, 20_000).unwrap();
         assert_eq!(workers, 10);
+        // The baseline tier's 25 slots count as slots: 1127 × 3 + 125 × 6 + 1001 leaves
+        // 4868 / 3 / 2 = 811 per core.
+        let tiers = EngineSettings {
+            baseline_compile: true,
+            ..settings(1000, 100)
+        };
+        let (budget, workers) = MappingBudget::check(&tiers, 2, 5000, 20_000).unwrap();
+        assert_eq!(workers, 811);
+        assert_eq!(budget.modules, 1127 + 2 * 811);
 
         let e = MappingBudget::check(&settings(60_000, 1000), 2, 10, 65_530).unwrap_err();
         assert!(e.to_string().contains("vm.max_map_count (65530)"), "{e}");

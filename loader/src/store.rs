@@ -20,7 +20,7 @@ use tenantry_core::Engine;
 use crate::artifacts::{ArtifactError, ArtifactId, ArtifactStore};
 use crate::delta::{self, DeltaRecord, Record, delta_path};
 use crate::fsutil::{is_temporary, sync_dir, temporary_name};
-use crate::index::{Index, IndexData, IndexError, publish};
+use crate::index::{Index, IndexData, IndexError, publish, publish_since};
 use crate::indexes::IndexCache;
 use crate::merge::{MergeJob, Merger, Publishing, merge};
 
@@ -200,19 +200,22 @@ impl Store {
             Ok(base) => delta::read(&delta_path(&path), base)?.generation + 1,
             Err(_) => 1,
         };
-        self.write_base(&path, data, generation)
+        self.write_base(&path, data, generation, i64::MIN)
     }
 
-    /// Writes `data` as the base of generation `generation`, then drops the delta records it
-    /// contains. A crash between the two leaves the new base with records at or below its
-    /// generation, which reading skips: the state is the new generation either way.
+    /// Writes `data` as the base of generation `generation` (its summary's modification time at
+    /// least `modified_on`), then drops the delta records it contains. A crash between the two
+    /// leaves the new base with records at or below its generation, which reading skips: the
+    /// state is the new generation either way.
     fn write_base(
         &self,
         path: &Path,
         data: &IndexData,
         generation: u64,
+        modified_on: i64,
     ) -> Result<Index, StoreError> {
-        publish(path, data, generation, self.inner.engine.compat_hash())?;
+        let compat = self.inner.engine.compat_hash();
+        publish_since(path, data, generation, compat, modified_on)?;
         delta::drop_merged(&delta_path(path), generation)?;
         Ok(Index::open(path, None)?)
     }
@@ -274,7 +277,8 @@ impl Store {
         let next = current.with_record(record.clone());
         let threshold = self.inner.engine.settings().index_merge_records.max(1);
         if delta.records.len() + 1 >= threshold.saturating_mul(MERGE_BACKLOG) {
-            return self.write_base(&path, &next.to_data(), generation);
+            // A merge in line: it keeps the delta's latest write, as the merge thread does.
+            return self.write_base(&path, &next.to_data(), generation, next.modified_on());
         }
         delta::append(&dpath, delta.valid_len, &record)?;
         if delta.records.len() + 1 >= threshold {
@@ -348,20 +352,41 @@ impl Store {
 
     /// Returns `index` ready for this engine: when it was built for another engine (an upgrade),
     /// every artifact is recompiled from its kept original and the same data is republished under
-    /// this engine's hash; otherwise any missing `.cwasm` is rebuilt. A base of format version 1
-    /// (no name table) is republished in the current format, once.
+    /// this engine's hash; otherwise any missing `.cwasm` is rebuilt. A base of an older format (no
+    /// name table, or no summary) is republished in the current format, once.
     pub fn ensure_compiled(&self, index: Index) -> Result<Index, StoreError> {
-        // Once per distinct artifact: Workers of the same bytes share one, and checking it is a
-        // file lookup (1M of them were most of a 2.5 s start, docs/performance.md).
-        let mut seen = std::collections::HashSet::new();
-        for entry in index.scripts() {
-            if seen.insert(entry.artifact) {
-                self.inner
-                    .artifacts
-                    .ensure(&ArtifactId::from_bytes(entry.artifact))?;
+        self.ensure_compiled_listing(index, &mut Vec::new())
+    }
+
+    /// [`Store::ensure_compiled`], adding to `baseline` the scripts whose artifact still has its
+    /// baseline (Winch) file: the node stopped before their optimised code was compiled or
+    /// before they were republished with it, and the caller has that finished in the background.
+    pub fn ensure_compiled_listing(
+        &self,
+        index: Index,
+        baseline: &mut Vec<(String, ArtifactId)>,
+    ) -> Result<Index, StoreError> {
+        // Once per distinct artifact, from the index's summary: Workers of the same bytes share
+        // one, checking it is a file lookup (1M of them were most of a 2.5 s start,
+        // docs/performance.md), and a start reads no script (it walked all 1M, twice).
+        let mut pending = std::collections::HashSet::new();
+        for id in index.artifacts() {
+            self.inner.artifacts.ensure(&id)?;
+            if self.inner.artifacts.has_baseline(&id) {
+                pending.insert(id);
             }
         }
-        if index.compat_hash() == self.inner.engine.compat_hash() && index.has_name_table() {
+        // Only when the node stopped while uploads awaited their optimised code are the scripts
+        // walked, to name those.
+        if !pending.is_empty() {
+            for entry in index.scripts() {
+                let id = ArtifactId::from_bytes(entry.artifact);
+                if pending.contains(&id) {
+                    baseline.push((entry.name.to_string(), id));
+                }
+            }
+        }
+        if index.compat_hash() == self.inner.engine.compat_hash() && index.is_current_format() {
             return Ok(index);
         }
         let ns = index.namespace().to_string();
@@ -411,8 +436,8 @@ impl Store {
             let Some(index) = self.open_index(&ns)? else {
                 continue;
             };
-            for entry in index.scripts() {
-                named.insert(ArtifactId::from_bytes(entry.artifact).to_hex());
+            for id in index.artifacts() {
+                named.insert(id.to_hex());
             }
         }
         let dir = self.inner.root.join("artifacts");
@@ -490,6 +515,7 @@ fn check_name(ns: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::artifacts::ArtifactId;
     use crate::delta::DeltaRecord;
     use crate::index::{ScriptEntry, ScriptLimits, publish};
     use tenantry_core::EngineSettings;
@@ -813,6 +839,122 @@ mod tests {
         assert_eq!((now.generation(), now.len()), (13, 0));
     }
 
+    /// What a start reads instead of the scripts: the count and the artifacts, as a walk of
+    /// every script finds them, and the latest write (which a delete does not move back).
+    fn assert_summary_is_a_walk(index: &Index, modified_on: i64) {
+        let walk = crate::Summary::walk(index.created_on(), index.scripts());
+        let summary = index.summary();
+        assert_eq!(summary.scripts, walk.scripts, "{index:?}");
+        assert_eq!(summary.artifacts, walk.artifacts, "{index:?}");
+        assert_eq!(summary.modified_on, modified_on, "{index:?}");
+        assert_eq!(index.modified_on(), modified_on);
+        let artifacts: Vec<[u8; 32]> = index.artifacts().iter().map(|a| *a.as_bytes()).collect();
+        assert_eq!(artifacts, walk.artifacts.into_keys().collect::<Vec<_>>());
+    }
+
+    /// The summary stored in the base and kept by the delta stays a walk's count and artifacts
+    /// through upserts, a script moving to other bytes, deletes (the last script of an artifact
+    /// among them), a merge, a restart and a full publish.
+    #[test]
+    fn the_summary_matches_a_walk_across_publish_delete_merge_and_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store_merging_at(dir.path(), 1000);
+        let named = |name: &str, artifact: u8, modified_on: i64| DeltaRecord {
+            upserts: vec![ScriptEntry {
+                artifact: [artifact; 32],
+                modified_on,
+                ..script(name, &format!("{name}-{modified_on}"))
+            }],
+            deletes: vec![],
+        };
+        let mut index = s
+            .create_namespace("production", &data_with(&s, "production"))
+            .unwrap();
+        assert!(index.is_current_format());
+        assert_summary_is_a_walk(&index, 5);
+        for (i, artifact) in [7, 7, 8, 9, 7].into_iter().enumerate() {
+            let change = named(&format!("w{i}"), artifact, 10 + i as i64);
+            index = s.publish_change(&index, &change).unwrap();
+        }
+        assert_summary_is_a_walk(&index, 14);
+        assert_eq!(index.summary().artifacts[&[7; 32]], 3);
+        // w2 moves from 8 (its only script) to 9; w4, the latest write, goes; so does w3.
+        index = s.publish_change(&index, &named("w2", 9, 20)).unwrap();
+        let gone = DeltaRecord {
+            upserts: vec![],
+            deletes: vec!["w2".into(), "w3".into(), "nobody".into()],
+        };
+        index = s.publish_change(&index, &gone).unwrap();
+        assert_summary_is_a_walk(&index, 20);
+        assert!(!index.summary().artifacts.contains_key(&[8; 32]));
+        assert!(!index.summary().artifacts.contains_key(&[9; 32]));
+        // A restart reads the same from the base's summary and the delta.
+        drop(s);
+        let s = store_merging_at(dir.path(), 1000);
+        let again = s.open_index("production").unwrap().unwrap();
+        assert_summary_is_a_walk(&again, 20);
+        // A merge writes the summary into the new base; a restart reads it from there.
+        assert!(s.merge_delta(&again).unwrap());
+        let merged = s.open_index("production").unwrap().unwrap();
+        assert_eq!(merged.delta_records(), 0);
+        assert!(merged.is_current_format());
+        assert_summary_is_a_walk(&merged, 20);
+        let next = s.publish_change(&merged, &named("w0", 8, 30)).unwrap();
+        assert_summary_is_a_walk(&next, 30);
+        drop(s);
+        let s = store_merging_at(dir.path(), 1000);
+        assert_summary_is_a_walk(&s.open_index("production").unwrap().unwrap(), 30);
+        // A full publish summarises the scripts it is given.
+        let full = s
+            .publish_index("production", &IndexData::new("production", 3))
+            .unwrap();
+        assert_summary_is_a_walk(&full, 3);
+    }
+
+    /// With merges every record (the thread's, and in line once they fall behind), the summary
+    /// stays a walk's, and a deleted script's later write is not forgotten by either merge.
+    #[test]
+    fn the_summary_survives_merges_in_line_and_on_the_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store_merging_at(dir.path(), 1);
+        let mut index = s
+            .create_namespace("production", &data_with(&s, "production"))
+            .unwrap();
+        let latest = DeltaRecord {
+            upserts: vec![ScriptEntry {
+                modified_on: 50,
+                ..script("latest", "l")
+            }],
+            deletes: vec![],
+        };
+        index = s.publish_change(&index, &latest).unwrap();
+        let gone = DeltaRecord {
+            upserts: vec![],
+            deletes: vec!["latest".into()],
+        };
+        index = s.publish_change(&index, &gone).unwrap();
+        for i in 0..3 * MERGE_BACKLOG {
+            index = s
+                .publish_change(&index, &upsert(&format!("w{i}"), "e"))
+                .unwrap();
+            assert_summary_is_a_walk(&index, 50);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !s.inner.publishing.idle() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the merge never ended"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(s);
+        let s = store_merging_at(dir.path(), 1000);
+        let again = s.open_index("production").unwrap().unwrap();
+        assert!(again.base_generation() > 1, "{again:?}");
+        assert_eq!(again.generation(), index.generation());
+        assert_summary_is_a_walk(&again, 50);
+    }
+
     /// Once the delta holds `index_merge_records` records, the merge thread writes a new base;
     /// changes published meanwhile stay in the delta after it. However the race goes, nothing
     /// is lost.
@@ -882,14 +1024,17 @@ mod tests {
         let path = s.index_path("production");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&data).unwrap();
-        let mut header = crate::index::header(3, s.inner.engine.compat_hash(), &payload);
-        header[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let header = crate::index::header(3, s.inner.engine.compat_hash(), &payload);
         crate::fsutil::write_durably(&path, &[&header, &payload]).unwrap();
 
         let old = s.open_index("production").unwrap().unwrap();
         assert!(!old.has_name_table());
+        assert!(!old.is_current_format());
+        assert_summary_is_a_walk(&old, 5);
         let new = s.ensure_compiled(old).unwrap();
         assert!(new.has_name_table());
+        assert!(new.is_current_format());
+        assert_summary_is_a_walk(&new, 5);
         assert_eq!(new.generation(), 4);
         assert_eq!(new.to_data(), data);
         assert_eq!(s.ensure_compiled(new).unwrap().generation(), 4);

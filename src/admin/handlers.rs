@@ -418,6 +418,7 @@ fn get_script(c: &Control, ns: &str, name: &str) -> Result<Response, ApiError> {
         "modified_on": rfc3339(e.modified_on),
         "dispatch_namespace": ns,
         "script": script_json(&e),
+        "compiled_tier": compiled_tier(ns, &e),
     })))
 }
 
@@ -542,7 +543,7 @@ async fn put_script(
     } else {
         0
     };
-    let artifact = c.compile(module)?;
+    let (artifact, tier) = c.compile_upload(module)?;
     let entry = c.edit(ns, |scripts, now| {
         let old = scripts.get(name);
         let reuse = metadata
@@ -576,8 +577,20 @@ async fn put_script(
         Ok(())
     });
     entry?;
+    // Read before the optimiser is told: the answer describes what this PUT published.
     let e = script(c, ns, name)?;
-    Ok(success(script_json(&e)))
+    if tier == tenantry_core::Tier::Baseline {
+        c.optimise_later(ns, name, artifact);
+    }
+    let mut json = script_json(&e);
+    json["compiled_tier"] = compiled_tier(ns, &e);
+    Ok(success(json))
+}
+
+/// Tenantry's `compiled_tier`: `"baseline"` while the data plane runs the script's Winch code
+/// (just uploaded), `"optimised"` once its Cranelift code was published (docs/admin-api.md).
+fn compiled_tier(ns: &str, e: &ScriptEntry) -> Value {
+    json!(crate::control::tier_of(ns, e).as_str())
 }
 
 /// The namespaces `dispatch_namespace` and `kv_namespace` bindings name must exist (checked

@@ -127,3 +127,71 @@ fn uploads_merge_under_traffic_and_survive_a_restart() {
     let (_, v) = get_api(admin(&n), &format!("{BASE}/customers"));
     assert_eq!(v["result"]["script_count"], live.len(), "{v}");
 }
+
+/// The namespace as the catalog shows it (`GET …/namespaces/customers` and its entry in the
+/// list), the fields a start now reads from the base's stored summary and the delta.
+fn catalog(n: &TestNode) -> (serde_json::Value, serde_json::Value) {
+    let (s, one) = get_api(admin(n), &format!("{BASE}/customers"));
+    assert_eq!(s, 200, "{one}");
+    let (s, all) = get_api(admin(n), BASE);
+    assert_eq!(s, 200, "{all}");
+    let listed = all["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|ns| ns["namespace_name"] == "customers")
+        .cloned()
+        .unwrap_or_else(|| panic!("customers is not listed: {all}"));
+    (one["result"].clone(), listed)
+}
+
+/// A start reads no script for the catalog: a node restarted after uploads, a merge, deletes
+/// and more uploads on top of the merged base shows the same namespace (count, times) and the
+/// same scripts as before, and its base carries the summary (format 3).
+#[test]
+fn a_restarted_node_shows_the_catalog_it_had_after_publishes_and_a_merge() {
+    let mut n = node();
+    let a = admin(&n);
+    let hello = std::fs::read(guest("hello")).unwrap();
+    let upload = |name: &str| {
+        let path = format!("{BASE}/customers/scripts/{name}");
+        let (s, v) = api(a, "PUT", &path, "application/wasm", &hello);
+        assert_eq!(s, 200, "{v}");
+    };
+    for i in 0..2 * MERGE_RECORDS {
+        upload(&format!("m{i:03}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while base_generation(&n) <= 1 {
+        assert!(Instant::now() < deadline, "no merge");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let merged_at = base_generation(&n);
+    // On top of the merged base: deletes (the latest upload among them) and new uploads.
+    upload("late-1");
+    upload("late-2");
+    for gone in ["m003", "late-2"] {
+        let path = format!("{BASE}/customers/scripts/{gone}");
+        let (s, v) = api(a, "DELETE", &path, "", b"");
+        assert_eq!(s, 200, "{v}");
+    }
+    let before = catalog(&n);
+    let names = list_names(&n, 5);
+    assert_eq!(names.len(), 2 * MERGE_RECORDS);
+    assert_eq!(before.0["script_count"], names.len(), "{:?}", before);
+    assert_eq!(before.1["script_count"], names.len(), "{:?}", before);
+
+    n.restart(&format!(
+        "index_merge_records = {MERGE_RECORDS}\n[[namespace]]\nname = \"customers\"\n\
+         [[route]]\nhost = \"*.example.test\"\nnamespace = \"customers\"\nscript_from = \"host_label\"\n"
+    ));
+    let index = std::fs::read(n.dir.path().join("data/namespaces/customers/index")).unwrap();
+    assert_eq!(u32::from_le_bytes(index[8..12].try_into().unwrap()), 3);
+    assert!(base_generation(&n) >= merged_at);
+    assert_eq!(catalog(&n), before);
+    assert_eq!(list_names(&n, 5), names);
+    for name in &names {
+        assert_eq!(status(&n, name), 200, "{name} after the restart");
+    }
+    assert_eq!(status(&n, "late-2"), 404);
+}

@@ -21,4 +21,5 @@ mod openapi;
 mod responses;
 mod serve;
 mod subrequests;
+mod tiers;
 mod tls;

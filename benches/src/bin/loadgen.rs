@@ -7,7 +7,7 @@
 //! arrived, or, with RATE (requests/s, all connections together), no sooner than its next slot
 //! of a fixed schedule (0: none): an offered load that does not grow when the server answers fast (e.g.
 //! with `503`). Latency is measured from the send. Prints, per status: the count, the rate, and
-//! p50 / p99 / max latency.
+//! p50 / p99 / max latency, and the first body of a status other than 200.
 //!
 //! `loadgen ... SECONDS RATE FROM-TO` counts only the requests sent between FROM and TO seconds
 //! after the start (the window in which another load generator measures, e.g. the fair-share
@@ -25,8 +25,15 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use tenantry_ingress::{Driver, Runtime};
 
-/// Latencies by status.
-type Samples = Rc<RefCell<BTreeMap<u16, Vec<Duration>>>>;
+/// Latencies by status, and the first body seen of each status other than 200 (what a `503`
+/// says tells admission's shedding from a CPU-limit answer).
+#[derive(Default)]
+struct Recorded {
+    latencies: BTreeMap<u16, Vec<Duration>>,
+    first_body: BTreeMap<u16, String>,
+}
+
+type Samples = Rc<RefCell<Recorded>>;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -96,7 +103,11 @@ fn main() {
             t.await;
         }
     });
-    for (status, mut lat) in std::mem::take(&mut *samples.borrow_mut()) {
+    let Recorded {
+        latencies,
+        first_body,
+    } = std::mem::take(&mut *samples.borrow_mut());
+    for (status, mut lat) in latencies {
         lat.sort_unstable();
         let at = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -108,6 +119,9 @@ fn main() {
             ms(at(0.99)),
             ms(*lat.last().expect("at least one")),
         );
+        if let Some(body) = first_body.get(&status) {
+            println!("status {status}: first body {body:?}");
+        }
     }
     println!("connection errors: {}", errors.borrow());
 }
@@ -147,10 +161,20 @@ async fn drive(
             pace.next = pace.next.max(Instant::now() - pace.every) + pace.every;
         }
         let sent = Instant::now();
+        let counted = sent >= run.window.0 && sent < run.window.1;
         let (res, _) = stream.write_all(request.to_vec()).await;
         res?;
         let status = loop {
-            if let Some((status, len)) = parse(&buf)? {
+            if let Some((status, head, len)) = parse(&buf)? {
+                if status != 200 && counted {
+                    let body = String::from_utf8_lossy(&buf[head..len]);
+                    let body: String = body.trim_end().chars().take(200).collect();
+                    samples
+                        .borrow_mut()
+                        .first_body
+                        .entry(status)
+                        .or_insert(body);
+                }
                 buf.advance(len);
                 break status;
             }
@@ -164,9 +188,10 @@ async fn drive(
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
         };
-        if sent >= run.window.0 && sent < run.window.1 {
+        if counted {
             samples
                 .borrow_mut()
+                .latencies
                 .entry(status)
                 .or_default()
                 .push(sent.elapsed());
@@ -175,8 +200,9 @@ async fn drive(
     Ok(())
 }
 
-/// A complete response at the start of `buf`: its status and length (head + Content-Length body).
-fn parse(buf: &[u8]) -> std::io::Result<Option<(u16, usize)>> {
+/// A complete response at the start of `buf`: its status, the length of its head, and its whole
+/// length (head + Content-Length body).
+fn parse(buf: &[u8]) -> std::io::Result<Option<(u16, usize, usize)>> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut resp = httparse::Response::new(&mut headers);
     let head = match resp.parse(buf) {
@@ -197,5 +223,5 @@ fn parse(buf: &[u8]) -> std::io::Result<Option<(u16, usize)>> {
         })
         .unwrap_or(0);
     let status = resp.code.unwrap_or(0);
-    Ok((buf.len() >= head + body).then_some((status, head + body)))
+    Ok((buf.len() >= head + body).then_some((status, head, head + body)))
 }

@@ -82,6 +82,8 @@ pub(crate) struct HostState {
     /// When the guest last started running, and how long it ran before that (between yields).
     pub slice_start: Arc<crate::yielding::SliceStart>,
     pub ran: std::time::Duration,
+    /// Times it yielded at an epoch tick (see `invoke::CPU_BOUND_YIELDS`).
+    pub yields: u32,
     /// Held from the yield at which the invocation had run `invoke::CPU_BOUND_AFTER` to its end:
     /// it counts as CPU-bound on its core (`Worker::cpu_bound_requests`).
     pub rotation: Option<crate::yielding::InRotation>,
@@ -117,6 +119,7 @@ impl HostState {
                 start
             },
             ran: std::time::Duration::ZERO,
+            yields: 0,
             rotation: None,
         }
     }
@@ -153,6 +156,7 @@ impl HostState {
         self.budget = HostBudget::new(limits.memory_bytes);
         self.logs = LogAllowance::default();
         self.ran = std::time::Duration::ZERO;
+        self.yields = 0;
         self.rotation = None;
     }
 

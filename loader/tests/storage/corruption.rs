@@ -70,3 +70,25 @@ fn a_payload_with_a_matching_checksum_but_invalid_structure_is_refused() {
     });
     assert!(matches!(e, IndexError::Invalid { .. }), "{e}");
 }
+
+/// A summary that disagrees with the archive (its count changed, the checksum recomputed, as a
+/// buggy writer would leave it) is refused: a start trusts the summary instead of the scripts.
+#[test]
+fn a_summary_that_disagrees_with_the_archive_is_refused() {
+    let e = open_damaged(|b| {
+        // The summary's trailer is the file's last 24 bytes: scripts, modified, artifacts.
+        let at = b.len() - 24;
+        b[at..at + 8].copy_from_slice(&1u64.to_le_bytes());
+        let crc = crc32fast::hash(&b[64..]);
+        b[48..52].copy_from_slice(&crc.to_le_bytes());
+    });
+    assert!(matches!(e, IndexError::Invalid { .. }), "{e}");
+    assert!(e.to_string().contains("summary"), "{e}");
+    let e = open_damaged(|b| {
+        let at = b.len() - 8;
+        b[at..].copy_from_slice(&u64::MAX.to_le_bytes());
+        let crc = crc32fast::hash(&b[64..]);
+        b[48..52].copy_from_slice(&crc.to_le_bytes());
+    });
+    assert!(e.to_string().contains("does not fit"), "{e}");
+}
