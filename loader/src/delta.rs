@@ -246,8 +246,9 @@ pub(crate) fn append(path: &Path, valid_len: u64, record: &Record) -> Result<(),
 }
 
 /// Rewrites the delta at `path` durably with only the records after `generation` (a merge wrote
-/// a base of that generation); removes the file when none are left.
-pub(crate) fn drop_merged(path: &Path, generation: u64) -> Result<(), IndexError> {
+/// a base of that generation); removes the file when none are left. Returns the generation of
+/// the last record the file held (`generation` if none was after it).
+pub(crate) fn drop_merged(path: &Path, generation: u64) -> Result<u64, IndexError> {
     let io = |source| IndexError::Io {
         path: path.to_path_buf(),
         source,
@@ -256,17 +257,18 @@ pub(crate) fn drop_merged(path: &Path, generation: u64) -> Result<(), IndexError
     if delta.records.is_empty() {
         match std::fs::remove_file(path) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(delta.generation),
             Err(e) => return Err(io(e)),
         }
         let dir = path.parent().expect("delta paths have a parent");
-        return sync_dir(dir).map_err(io);
+        return sync_dir(dir).map_err(io).map(|()| delta.generation);
     }
     let mut bytes = header().to_vec();
     for record in &delta.records {
         bytes.extend_from_slice(&record.encode());
     }
-    write_durably(path, &[&bytes]).map_err(io)
+    write_durably(path, &[&bytes]).map_err(io)?;
+    Ok(delta.generation)
 }
 
 fn header() -> [u8; DELTA_HEADER_LEN] {
@@ -466,7 +468,11 @@ mod tests {
         assert_eq!((after.generation(), after.base_generation()), (6, 5));
         assert_eq!(names(&after), names(&before));
         assert_eq!(append_next(&path, &upsert("erin", 9)), 7);
-        drop_merged(&dpath, 5).unwrap();
+        assert_eq!(
+            drop_merged(&dpath, 5).unwrap(),
+            7,
+            "the latest record's generation"
+        );
         let delta = read(&dpath, 5).unwrap();
         assert_eq!(
             (delta.merged, delta.records.len(), delta.generation),
@@ -475,7 +481,7 @@ mod tests {
         let last = Index::open(&path, None).unwrap();
         assert_eq!(names(&last), ["bob", "carol", "dave", "erin"]);
         // Once a base holds every record, the delta file goes.
-        drop_merged(&dpath, 7).unwrap();
+        assert_eq!(drop_merged(&dpath, 7).unwrap(), 7);
         assert!(!dpath.exists());
     }
 }

@@ -234,9 +234,22 @@ impl Store {
         current: &Index,
         change: &DeltaRecord,
     ) -> Result<Index, StoreError> {
+        self.publish_change_or_wait(current, change, true)
+    }
+
+    /// [`Store::publish_change`]; with `may_wait`, a publish that finds the delta at the backlog
+    /// bound while the namespace's merge is running waits for that merge (up to
+    /// [`MERGE_WAIT`], without the lock) and tries once more, rather than doing the same
+    /// O(scripts) work again in line beside it.
+    fn publish_change_or_wait(
+        &self,
+        current: &Index,
+        change: &DeltaRecord,
+        may_wait: bool,
+    ) -> Result<Index, StoreError> {
         let ns = current.namespace();
         check_name(ns)?;
-        let _guard = self.publishing();
+        let guard = self.publishing();
         let path = self.index_path(ns);
         let base_generation = crate::index::read_generation(&path)?;
         let dpath = delta_path(&path);
@@ -277,6 +290,11 @@ impl Store {
         let next = current.with_record(record.clone());
         let threshold = self.inner.engine.settings().index_merge_records.max(1);
         if delta.records.len() + 1 >= threshold.saturating_mul(MERGE_BACKLOG) {
+            if may_wait && self.inner.publishing.merging_now(ns) {
+                drop(guard);
+                self.inner.publishing.wait_for_merge(ns, MERGE_WAIT);
+                return self.publish_change_or_wait(current, change, false);
+            }
             // A merge in line: it keeps the delta's latest write, as the merge thread does.
             return self.write_base(&path, &next.to_data(), generation, next.modified_on());
         }
@@ -413,6 +431,12 @@ impl Store {
 /// How many times `index_merge_records` a delta may reach while merges fall behind (a merge
 /// of 1M Workers takes seconds) before a publish merges in line instead.
 pub const MERGE_BACKLOG: usize = 4;
+
+/// How long a publish at the backlog bound waits for the namespace's running merge before it
+/// merges in line itself. While it waits, the merge has the CPU the publishes took (a merge of
+/// 1M Workers is ~8 s of CPU); a merge thread starved by serving work, or gone (a panic), is
+/// overtaken after this.
+pub const MERGE_WAIT: Duration = Duration::from_secs(30);
 
 /// How long an artifact no index names is kept before [`Store::collect_artifacts`] removes it.
 /// An upload compiles (or touches) its artifact before publishing the index that names it, so
