@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tenantry_loader::kv::KvStore;
+use tenantry_loader::kv::{KvError, KvStore, NamespaceSecrets};
 
 use crate::certificates::CertificateStore;
 use crate::plane::{Plane, Snapshot};
@@ -448,7 +448,13 @@ impl Control {
             entry.etag = etag(ns, entry, tier);
         }
         let index = self.store.publish_change(&current, &change)?;
-        self.swap(ns, Some(index));
+        let changed: Vec<&str> = change
+            .upserts
+            .iter()
+            .map(|e| e.name.as_str())
+            .chain(change.deletes.iter().map(String::as_str))
+            .collect();
+        self.swap_changed(ns, Some(index), Some(&changed));
         // Only now may the secret versions the old index named go: see `KvStore::seal_secrets`.
         let touched = change
             .upserts
@@ -485,6 +491,13 @@ impl Control {
     /// it mapped as soon as it sees the snapshot; the generation it replaces leaves the cache
     /// (requests still holding it keep it until they end).
     fn swap(&self, ns: &str, index: Option<Index>) {
+        self.swap_changed(ns, index, None)
+    }
+
+    /// [`Control::swap`] after a change of only the scripts `changed` (if given): only their
+    /// secrets are read again, so a publish costs O(its scripts' secrets), not O(the
+    /// namespace's).
+    fn swap_changed(&self, ns: &str, index: Option<Index>, changed: Option<&[&str]>) {
         if !ns.starts_with('_') {
             let mut catalog = self.catalog();
             match &index {
@@ -492,12 +505,13 @@ impl Control {
                 None => catalog.remove(ns),
             };
         }
-        self.publish_snapshot(ns, index);
+        self.publish_snapshot(ns, index, changed);
     }
 
     /// Publishes the plane's next snapshot with `ns` as `index` (or gone); the catalog is the
-    /// caller's.
-    fn publish_snapshot(&self, ns: &str, index: Option<Index>) {
+    /// caller's. The namespace's secrets are read again: all of them, or only those of the
+    /// scripts `changed`.
+    fn publish_snapshot(&self, ns: &str, index: Option<Index>, changed: Option<&[&str]>) {
         let current = self.plane.load();
         let mut namespaces = current.namespaces.clone();
         let mut secrets = current.secrets.clone();
@@ -505,7 +519,7 @@ impl Control {
         let replaced = match index {
             Some(index) => {
                 let key = indexes.insert(index);
-                match self.kv.secrets(ns) {
+                match self.secrets_after(ns, secrets.get(ns), changed) {
                     Ok(s) => {
                         secrets.insert(ns.to_string(), Arc::new(s));
                     }
@@ -529,6 +543,32 @@ impl Control {
         if let Some(old) = replaced {
             indexes.remove(&old);
         }
+    }
+
+    /// The secrets of `ns` after a publish: `before` (the current snapshot's) with the scripts
+    /// `changed` read again from the store, or all of them read when `changed` is `None` or
+    /// there is nothing before. Every version the store holds is read, old ones too: requests
+    /// that started on the previous generation may still name them (a rotated value stays in
+    /// memory until its script's next change, not the namespace's).
+    fn secrets_after(
+        &self,
+        ns: &str,
+        before: Option<&Arc<NamespaceSecrets>>,
+        changed: Option<&[&str]>,
+    ) -> Result<NamespaceSecrets, KvError> {
+        let (Some(before), Some(changed)) = (before, changed) else {
+            return self.kv.secrets(ns);
+        };
+        let mut secrets = (**before).clone();
+        for &script in changed {
+            let own = self.kv.script_secrets(ns, script)?;
+            if own.is_empty() {
+                secrets.remove(script);
+            } else {
+                secrets.insert(script.to_string(), Arc::new(own));
+            }
+        }
+        Ok(secrets)
     }
 
     fn catalog(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, NamespaceSummary>> {

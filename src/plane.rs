@@ -324,7 +324,9 @@ fn with_secrets(
             if !sealed(b) {
                 return Some(b.clone());
             }
-            let value = secrets?.get(&(script.to_string(), b.name.clone(), b.value.clone()))?;
+            let value = secrets?
+                .get(script)?
+                .get(&(b.name.clone(), b.value.clone()))?;
             Some(Binding {
                 value: value.clone(),
                 ..b.clone()

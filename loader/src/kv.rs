@@ -51,8 +51,13 @@ const SECRET_VERSIONS: TableDefinition<(&str, &str, &str, &str), &[u8]> =
 /// nothing of it.
 pub const SECRET_TOKEN_PREFIX: &str = "tenantry-secret:";
 
-/// The secrets of one namespace: (script, binding name, token) ─► value.
-pub type NamespaceSecrets = std::collections::HashMap<(String, String, String), String>;
+/// The secrets of one namespace: script ─► its secrets. Persistent (`imbl`): a publish that
+/// changes one script replaces that script's entry in O(log n) and shares the rest with the
+/// snapshot before it, rather than reading every secret of the namespace again.
+pub type NamespaceSecrets = imbl::HashMap<String, Arc<ScriptSecrets>>;
+
+/// The secrets of one script: (binding name, token) ─► value.
+pub type ScriptSecrets = HashMap<(String, String), String>;
 
 /// Why a KV operation failed. Every variant but [`KvError::Storage`] is the caller's mistake.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -767,9 +772,7 @@ impl KvStore {
                     .map(move |b| (script.as_str(), b.name.as_str(), b.value.as_str()))
             })
             .collect();
-        let dead: Vec<(String, String, String)> = self
-            .secrets(ns)?
-            .into_keys()
+        let dead: Vec<(String, String, String)> = flat_keys(&self.secrets(ns)?)
             .filter(|(s, n, t)| !named.contains(&(s.as_str(), n.as_str(), t.as_str())))
             .collect();
         self.remove_secrets(ns, &dead)?;
@@ -780,15 +783,35 @@ impl KvStore {
     pub fn secrets(&self, ns: &str) -> Result<NamespaceSecrets, KvError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let table = txn.open_table(SECRET_VERSIONS).map_err(storage)?;
-        let mut out = NamespaceSecrets::new();
+        let mut out: HashMap<String, ScriptSecrets> = HashMap::new();
         for item in table.range((ns, "", "", "")..).map_err(storage)? {
             let (k, v) = item.map_err(storage)?;
             let (item_ns, script, name, token) = k.value();
             if item_ns != ns {
                 break;
             }
+            out.entry(script.to_string()).or_default().insert(
+                (name.to_string(), token.to_string()),
+                String::from_utf8_lossy(v.value()).into_owned(),
+            );
+        }
+        Ok(persistent(out))
+    }
+
+    /// The secrets of script `script` of namespace `ns` (every version the store holds): what
+    /// a publish that changed only that script reads, O(its secrets).
+    pub fn script_secrets(&self, ns: &str, script: &str) -> Result<ScriptSecrets, KvError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(SECRET_VERSIONS).map_err(storage)?;
+        let mut out = ScriptSecrets::new();
+        for item in table.range((ns, script, "", "")..).map_err(storage)? {
+            let (k, v) = item.map_err(storage)?;
+            let (item_ns, item_script, name, token) = k.value();
+            if item_ns != ns || item_script != script {
+                break;
+            }
             out.insert(
-                (script.to_string(), name.to_string(), token.to_string()),
+                (name.to_string(), token.to_string()),
                 String::from_utf8_lossy(v.value()).into_owned(),
             );
         }
@@ -801,21 +824,28 @@ impl KvStore {
     pub fn all_secrets(&self) -> Result<HashMap<String, NamespaceSecrets>, KvError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let table = txn.open_table(SECRET_VERSIONS).map_err(storage)?;
-        let mut out: HashMap<String, NamespaceSecrets> = HashMap::new();
+        let mut out: HashMap<String, HashMap<String, ScriptSecrets>> = HashMap::new();
         for item in table.iter().map_err(storage)? {
             let (k, v) = item.map_err(storage)?;
             let (ns, script, name, token) = k.value();
-            out.entry(ns.to_string()).or_default().insert(
-                (script.to_string(), name.to_string(), token.to_string()),
-                String::from_utf8_lossy(v.value()).into_owned(),
-            );
+            out.entry(ns.to_string())
+                .or_default()
+                .entry(script.to_string())
+                .or_default()
+                .insert(
+                    (name.to_string(), token.to_string()),
+                    String::from_utf8_lossy(v.value()).into_owned(),
+                );
         }
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .map(|(ns, scripts)| (ns, persistent(scripts)))
+            .collect())
     }
 
     /// Removes every secret of namespace `ns` (the namespace is being deleted).
     pub fn delete_secrets(&self, ns: &str) -> Result<(), KvError> {
-        let keys: Vec<(String, String, String)> = self.secrets(ns)?.into_keys().collect();
+        let keys: Vec<(String, String, String)> = flat_keys(&self.secrets(ns)?).collect();
         self.remove_secrets(ns, &keys)
     }
 
@@ -1150,6 +1180,22 @@ fn script_secrets(
     Ok(out)
 }
 
+/// `scripts` as a [`NamespaceSecrets`].
+fn persistent(scripts: HashMap<String, ScriptSecrets>) -> NamespaceSecrets {
+    scripts
+        .into_iter()
+        .map(|(script, secrets)| (script, Arc::new(secrets)))
+        .collect()
+}
+
+/// Every (script, binding name, token) of `secrets`.
+fn flat_keys(secrets: &NamespaceSecrets) -> impl Iterator<Item = (String, String, String)> + '_ {
+    secrets.iter().flat_map(|(script, own)| {
+        own.keys()
+            .map(move |(name, token)| (script.clone(), name.clone(), token.clone()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1363,8 +1409,8 @@ mod tests {
         let value = |kv: &KvStore, token: &str| {
             kv.secrets("customers")
                 .unwrap()
-                .get(&("alice".into(), "API_KEY".into(), token.to_string()))
-                .cloned()
+                .get("alice")
+                .and_then(|own| own.get(&("API_KEY".into(), token.to_string())).cloned())
         };
         assert_eq!(value(&kv, &token).as_deref(), Some("s3cret"));
 
@@ -1392,8 +1438,18 @@ mod tests {
         for ns in ["customers", "staff"] {
             assert_eq!(all[ns], kv.secrets(ns).unwrap(), "{ns}");
         }
-        assert_eq!(all["customers"].len(), 2);
-        assert!(all["staff"].values().any(|v| v == "staff-key"));
+        assert_eq!(flat_keys(&all["customers"]).count(), 2);
+        assert!(
+            all["staff"]
+                .values()
+                .any(|own| own.values().any(|v| v == "staff-key"))
+        );
+        // One script's secrets alone are what the namespace's hold of it.
+        assert_eq!(
+            kv.script_secrets("customers", "alice").unwrap(),
+            *kv.secrets("customers").unwrap()["alice"]
+        );
+        assert!(kv.script_secrets("customers", "nobody").unwrap().is_empty());
         assert_eq!(kv.prune_secrets("customers", &data).unwrap(), 1);
         assert_eq!(value(&kv, &token), None);
         assert_eq!(value(&kv, &rotated).as_deref(), Some("rotated"));
@@ -1401,7 +1457,7 @@ mod tests {
         // A removed script's secrets go with it, at the prune after the publish.
         data.scripts.clear();
         kv.seal_secrets("customers", &mut data).unwrap();
-        assert_eq!(kv.secrets("customers").unwrap().len(), 1);
+        assert_eq!(flat_keys(&kv.secrets("customers").unwrap()).count(), 1);
         kv.prune_secrets("customers", &data).unwrap();
         assert!(kv.secrets("customers").unwrap().is_empty());
     }
@@ -1428,11 +1484,13 @@ mod tests {
         let kv = KvStore::open(&path).unwrap();
         let secrets = kv.secrets("customers").unwrap();
         let key = (
-            "alice".to_string(),
             "API_KEY".to_string(),
             format!("{SECRET_TOKEN_PREFIX}0011223344556677"),
         );
-        assert_eq!(secrets.get(&key).map(String::as_str), Some("old-value"));
+        assert_eq!(
+            secrets["alice"].get(&key).map(String::as_str),
+            Some("old-value")
+        );
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

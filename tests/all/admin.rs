@@ -429,6 +429,40 @@ fn secrets_and_tags() {
         get(n.addr, "carol.example.test", "/?name=TOKEN").text(),
         "hunter2"
     );
+    // A publish reads again only the secrets of the scripts it changed: another script's
+    // secret and a rotation of this one are both seen.
+    let other = format!("{BASE}/customers/scripts/dave");
+    assert_eq!(
+        api(a, "PUT", &other, "application/wasm", &wasm("env_reader")).0,
+        200
+    );
+    let (s, _) = json_req(
+        a,
+        "PUT",
+        &format!("{other}/secrets"),
+        json!({"name": "TOKEN", "text": "dave's", "type": "secret_text"}),
+    );
+    assert_eq!(s, 200);
+    let (s, _) = json_req(
+        a,
+        "PUT",
+        &format!("{script}/secrets"),
+        json!({"name": "TOKEN", "text": "hunter3", "type": "secret_text"}),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(
+        get(n.addr, "carol.example.test", "/?name=TOKEN").text(),
+        "hunter3"
+    );
+    assert_eq!(
+        get(n.addr, "dave.example.test", "/?name=TOKEN").text(),
+        "dave's"
+    );
+    assert_eq!(api(a, "DELETE", &other, "", b"").0, 200);
+    assert_eq!(
+        get(n.addr, "carol.example.test", "/?name=TOKEN").text(),
+        "hunter3"
+    );
     let (_, v) = get_api(a, &format!("{script}/secrets"));
     assert_eq!(
         v["result"],
