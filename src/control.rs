@@ -390,7 +390,7 @@ impl Control {
             Err(e) => return Err(e.into()),
         };
         let summary = NamespaceSummary::of(&index);
-        self.swap(ns, Some(index));
+        self.swap(ns, Some(index), None);
         Ok(summary)
     }
 
@@ -402,7 +402,7 @@ impl Control {
             let index = self
                 .store
                 .create_namespace(ns, &IndexData::new(ns, now_ms()))?;
-            self.swap(ns, Some(index));
+            self.swap(ns, Some(index), None);
         }
         Ok(())
     }
@@ -414,7 +414,7 @@ impl Control {
         if let Err(e) = self.kv.delete_secrets(ns) {
             tracing::warn!("deleting the secrets of namespace `{ns}`: {e}");
         }
-        self.swap(ns, None);
+        self.swap(ns, None, None);
         Ok(())
     }
 
@@ -454,7 +454,7 @@ impl Control {
             .map(|e| e.name.as_str())
             .chain(change.deletes.iter().map(String::as_str))
             .collect();
-        self.swap_changed(ns, Some(index), Some(&changed));
+        self.swap(ns, Some(index), Some(&changed));
         // Only now may the secret versions the old index named go: see `KvStore::seal_secrets`.
         let touched = change
             .upserts
@@ -489,15 +489,10 @@ impl Control {
     /// Replaces the plane's snapshot with one where `ns` is `index` (or gone): O(log n) in the
     /// number of namespaces. The new index goes into the index cache first, so every core finds
     /// it mapped as soon as it sees the snapshot; the generation it replaces leaves the cache
-    /// (requests still holding it keep it until they end).
-    fn swap(&self, ns: &str, index: Option<Index>) {
-        self.swap_changed(ns, index, None)
-    }
-
-    /// [`Control::swap`] after a change of only the scripts `changed` (if given): only their
-    /// secrets are read again, so a publish costs O(its scripts' secrets), not O(the
-    /// namespace's).
-    fn swap_changed(&self, ns: &str, index: Option<Index>, changed: Option<&[&str]>) {
+    /// (requests still holding it keep it until they end). With `changed`, only those scripts
+    /// changed: only their secrets are read again, so a publish costs O(its scripts' secrets),
+    /// not O(the namespace's).
+    fn swap(&self, ns: &str, index: Option<Index>, changed: Option<&[&str]>) {
         if !ns.starts_with('_') {
             let mut catalog = self.catalog();
             match &index {

@@ -803,19 +803,7 @@ impl KvStore {
     pub fn script_secrets(&self, ns: &str, script: &str) -> Result<ScriptSecrets, KvError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let table = txn.open_table(SECRET_VERSIONS).map_err(storage)?;
-        let mut out = ScriptSecrets::new();
-        for item in table.range((ns, script, "", "")..).map_err(storage)? {
-            let (k, v) = item.map_err(storage)?;
-            let (item_ns, item_script, name, token) = k.value();
-            if item_ns != ns || item_script != script {
-                break;
-            }
-            out.insert(
-                (name.to_string(), token.to_string()),
-                String::from_utf8_lossy(v.value()).into_owned(),
-            );
-        }
-        Ok(out)
+        script_secrets(&table, ns, script)
     }
 
     /// Every namespace's `secret_text` values, read in one transaction (a start with many
@@ -1164,7 +1152,7 @@ fn script_secrets(
     table: &impl ReadableTable<(&'static str, &'static str, &'static str, &'static str), &'static [u8]>,
     ns: &str,
     script: &str,
-) -> Result<HashMap<(String, String), String>, KvError> {
+) -> Result<ScriptSecrets, KvError> {
     let mut out = HashMap::new();
     for item in table.range((ns, script, "", "")..).map_err(storage)? {
         let (k, v) = item.map_err(storage)?;

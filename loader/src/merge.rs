@@ -225,28 +225,17 @@ fn release_freed_memory() {
 /// so this is fixed, not adjusted to the backlog.
 const MERGE_NICE: libc::c_int = 5;
 
-thread_local! {
-    /// Whether [`lower_priority`] ran on this thread.
-    static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Lowers the calling thread's scheduling priority by [`MERGE_NICE`] (on Linux a nice value
-/// belongs to a thread, not to the process). Once per thread; a failure is logged and harmless.
+/// Lowers the calling thread's scheduling priority to [`MERGE_NICE`] above the node's own (the
+/// main thread's: a node started under `nice` keeps the difference). On Linux a nice value
+/// belongs to a thread, not to the process. Idempotent; a failure is logged and harmless.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: plain system calls on the calling thread's own id. The nice value is set
-        // relative to the one the thread was created with (a node started under `nice` keeps
-        // the difference); a thread that already lowered it keeps it.
+        // SAFETY: plain system calls naming this process's main thread and the calling thread.
         let result = unsafe {
+            let node = libc::getpriority(libc::PRIO_PROCESS, libc::getpid() as libc::id_t);
             let tid = libc::gettid() as libc::id_t;
-            LOWERED.with(|lowered| {
-                if lowered.replace(true) {
-                    return 0;
-                }
-                let current = libc::getpriority(libc::PRIO_PROCESS, tid);
-                libc::setpriority(libc::PRIO_PROCESS, tid, (current + MERGE_NICE).min(19))
-            })
+            libc::setpriority(libc::PRIO_PROCESS, tid, (node + MERGE_NICE).min(19))
         };
         if result != 0 {
             tracing::debug!(
@@ -290,15 +279,24 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_merge_thread_asks_for_less_cpu_than_the_others() {
-        let nice = std::thread::spawn(|| {
+        // SAFETY: `getpriority` only reads the nice value of the thread `id` names.
+        let nice_of = |id: libc::id_t| unsafe { libc::getpriority(libc::PRIO_PROCESS, id) };
+        let merge = std::thread::spawn(move || {
             lower_priority();
-            // SAFETY: reads the calling thread's own nice value.
-            unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+            lower_priority();
+            // SAFETY: the calling thread's own id.
+            nice_of(unsafe { libc::gettid() } as libc::id_t)
         })
         .join()
         .unwrap();
-        // SAFETY: as above, for this thread, which must be unaffected.
-        let ours = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
-        assert_eq!(nice, (ours + MERGE_NICE).min(19));
+        // SAFETY: this process's id, which names its main thread.
+        let node = nice_of(unsafe { libc::getpid() } as libc::id_t);
+        assert_eq!(
+            merge,
+            (node + MERGE_NICE).min(19),
+            "lowered once, twice called"
+        );
+        // SAFETY: the calling thread's own id; this thread must be unaffected.
+        assert_eq!(nice_of(unsafe { libc::gettid() } as libc::id_t), node);
     }
 }

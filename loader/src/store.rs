@@ -963,6 +963,17 @@ mod tests {
                 .unwrap();
             assert_summary_is_a_walk(&index, 50);
         }
+        wait_for_merges(&s);
+        drop(s);
+        let s = store_merging_at(dir.path(), 1000);
+        let again = s.open_index("production").unwrap().unwrap();
+        assert!(again.base_generation() > 1, "{again:?}");
+        assert_eq!(again.generation(), index.generation());
+        assert_summary_is_a_walk(&again, 50);
+    }
+
+    /// Waits for the merge thread (no fixed sleep): it is done when no merge is queued.
+    fn wait_for_merges(s: &Store) {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while !s.inner.publishing.idle() {
             assert!(
@@ -971,12 +982,6 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
-        drop(s);
-        let s = store_merging_at(dir.path(), 1000);
-        let again = s.open_index("production").unwrap().unwrap();
-        assert!(again.base_generation() > 1, "{again:?}");
-        assert_eq!(again.generation(), index.generation());
-        assert_summary_is_a_walk(&again, 50);
     }
 
     /// Once the delta holds `index_merge_records` records, the merge thread writes a new base;
@@ -995,15 +1000,7 @@ mod tests {
                 .publish_change(&index, &upsert(&format!("w{i}"), "e"))
                 .unwrap();
         }
-        // Waits for the merge thread (no fixed sleep): it is done when no merge is queued.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !s.inner.publishing.idle() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the merge never ended"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for_merges(&s);
         let base = crate::index::read_generation(&path).unwrap();
         assert!(base > 1, "no merge happened");
         let delta = delta::read(&delta_path(&path), base).unwrap();

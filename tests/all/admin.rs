@@ -417,12 +417,15 @@ fn secrets_and_tags() {
         200
     );
 
-    let (s, v) = json_req(
-        a,
-        "PUT",
-        &format!("{script}/secrets"),
-        json!({"name": "TOKEN", "text": "hunter2", "type": "secret_text"}),
-    );
+    let put_secret = |script: &str, text: &str| {
+        json_req(
+            a,
+            "PUT",
+            &format!("{script}/secrets"),
+            json!({"name": "TOKEN", "text": text, "type": "secret_text"}),
+        )
+    };
+    let (s, v) = put_secret(&script, "hunter2");
     assert_eq!(s, 200);
     assert_eq!(v["result"], json!({"name": "TOKEN", "type": "secret_text"}));
     assert_eq!(
@@ -436,20 +439,8 @@ fn secrets_and_tags() {
         api(a, "PUT", &other, "application/wasm", &wasm("env_reader")).0,
         200
     );
-    let (s, _) = json_req(
-        a,
-        "PUT",
-        &format!("{other}/secrets"),
-        json!({"name": "TOKEN", "text": "dave's", "type": "secret_text"}),
-    );
-    assert_eq!(s, 200);
-    let (s, _) = json_req(
-        a,
-        "PUT",
-        &format!("{script}/secrets"),
-        json!({"name": "TOKEN", "text": "hunter3", "type": "secret_text"}),
-    );
-    assert_eq!(s, 200);
+    assert_eq!(put_secret(&other, "dave's").0, 200);
+    assert_eq!(put_secret(&script, "hunter3").0, 200);
     assert_eq!(
         get(n.addr, "carol.example.test", "/?name=TOKEN").text(),
         "hunter3"
