@@ -58,6 +58,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub server: ServerConfig,
     pub engine: EngineSettings,
+    /// `[engine] max_loaded_modules` was not set: `tenantry serve` sizes the process-wide module
+    /// cache from the kernel's mapping limit (`tenantry_loader::MappingBudget::auto_loaded_modules`);
+    /// until then `engine.max_loaded_modules` holds the library default.
+    pub auto_loaded_modules: bool,
     /// Workers kept loaded per core (LRU).
     pub workers_per_core: usize,
     /// Limits for Workers that set none of their own.
@@ -820,6 +824,7 @@ impl Config {
             tls,
             data_dir: base.join(file.data_dir.as_deref().unwrap_or("data")),
             server,
+            auto_loaded_modules: file.engine.max_loaded_modules.is_none(),
             engine,
             workers_per_core,
             default_limits,

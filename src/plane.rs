@@ -111,6 +111,11 @@ impl Plane {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
+    /// The engine the node runs Workers with, and its settings as the node sized them.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// Idle reuse-mode instances kept on every core together.
     pub fn idle_instances(&self) -> usize {
         self.engine.idle_instances()

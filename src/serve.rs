@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::plane::{Plane, Storage};
 use anyhow::Context;
-use tenantry_core::Engine;
+use tenantry_core::{Engine, EngineSettings};
 use tenantry_ingress::ServerHandle;
 use tenantry_loader::kv::{KvService, KvStore};
 use tenantry_loader::{ARTIFACT_GC_INTERVAL, ARTIFACT_GRACE, Compiler, MappingBudget, Store};
@@ -18,13 +18,29 @@ use crate::config::Config;
 use crate::control::Control;
 use crate::deploy;
 
-/// Checks that every holder of mapped modules fits the kernel's `vm.max_map_count`
-/// (docs/design.md); returns the Workers to keep per core, lowered with a warning if the
-/// configured number does not fit.
-fn mapping_budget(config: &Config) -> anyhow::Result<usize> {
+/// The engine's settings for this node: the config's, with the process-wide module cache sized
+/// from the kernel's mapping limit unless `[engine] max_loaded_modules` is set; and the Workers
+/// to keep per core, checked with every other holder of mapped modules against
+/// `vm.max_map_count` (docs/design.md) and lowered, with a warning, if the configured number
+/// does not fit.
+fn mapping_budget(config: &Config) -> anyhow::Result<(EngineSettings, usize)> {
     let max_map_count = MappingBudget::kernel_max_map_count();
+    let mut settings = config.engine.clone();
+    if config.auto_loaded_modules {
+        settings.max_loaded_modules = MappingBudget::auto_loaded_modules(
+            &settings,
+            config.server.threads,
+            config.workers_per_core,
+            max_map_count,
+        );
+        tracing::info!(
+            max_loaded_modules = settings.max_loaded_modules,
+            max_map_count,
+            "module cache sized from vm.max_map_count ([engine] max_loaded_modules sets it)"
+        );
+    }
     let (budget, workers_per_core) = MappingBudget::check(
-        &config.engine,
+        &settings,
         config.server.threads,
         config.workers_per_core,
         max_map_count,
@@ -43,7 +59,7 @@ fn mapping_budget(config: &Config) -> anyhow::Result<usize> {
         max_map_count,
         "mapping budget"
     );
-    Ok(workers_per_core)
+    Ok((settings, workers_per_core))
 }
 
 /// A running node: the data plane on every core, serving what the data directory holds, and
@@ -99,8 +115,8 @@ impl Node {
     /// Deploys `config` into its data directory and starts serving. Returns once every core
     /// listens.
     pub fn start(config: &Config) -> anyhow::Result<Node> {
-        let workers_per_core = mapping_budget(config)?;
-        let engine = Engine::new(&config.engine)?;
+        let (settings, workers_per_core) = mapping_budget(config)?;
+        let engine = Engine::new(&settings)?;
         engine.start_epoch_ticker();
         let store = Store::open(&config.data_dir, engine.clone())
             .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;

@@ -56,7 +56,9 @@ pub struct EngineSettings {
     /// `vm.max_map_count` (65530 by default) in all, so this bounds the node however many Workers
     /// are requested; re-mapping an evicted module costs tens of µs, off the serving thread.
     /// The start-up check (`tenantry_loader::MappingBudget`) counts it together with the per-core
-    /// pools and the instance slots (docs/design.md). Default: 2048.
+    /// pools and the instance slots (docs/design.md). Default: 2048 here; `tenantry serve`
+    /// sizes it from the kernel's limit when its config does not set it
+    /// (`tenantry_loader::MappingBudget::auto_loaded_modules`: ~11k at the default limit).
     pub max_loaded_modules: usize,
     /// Namespace indexes kept mapped by the process-wide index cache (least recently used
     /// evicted first; `tenantry_loader::IndexCache`). Each costs one kernel mapping, so this

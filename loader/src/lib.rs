@@ -64,8 +64,8 @@ pub use index::{
 pub use indexes::{INDEX_LOADER_THREADS, IndexCache, IndexKey, IndexLoadError, VMAS_PER_INDEX};
 pub use merge::MERGE_THREADS;
 pub use modules::{
-    DEFAULT_MAX_MAP_COUNT, Loaded, Lru, MAPPING_BUDGET_PERCENT, MODULE_LOADER_THREADS,
-    MappingBudget, MappingBudgetError, VMAS_PER_MODULE, VMAS_PER_SLOT,
+    AUTO_LOADED_MODULES, DEFAULT_MAX_MAP_COUNT, Loaded, Lru, MAPPING_BUDGET_PERCENT,
+    MODULE_LOADER_THREADS, MappingBudget, MappingBudgetError, VMAS_PER_MODULE, VMAS_PER_SLOT,
 };
 pub use names::valid_name;
 pub use store::{

@@ -368,10 +368,21 @@ pub const VMAS_PER_MODULE: u64 = 3;
 /// part, image, reservation), its table, and its async stack with a guard page.
 pub const VMAS_PER_SLOT: u64 = 6;
 
-/// The share of `vm.max_map_count` that modules and instance slots may plan to use: the rest is
-/// for the allocator, thread stacks, the io_uring rings, mapped indexes and libraries, none of
-/// which may be starved (a failing `mmap` inside `malloc` aborts the process).
-pub const MAPPING_BUDGET_PERCENT: u64 = 50;
+/// The share of `vm.max_map_count` that modules, instance slots and indexes may plan to use: the
+/// rest is for the allocator's large blocks, thread stacks, the io_uring rings and libraries,
+/// none of which may be starved (a failing `mmap` inside `malloc` aborts the process). Measured
+/// (docs/design.md): an idle node has ~100 such mappings beside its slots' stacks, so the 20%
+/// left (13k at the kernel's default) is a wide margin; with 10 000 modules mapped a node had
+/// 34.6k mappings in all, of which 30 000 were the modules'.
+pub const MAPPING_BUDGET_PERCENT: u64 = 80;
+
+/// The process-wide module cache's size when `[engine] max_loaded_modules` is not configured
+/// ([`MappingBudget::auto_loaded_modules`]): what the mapping budget leaves once everything else
+/// is counted, but never less than the fixed default of earlier versions (2048; on a kernel limit
+/// too low for it the per-core pools shrink, as with any configured size) nor more than 16 384
+/// (each mapped module also holds memory: its touched pages and wasmtime's metadata, ~21 KB for
+/// a small module, docs/performance.md).
+pub const AUTO_LOADED_MODULES: std::ops::RangeInclusive<usize> = 2048..=16_384;
 
 /// Where the kernel states the limit on mappings per process.
 pub const MAX_MAP_COUNT_PATH: &str = "/proc/sys/vm/max_map_count";
@@ -437,6 +448,27 @@ impl MappingBudget {
             .unwrap_or(DEFAULT_MAX_MAP_COUNT)
     }
 
+    /// The process-wide module cache's size for `settings` (whose own `max_loaded_modules` is
+    /// ignored) with `cores` serving cores keeping `workers_per_core` Workers each: as many
+    /// modules as fill the mapping budget beside the pools, the slots and the indexes, within
+    /// [`AUTO_LOADED_MODULES`]. At the kernel's default limit (65 530) and the other defaults:
+    /// ~11.3k on one core, ~10.3k on two, so a core can take turns over 10 000 distinct Workers
+    /// without mapping one again (docs/performance.md); [`MappingBudget::check`] still decides
+    /// the per-core pools.
+    pub fn auto_loaded_modules(
+        settings: &EngineSettings,
+        cores: usize,
+        workers_per_core: usize,
+        max_map_count: u64,
+    ) -> usize {
+        let planned = Planned::of(settings, cores, 0);
+        let pools = planned.cores * workers_per_core as u64 * VMAS_PER_MODULE;
+        let room =
+            allowed(max_map_count).saturating_sub(planned.mappings + pools) / VMAS_PER_MODULE;
+        let room = usize::try_from(room).unwrap_or(usize::MAX);
+        room.clamp(*AUTO_LOADED_MODULES.start(), *AUTO_LOADED_MODULES.end())
+    }
+
     /// Checks `settings` with `cores` serving cores against `max_map_count`. Returns the
     /// per-core Worker capacity to use: `workers_per_core`, or less (the caller warns) when
     /// the per-core pools would not fit beside the process-wide cache and the slots. Fails when
@@ -447,44 +479,70 @@ impl MappingBudget {
         workers_per_core: usize,
         max_map_count: u64,
     ) -> Result<(MappingBudget, usize), MappingBudgetError> {
-        let allowed = max_map_count * MAPPING_BUDGET_PERCENT / 100;
+        let planned = Planned::of(settings, cores, settings.max_loaded_modules);
+        let per_core_room = allowed(max_map_count).saturating_sub(planned.mappings)
+            / VMAS_PER_MODULE
+            / planned.cores;
+        if per_core_room == 0 {
+            return Err(MappingBudgetError {
+                max_loaded_modules: settings.max_loaded_modules,
+                max_instances: settings.max_instances,
+                max_mapped_indexes: settings.max_mapped_indexes,
+                mappings: planned.mappings + planned.cores * VMAS_PER_MODULE,
+                max_map_count,
+            });
+        }
+        let workers = (workers_per_core as u64).min(per_core_room).max(1);
+        let modules = planned.modules + planned.cores * workers;
+        Ok((
+            MappingBudget {
+                modules,
+                indexes: planned.indexes,
+                mappings: planned.mappings + planned.cores * workers * VMAS_PER_MODULE,
+                max_map_count,
+            },
+            workers as usize,
+        ))
+    }
+}
+
+/// The mappings a node may take.
+fn allowed(max_map_count: u64) -> u64 {
+    max_map_count * MAPPING_BUDGET_PERCENT / 100
+}
+
+/// What the node maps whatever its per-core pools hold: the process-wide cache, the modules
+/// loader threads and invocations in flight hold beyond it, the instance slots and the indexes.
+struct Planned {
+    /// Modules mapped beside the per-core pools.
+    modules: u64,
+    indexes: u64,
+    /// Their mappings and the slots'.
+    mappings: u64,
+    /// Serving cores, at least one.
+    cores: u64,
+}
+
+impl Planned {
+    fn of(settings: &EngineSettings, cores: usize, loaded_modules: usize) -> Planned {
         // The baseline tier's pool has slots of its own (EngineSettings::baseline_slots).
         let slots = u64::from(settings.max_instances) + u64::from(settings.baseline_slots());
         let cores = cores.max(1) as u64;
         // Each loader thread may hold one module it just mapped beyond the cache's bound (a
         // duplicate of one another core loaded, or the one whose insert evicts another) until
         // it drops it.
-        let fixed = settings.max_loaded_modules as u64 + MODULE_LOADER_THREADS as u64 + slots;
+        let modules = loaded_modules as u64 + MODULE_LOADER_THREADS as u64 + slots;
         // A merge thread maps the base it wrote before the cache takes it.
         let indexes = settings.max_mapped_indexes as u64
             + INDEX_LOADER_THREADS as u64
             + crate::merge::MERGE_THREADS as u64
             + cores;
-        let fixed_mappings =
-            fixed * VMAS_PER_MODULE + slots * VMAS_PER_SLOT + indexes * VMAS_PER_INDEX;
-        let per_core_room = allowed.saturating_sub(fixed_mappings) / VMAS_PER_MODULE / cores;
-        if per_core_room == 0 {
-            return Err(MappingBudgetError {
-                max_loaded_modules: settings.max_loaded_modules,
-                max_instances: settings.max_instances,
-                max_mapped_indexes: settings.max_mapped_indexes,
-                mappings: fixed_mappings + cores * VMAS_PER_MODULE,
-                max_map_count,
-            });
+        Planned {
+            modules,
+            indexes,
+            mappings: modules * VMAS_PER_MODULE + slots * VMAS_PER_SLOT + indexes * VMAS_PER_INDEX,
+            cores,
         }
-        let workers = (workers_per_core as u64).min(per_core_room).max(1);
-        let modules = fixed + cores * workers;
-        Ok((
-            MappingBudget {
-                modules,
-                indexes,
-                mappings: modules * VMAS_PER_MODULE
-                    + slots * VMAS_PER_SLOT
-                    + indexes * VMAS_PER_INDEX,
-                max_map_count,
-            },
-            workers as usize,
-        ))
     }
 }
 
@@ -567,14 +625,14 @@ mod tests {
     fn per_core_pools_are_clamped_and_an_impossible_budget_is_refused() {
         // 1000 modules + 2 on loader threads + 100 slots: 1102 × 3 + 100 × 6 = 3906, and
         // 997 indexes + 1 on the loader thread + 1 on the merge thread + 2 cores' = 1001 of the
-        // 10000 allowed, leaving room for 5093 / 3 / 2 = 848 Workers per core.
+        // 10000 allowed (80% of 12 500), leaving room for 5093 / 3 / 2 = 848 Workers per core.
         let (budget, workers) =
-            MappingBudget::check(&settings(1000, 100), 2, 5000, 20_000).unwrap();
+            MappingBudget::check(&settings(1000, 100), 2, 5000, 12_500).unwrap();
         assert_eq!(workers, 848);
         assert_eq!(budget.modules, 1102 + 2 * 848);
         assert_eq!(budget.indexes, 1001);
         assert!(budget.mappings <= 10_000);
-        let (_, workers) = MappingBudget::check(&settings(1000, 100), 2, 10, 20_000).unwrap();
+        let (_, workers) = MappingBudget::check(&settings(1000, 100), 2, 10, 12_500).unwrap();
         assert_eq!(workers, 10);
         // The baseline tier's 25 slots count as slots: 1127 × 3 + 125 × 6 + 1001 leaves
         // 4868 / 3 / 2 = 811 per core.
@@ -582,7 +640,7 @@ mod tests {
             baseline_compile: true,
             ..settings(1000, 100)
         };
-        let (budget, workers) = MappingBudget::check(&tiers, 2, 5000, 20_000).unwrap();
+        let (budget, workers) = MappingBudget::check(&tiers, 2, 5000, 12_500).unwrap();
         assert_eq!(workers, 811);
         assert_eq!(budget.modules, 1127 + 2 * 811);
 
@@ -590,11 +648,46 @@ mod tests {
         assert!(e.to_string().contains("vm.max_map_count (65530)"), "{e}");
         // Indexes alone can exhaust the budget too, and the error names their setting.
         let many_indexes = EngineSettings {
-            max_mapped_indexes: 40_000,
+            max_mapped_indexes: 60_000,
             ..settings(100, 100)
         };
         let e = MappingBudget::check(&many_indexes, 2, 10, 65_530).unwrap_err();
-        assert!(e.to_string().contains("max_mapped_indexes = 40000"), "{e}");
+        assert!(e.to_string().contains("max_mapped_indexes = 60000"), "{e}");
+    }
+
+    #[test]
+    fn an_unconfigured_module_cache_fills_the_mapping_budget_beside_the_pools() {
+        let defaults = EngineSettings::default();
+        // The defaults at the kernel's default limit on one core: 80% of 65 530 = 52 424, less
+        // (1250 slots + 2) × 3 + 1250 × 6 + (4096 + 1 + 1 + 1) indexes + 1000 Workers × 3
+        // = 18 355 leaves 34 069 / 3 = 11 356 modules; on two cores 1000 fewer.
+        let one = MappingBudget::auto_loaded_modules(&defaults, 1, 1000, DEFAULT_MAX_MAP_COUNT);
+        assert_eq!(one, 11_356);
+        let two = MappingBudget::auto_loaded_modules(&defaults, 2, 1000, DEFAULT_MAX_MAP_COUNT);
+        assert_eq!(two, 10_356);
+        // Whatever it picks passes the check with every core's pool whole.
+        for (cores, loaded) in [(1, one), (2, two)] {
+            let sized = EngineSettings {
+                max_loaded_modules: loaded,
+                ..defaults.clone()
+            };
+            let (budget, workers) =
+                MappingBudget::check(&sized, cores, 1000, DEFAULT_MAX_MAP_COUNT).unwrap();
+            assert_eq!(workers, 1000);
+            assert!(budget.mappings <= DEFAULT_MAX_MAP_COUNT * MAPPING_BUDGET_PERCENT / 100);
+        }
+        // Many cores: never below the old fixed default (the pools shrink instead) ...
+        let many = MappingBudget::auto_loaded_modules(&defaults, 64, 1000, DEFAULT_MAX_MAP_COUNT);
+        assert_eq!(many, *AUTO_LOADED_MODULES.start());
+        let sized = EngineSettings {
+            max_loaded_modules: many,
+            ..defaults.clone()
+        };
+        let (_, workers) = MappingBudget::check(&sized, 64, 1000, DEFAULT_MAX_MAP_COUNT).unwrap();
+        assert!((1..1000).contains(&workers), "{workers}");
+        // ... and a kernel that allows a million mappings does not get a million modules.
+        let big = MappingBudget::auto_loaded_modules(&defaults, 2, 1000, 1 << 20);
+        assert_eq!(big, *AUTO_LOADED_MODULES.end());
     }
 }
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::thread;
 
-use tenantry_loader::{MODULE_LOADER_THREADS, VMAS_PER_MODULE};
+use tenantry_loader::{MODULE_LOADER_THREADS, MappingBudget, VMAS_PER_MODULE};
 
 use crate::common::*;
 
@@ -116,4 +116,34 @@ fn a_cache_too_large_for_the_kernel_mapping_limit_is_refused_at_start() {
         e.contains("max_loaded_modules = 100000000") && e.contains("vm.max_map_count"),
         "{e}"
     );
+}
+
+#[test]
+fn an_unconfigured_module_cache_is_sized_from_the_kernel_limit_and_a_configured_one_kept() {
+    let node = TestNode::start("");
+    let plane = node.node.as_ref().unwrap().plane();
+    let settings = plane.engine().settings();
+    let expected = MappingBudget::auto_loaded_modules(
+        settings,
+        CORES,
+        tenantry::config::DEFAULT_WORKERS_PER_CORE,
+        MappingBudget::kernel_max_map_count(),
+    );
+    assert_eq!(settings.max_loaded_modules, expected);
+    // Far more than the library default at the kernel's default limit with these settings.
+    assert!(expected > 2048, "{expected}");
+    // It fits the limit with every core's pool whole.
+    let (_, workers) = MappingBudget::check(
+        settings,
+        CORES,
+        tenantry::config::DEFAULT_WORKERS_PER_CORE,
+        MappingBudget::kernel_max_map_count(),
+    )
+    .unwrap();
+    assert_eq!(workers, tenantry::config::DEFAULT_WORKERS_PER_CORE);
+    drop(node);
+
+    let node = TestNode::start("max_loaded_modules = 300\n");
+    let plane = node.node.as_ref().unwrap().plane();
+    assert_eq!(plane.engine().settings().max_loaded_modules, 300);
 }
