@@ -297,6 +297,12 @@ fn config(settings: &EngineSettings, strategy: Strategy, slots: u32) -> Config {
         .memory_init_cow(true)
         .consume_fuel(true)
         .epoch_interruption(true)
+        // No `.eh_frame` registered with the system unwinder per module: glibc's libgcc keeps
+        // registrations in a list, so mapping or unmapping a module cost O(modules mapped) —
+        // 60% of the loader threads' time with 11k modules mapped (docs/performance.md).
+        // Wasmtime walks wasm frames itself (traps, backtraces) and catches a host function's
+        // panic before it would unwind through them, so nothing here needs it.
+        .native_unwind_info(false)
         .max_wasm_stack(settings.max_wasm_stack)
         // The async fiber stack must hold the wasm stack plus host frames.
         .async_stack_size(settings.max_wasm_stack + (1 << 20));
