@@ -617,7 +617,7 @@ mod tests {
             let (budget, workers) =
                 MappingBudget::check(&defaults, cores, 1000, DEFAULT_MAX_MAP_COUNT).unwrap();
             assert!(workers >= 1);
-            assert!(budget.mappings <= DEFAULT_MAX_MAP_COUNT * MAPPING_BUDGET_PERCENT / 100);
+            assert!(budget.mappings <= allowed(DEFAULT_MAX_MAP_COUNT));
         }
     }
 
@@ -674,7 +674,7 @@ mod tests {
             let (budget, workers) =
                 MappingBudget::check(&sized, cores, 1000, DEFAULT_MAX_MAP_COUNT).unwrap();
             assert_eq!(workers, 1000);
-            assert!(budget.mappings <= DEFAULT_MAX_MAP_COUNT * MAPPING_BUDGET_PERCENT / 100);
+            assert!(budget.mappings <= allowed(DEFAULT_MAX_MAP_COUNT));
         }
         // Many cores: never below the old fixed default (the pools shrink instead) ...
         let many = MappingBudget::auto_loaded_modules(&defaults, 64, 1000, DEFAULT_MAX_MAP_COUNT);

@@ -25,8 +25,9 @@ fn list_all(a: std::net::SocketAddr) -> Vec<String> {
     }
 }
 
-/// Creating and listing namespaces at 1k and 10k (or `TENANTRY_NS_SIZES`) namespaces through the admin API (a debug build
-/// unless run with `--release`), then restarting the node on them. Reproduce:
+/// Creating and listing namespaces at 1k and 10k (or `TENANTRY_NS_SIZES`) namespaces through
+/// the admin API (a debug build unless run with `--release`), then restarting the node on them.
+/// Reproduce:
 /// `cargo test --test all measure_namespaces -- --ignored --nocapture`
 /// (`TENANTRY_NS_SIZES=1000,10000` by default).
 #[test]
